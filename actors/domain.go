@@ -1,0 +1,146 @@
+// Package actors is the domain of roomengine: live rooms, co-streaming calls and the user
+// registry, written as pure state machines driven by thin protoactor actors. It declares the
+// small interfaces it needs from the outside world (Store, Publisher, Clock, URLs) and imports
+// none of the packages that implement them.
+package actors
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// User is immutable once created: the id is a decimal string allocated from 1 upwards.
+type User struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// Room statuses as the old clients know them.
+const (
+	StatusCreated    = 0  // created, not (or no longer) publishing
+	StatusPublishing = 1  // the host's stream is live
+	StatusEnded      = 2  // ended; kept only until its topic is deleted
+	StatusCostream   = 10 // made by the server for a viewer who joined a co-streaming call
+)
+
+// Room types.
+const (
+	TypeViewer = 1
+	TypeHost   = 2
+)
+
+// Room is the durable snapshot of one live room. Everything a room actor needs after a
+// restart is here, including its deadlines as absolute times.
+type Room struct {
+	ID          string    `json:"id"`
+	UID         string    `json:"uid"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	CreateTime  time.Time `json:"createTime"`
+	Status      int       `json:"status"`
+	Type        int       `json:"type"`
+	// Publishing is true while the stream is live. For host rooms it mirrors Status 1; a
+	// co-stream room keeps Status 10 and records publishing here.
+	Publishing  bool `json:"publishing"`
+	IsMixReady  bool `json:"isMixReady"`
+	IsMixed     bool `json:"isMixed"`
+	MixedStatus int  `json:"mixedStatus"`
+	// PushURL is signed once at creation (auth_key expiry), so it is stored, not derived.
+	PushURL string `json:"pushUrl"`
+	// NoPublishDeadline: the room ends if it is not publishing by then. Zero when none.
+	NoPublishDeadline time.Time `json:"noPublishDeadline,omitzero"`
+	// TopicDeleteDeadline: set on an ended room; its topic is deleted then. Zero when none.
+	TopicDeleteDeadline time.Time `json:"topicDeleteDeadline,omitzero"`
+	// CallID names the co-streaming call the room is in, empty when none.
+	CallID string `json:"callId,omitempty"`
+}
+
+// Ended reports whether the room no longer exists for the API (it only waits for its
+// topic deletion).
+func (r *Room) Ended() bool { return r.Status == StatusEnded }
+
+// Store persists snapshots. Every method is safe for concurrent use; a nil error means the
+// change is durable. Implementations: persistence/embedded, persistence/redis.
+type Store interface {
+	// CreateUser allocates the next user id atomically and durably stores the user. Ids are
+	// never reused, not even after Reset or a restart.
+	CreateUser(ctx context.Context, name string) (User, error)
+	// GetUser returns ErrNotFound for an unknown id.
+	GetUser(ctx context.Context, id string) (User, error)
+
+	// SaveRoom upserts a room snapshot.
+	SaveRoom(ctx context.Context, room Room) error
+	// DeleteRoom removes a room snapshot and its audience.
+	DeleteRoom(ctx context.Context, roomID string) error
+	// LoadRooms returns every stored room snapshot (used at start-up).
+	LoadRooms(ctx context.Context) ([]Room, error)
+
+	// AddAudience and RemoveAudience are idempotent.
+	AddAudience(ctx context.Context, roomID string, member User) error
+	RemoveAudience(ctx context.Context, roomID, uid string) error
+	// LoadAudience returns the members of a room's audience ordered by numeric id.
+	LoadAudience(ctx context.Context, roomID string) ([]User, error)
+
+	// Reset wipes users, rooms and audiences (key == ""), or the one user or room named by
+	// key. The user id counter survives, so ids are never reused.
+	Reset(ctx context.Context, key string) error
+	// Ping reports whether the store can serve requests now.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// ErrNotFound is returned by a Store for an unknown key.
+var ErrNotFound = errors.New("not found")
+
+// Push is one message for the clients of a topic. Body is the JSON object
+// {"data": {...}, "type": N, "time": ms} shared by every backend.
+type Push struct {
+	Topic      string
+	Tag        string
+	Importance int
+	Type       int
+	Body       []byte
+}
+
+// Publisher delivers pushes. Publish must not block on the network: a backend that talks
+// to a remote service queues and retries on its own. Pushes to one topic are delivered in
+// the order Publish was called.
+type Publisher interface {
+	Publish(p Push)
+	// CreateTopic and DeleteTopic follow a room's life (MNS creates and deletes topics; the
+	// WebSocket gateway drops its history).
+	CreateTopic(topic string)
+	DeleteTopic(topic string)
+}
+
+// Clock is the time source of every actor, so tests can drive timers.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc calls f in its own goroutine after d. The returned stop function prevents
+	// the call if it has not started yet; callers still tolerate a late call.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
+
+// URLs builds the URLs handed to clients (SPEC §6).
+type URLs interface {
+	// PushURL is the RTMP push URL, signed with auth_key when configured.
+	PushURL(roomID string, now time.Time) string
+	// PlayURLs are the mixed-stream play URLs: FLV, HLS, RTMP.
+	PlayURLs(roomID string) (flv, m3u8, rtmp string)
+	// ShortDelayPlayURL is the unmixed low-latency URL a co-streaming partner plays.
+	ShortDelayPlayURL(roomID string) string
+	// MixPlayURL is the play URL of a stream the CDN mix returned.
+	MixPlayURL(streamName string) string
+	// TopicLocation is where clients subscribe to a room's topic.
+	TopicLocation(topic string) string
+}
+
+// SystemClock is the real clock.
+type SystemClock struct{}
+
+func (SystemClock) Now() time.Time { return time.Now() }
+
+func (SystemClock) AfterFunc(d time.Duration, f func()) func() bool {
+	return time.AfterFunc(d, f).Stop
+}

@@ -1,0 +1,297 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// EngineConfig wires an Engine.
+type EngineConfig struct {
+	Room      RoomConfig
+	Store     Store
+	Publisher Publisher
+	Clock     Clock // nil = SystemClock
+	URLs      URLs
+	Logger    *slog.Logger
+	// AskTimeout bounds how long a command waits for its actor's answer.
+	AskTimeout time.Duration
+	// StoreTimeout bounds one store call made by an actor.
+	StoreTimeout time.Duration
+	// OnLiveRooms, if set, is told the number of live rooms whenever it changes.
+	OnLiveRooms func(int)
+}
+
+// Engine is the Go API of the room engine: every method sends a message to an actor and
+// waits (bounded by AskTimeout) for its answer. It holds no domain state of its own.
+type Engine struct {
+	system  *actor.ActorSystem
+	rooms   *actor.PID
+	users   *actor.PID
+	timeout time.Duration
+	clock   Clock
+	log     *slog.Logger
+	stopped sync.Once
+}
+
+// NewEngine loads the rooms from the store and starts the registries; rooms with a pending
+// deadline are re-activated at once, so their timers fire at their original time.
+func NewEngine(cfg EngineConfig) (*Engine, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.AskTimeout <= 0 {
+		cfg.AskTimeout = 5 * time.Second
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = cfg.AskTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.StoreTimeout)
+	defer cancel()
+	snapshots, err := cfg.Store.LoadRooms(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load rooms: %w", err)
+	}
+	logger := cfg.Logger
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return logger.With("component", "protoactor")
+	}))
+	deps := &roomDeps{cfg: cfg.Room, store: cfg.Store, publisher: cfg.Publisher, clock: cfg.Clock,
+		urls: cfg.URLs, log: cfg.Logger, storeTimeout: cfg.StoreTimeout}
+
+	// A room actor that panics is stopped, not restarted in place: its in-memory state is
+	// suspect, and the registry re-spawns it from its last durable snapshot on demand.
+	stopOnPanic := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
+	roomsProps := actor.PropsFromProducer(func() actor.Actor {
+		return newRoomRegistry(deps, snapshots, cfg.OnLiveRooms)
+	}, actor.WithSupervisor(stopOnPanic))
+	rooms, err := system.Root.SpawnNamed(roomsProps, "rooms")
+	if err != nil {
+		return nil, err
+	}
+	users, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
+		return newUserRegistry(cfg.Store, cfg.StoreTimeout)
+	}), "users")
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{system: system, rooms: rooms, users: users, timeout: cfg.AskTimeout,
+		clock: cfg.Clock, log: cfg.Logger}, nil
+}
+
+// Shutdown stops the registries and every room after they finished their queued messages.
+// Every acknowledged change is already durable, so nothing needs flushing.
+// It is safe to call more than once.
+func (e *Engine) Shutdown() {
+	e.stopped.Do(func() {
+		// Poison queues behind what the registries already hold; a registry stops its rooms
+		// only after they too have finished their mailboxes.
+		_ = e.system.Root.PoisonFuture(e.rooms).Wait()
+		_ = e.system.Root.PoisonFuture(e.users).Wait()
+		e.system.Shutdown()
+	})
+}
+
+// ask sends msg and waits for the answer.
+func (e *Engine) ask(ctx context.Context, pid *actor.PID, msg any) (any, error) {
+	timeout := e.timeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		timeout = time.Until(d)
+	}
+	if timeout <= 0 {
+		return nil, Errorf(CodeUnavailable, "请求超时")
+	}
+	res, err := e.system.Root.RequestFuture(pid, msg, timeout).Result()
+	if err != nil {
+		return nil, Errorf(CodeUnavailable, "请求超时，请稍后重试")
+	}
+	return res, nil
+}
+
+func (e *Engine) askRoom(ctx context.Context, req roomRequest) (roomReply, error) {
+	res, err := e.ask(ctx, e.rooms, req)
+	if err != nil {
+		return roomReply{}, err
+	}
+	reply, ok := res.(roomReply)
+	if !ok {
+		return roomReply{}, Errorf(CodeInternal, "系统异常")
+	}
+	if reply.err != nil {
+		return reply, reply.err
+	}
+	return reply, nil
+}
+
+// Login creates a new user (each call a new one, as the old server did).
+func (e *Engine) Login(ctx context.Context, name string) (User, error) {
+	reply, err := e.askUser(ctx, loginRequest{name: name})
+	if err != nil {
+		return User{}, err
+	}
+	return reply.user, nil
+}
+
+// User returns a user, or 2002 when the id is unknown.
+func (e *Engine) User(ctx context.Context, uid string) (User, error) {
+	reply, err := e.askUser(ctx, getUserRequest{id: uid})
+	if err != nil {
+		return User{}, err
+	}
+	if !reply.found {
+		return User{ID: uid}, ErrNoSuchUser(uid)
+	}
+	return reply.user, nil
+}
+
+func (e *Engine) askUser(ctx context.Context, msg any) (userReply, error) {
+	res, err := e.ask(ctx, e.users, msg)
+	if err != nil {
+		return userReply{}, err
+	}
+	reply, ok := res.(userReply)
+	if !ok {
+		return userReply{}, Errorf(CodeInternal, "系统异常")
+	}
+	if reply.err != nil {
+		return reply, ErrStoreUnavailable(reply.err)
+	}
+	return reply, nil
+}
+
+// lookupUser resolves a user for a room command: an unknown user is not an error here,
+// because the room decides which error wins (2003 before 2002).
+func (e *Engine) lookupUser(ctx context.Context, uid string) (User, bool, error) {
+	u, err := e.User(ctx, uid)
+	var domainErr *Error
+	if errors.As(err, &domainErr) && domainErr.Code == CodeNoSuchUser {
+		return User{ID: uid}, false, nil
+	}
+	return u, err == nil, err
+}
+
+// CreateRoom opens a host room for uid.
+func (e *Engine) CreateRoom(ctx context.Context, uid, description string) (Room, error) {
+	host, err := e.User(ctx, uid)
+	if err != nil {
+		return Room{}, err
+	}
+	if strings.TrimSpace(description) == "" {
+		description = host.Name + "的直播"
+	}
+	res, err := e.ask(ctx, e.rooms, createRoomRequest{host: host, description: description,
+		roomType: TypeHost, status: StatusCreated})
+	if err != nil {
+		return Room{}, err
+	}
+	reply, _ := res.(roomReply)
+	if reply.err != nil {
+		return Room{}, reply.err
+	}
+	return reply.room, nil
+}
+
+// Play adds uid to the audience of roomID.
+func (e *Engine) Play(ctx context.Context, roomID, uid string) (Room, User, error) {
+	viewer, known, err := e.lookupUser(ctx, uid)
+	if err != nil {
+		return Room{}, User{}, err
+	}
+	reply, err := e.askRoom(ctx, roomRequest{roomID: roomID, ev: evPlay{member: viewer, userKnown: known}})
+	return reply.room, viewer, err
+}
+
+// AudienceLeave removes uid from the audience of roomID. Leaving twice is fine.
+func (e *Engine) AudienceLeave(ctx context.Context, roomID, uid string) error {
+	_, err := e.askRoom(ctx, roomRequest{roomID: roomID, ev: evAudienceLeave{uid: uid}, callback: true})
+	return err
+}
+
+// Leave ends a room: push 8, audience cleared, topic deleted after the delay.
+func (e *Engine) Leave(ctx context.Context, roomID string) error {
+	_, err := e.askRoom(ctx, roomRequest{roomID: roomID, ev: evLeave{}})
+	return err
+}
+
+// Comment pushes a comment (type 6) to the room. It touches no store.
+func (e *Engine) Comment(ctx context.Context, roomID, uid, text string) error {
+	u, known, err := e.lookupUser(ctx, uid)
+	if err != nil {
+		return err
+	}
+	_, err = e.askRoom(ctx, roomRequest{roomID: roomID, ev: evComment{user: u, userKnown: known, text: text}})
+	return err
+}
+
+// Like pushes a like (type 7) to the room. It touches no store.
+func (e *Engine) Like(ctx context.Context, roomID, uid string) error {
+	u, known, err := e.lookupUser(ctx, uid)
+	if err != nil {
+		return err
+	}
+	_, err = e.askRoom(ctx, roomRequest{roomID: roomID, ev: evLike{user: u, userKnown: known}})
+	return err
+}
+
+// Audience lists who is watching roomID; an unknown room has nobody.
+func (e *Engine) Audience(ctx context.Context, roomID string) ([]User, error) {
+	reply, err := e.askRoom(ctx, roomRequest{roomID: roomID, ev: queryAudience{}, callback: true})
+	if err != nil {
+		return nil, err
+	}
+	members, _ := reply.result.([]User)
+	if members == nil {
+		members = []User{}
+	}
+	return members, nil
+}
+
+// List returns the JSON array of room objects selected by q.
+func (e *Engine) List(ctx context.Context, q ListQuery) ([]byte, error) {
+	res, err := e.ask(ctx, e.rooms, listRequest{q: q})
+	if err != nil {
+		return nil, err
+	}
+	reply, _ := res.(listReply)
+	return reply.json, nil
+}
+
+// StreamPublished handles Aliyun's publish callback; unknown streams are ignored.
+func (e *Engine) StreamPublished(ctx context.Context, roomID string) error {
+	_, err := e.askRoom(ctx, roomRequest{roomID: roomID, ev: evPublish{}, callback: true})
+	return err
+}
+
+// StreamPublishDone handles Aliyun's publish_done callback; unknown streams are ignored.
+func (e *Engine) StreamPublishDone(ctx context.Context, roomID string) error {
+	_, err := e.askRoom(ctx, roomRequest{roomID: roomID, ev: evPublishDone{}, callback: true})
+	return err
+}
+
+// MixAvailable handles Aliyun's mix-available callback for a room.
+func (e *Engine) MixAvailable(ctx context.Context, roomID string) error {
+	_, err := e.askRoom(ctx, roomRequest{roomID: roomID, ev: evMixAvailable{}, callback: true})
+	return err
+}
+
+// Reset wipes the store (key == "") or one room or user.
+func (e *Engine) Reset(ctx context.Context, key string) error {
+	res, err := e.ask(ctx, e.rooms, resetRequest{key: key})
+	if err != nil {
+		return err
+	}
+	if reply, _ := res.(resetReply); reply.err != nil {
+		return ErrStoreUnavailable(reply.err)
+	}
+	_, err = e.ask(ctx, e.users, resetUsersRequest{key: key})
+	return err
+}

@@ -1,0 +1,51 @@
+package actors
+
+import "fmt"
+
+// Error codes of the response envelope (SPEC §1), kept from the old server.
+const (
+	CodeOK              = 200
+	CodeMissingParam    = 20001
+	CodeNoSuchUser      = 2002
+	CodeNoSuchRoom      = 2003
+	CodeInCall          = 3020
+	CodeMixFailed       = 3000
+	CodeMixInvalidArg   = 3400
+	CodeMixNoSuchStream = 3404
+	CodeMixInternal     = 3500
+	CodeBadState        = 4000
+	CodeUnauthorized    = 401
+	CodeForbidden       = 403
+	CodeTooLarge        = 413
+	CodeInternal        = 500
+	CodeUnavailable     = 503
+)
+
+// Error is a failure a client sees: a code of the envelope and a short message.
+type Error struct {
+	Code    int
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
+
+// Errorf builds an *Error.
+func Errorf(code int, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrNoSuchRoom is the 2003 answer for a room id.
+func ErrNoSuchRoom(roomID string) *Error {
+	return Errorf(CodeNoSuchRoom, "roomId=%s的直播不存在", roomID)
+}
+
+// ErrNoSuchUser is the 2002 answer for a user id.
+func ErrNoSuchUser(uid string) *Error {
+	return Errorf(CodeNoSuchUser, "%s用户不存在", uid)
+}
+
+// ErrStoreUnavailable is the 503 answer when a change could not be made durable; the change
+// was not applied.
+func ErrStoreUnavailable(err error) *Error {
+	return Errorf(CodeUnavailable, "存储不可用，请稍后重试: %v", err)
+}

@@ -1,0 +1,314 @@
+package actors
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// roomRequest routes an event to one room through the room registry. Callback events (from
+// Aliyun, timers) are answered with an empty success when the room is unknown; commands get
+// 2003.
+type roomRequest struct {
+	roomID   string
+	ev       any
+	callback bool
+}
+
+// roomReply answers a roomRequest.
+type roomReply struct {
+	room   Room
+	result any
+	err    *Error
+}
+
+// queryAudience asks a room for its audience; it changes nothing.
+type queryAudience struct{}
+
+// roomChanged tells the registry a room's latest durable snapshot.
+type roomChanged struct {
+	room   Room
+	exists bool
+}
+
+// roomGone asks the registry to forget a room and stop its actor.
+type roomGone struct{ roomID string }
+
+type timerKind int
+
+const (
+	timerNoPublish timerKind = iota
+	timerTopicDelete
+)
+
+// timerFired is sent by a room's clock timer to the room itself. The generation number lets
+// the room ignore a timer that fires after it was re-armed or cancelled.
+type timerFired struct {
+	kind timerKind
+	gen  uint64
+}
+
+type armedTimer struct {
+	at   time.Time
+	gen  uint64
+	stop func() bool
+}
+
+// roomDeps are what every room actor shares.
+type roomDeps struct {
+	cfg          RoomConfig
+	store        Store
+	publisher    Publisher
+	clock        Clock
+	urls         URLs
+	log          *slog.Logger
+	storeTimeout time.Duration
+}
+
+// roomActor is the thin shell around stepRoom: it feeds events in, performs the effects in
+// order (durable first, then pushes and timers) and replies.
+type roomActor struct {
+	deps     *roomDeps
+	room     Room
+	exists   bool
+	audience map[string]User
+	timers   [2]armedTimer
+	self     *actor.PID
+	system   *actor.ActorSystem
+}
+
+func newRoomActor(deps *roomDeps, snapshot Room, exists bool) *roomActor {
+	return &roomActor{deps: deps, room: snapshot, exists: exists, audience: map[string]User{}}
+}
+
+func (a *roomActor) Receive(ctx actor.Context) {
+	defer a.recoverAndReport(ctx)
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		a.self, a.system = ctx.Self(), ctx.ActorSystem()
+		a.activate()
+	case *actor.Stopping:
+		a.cancelTimers()
+	case roomRequest:
+		a.handle(ctx, msg)
+	case timerFired:
+		a.fire(ctx, msg)
+	}
+}
+
+// recoverAndReport answers a request whose handling panicked with a 500 and logs the stack at
+// ERROR, then re-panics so the supervisor stops this actor; the registry re-spawns it from its
+// last durable snapshot on the next message.
+func (a *roomActor) recoverAndReport(ctx actor.Context) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	a.deps.log.Error("room actor panicked", "room", a.room.ID, "panic", p, "stack", string(debug.Stack()))
+	if ctx.Sender() != nil {
+		ctx.Respond(roomReply{err: Errorf(CodeInternal, "系统异常")})
+	}
+	panic(p)
+}
+
+// activate restores what the snapshot does not hold: the audience and the armed timers.
+func (a *roomActor) activate() {
+	if !a.exists || a.room.Ended() {
+		a.reconcileTimers()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.deps.storeTimeout)
+	defer cancel()
+	members, err := a.deps.store.LoadAudience(ctx, a.room.ID)
+	if err != nil {
+		// The room still works; the audience list shows whoever joins from now on.
+		a.deps.log.Warn("load audience failed", "room", a.room.ID, "err", err)
+	}
+	for _, m := range members {
+		a.audience[m.ID] = m
+	}
+	a.reconcileTimers()
+}
+
+func (a *roomActor) handle(ctx actor.Context, req roomRequest) {
+	if _, ok := req.ev.(queryAudience); ok {
+		ctx.Respond(roomReply{room: a.room, result: a.audienceList()})
+		return
+	}
+	st := stepRoom(a.deps.cfg, a.room, a.exists, a.isMember, req.ev, a.deps.clock.Now())
+	if st.err != nil {
+		ctx.Respond(roomReply{room: a.room, err: st.err})
+		return
+	}
+	if err := a.persist(st); err != nil {
+		a.deps.log.Warn("room change not persisted", "room", st.next.ID, "err", err)
+		ctx.Respond(roomReply{room: a.room, err: ErrStoreUnavailable(err)})
+		if !a.exists {
+			ctx.Send(ctx.Parent(), roomGone{roomID: st.next.ID}) // a creation that failed leaves nothing
+		}
+		return
+	}
+	a.commit(ctx, st)
+	ctx.Respond(roomReply{room: a.room, result: st.result})
+}
+
+func (a *roomActor) fire(ctx actor.Context, t timerFired) {
+	armed := &a.timers[t.kind]
+	if t.gen != armed.gen || armed.at.IsZero() {
+		return // cancelled or re-armed since
+	}
+	armed.at = time.Time{} // fired: reconcileTimers re-arms if the deadline still stands
+	ev := any(evNoPublishDue{})
+	if t.kind == timerTopicDelete {
+		ev = evTopicDeleteDue{}
+	}
+	st := stepRoom(a.deps.cfg, a.room, a.exists, a.isMember, ev, a.deps.clock.Now())
+	if err := a.persist(st); err != nil {
+		a.deps.log.Warn("timer effect not persisted, retrying", "room", a.room.ID, "err", err)
+		a.arm(t.kind, a.deps.clock.Now().Add(time.Second))
+		return
+	}
+	a.commit(ctx, st)
+}
+
+// persist performs the durable effects of a step. Nothing else happens before they succeed.
+func (a *roomActor) persist(st roomStep) error {
+	if !st.save && !st.remove && st.audienceAdd == nil && st.audienceRemove == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.deps.storeTimeout)
+	defer cancel()
+	id := st.next.ID
+	switch {
+	case st.remove:
+		return a.deps.store.DeleteRoom(ctx, id)
+	case st.save:
+		return a.deps.store.SaveRoom(ctx, st.next)
+	case st.audienceAdd != nil:
+		return a.deps.store.AddAudience(ctx, id, *st.audienceAdd)
+	default:
+		return a.deps.store.RemoveAudience(ctx, id, st.audienceRemove)
+	}
+}
+
+// commit applies a persisted step to memory and performs its outbound effects.
+func (a *roomActor) commit(ctx actor.Context, st roomStep) {
+	changed := st.save || st.remove || st.exists != a.exists
+	a.room, a.exists = st.next, st.exists
+	if st.audienceAdd != nil {
+		a.audience[st.audienceAdd.ID] = *st.audienceAdd
+	}
+	if st.audienceRemove != "" {
+		delete(a.audience, st.audienceRemove)
+	}
+	if st.clearAudience {
+		clear(a.audience)
+	}
+	if st.createTopic {
+		a.deps.publisher.CreateTopic(a.room.ID)
+	}
+	now := a.deps.clock.Now()
+	for _, p := range st.pushes {
+		a.deps.publisher.Publish(EncodePush(a.room.ID, p.tag, p.importance, p.typ, p.data, now))
+	}
+	if st.deleteTopic {
+		a.deps.publisher.DeleteTopic(a.room.ID)
+	}
+	a.reconcileTimers()
+	if changed {
+		ctx.Send(ctx.Parent(), roomChanged{room: a.room, exists: a.exists})
+	}
+	if st.stop {
+		ctx.Send(ctx.Parent(), roomGone{roomID: a.room.ID})
+	}
+}
+
+func (a *roomActor) isMember(uid string) bool {
+	_, ok := a.audience[uid]
+	return ok
+}
+
+func (a *roomActor) audienceList() []User {
+	out := make([]User, 0, len(a.audience))
+	for _, u := range a.audience {
+		out = append(out, u)
+	}
+	slices.SortFunc(out, func(x, y User) int { return compareIDs(x.ID, y.ID) })
+	return out
+}
+
+// compareIDs orders decimal ids numerically ("9" before "10"), falling back to text order.
+func compareIDs(x, y string) int {
+	nx, errx := strconv.ParseUint(x, 10, 64)
+	ny, erry := strconv.ParseUint(y, 10, 64)
+	if errx == nil && erry == nil {
+		switch {
+		case nx < ny:
+			return -1
+		case nx > ny:
+			return 1
+		}
+		return 0
+	}
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
+
+// reconcileTimers makes the armed timers match the deadlines in the snapshot. Deriving timers
+// from the snapshot is what makes them survive a restart: activation just calls this.
+func (a *roomActor) reconcileTimers() {
+	var noPublish, topicDelete time.Time
+	if a.exists {
+		noPublish, topicDelete = a.room.NoPublishDeadline, a.room.TopicDeleteDeadline
+	}
+	a.reconcile(timerNoPublish, noPublish)
+	a.reconcile(timerTopicDelete, topicDelete)
+}
+
+func (a *roomActor) reconcile(kind timerKind, deadline time.Time) {
+	armed := &a.timers[kind]
+	if armed.at.Equal(deadline) {
+		return
+	}
+	if deadline.IsZero() {
+		a.cancel(kind)
+		return
+	}
+	a.arm(kind, deadline)
+}
+
+func (a *roomActor) arm(kind timerKind, at time.Time) {
+	a.cancel(kind)
+	armed := &a.timers[kind]
+	armed.gen++
+	armed.at = at
+	msg := timerFired{kind: kind, gen: armed.gen}
+	self, system := a.self, a.system
+	armed.stop = a.deps.clock.AfterFunc(at.Sub(a.deps.clock.Now()), func() {
+		system.Root.Send(self, msg)
+	})
+}
+
+func (a *roomActor) cancel(kind timerKind) {
+	armed := &a.timers[kind]
+	if armed.stop != nil {
+		armed.stop()
+		armed.stop = nil
+	}
+	armed.at = time.Time{}
+}
+
+func (a *roomActor) cancelTimers() {
+	a.cancel(timerNoPublish)
+	a.cancel(timerTopicDelete)
+}

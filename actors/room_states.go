@@ -1,0 +1,202 @@
+package actors
+
+import "time"
+
+// This file is the room state machine of docs/state-machines.md, written as a pure function:
+// (room, event, now) → (room', effects, reply). It does no I/O and knows nothing of actors, so
+// the same code runs in the room actor and in table-driven tests without goroutines.
+
+// RoomConfig holds the timings of a room's life.
+type RoomConfig struct {
+	NoPublishTimeout time.Duration
+	TopicDeleteDelay time.Duration
+}
+
+// Events a room reacts to. Commands carry what the room needs to know about the world (the
+// acting user, already resolved by the user registry).
+type (
+	evCreate struct {
+		room Room // the initial snapshot: ID, UID, Name, Description, Type, Status, PushURL
+	}
+	evPlay struct {
+		member    User
+		userKnown bool
+	}
+	evAudienceLeave struct{ uid string }
+	evLeave         struct{}
+	evComment       struct {
+		user      User
+		userKnown bool
+		text      string
+	}
+	evLike struct {
+		user      User
+		userKnown bool
+	}
+	evPublish        struct{}
+	evPublishDone    struct{}
+	evMixAvailable   struct{}
+	evNoPublishDue   struct{}
+	evTopicDeleteDue struct{}
+)
+
+// outPush is a push message the room sends to its own topic.
+type outPush struct {
+	tag        string
+	importance int
+	typ        int
+	data       any
+}
+
+// roomStep is the outcome of one event.
+type roomStep struct {
+	next   Room
+	exists bool // the room exists after the step (an ended room still exists as a tombstone)
+	// Durable effects, performed before anything else; if they fail the step is discarded.
+	save           bool // persist next
+	remove         bool // delete the snapshot and audience
+	audienceAdd    *User
+	audienceRemove string
+	// In-memory and outbound effects, performed only after the durable ones succeeded.
+	clearAudience bool
+	pushes        []outPush
+	createTopic   bool
+	deleteTopic   bool
+	stop          bool // the room is gone for good: the actor may stop
+	// The answer to a command: err, or result (nil result means an empty success).
+	err    *Error
+	result any
+}
+
+// stepRoom applies ev to the room. exists is false before creation and after removal.
+// isMember tells whether a uid is in the audience (the audience set lives in the actor).
+func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, ev any, now time.Time) roomStep {
+	st := roomStep{next: r, exists: exists}
+	live := exists && !r.Ended()
+
+	switch e := ev.(type) {
+	case evCreate:
+		if exists {
+			st.err = Errorf(CodeBadState, "房间%s已存在", r.ID)
+			return st
+		}
+		st.next = e.room
+		st.next.NoPublishDeadline = now.Add(cfg.NoPublishTimeout)
+		st.exists, st.save, st.createTopic = true, true, true
+		st.result = st.next
+
+	case evPlay:
+		switch {
+		case !live:
+			st.err = ErrNoSuchRoom(r.ID)
+		case !e.userKnown:
+			st.err = ErrNoSuchUser(e.member.ID)
+		default:
+			if !isMember(e.member.ID) {
+				m := e.member
+				st.audienceAdd = &m
+			}
+			st.result = r
+		}
+
+	case evAudienceLeave:
+		// Leaving a room one is not in (or that is gone) is a success: the client's goal holds.
+		if live && isMember(e.uid) {
+			st.audienceRemove = e.uid
+		}
+
+	case evLeave:
+		if !live {
+			st.err = ErrNoSuchRoom(r.ID)
+			return st
+		}
+		st = endRoom(cfg, st, now)
+
+	case evComment:
+		switch {
+		case !live:
+			st.err = ErrNoSuchRoom(r.ID)
+		case !e.userKnown:
+			st.err = ErrNoSuchUser(e.user.ID)
+		default:
+			st.pushes = []outPush{{tag: r.ID, importance: 8, typ: 6,
+				data: commentData{UID: e.user.ID, Name: e.user.Name, Comment: e.text}}}
+		}
+
+	case evLike:
+		switch {
+		case !live:
+			st.err = ErrNoSuchRoom(r.ID)
+		case !e.userKnown:
+			st.err = ErrNoSuchUser(e.user.ID)
+		default:
+			st.pushes = []outPush{{tag: r.ID, importance: 9, typ: 7,
+				data: likeData{UID: e.user.ID, Name: e.user.Name}}}
+		}
+
+	case evPublish:
+		// Repeated publish notifications change nothing and push nothing.
+		if !live || r.Publishing {
+			return st
+		}
+		st.next.Publishing = true
+		if r.Status == StatusCreated {
+			st.next.Status = StatusPublishing
+		}
+		st.next.NoPublishDeadline = time.Time{}
+		st.save = true
+		st.pushes = []outPush{{tag: r.ID, importance: 5, typ: 9, data: streamData{UID: r.UID, Name: r.Name, RoomID: r.ID}}}
+
+	case evPublishDone:
+		// publish_done for a room that is not publishing (repeated, or arriving before its
+		// publish) is ignored, so the no-publish deadline is not pushed back by duplicates.
+		if !live || !r.Publishing {
+			return st
+		}
+		st.next.Publishing = false
+		if r.Status == StatusPublishing {
+			st.next.Status = StatusCreated
+		}
+		st.next.NoPublishDeadline = now.Add(cfg.NoPublishTimeout)
+		st.save = true
+		st.pushes = []outPush{{tag: r.ID, importance: 5, typ: 10, data: streamData{UID: r.UID, Name: r.Name, RoomID: r.ID}}}
+
+	case evMixAvailable:
+		if !live || r.IsMixReady {
+			return st
+		}
+		st.next.IsMixReady = true
+		st.save = true
+
+	case evNoPublishDue:
+		// A timer may fire late, early (fake clocks) or after the deadline was cleared by a
+		// publish: only a deadline that is set and reached ends the room.
+		if !live || r.NoPublishDeadline.IsZero() || now.Before(r.NoPublishDeadline) {
+			return st
+		}
+		st.pushes = []outPush{{tag: r.ID, importance: 5, typ: 8, data: roomEndedData{RoomID: r.ID}}}
+		st.remove, st.clearAudience, st.deleteTopic, st.stop = true, true, true, true
+		st.exists = false
+
+	case evTopicDeleteDue:
+		if !exists || !r.Ended() || r.TopicDeleteDeadline.IsZero() || now.Before(r.TopicDeleteDeadline) {
+			return st
+		}
+		st.remove, st.deleteTopic, st.stop = true, true, true
+		st.exists = false
+	}
+	return st
+}
+
+// endRoom is the host leaving: the room ends at once for clients, and its snapshot stays as
+// a tombstone that carries the topic-deletion deadline across restarts.
+func endRoom(cfg RoomConfig, st roomStep, now time.Time) roomStep {
+	r := st.next
+	st.next.Status = StatusEnded
+	st.next.Publishing = false
+	st.next.NoPublishDeadline = time.Time{}
+	st.next.TopicDeleteDeadline = now.Add(cfg.TopicDeleteDelay)
+	st.save, st.clearAudience = true, true
+	st.pushes = []outPush{{tag: r.ID, importance: 5, typ: 8, data: roomEndedData{RoomID: r.ID}}}
+	return st
+}

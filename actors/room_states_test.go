@@ -1,0 +1,290 @@
+package actors
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+var (
+	testCfg = RoomConfig{NoPublishTimeout: 180 * time.Second, TopicDeleteDelay: 60 * time.Second}
+	t0      = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+)
+
+// roomIn builds a room in one of the states of the table in docs/state-machines.md.
+func roomIn(state string) (Room, bool) {
+	base := Room{ID: "abcdef0123", UID: "1", Name: "alice", Type: TypeHost, CreateTime: t0,
+		NoPublishDeadline: t0.Add(testCfg.NoPublishTimeout)}
+	switch state {
+	case "none":
+		return Room{ID: base.ID}, false
+	case "created":
+		return base, true
+	case "publishing":
+		base.Status, base.Publishing, base.NoPublishDeadline = StatusPublishing, true, time.Time{}
+		return base, true
+	case "costream":
+		base.Status, base.Type = StatusCostream, TypeViewer
+		return base, true
+	case "costream-publishing":
+		base.Status, base.Type, base.Publishing, base.NoPublishDeadline = StatusCostream, TypeViewer, true, time.Time{}
+		return base, true
+	case "ended":
+		base.Status, base.NoPublishDeadline, base.TopicDeleteDeadline = StatusEnded, time.Time{}, t0.Add(testCfg.TopicDeleteDelay)
+		return base, true
+	}
+	panic("unknown state " + state)
+}
+
+// stateOf names the state a room is in after a step.
+func stateOf(r Room, exists bool) string {
+	switch {
+	case !exists:
+		return "none"
+	case r.Status == StatusEnded:
+		return "ended"
+	case r.Status == StatusCostream && r.Publishing:
+		return "costream-publishing"
+	case r.Status == StatusCostream:
+		return "costream"
+	case r.Publishing:
+		return "publishing"
+	}
+	return "created"
+}
+
+// expect is one cell: the next state, the durable effect, the push types and the error code.
+type expect struct {
+	next    string
+	durable string // "", "save", "remove", "add", "rm"
+	pushes  []int
+	err     int
+	topic   string // "", "create", "delete"
+}
+
+func TestRoomStateTable(t *testing.T) {
+	member := User{ID: "7", Name: "carol"}
+	newcomer := User{ID: "8", Name: "dave"}
+	events := []struct {
+		name string
+		ev   any
+		at   time.Duration // time since t0 when the event happens
+	}{
+		{"create", evCreate{room: Room{ID: "abcdef0123", UID: "1", Name: "alice", Type: TypeHost, CreateTime: t0}}, 0},
+		{"play(new viewer)", evPlay{member: newcomer, userKnown: true}, time.Second},
+		{"play(member again)", evPlay{member: member, userKnown: true}, time.Second},
+		{"play(unknown user)", evPlay{member: User{ID: "999"}}, time.Second},
+		{"audience-leave(member)", evAudienceLeave{uid: member.ID}, time.Second},
+		{"audience-leave(stranger)", evAudienceLeave{uid: newcomer.ID}, time.Second},
+		{"leave", evLeave{}, time.Second},
+		{"comment", evComment{user: member, userKnown: true, text: "hi"}, time.Second},
+		{"comment(unknown user)", evComment{user: User{ID: "999"}, text: "hi"}, time.Second},
+		{"like", evLike{user: member, userKnown: true}, time.Second},
+		{"publish", evPublish{}, time.Second},
+		{"publish_done", evPublishDone{}, time.Second},
+		{"mix-available", evMixAvailable{}, time.Second},
+		{"no-publish-due(early)", evNoPublishDue{}, time.Minute},
+		{"no-publish-due", evNoPublishDue{}, testCfg.NoPublishTimeout},
+		{"topic-delete-due(early)", evTopicDeleteDue{}, time.Second},
+		{"topic-delete-due", evTopicDeleteDue{}, testCfg.TopicDeleteDelay},
+	}
+	none := expect{next: "none", err: CodeNoSuchRoom}
+	noneQuiet := expect{next: "none"}
+	ended := expect{next: "ended", err: CodeNoSuchRoom}
+	endedQuiet := expect{next: "ended"}
+	// One row per state, one column per event above, in the same order.
+	table := map[string][]expect{
+		"none": {
+			{next: "created", durable: "save", topic: "create"},
+			none, none, none, noneQuiet, noneQuiet, none, none, none, none,
+			noneQuiet, noneQuiet, noneQuiet, noneQuiet, noneQuiet, noneQuiet, noneQuiet,
+		},
+		"created": {
+			{next: "created", err: CodeBadState},
+			{next: "created", durable: "add"},
+			{next: "created"},
+			{next: "created", err: CodeNoSuchUser},
+			{next: "created", durable: "rm"},
+			{next: "created"},
+			{next: "ended", durable: "save", pushes: []int{8}},
+			{next: "created", pushes: []int{6}},
+			{next: "created", err: CodeNoSuchUser},
+			{next: "created", pushes: []int{7}},
+			{next: "publishing", durable: "save", pushes: []int{9}},
+			{next: "created"},
+			{next: "created", durable: "save"},
+			{next: "created"},
+			{next: "none", durable: "remove", pushes: []int{8}, topic: "delete"},
+			{next: "created"},
+			{next: "created"},
+		},
+		"publishing": {
+			{next: "publishing", err: CodeBadState},
+			{next: "publishing", durable: "add"},
+			{next: "publishing"},
+			{next: "publishing", err: CodeNoSuchUser},
+			{next: "publishing", durable: "rm"},
+			{next: "publishing"},
+			{next: "ended", durable: "save", pushes: []int{8}},
+			{next: "publishing", pushes: []int{6}},
+			{next: "publishing", err: CodeNoSuchUser},
+			{next: "publishing", pushes: []int{7}},
+			{next: "publishing"},
+			{next: "created", durable: "save", pushes: []int{10}},
+			{next: "publishing", durable: "save"},
+			{next: "publishing"},
+			{next: "publishing"},
+			{next: "publishing"},
+			{next: "publishing"},
+		},
+		"costream": {
+			{next: "costream", err: CodeBadState},
+			{next: "costream", durable: "add"},
+			{next: "costream"},
+			{next: "costream", err: CodeNoSuchUser},
+			{next: "costream", durable: "rm"},
+			{next: "costream"},
+			{next: "ended", durable: "save", pushes: []int{8}},
+			{next: "costream", pushes: []int{6}},
+			{next: "costream", err: CodeNoSuchUser},
+			{next: "costream", pushes: []int{7}},
+			{next: "costream-publishing", durable: "save", pushes: []int{9}},
+			{next: "costream"},
+			{next: "costream", durable: "save"},
+			{next: "costream"},
+			{next: "none", durable: "remove", pushes: []int{8}, topic: "delete"},
+			{next: "costream"},
+			{next: "costream"},
+		},
+		"costream-publishing": {
+			{next: "costream-publishing", err: CodeBadState},
+			{next: "costream-publishing", durable: "add"},
+			{next: "costream-publishing"},
+			{next: "costream-publishing", err: CodeNoSuchUser},
+			{next: "costream-publishing", durable: "rm"},
+			{next: "costream-publishing"},
+			{next: "ended", durable: "save", pushes: []int{8}},
+			{next: "costream-publishing", pushes: []int{6}},
+			{next: "costream-publishing", err: CodeNoSuchUser},
+			{next: "costream-publishing", pushes: []int{7}},
+			{next: "costream-publishing"},
+			{next: "costream", durable: "save", pushes: []int{10}},
+			{next: "costream-publishing", durable: "save"},
+			{next: "costream-publishing"},
+			{next: "costream-publishing"},
+			{next: "costream-publishing"},
+			{next: "costream-publishing"},
+		},
+		"ended": {
+			{next: "ended", err: CodeBadState},
+			ended, ended, ended, endedQuiet, endedQuiet, ended, ended, ended, ended,
+			endedQuiet, endedQuiet, endedQuiet, endedQuiet, endedQuiet, endedQuiet,
+			{next: "none", durable: "remove", topic: "delete"},
+		},
+	}
+	for state, row := range table {
+		if len(row) != len(events) {
+			t.Fatalf("state %s: %d cells for %d events", state, len(row), len(events))
+		}
+		for i, ev := range events {
+			want := row[i]
+			t.Run(fmt.Sprintf("%s/%s", state, ev.name), func(t *testing.T) {
+				r, exists := roomIn(state)
+				isMember := func(uid string) bool { return uid == member.ID }
+				st := stepRoom(testCfg, r, exists, isMember, ev.ev, t0.Add(ev.at))
+				checkStep(t, st, want)
+			})
+		}
+	}
+}
+
+func checkStep(t *testing.T, st roomStep, want expect) {
+	t.Helper()
+	gotErr := 0
+	if st.err != nil {
+		gotErr = st.err.Code
+	}
+	if gotErr != want.err {
+		t.Fatalf("error code = %d, want %d (%v)", gotErr, want.err, st.err)
+	}
+	if st.err != nil {
+		if st.save || st.remove || st.audienceAdd != nil || st.audienceRemove != "" || len(st.pushes) > 0 {
+			t.Fatalf("a refused event has effects: %+v", st)
+		}
+		return
+	}
+	if got := stateOf(st.next, st.exists); got != want.next {
+		t.Errorf("next state = %s, want %s", got, want.next)
+	}
+	durable := ""
+	switch {
+	case st.remove:
+		durable = "remove"
+	case st.save:
+		durable = "save"
+	case st.audienceAdd != nil:
+		durable = "add"
+	case st.audienceRemove != "":
+		durable = "rm"
+	}
+	if durable != want.durable {
+		t.Errorf("durable effect = %q, want %q", durable, want.durable)
+	}
+	var types []int
+	for _, p := range st.pushes {
+		types = append(types, p.typ)
+	}
+	if !slices.Equal(types, want.pushes) {
+		t.Errorf("pushes = %v, want %v", types, want.pushes)
+	}
+	topic := ""
+	if st.createTopic {
+		topic = "create"
+	}
+	if st.deleteTopic {
+		topic = "delete"
+	}
+	if topic != want.topic {
+		t.Errorf("topic effect = %q, want %q", topic, want.topic)
+	}
+}
+
+func TestRoomDeadlines(t *testing.T) {
+	noMembers := func(string) bool { return false }
+	r, _ := roomIn("none")
+	st := stepRoom(testCfg, r, false, noMembers, evCreate{room: Room{ID: "x", Type: TypeHost}}, t0)
+	if want := t0.Add(testCfg.NoPublishTimeout); !st.next.NoPublishDeadline.Equal(want) {
+		t.Fatalf("create: no-publish deadline %v, want %v", st.next.NoPublishDeadline, want)
+	}
+	st = stepRoom(testCfg, st.next, true, noMembers, evPublish{}, t0.Add(10*time.Second))
+	if !st.next.NoPublishDeadline.IsZero() || st.next.Status != StatusPublishing {
+		t.Fatalf("publish must clear the deadline and set status 1: %+v", st.next)
+	}
+	// publish_done re-arms from the time it happens, not from creation.
+	st = stepRoom(testCfg, st.next, true, noMembers, evPublishDone{}, t0.Add(100*time.Second))
+	if want := t0.Add(100*time.Second + testCfg.NoPublishTimeout); !st.next.NoPublishDeadline.Equal(want) {
+		t.Fatalf("publish_done: deadline %v, want %v", st.next.NoPublishDeadline, want)
+	}
+	// A duplicate publish_done must not push the deadline further.
+	again := stepRoom(testCfg, st.next, true, noMembers, evPublishDone{}, t0.Add(150*time.Second))
+	if !again.next.NoPublishDeadline.Equal(st.next.NoPublishDeadline) || again.save || len(again.pushes) > 0 {
+		t.Fatalf("duplicate publish_done changed the room: %+v", again)
+	}
+	// The expiry racing a publish: the publish lands first, so the stale timer does nothing.
+	pub := stepRoom(testCfg, st.next, true, noMembers, evPublish{}, st.next.NoPublishDeadline.Add(-time.Millisecond))
+	late := stepRoom(testCfg, pub.next, true, noMembers, evNoPublishDue{}, st.next.NoPublishDeadline)
+	if !late.exists || late.remove || len(late.pushes) > 0 {
+		t.Fatalf("expiry after a publish ended the room: %+v", late)
+	}
+	// Leave sets the topic deletion deadline and clears the audience.
+	left := stepRoom(testCfg, pub.next, true, noMembers, evLeave{}, t0.Add(200*time.Second))
+	if want := t0.Add(200*time.Second + testCfg.TopicDeleteDelay); !left.next.TopicDeleteDeadline.Equal(want) || !left.clearAudience {
+		t.Fatalf("leave: %+v", left)
+	}
+	// Leave twice: the second is refused with 2003 and changes nothing.
+	twice := stepRoom(testCfg, left.next, true, noMembers, evLeave{}, t0.Add(201*time.Second))
+	if twice.err == nil || twice.err.Code != CodeNoSuchRoom || len(twice.pushes) > 0 {
+		t.Fatalf("second leave: %+v", twice)
+	}
+}

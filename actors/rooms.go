@@ -1,0 +1,299 @@
+package actors
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// createRoomRequest asks the registry for a new room; the new room actor answers the caller.
+type createRoomRequest struct {
+	host        User
+	description string
+	roomType    int
+	status      int
+}
+
+// ListQuery selects rooms for /live/list.
+type ListQuery struct {
+	RoomID string // "" = every listed room; "-1" = every room whatever its state
+	Offset int
+	Limit  int // 0 = no limit
+}
+
+type listRequest struct{ q ListQuery }
+
+// listReply is the JSON array of room objects, ready to embed in the envelope.
+type listReply struct{ json []byte }
+
+type resetRequest struct{ key string }
+type resetReply struct{ err error }
+
+// roomEntry is what the registry knows of one room: its actor (nil while not running) and
+// its latest durable snapshot, rendered once for /live/list.
+type roomEntry struct {
+	pid    *actor.PID
+	room   Room
+	exists bool
+	view   []byte
+}
+
+// roomRegistry owns the set of rooms: it creates them, routes every message to the right
+// room actor (spawning it from its snapshot when it is not running), and keeps the read
+// model that /live/list serves without asking 1,000 actors.
+type roomRegistry struct {
+	deps    *roomDeps
+	entries map[string]*roomEntry
+	byPID   map[string]string // actor id → room id, to recognise a child's Terminated
+
+	// sorted is every entry that exists and has not ended, oldest first; nil when stale.
+	sorted     []*roomEntry
+	listedJSON []byte // cached answer for the default filter; nil when stale
+	liveCount  int
+	onLive     func(int) // told the number of live rooms whenever it changes
+}
+
+func newRoomRegistry(deps *roomDeps, snapshots []Room, onLive func(int)) *roomRegistry {
+	r := &roomRegistry{deps: deps, entries: make(map[string]*roomEntry, len(snapshots)),
+		byPID: map[string]string{}, onLive: onLive}
+	for _, s := range snapshots {
+		e := &roomEntry{room: s, exists: true, view: r.render(s)}
+		r.entries[s.ID] = e
+		r.countLive(nil, e.view)
+	}
+	return r
+}
+
+func (r *roomRegistry) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		r.activatePending(ctx)
+		r.invalidate()
+	case createRoomRequest:
+		r.create(ctx, msg)
+	case roomRequest:
+		r.route(ctx, msg)
+	case roomChanged:
+		r.changed(msg)
+	case roomGone:
+		if e, ok := r.entries[msg.roomID]; ok {
+			delete(r.entries, msg.roomID)
+			r.countLive(e.view, nil)
+			if e.pid != nil {
+				delete(r.byPID, e.pid.Id)
+				ctx.Poison(e.pid) // after any messages already forwarded to it
+			}
+			r.invalidate()
+		}
+	case *actor.Terminated:
+		if id, ok := r.byPID[msg.Who.Id]; ok {
+			delete(r.byPID, msg.Who.Id)
+			if e, ok := r.entries[id]; ok && e.pid != nil && e.pid.Id == msg.Who.Id {
+				e.pid = nil // re-spawned from its snapshot by the next message
+			}
+		}
+	case listRequest:
+		ctx.Respond(listReply{json: r.list(msg.q)})
+	case resetRequest:
+		ctx.Respond(resetReply{err: r.reset(ctx, msg.key)})
+	}
+}
+
+// activatePending starts every room that has a deadline, so its timer is armed after a
+// restart even if no request ever reaches it.
+func (r *roomRegistry) activatePending(ctx actor.Context) {
+	for id, e := range r.entries {
+		if !e.room.NoPublishDeadline.IsZero() || !e.room.TopicDeleteDeadline.IsZero() {
+			r.spawn(ctx, id, e)
+		}
+	}
+}
+
+func (r *roomRegistry) spawn(ctx actor.Context, id string, e *roomEntry) *actor.PID {
+	snapshot, exists := e.room, e.exists
+	props := actor.PropsFromProducer(func() actor.Actor { return newRoomActor(r.deps, snapshot, exists) })
+	e.pid = ctx.Spawn(props)
+	r.byPID[e.pid.Id] = id
+	return e.pid
+}
+
+func (r *roomRegistry) create(ctx actor.Context, req createRoomRequest) {
+	id := r.newRoomID()
+	now := r.deps.clock.Now()
+	room := Room{
+		ID: id, UID: req.host.ID, Name: req.host.Name, Description: req.description,
+		CreateTime: now, Status: req.status, Type: req.roomType,
+		PushURL: r.deps.urls.PushURL(id, now),
+	}
+	// The entry exists (without a snapshot) from now on, so the id is never handed out twice
+	// and messages for the room queue behind its creation in the room's mailbox.
+	e := &roomEntry{room: Room{ID: id}}
+	r.entries[id] = e
+	pid := r.spawn(ctx, id, e)
+	ctx.RequestWithCustomSender(pid, roomRequest{roomID: id, ev: evCreate{room: room}}, ctx.Sender())
+}
+
+func (r *roomRegistry) newRoomID() string {
+	var b [5]byte
+	for {
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+		id := hex.EncodeToString(b[:])
+		if _, taken := r.entries[id]; !taken {
+			return id
+		}
+	}
+}
+
+func (r *roomRegistry) route(ctx actor.Context, req roomRequest) {
+	e, ok := r.entries[req.roomID]
+	if !ok {
+		if req.callback {
+			ctx.Respond(roomReply{})
+		} else {
+			ctx.Respond(roomReply{err: ErrNoSuchRoom(req.roomID)})
+		}
+		return
+	}
+	pid := e.pid
+	if pid == nil {
+		pid = r.spawn(ctx, req.roomID, e)
+	}
+	ctx.Forward(pid)
+}
+
+func (r *roomRegistry) changed(msg roomChanged) {
+	e, ok := r.entries[msg.room.ID]
+	if !ok {
+		return
+	}
+	before := e.view
+	e.room, e.exists = msg.room, msg.exists
+	e.view = nil
+	if msg.exists && !msg.room.Ended() {
+		e.view = r.render(msg.room)
+	}
+	r.countLive(before, e.view)
+	r.invalidate()
+}
+
+// countLive keeps the live-room count from a view's appearance (nil = not live).
+func (r *roomRegistry) countLive(before, after []byte) {
+	switch {
+	case before == nil && after != nil:
+		r.liveCount++
+	case before != nil && after == nil:
+		r.liveCount--
+	default:
+		return
+	}
+	if r.onLive != nil {
+		r.onLive(r.liveCount)
+	}
+}
+
+func (r *roomRegistry) render(room Room) []byte {
+	if room.Ended() {
+		return nil
+	}
+	b, err := json.Marshal(ViewOf(room, r.deps.urls))
+	if err != nil {
+		panic("actors: encode room view: " + err.Error()) // plain strings and numbers
+	}
+	return b
+}
+
+func (r *roomRegistry) invalidate() {
+	r.sorted, r.listedJSON = nil, nil
+}
+
+// live returns the rooms that exist for clients, oldest first.
+func (r *roomRegistry) live() []*roomEntry {
+	if r.sorted != nil {
+		return r.sorted
+	}
+	r.sorted = make([]*roomEntry, 0, len(r.entries))
+	for _, e := range r.entries {
+		if e.exists && e.view != nil {
+			r.sorted = append(r.sorted, e)
+		}
+	}
+	slices.SortFunc(r.sorted, func(x, y *roomEntry) int {
+		if c := x.room.CreateTime.Compare(y.room.CreateTime); c != 0 {
+			return c
+		}
+		return bytes.Compare([]byte(x.room.ID), []byte(y.room.ID))
+	})
+	return r.sorted
+}
+
+func (r *roomRegistry) list(q ListQuery) []byte {
+	all := q.RoomID == "-1"
+	if q.RoomID == "" && q.Offset == 0 && q.Limit == 0 {
+		if r.listedJSON == nil {
+			r.listedJSON = joinViews(r.live(), func(e *roomEntry) bool { return listed(e.room) }, 0, 0)
+		}
+		return r.listedJSON
+	}
+	if q.RoomID != "" && !all {
+		e, ok := r.entries[q.RoomID]
+		if !ok || !e.exists || e.view == nil || !listed(e.room) {
+			return []byte("[]")
+		}
+		return joinViews([]*roomEntry{e}, func(*roomEntry) bool { return true }, q.Offset, q.Limit)
+	}
+	keep := func(e *roomEntry) bool { return all || listed(e.room) }
+	return joinViews(r.live(), keep, q.Offset, q.Limit)
+}
+
+// joinViews concatenates the pre-rendered views of the entries that pass keep, after
+// skipping offset of them and taking at most limit (0 = all).
+func joinViews(entries []*roomEntry, keep func(*roomEntry) bool, offset, limit int) []byte {
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	n, skipped := 0, 0
+	for _, e := range entries {
+		if !keep(e) {
+			continue
+		}
+		if skipped < offset {
+			skipped++
+			continue
+		}
+		if limit > 0 && n == limit {
+			break
+		}
+		if n > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(e.view)
+		n++
+	}
+	buf.WriteByte(']')
+	return buf.Bytes()
+}
+
+// reset stops the affected room actors (letting them finish what is queued), then wipes the
+// store, so no running actor writes a snapshot back after the wipe.
+func (r *roomRegistry) reset(ctx actor.Context, key string) error {
+	for id, e := range r.entries {
+		if key != "" && id != key {
+			continue
+		}
+		if e.pid != nil {
+			delete(r.byPID, e.pid.Id)
+			_ = ctx.PoisonFuture(e.pid).Wait() // a timeout only means it was already gone
+		}
+		r.countLive(e.view, nil)
+		delete(r.entries, id)
+	}
+	r.invalidate()
+	sctx, cancel := context.WithTimeout(context.Background(), r.deps.storeTimeout+time.Second)
+	defer cancel()
+	return r.deps.store.Reset(sctx, key)
+}

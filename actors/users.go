@@ -1,0 +1,87 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+type loginRequest struct{ name string }
+type getUserRequest struct{ id string }
+
+// userReply answers loginRequest and getUserRequest. For getUserRequest, found is false for an
+// unknown user (err stays nil: that is an answer, not a failure).
+type userReply struct {
+	user  User
+	found bool
+	err   error
+}
+
+// userStored is the store's answer, delivered back to the registry as a message so the
+// registry's mailbox never waits on a disk or network write.
+type userStored struct {
+	reply   userReply
+	replyTo *actor.PID
+}
+
+type resetUsersRequest struct{ key string }
+
+// userRegistry hands out user ids and answers who a user is. Ids are allocated by the store
+// (atomically and durably, so they are never reused, also across restarts and nodes); the
+// registry pipelines those writes: many logins are in flight at once, which lets the store
+// group-commit them, and each caller is answered only once its user is durable.
+type userRegistry struct {
+	store        Store
+	storeTimeout time.Duration
+	cache        map[string]User
+}
+
+func newUserRegistry(store Store, storeTimeout time.Duration) *userRegistry {
+	return &userRegistry{store: store, storeTimeout: storeTimeout, cache: map[string]User{}}
+}
+
+func (u *userRegistry) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case loginRequest:
+		u.async(ctx, func(c context.Context) userReply {
+			user, err := u.store.CreateUser(c, msg.name)
+			return userReply{user: user, found: err == nil, err: err}
+		})
+	case getUserRequest:
+		if user, ok := u.cache[msg.id]; ok {
+			ctx.Respond(userReply{user: user, found: true})
+			return
+		}
+		u.async(ctx, func(c context.Context) userReply {
+			user, err := u.store.GetUser(c, msg.id)
+			if errors.Is(err, ErrNotFound) {
+				return userReply{user: User{ID: msg.id}}
+			}
+			return userReply{user: user, found: err == nil, err: err}
+		})
+	case userStored:
+		if msg.reply.found {
+			u.cache[msg.reply.user.ID] = msg.reply.user
+		}
+		ctx.Send(msg.replyTo, msg.reply)
+	case resetUsersRequest:
+		if msg.key == "" {
+			clear(u.cache)
+		} else {
+			delete(u.cache, msg.key)
+		}
+		ctx.Respond(userReply{})
+	}
+}
+
+// async runs a store call off the mailbox and feeds its result back as userStored.
+func (u *userRegistry) async(ctx actor.Context, call func(context.Context) userReply) {
+	self, replyTo, root := ctx.Self(), ctx.Sender(), ctx.ActorSystem().Root
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), u.storeTimeout)
+		defer cancel()
+		root.Send(self, userStored{reply: call(c), replyTo: replyTo})
+	}()
+}

@@ -1,0 +1,324 @@
+// Package config loads the appserver configuration: built-in defaults, then an optional
+// YAML file whose keys mirror the old Node server's config.js, then APPSERVER_* environment
+// variables, then validation. Every error is one line that names the key (or the variable)
+// and the offending value, because an operator reads it in a crash-looping container log.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration. The yaml tags are the key names operators write; the
+// environment variable of a key is derived from its tag path (see EnvName), so adding a field
+// here is enough to make it configurable both ways.
+//
+// Fields tagged secret:"true" are masked by Redacted, LogValue and String.
+type Config struct {
+	Port int    `yaml:"port"`
+	IP   string `yaml:"ip"`
+
+	Redis     Redis     `yaml:"redis"`
+	Ali       Ali       `yaml:"ali"`
+	Videocall Videocall `yaml:"videocall"`
+
+	AppName      string `yaml:"appName"`
+	AuthKey      string `yaml:"authKey" secret:"true"`
+	IsCenterPush bool   `yaml:"isCenterPush"`
+	RtmpHost     string `yaml:"rtmpHost"`
+	PlayHost     string `yaml:"playHost"`
+
+	Store   string     `yaml:"store"`
+	DataDir string     `yaml:"dataDir"`
+	Push    StringList `yaml:"push"`
+	// Mix is "simulator" or "aliyun". Left empty it is derived by Load: aliyun when
+	// ali.accessKeyID is set, else simulator.
+	Mix string `yaml:"mix"`
+
+	Live    Live    `yaml:"live"`
+	Auth    Auth    `yaml:"auth"`
+	Admin   Admin   `yaml:"admin"`
+	HTTP    HTTP    `yaml:"http"`
+	Actors  Actors  `yaml:"actors"`
+	Log     Log     `yaml:"log"`
+	Cluster Cluster `yaml:"cluster"`
+
+	// sources remembers where each key that did not keep its default came from, so a
+	// validation error can name the variable or file line the operator has to fix.
+	sources map[string]source
+}
+
+// Redis is the connection of the redis store.
+type Redis struct {
+	Host      string        `yaml:"host"`
+	Port      int           `yaml:"port"`
+	Password  string        `yaml:"password" secret:"true"`
+	KeyPrefix string        `yaml:"keyprefix"`
+	DB        int           `yaml:"db"`
+	Timeout   time.Duration `yaml:"timeout"`
+}
+
+// Ali holds the Aliyun account and the settings of the CDN mix and MNS clients.
+type Ali struct {
+	OwnerID         string `yaml:"ownerId"`
+	AccessKeyID     string `yaml:"accessKeyID"`
+	AccessKeySecret string `yaml:"accessKeySecret" secret:"true"`
+	MNSVersion      string `yaml:"mnsVersion"`
+	MNSRegion       string `yaml:"mnsRegion"`
+	// Region is the seed's name for the MNS region; MNSRegion wins when both are set.
+	Region string `yaml:"region"`
+	// CommonParams is accepted so a seed config loads; the RPC client sets these itself.
+	CommonParams       map[string]string `yaml:"commonParams"`
+	MNSTopic           MNSTopic          `yaml:"mnsTopic"`
+	URLs               AliURLs           `yaml:"urls"`
+	MNSEndpoint        string            `yaml:"mnsEndpoint"`
+	CallbackAuthKey    string            `yaml:"callbackAuthKey" secret:"true"`
+	CallbackMaxSkew    time.Duration     `yaml:"callbackMaxSkew"`
+	Timeout            time.Duration     `yaml:"timeout"`
+	BreakerOpenTimeout time.Duration     `yaml:"breakerOpenTimeout"`
+}
+
+// MNSTopic configures MNS topic subscriptions and the WebSocket server the old clients use.
+type MNSTopic struct {
+	TopicWebsocketServerIP string `yaml:"topicWebsocketServerIp"`
+	SubscriptionEndpoint   string `yaml:"subscriptionEndpoint"`
+}
+
+// AliURLs are the Aliyun OpenAPI endpoints.
+type AliURLs struct {
+	CDN Endpoint `yaml:"cdn"`
+}
+
+// Endpoint is an OpenAPI endpoint and the API version spoken there.
+type Endpoint struct {
+	URL     string `yaml:"url"`
+	Version string `yaml:"version"`
+}
+
+// Videocall configures co-streaming.
+type Videocall struct {
+	// TemplateName is the suffix Aliyun appends to a mixed stream's name.
+	TemplateName string `yaml:"templateName"`
+}
+
+// Live configures the life of a room.
+type Live struct {
+	NoPublishTimeout time.Duration `yaml:"noPublishTimeout"`
+	TopicDeleteDelay time.Duration `yaml:"topicDeleteDelay"`
+}
+
+// Auth configures user tokens.
+type Auth struct {
+	Required bool          `yaml:"required"`
+	Secret   string        `yaml:"secret" secret:"true"`
+	TokenTTL time.Duration `yaml:"tokenTTL"`
+}
+
+// Admin configures the admin routes; they are disabled while Token is empty.
+type Admin struct {
+	Token string `yaml:"token" secret:"true"`
+}
+
+// HTTP configures the API server.
+type HTTP struct {
+	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
+	// RateLimit is requests per second per client IP; 0 disables the limit.
+	RateLimit float64 `yaml:"rateLimit"`
+	// RateBurst is the token bucket size; Load sets it to ceil(RateLimit) when left 0.
+	RateBurst int `yaml:"rateBurst"`
+	// CORSOrigins lists allowed origins ("*" for any); empty disables CORS.
+	CORSOrigins    StringList    `yaml:"corsOrigins"`
+	RequestTimeout time.Duration `yaml:"requestTimeout"`
+	// PublicURL is this server's external base URL; empty means derive it from each request.
+	PublicURL string `yaml:"publicUrl"`
+}
+
+// Actors configures the actor system.
+type Actors struct {
+	AskTimeout  time.Duration `yaml:"askTimeout"`
+	IdleTimeout time.Duration `yaml:"idleTimeout"`
+}
+
+// Log configures the process logger.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Cluster is reserved for clustering; it is parsed and not yet used.
+type Cluster struct {
+	Enabled  bool       `yaml:"enabled"`
+	Name     string     `yaml:"name"`
+	Nodes    StringList `yaml:"nodes"`
+	BindAddr string     `yaml:"bindAddr"`
+}
+
+// Accepted values of the enumerated keys.
+const (
+	StoreEmbedded = "embedded"
+	StoreRedis    = "redis"
+
+	PushWebSocket = "websocket"
+	PushMNS       = "mns"
+
+	MixSimulator = "simulator"
+	MixAliyun    = "aliyun"
+)
+
+// Default returns the configuration used when neither a file nor the environment says
+// otherwise: it runs on one machine with no external service.
+func Default() *Config {
+	return &Config{
+		Port: 4000,
+		Redis: Redis{
+			Host:      "127.0.0.1",
+			Port:      6379,
+			KeyPrefix: "mns",
+			Timeout:   500 * time.Millisecond,
+		},
+		Ali: Ali{
+			MNSVersion:         "2015-06-06",
+			MNSTopic:           MNSTopic{SubscriptionEndpoint: "WebSocket"},
+			URLs:               AliURLs{CDN: Endpoint{URL: "https://cdn.aliyuncs.com", Version: "2014-11-11"}},
+			CallbackMaxSkew:    5 * time.Minute,
+			Timeout:            5 * time.Second,
+			BreakerOpenTimeout: 10 * time.Second,
+		},
+		Videocall: Videocall{TemplateName: "_mix"},
+		AppName:   "DemoApp",
+		RtmpHost:  "videocall.push.aliyun.com",
+		PlayHost:  "videocall.play.aliyun.com",
+		Store:     StoreEmbedded,
+		DataDir:   "./data",
+		Push:      StringList{PushWebSocket},
+		Live:      Live{NoPublishTimeout: 180 * time.Second, TopicDeleteDelay: 60 * time.Second},
+		Auth:      Auth{TokenTTL: 720 * time.Hour},
+		HTTP:      HTTP{MaxBodyBytes: 64 << 10, RequestTimeout: 5 * time.Second},
+		Actors:    Actors{AskTimeout: 5 * time.Second, IdleTimeout: 10 * time.Minute},
+		Log:       Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load builds the configuration from the defaults, the YAML file at path (skipped when path
+// is ""), and the APPSERVER_* entries of environ (os.Environ() in production), then validates
+// it. environ is a parameter so tests never depend on the real environment.
+func Load(path string, environ []string) (*Config, error) {
+	c := Default()
+	c.sources = map[string]source{}
+	if path != "" {
+		if err := c.loadFile(path); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.applyEnv(environ); err != nil {
+		return nil, err
+	}
+	c.normalize()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// normalize fills the values whose defaults depend on other keys.
+func (c *Config) normalize() {
+	if c.Mix == "" {
+		c.Mix = c.defaultMix()
+	}
+	if c.HTTP.RateLimit > 0 && c.HTTP.RateBurst == 0 {
+		c.HTTP.RateBurst = max(1, int(c.HTTP.RateLimit+0.999999))
+	}
+	c.Push = c.Push.dedup()
+}
+
+func (c *Config) defaultMix() string {
+	if c.Ali.AccessKeyID == "" {
+		return MixSimulator
+	}
+	return MixAliyun
+}
+
+// Addr is the listen address of the HTTP server.
+func (c *Config) Addr() string {
+	return net.JoinHostPort(c.IP, strconv.Itoa(c.Port))
+}
+
+// HasPush reports whether the push backend name is enabled.
+func (c *Config) HasPush(name string) bool {
+	for _, p := range c.Push {
+		if p == name {
+			return true
+		}
+	}
+	return false
+}
+
+// MNSRegionName is the region of the MNS endpoint: mnsRegion, or the seed's region key.
+func (c *Config) MNSRegionName() string {
+	if c.Ali.MNSRegion != "" {
+		return c.Ali.MNSRegion
+	}
+	return c.Ali.Region
+}
+
+// SlogLevel is log.level as a slog level; Validate guarantees it parses.
+func (c *Config) SlogLevel() slog.Level {
+	l, _ := parseLevel(c.Log.Level)
+	return l
+}
+
+func parseLevel(s string) (slog.Level, bool) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, true
+	case "info":
+		return slog.LevelInfo, true
+	case "warn", "warning":
+		return slog.LevelWarn, true
+	case "error":
+		return slog.LevelError, true
+	}
+	return slog.LevelInfo, false
+}
+
+// Error is a configuration error. It prints as one line:
+//
+//	config: KEY: MESSAGE[ at FILE:LINE]
+//
+// where KEY is the dotted key path, or the environment variable that set the value.
+type Error struct {
+	Key   string
+	Msg   string
+	Where string // "file.yaml:12" when the value came from a file
+}
+
+func (e *Error) Error() string {
+	s := "config: " + e.Key + ": " + e.Msg
+	if e.Where != "" {
+		s += " at " + e.Where
+	}
+	return s
+}
+
+// source is where a key's value came from.
+type source struct {
+	env   string // the variable name, when set by the environment
+	where string // "file:line", when set by the file
+}
+
+// errorf builds an Error labelled with whatever last set the key at path.
+func (c *Config) errorf(path, format string, args ...any) *Error {
+	e := &Error{Key: path, Msg: fmt.Sprintf(format, args...)}
+	if s, ok := c.sources[path]; ok {
+		if s.env != "" {
+			e.Key = s.env
+		} else {
+			e.Where = s.where
+		}
+	}
+	return e
+}

@@ -1,0 +1,442 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeYAML(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "app.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustLoad(t *testing.T, path string, env ...string) *Config {
+	t.Helper()
+	c, err := Load(path, env)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return c
+}
+
+func TestDefaults(t *testing.T) {
+	c := mustLoad(t, "")
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"port", c.Port, 4000},
+		{"ip", c.IP, ""},
+		{"addr", c.Addr(), ":4000"},
+		{"redis.host", c.Redis.Host, "127.0.0.1"},
+		{"redis.port", c.Redis.Port, 6379},
+		{"redis.keyprefix", c.Redis.KeyPrefix, "mns"},
+		{"redis.db", c.Redis.DB, 0},
+		{"redis.timeout", c.Redis.Timeout, 500 * time.Millisecond},
+		{"ali.mnsVersion", c.Ali.MNSVersion, "2015-06-06"},
+		{"ali.mnsTopic.subscriptionEndpoint", c.Ali.MNSTopic.SubscriptionEndpoint, "WebSocket"},
+		{"ali.urls.cdn.url", c.Ali.URLs.CDN.URL, "https://cdn.aliyuncs.com"},
+		{"ali.urls.cdn.version", c.Ali.URLs.CDN.Version, "2014-11-11"},
+		{"ali.callbackMaxSkew", c.Ali.CallbackMaxSkew, 5 * time.Minute},
+		{"ali.timeout", c.Ali.Timeout, 5 * time.Second},
+		{"ali.breakerOpenTimeout", c.Ali.BreakerOpenTimeout, 10 * time.Second},
+		{"videocall.templateName", c.Videocall.TemplateName, "_mix"},
+		{"appName", c.AppName, "DemoApp"},
+		{"authKey", c.AuthKey, ""},
+		{"isCenterPush", c.IsCenterPush, false},
+		{"rtmpHost", c.RtmpHost, "videocall.push.aliyun.com"},
+		{"playHost", c.PlayHost, "videocall.play.aliyun.com"},
+		{"store", c.Store, "embedded"},
+		{"dataDir", c.DataDir, "./data"},
+		{"push", []string(c.Push), []string{"websocket"}},
+		{"mix", c.Mix, "simulator"},
+		{"live.noPublishTimeout", c.Live.NoPublishTimeout, 180 * time.Second},
+		{"live.topicDeleteDelay", c.Live.TopicDeleteDelay, 60 * time.Second},
+		{"auth.required", c.Auth.Required, false},
+		{"auth.tokenTTL", c.Auth.TokenTTL, 720 * time.Hour},
+		{"admin.token", c.Admin.Token, ""},
+		{"http.maxBodyBytes", c.HTTP.MaxBodyBytes, int64(65536)},
+		{"http.rateLimit", c.HTTP.RateLimit, 0.0},
+		{"http.corsOrigins", len(c.HTTP.CORSOrigins), 0},
+		{"http.requestTimeout", c.HTTP.RequestTimeout, 5 * time.Second},
+		{"http.publicUrl", c.HTTP.PublicURL, ""},
+		{"actors.askTimeout", c.Actors.AskTimeout, 5 * time.Second},
+		{"actors.idleTimeout", c.Actors.IdleTimeout, 10 * time.Minute},
+		{"log.level", c.Log.Level, "info"},
+		{"log.format", c.Log.Format, "text"},
+		{"slogLevel", c.SlogLevel(), slog.LevelInfo},
+		{"cluster.enabled", c.Cluster.Enabled, false},
+	}
+	for _, ch := range checks {
+		if !reflect.DeepEqual(ch.got, ch.want) {
+			t.Errorf("%s = %#v, want %#v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestSeedConfigLoads(t *testing.T) {
+	c := mustLoad(t, "testdata/seed.yaml")
+	if c.IP != "localhost" || c.Redis.Password != "videocall" || c.Redis.Host != "localhost" || c.Redis.KeyPrefix != "mns" {
+		t.Errorf("redis/ip: %+v %q", c.Redis, c.IP)
+	}
+	if c.Ali.OwnerID != "1252745454" || c.Ali.AccessKeyID != "Q1dfW3pBESJS" || c.Ali.AccessKeySecret != "sdDpBtlS9Bcg80eU5cwTMzvGU" {
+		t.Errorf("ali account: %+v", c.Ali)
+	}
+	if c.Ali.MNSTopic.TopicWebsocketServerIP != "115.28.250.251" || c.Ali.MNSTopic.SubscriptionEndpoint != "WebSocket" {
+		t.Errorf("mnsTopic: %+v", c.Ali.MNSTopic)
+	}
+	if c.Ali.Region != "cn-qingdao-internal-japan-test" || c.MNSRegionName() != "cn-qingdao-internal-japan-test" {
+		t.Errorf("region: %q / %q", c.Ali.Region, c.MNSRegionName())
+	}
+	if c.Ali.CommonParams["SignatureVersion"] != "1.0" {
+		t.Errorf("commonParams: %v", c.Ali.CommonParams)
+	}
+	if c.AuthKey != "qupaivid" || c.AppName != "DemoApp" || c.IsCenterPush || c.Videocall.TemplateName != "_mix" {
+		t.Errorf("urls: %+v", c)
+	}
+	// Credentials present and mix unset: the real Aliyun mix is chosen.
+	if c.Mix != MixAliyun {
+		t.Errorf("mix = %q, want aliyun", c.Mix)
+	}
+	if c.Store != StoreEmbedded || !slices.Equal(c.Push, StringList{"websocket"}) {
+		t.Errorf("new keys should keep defaults: store %q push %v", c.Store, c.Push)
+	}
+}
+
+func TestFullConfigLoads(t *testing.T) {
+	c := mustLoad(t, "testdata/full.yaml")
+	want := Default()
+	want.Port = 8080
+	want.IP = "127.0.0.1"
+	want.Redis = Redis{Host: "redis.internal", Port: 6380, Password: "redis-pass", KeyPrefix: "rooms", DB: 3, Timeout: 750 * time.Millisecond}
+	want.Ali = Ali{
+		OwnerID: "1252745454", AccessKeyID: "AKID", AccessKeySecret: "ak-secret", MNSVersion: "2015-06-06",
+		MNSRegion: "cn-hangzhou", Region: "cn-qingdao", CommonParams: map[string]string{"Format": "json"},
+		MNSTopic:    MNSTopic{TopicWebsocketServerIP: "10.0.0.1", SubscriptionEndpoint: "WebSocket"},
+		URLs:        AliURLs{CDN: Endpoint{URL: "http://cdn.example.test", Version: "2014-11-11"}},
+		MNSEndpoint: "http://mns.example.test", CallbackAuthKey: "cb-key", CallbackMaxSkew: 2 * time.Minute,
+		Timeout: 3 * time.Second, BreakerOpenTimeout: 20 * time.Second,
+	}
+	want.Videocall.TemplateName = "_mixed"
+	want.AppName, want.AuthKey, want.IsCenterPush = "LiveApp", "auth-key", true
+	want.RtmpHost, want.PlayHost = "push.example.test", "play.example.test"
+	want.Store, want.DataDir, want.Push, want.Mix = "redis", "/var/lib/appserver", StringList{"websocket", "mns"}, "simulator"
+	want.Live = Live{NoPublishTimeout: 3 * time.Minute, TopicDeleteDelay: 0}
+	want.Auth = Auth{Required: true, Secret: "auth-secret", TokenTTL: 24 * time.Hour}
+	want.Admin.Token = "admin-token"
+	want.HTTP = HTTP{MaxBodyBytes: 1024, RateLimit: 2.5, RateBurst: 10, CORSOrigins: StringList{"https://app.example.test", "*"},
+		RequestTimeout: 2 * time.Second, PublicURL: "https://api.example.test"}
+	want.Actors = Actors{AskTimeout: time.Second, IdleTimeout: time.Hour}
+	want.Log = Log{Level: "debug", Format: "json"}
+	want.Cluster = Cluster{Enabled: true, Name: "prod", Nodes: StringList{"a:7946", "b:7946"}, BindAddr: "0.0.0.0:7946"}
+	c.sources = nil
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("full config:\n got %+v\nwant %+v", *c, *want)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	path := writeYAML(t, "port: 5000\nredis:\n  host: fromfile\nlive:\n  noPublishTimeout: 1m\n")
+	c := mustLoad(t, path,
+		"PATH=/usr/bin",
+		"APPSERVER_PORT=6000",
+		"APPSERVER_REDIS_HOST=fromenv",
+		"APPSERVER_REDIS_TIMEOUT=1s",
+		"APPSERVER_ALI_URLS_CDN_URL=https://cdn.example.test",
+		"APPSERVER_LIVE_NOPUBLISHTIMEOUT=2s",
+		"APPSERVER_ALI_ACCESSKEYID=AKID",
+		"APPSERVER_ALI_ACCESSKEYSECRET=secret",
+		"APPSERVER_ALI_OWNERID=123",
+		"APPSERVER_ALI_MNSREGION=cn-hangzhou",
+		"APPSERVER_PUSH=websocket, mns",
+		"APPSERVER_ISCENTERPUSH=true",
+		"APPSERVER_HTTP_RATELIMIT=1.5",
+		"APPSERVER_HTTP_CORSORIGINS=https://a.test,https://b.test",
+		"APPSERVER_ALI_COMMONPARAMS=Format=json,Version=1",
+		"APPSERVER_CONFIG=/etc/appserver.yaml",
+	)
+	if c.Port != 6000 || c.Redis.Host != "fromenv" || c.Redis.Timeout != time.Second {
+		t.Errorf("port/redis: %d %+v", c.Port, c.Redis)
+	}
+	if c.Ali.URLs.CDN.URL != "https://cdn.example.test" || c.Live.NoPublishTimeout != 2*time.Second {
+		t.Errorf("nested: %q %v", c.Ali.URLs.CDN.URL, c.Live.NoPublishTimeout)
+	}
+	if !slices.Equal(c.Push, StringList{"websocket", "mns"}) || !c.HasPush(PushMNS) {
+		t.Errorf("push = %#v", c.Push)
+	}
+	if c.Mix != MixAliyun || !c.IsCenterPush || c.HTTP.RateLimit != 1.5 || c.HTTP.RateBurst != 2 {
+		t.Errorf("mix %q centre %v rate %v/%d", c.Mix, c.IsCenterPush, c.HTTP.RateLimit, c.HTTP.RateBurst)
+	}
+	if !slices.Equal(c.HTTP.CORSOrigins, StringList{"https://a.test", "https://b.test"}) {
+		t.Errorf("cors = %#v", c.HTTP.CORSOrigins)
+	}
+	if !reflect.DeepEqual(c.Ali.CommonParams, map[string]string{"Format": "json", "Version": "1"}) {
+		t.Errorf("commonParams = %v", c.Ali.CommonParams)
+	}
+}
+
+// sampleEnvValue is a valid textual value for a key of type t.
+func sampleEnvValue(t reflect.Type) string {
+	switch {
+	case t == durationType:
+		return "7s"
+	case t.Kind() == reflect.Slice:
+		return "websocket"
+	case t.Kind() == reflect.Map:
+		return "a=b"
+	case t.Kind() == reflect.Bool:
+		return "false"
+	case t.Kind() == reflect.Float64:
+		return "0"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+		return "4001"
+	}
+	return "x"
+}
+
+// Every key must be reachable from the environment by the mechanical naming rule.
+func TestEveryKeyHasEnvVar(t *testing.T) {
+	list, _ := leavesOnce()
+	if len(list) < 50 {
+		t.Fatalf("only %d keys found; reflection walk broken?", len(list))
+	}
+	for _, l := range list {
+		want := "APPSERVER_" + strings.ToUpper(strings.ReplaceAll(l.path, ".", "_"))
+		if l.env != want {
+			t.Errorf("%s: env %s, want %s", l.path, l.env, want)
+		}
+		c := Default()
+		c.sources = map[string]source{}
+		val := sampleEnvValue(l.typ)
+		if err := c.applyEnv([]string{l.env + "=" + val}); err != nil {
+			t.Errorf("%s: %v", l.env, err)
+			continue
+		}
+		got := fmt.Sprint(reflect.ValueOf(c).Elem().FieldByIndex(l.index).Interface())
+		if !strings.Contains(got, strings.Split(val, "=")[0]) {
+			t.Errorf("%s=%s left %s", l.env, val, got)
+		}
+	}
+	for _, k := range []string{"ali.urls.cdn.url", "live.noPublishTimeout", "ali.accessKeyID", "cluster.bindAddr", "http.maxBodyBytes"} {
+		if !slices.Contains(Keys(), k) {
+			t.Errorf("Keys() lacks %s", k)
+		}
+	}
+}
+
+func TestPushForms(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		env        []string
+		want       StringList
+	}{
+		{"string", "push: websocket,mns\n", nil, StringList{"websocket", "mns"}},
+		{"string spaces", "push: ' websocket , mns '\n", nil, StringList{"websocket", "mns"}},
+		{"single", "push: mns\n", nil, StringList{"mns"}},
+		{"flow list", "push: [mns, websocket]\n", nil, StringList{"mns", "websocket"}},
+		{"block list", "push:\n  - websocket\n  - mns\n", nil, StringList{"websocket", "mns"}},
+		{"duplicates dropped", "push: [mns, mns]\n", nil, StringList{"mns"}},
+		{"env beats file", "push: [websocket]\n", []string{"APPSERVER_PUSH=mns"}, StringList{"mns"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := "ali: {ownerId: '1', accessKeyID: id, accessKeySecret: s, mnsRegion: cn-hangzhou}\n" + tc.yaml
+			c := mustLoad(t, writeYAML(t, body), tc.env...)
+			if !slices.Equal(c.Push, tc.want) {
+				t.Errorf("push = %#v, want %#v", c.Push, tc.want)
+			}
+		})
+	}
+}
+
+func TestErrors(t *testing.T) {
+	creds := "ali: {accessKeyID: id, accessKeySecret: s}\n"
+	for _, tc := range []struct {
+		name string
+		yaml string // "" means no file
+		env  []string
+		want []string // substrings of the error
+	}{
+		{"unknown store", "store: mysql\n", nil,
+			[]string{`config: store: unknown store "mysql" (want embedded or redis)`, "app.yaml:1"}},
+		{"bad duration file", "live:\n  noPublishTimeout: 3 minutes\n", nil,
+			[]string{`config: live.noPublishTimeout: invalid duration "3 minutes" (use Go syntax like 500ms, 3m)`, "app.yaml:2"}},
+		{"bare int duration file", "redis:\n  timeout: 500\n", nil,
+			[]string{"config: redis.timeout:", `"500"`, "no unit", "500ms"}},
+		{"bare int duration env", "", []string{"APPSERVER_LIVE_NOPUBLISHTIMEOUT=180"},
+			[]string{"config: APPSERVER_LIVE_NOPUBLISHTIMEOUT:", "no unit"}},
+		{"bad duration env", "", []string{"APPSERVER_ACTORS_ASKTIMEOUT=soon"},
+			[]string{`config: APPSERVER_ACTORS_ASKTIMEOUT: invalid duration "soon"`}},
+		{"port range env", "", []string{"APPSERVER_PORT=70000"},
+			[]string{"config: APPSERVER_PORT: port 70000 out of range 1-65535"}},
+		{"port range file", "port: 0\n", nil,
+			[]string{"config: port: port 0 out of range 1-65535 at ", "app.yaml:1"}},
+		{"port not int env", "", []string{"APPSERVER_PORT=http"},
+			[]string{`config: APPSERVER_PORT: invalid integer "http"`}},
+		{"port not int file", "port: four\n", nil,
+			[]string{`config: port: want an integer, got "four"`}},
+		{"misspelt key", "redis:\n  hots: x\n", nil,
+			[]string{"config: redis.hots: unknown key; did you mean redis.host?", "app.yaml:2"}},
+		{"wrong case key", "ali:\n  accessKeyId: x\n", nil,
+			[]string{"config: ali.accessKeyId: unknown key; did you mean ali.accessKeyID?"}},
+		{"unknown top key", "colour: blue\n", nil,
+			[]string{"config: colour: unknown key", "app.yaml:1"}},
+		{"duplicate key", "appName: A\nappName: B\n", nil,
+			[]string{"config: appName: duplicate key (first at line 1)", "app.yaml:2"}},
+		{"unknown env", "", []string{"APPSERVER_REDIS_HOTS=x"},
+			[]string{"config: APPSERVER_REDIS_HOTS: unknown variable; did you mean APPSERVER_REDIS_HOST?"}},
+		{"unknown env group", "", []string{"APPSERVER_REDIS=x"},
+			[]string{"config: APPSERVER_REDIS: unknown variable"}},
+		{"unknown push", "push: websocket,kafka\n", nil,
+			[]string{`config: push: unknown push backend "kafka" (want websocket or mns)`}},
+		{"empty push", "", []string{"APPSERVER_PUSH= , "},
+			[]string{"config: APPSERVER_PUSH: no push backend"}},
+		{"unknown mix", "mix: cloud\n", nil,
+			[]string{`config: mix: unknown mix "cloud" (want simulator or aliyun)`}},
+		{"mix aliyun without creds", "mix: aliyun\n", nil,
+			[]string{"config: mix: mix aliyun needs ali.accessKeyID and ali.accessKeySecret"}},
+		{"push mns without owner", creds + "push: mns\n", nil,
+			[]string{"config: push: push mns needs ali.ownerId or ali.mnsEndpoint"}},
+		{"push mns without creds", "ali: {ownerId: '1', mnsRegion: x}\npush: mns\n", nil,
+			[]string{"config: push: push mns needs ali.accessKeyID and ali.accessKeySecret"}},
+		{"push mns without region", "ali: {ownerId: '1', accessKeyID: id, accessKeySecret: s}\npush: mns\n", nil,
+			[]string{"config: ali.mnsRegion: push mns needs ali.mnsRegion"}},
+		{"zero duration", "ali:\n  timeout: 0s\n", nil,
+			[]string{"config: ali.timeout: must be a positive duration, got 0s", "app.yaml:2"}},
+		{"negative delay env", "", []string{"APPSERVER_LIVE_TOPICDELETEDELAY=-1s"},
+			[]string{"config: APPSERVER_LIVE_TOPICDELETEDELAY: must not be negative, got -1s"}},
+		{"max body", "http:\n  maxBodyBytes: 0\n", nil,
+			[]string{"config: http.maxBodyBytes: must be positive, got 0"}},
+		{"log level", "log: {level: loud}\n", nil,
+			[]string{`config: log.level: unknown level "loud" (want debug, info, warn or error)`}},
+		{"log format", "", []string{"APPSERVER_LOG_FORMAT=xml"},
+			[]string{`config: APPSERVER_LOG_FORMAT: unknown format "xml" (want text or json)`}},
+		{"auth without secret", "auth: {required: true}\n", nil,
+			[]string{"config: auth.secret: must be set when auth.required is true"}},
+		{"bad public url", "http: {publicUrl: 'example.com'}\n", nil,
+			[]string{`config: http.publicUrl: invalid URL "example.com"`}},
+		{"bad bool env", "", []string{"APPSERVER_ISCENTERPUSH=maybe"},
+			[]string{`config: APPSERVER_ISCENTERPUSH: invalid boolean "maybe"`}},
+		{"bad bool file", "isCenterPush: maybe\n", nil,
+			[]string{`config: isCenterPush: want true or false, got "maybe"`}},
+		{"mapping for string", "appName: {a: b}\n", nil,
+			[]string{"config: appName: want a string, got a mapping"}},
+		{"scalar for section", "redis: localhost\n", nil,
+			[]string{`config: redis: want a mapping of keys, got "localhost"`}},
+		{"yaml syntax", "port: [\n", nil,
+			[]string{"config: ", "app.yaml"}},
+		{"redis port", "store: redis\nredis: {port: 99999}\n", nil,
+			[]string{"config: redis.port: port 99999 out of range 1-65535"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.yaml != "" {
+				path = writeYAML(t, tc.yaml)
+			}
+			_, err := Load(path, tc.env)
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error spans lines: %q", msg)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q lacks %q", msg, w)
+				}
+			}
+		})
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"), nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "config: ") || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestEmptyFileKeepsDefaults(t *testing.T) {
+	c := mustLoad(t, writeYAML(t, "# nothing\n"))
+	if c.Port != 4000 || c.Mix != MixSimulator {
+		t.Errorf("%d %q", c.Port, c.Mix)
+	}
+}
+
+func TestExplicitMixAndBurst(t *testing.T) {
+	c := mustLoad(t, writeYAML(t, "mix: simulator\nali: {accessKeyID: id, accessKeySecret: s}\nhttp: {rateLimit: 0.2}\n"))
+	if c.Mix != MixSimulator {
+		t.Errorf("explicit mix overridden: %q", c.Mix)
+	}
+	if c.HTTP.RateBurst != 1 {
+		t.Errorf("burst = %d, want 1", c.HTTP.RateBurst)
+	}
+}
+
+func TestSecretsRedacted(t *testing.T) {
+	secrets := map[string]string{
+		"APPSERVER_ALI_ACCESSKEYSECRET": "S3cr3t-AK",
+		"APPSERVER_REDIS_PASSWORD":      "S3cr3t-redis",
+		"APPSERVER_AUTHKEY":             "S3cr3t-authkey",
+		"APPSERVER_ALI_CALLBACKAUTHKEY": "S3cr3t-callback",
+		"APPSERVER_AUTH_SECRET":         "S3cr3t-auth",
+		"APPSERVER_ADMIN_TOKEN":         "S3cr3t-admin",
+	}
+	var env []string
+	for k, v := range secrets {
+		env = append(env, k+"="+v)
+	}
+	c := mustLoad(t, "", append(env, "APPSERVER_ALI_ACCESSKEYID=visible-id")...)
+
+	var outputs []string
+	red := c.Redacted()
+	b, _ := json.Marshal(red)
+	outputs = append(outputs, string(b), fmt.Sprint(red), c.String(), fmt.Sprintf("%v %+v %s %v", c, c, c, *c))
+	for _, h := range []func(*bytes.Buffer) slog.Handler{
+		func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
+		func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
+	} {
+		var buf bytes.Buffer
+		slog.New(h(&buf)).Info("start", "config", c, "byValue", *c)
+		outputs = append(outputs, buf.String())
+	}
+	for _, out := range outputs {
+		if strings.Contains(out, "S3cr3t") {
+			t.Errorf("secret leaked: %s", out)
+		}
+		if !strings.Contains(out, "visible-id") || !strings.Contains(out, Mask) {
+			t.Errorf("redacted output lacks the access key id or the mask: %s", out)
+		}
+	}
+	if red["ali"].(map[string]any)["accessKeySecret"] != Mask || red["admin"].(map[string]any)["token"] != Mask {
+		t.Errorf("mask missing: %v", red)
+	}
+	if red["live"].(map[string]any)["noPublishTimeout"] != "3m0s" {
+		t.Errorf("durations should print as Go syntax: %v", red["live"])
+	}
+	// An unset secret is shown empty, so the log tells it was not configured.
+	if Default().Redacted()["authKey"] != "" {
+		t.Error("unset secret should redact to empty")
+	}
+}
+
+// Validate must accept a hand-built Default (mix still empty) so other packages' tests can
+// construct configs without Load.
+func TestDefaultValidates(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,202 @@
+package config
+
+import (
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Validate checks the configuration and returns the first problem as an *Error, or nil.
+// Load calls it; call it again after changing a Config by hand.
+func (c *Config) Validate() error {
+	for _, check := range []func() error{
+		c.validateServer,
+		c.validateStore,
+		c.validatePush,
+		c.validateMix,
+		c.validateDurations,
+		c.validateHTTP,
+		c.validateMisc,
+	} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateServer() error {
+	if c.Port < 1 || c.Port > 65535 {
+		return c.errorf("port", "port %d out of range 1-65535", c.Port)
+	}
+	for _, k := range []struct{ path, v string }{
+		{"appName", c.AppName}, {"rtmpHost", c.RtmpHost}, {"playHost", c.PlayHost},
+	} {
+		if strings.TrimSpace(k.v) == "" {
+			return c.errorf(k.path, "must not be empty (it is part of every stream URL)")
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateStore() error {
+	switch c.Store {
+	case StoreEmbedded:
+		if c.DataDir == "" {
+			return c.errorf("dataDir", "must not be empty with store embedded")
+		}
+	case StoreRedis:
+		if c.Redis.Host == "" {
+			return c.errorf("redis.host", "must not be empty with store redis")
+		}
+		if c.Redis.Port < 1 || c.Redis.Port > 65535 {
+			return c.errorf("redis.port", "port %d out of range 1-65535", c.Redis.Port)
+		}
+		if c.Redis.DB < 0 {
+			return c.errorf("redis.db", "db %d must not be negative", c.Redis.DB)
+		}
+	default:
+		return c.errorf("store", "unknown store %q (want embedded or redis)", c.Store)
+	}
+	return nil
+}
+
+func (c *Config) validatePush() error {
+	if len(c.Push) == 0 {
+		return c.errorf("push", "no push backend (want websocket, mns or both)")
+	}
+	for _, p := range c.Push {
+		if p != PushWebSocket && p != PushMNS {
+			return c.errorf("push", "unknown push backend %q (want websocket or mns)", p)
+		}
+	}
+	if !c.HasPush(PushMNS) {
+		return nil
+	}
+	if c.Ali.OwnerID == "" && c.Ali.MNSEndpoint == "" {
+		return c.errorf("push", "push mns needs ali.ownerId or ali.mnsEndpoint")
+	}
+	if c.Ali.AccessKeyID == "" || c.Ali.AccessKeySecret == "" {
+		return c.errorf("push", "push mns needs ali.accessKeyID and ali.accessKeySecret")
+	}
+	if c.Ali.MNSEndpoint == "" && c.MNSRegionName() == "" {
+		return c.errorf("ali.mnsRegion", "push mns needs ali.mnsRegion (or ali.region) to build the MNS endpoint")
+	}
+	if c.Ali.MNSEndpoint != "" {
+		if err := checkHTTPURL(c.Ali.MNSEndpoint); err != "" {
+			return c.errorf("ali.mnsEndpoint", "%s", err)
+		}
+	}
+	if c.Ali.MNSVersion == "" {
+		return c.errorf("ali.mnsVersion", "must not be empty with push mns")
+	}
+	if c.Ali.MNSTopic.SubscriptionEndpoint == "" {
+		return c.errorf("ali.mnsTopic.subscriptionEndpoint", "must not be empty with push mns")
+	}
+	return nil
+}
+
+func (c *Config) validateMix() error {
+	mix := c.Mix
+	if mix == "" {
+		mix = c.defaultMix()
+	}
+	switch mix {
+	case MixSimulator:
+		return nil
+	case MixAliyun:
+	default:
+		return c.errorf("mix", "unknown mix %q (want simulator or aliyun)", c.Mix)
+	}
+	if c.Ali.AccessKeyID == "" || c.Ali.AccessKeySecret == "" {
+		return c.errorf("mix", "mix aliyun needs ali.accessKeyID and ali.accessKeySecret")
+	}
+	if err := checkHTTPURL(c.Ali.URLs.CDN.URL); err != "" {
+		return c.errorf("ali.urls.cdn.url", "%s", err)
+	}
+	if c.Ali.URLs.CDN.Version == "" {
+		return c.errorf("ali.urls.cdn.version", "must not be empty with mix aliyun")
+	}
+	return nil
+}
+
+func (c *Config) validateDurations() error {
+	positive := []struct {
+		path string
+		d    time.Duration
+	}{
+		{"redis.timeout", c.Redis.Timeout},
+		{"ali.callbackMaxSkew", c.Ali.CallbackMaxSkew},
+		{"ali.timeout", c.Ali.Timeout},
+		{"ali.breakerOpenTimeout", c.Ali.BreakerOpenTimeout},
+		{"live.noPublishTimeout", c.Live.NoPublishTimeout},
+		{"auth.tokenTTL", c.Auth.TokenTTL},
+		{"http.requestTimeout", c.HTTP.RequestTimeout},
+		{"actors.askTimeout", c.Actors.AskTimeout},
+		{"actors.idleTimeout", c.Actors.IdleTimeout},
+	}
+	for _, p := range positive {
+		if p.d <= 0 {
+			return c.errorf(p.path, "must be a positive duration, got %s", p.d)
+		}
+	}
+	// Zero is meaningful here: delete the topic as soon as the room ends.
+	if c.Live.TopicDeleteDelay < 0 {
+		return c.errorf("live.topicDeleteDelay", "must not be negative, got %s", c.Live.TopicDeleteDelay)
+	}
+	return nil
+}
+
+func (c *Config) validateHTTP() error {
+	h := c.HTTP
+	if h.MaxBodyBytes <= 0 {
+		return c.errorf("http.maxBodyBytes", "must be positive, got %d", h.MaxBodyBytes)
+	}
+	if h.RateLimit < 0 || math.IsNaN(h.RateLimit) || math.IsInf(h.RateLimit, 0) {
+		return c.errorf("http.rateLimit", "must be a finite number >= 0 (0 = off), got %v", h.RateLimit)
+	}
+	if h.RateBurst < 0 {
+		return c.errorf("http.rateBurst", "must not be negative, got %d", h.RateBurst)
+	}
+	if h.RateLimit > 0 && h.RateBurst == 0 {
+		return c.errorf("http.rateBurst", "must be at least 1 when http.rateLimit is set")
+	}
+	for _, o := range h.CORSOrigins {
+		if o == "*" {
+			continue
+		}
+		if err := checkHTTPURL(o); err != "" {
+			return c.errorf("http.corsOrigins", "origin %q: want * or http(s)://host[:port]", o)
+		}
+	}
+	if h.PublicURL != "" {
+		if err := checkHTTPURL(h.PublicURL); err != "" {
+			return c.errorf("http.publicUrl", "%s", err)
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateMisc() error {
+	if _, ok := parseLevel(c.Log.Level); !ok {
+		return c.errorf("log.level", "unknown level %q (want debug, info, warn or error)", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return c.errorf("log.format", "unknown format %q (want text or json)", c.Log.Format)
+	}
+	if c.Auth.Required && c.Auth.Secret == "" {
+		return c.errorf("auth.secret", "must be set when auth.required is true (it signs the tokens)")
+	}
+	return nil
+}
+
+// checkHTTPURL returns "" for an absolute http(s) URL with a host, else why not.
+func checkHTTPURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "invalid URL " + strconv.Quote(s) + " (want http(s)://host[:port][/path])"
+	}
+	return ""
+}

@@ -1,0 +1,156 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Close reasons are fixed strings: the WebSocket library limits them to 123 bytes and a
+// client can match on them.
+const (
+	reasonQueueFull = "queue full, reconnect with since"
+	reasonShutdown  = "server shutting down"
+)
+
+// clientReadLimit bounds what a client may send: the protocol is push-only, so anything
+// beyond a small message is a misbehaving client and the library closes it with 1009.
+const clientReadLimit = 4096
+
+// conn is one subscribed WebSocket. Publish only touches q (and tags, which never change);
+// the rest belongs to the goroutine running serve.
+type conn struct {
+	g     *Gateway
+	ws    *websocket.Conn
+	tags  []string
+	q     *queue
+	spare []*frame
+
+	pinging atomic.Bool
+	helpers sync.WaitGroup // the reader and any ping in flight
+}
+
+// serve runs the connection to its end on the handler's goroutine, which is therefore the
+// connection's single writer.
+func (g *Gateway) serve(ws *websocket.Conn, name string, tags []string, since uint64, replay bool) {
+	ws.SetReadLimit(clientReadLimit)
+	c := &conn{g: g, ws: ws, tags: tags, q: newQueue(g.opts.QueueSize)}
+	g.track(c)
+	defer g.untrack(c)
+
+	// Subscribing and copying the history under the topic lock is what guarantees no gap
+	// and no duplicate: every seq up to t.seq is in missed, every later one goes to q.
+	t := g.topics.lock(name)
+	var missed []*frame
+	if replay {
+		missed = t.missed(since, tags)
+	}
+	t.subs = append(t.subs, c)
+	t.mu.Unlock()
+	g.metrics.connOpened()
+
+	// The request context is not used: after the hijack it says nothing about the socket.
+	ctx, cancel := context.WithCancel(context.Background())
+	c.helpers.Go(func() { c.readLoop(ctx, cancel) })
+
+	code, reason := c.writeLoop(ctx, missed)
+
+	g.topics.release(t, c)
+	g.metrics.connClosed()
+	if code != 0 {
+		if code == websocket.StatusTryAgainLater {
+			g.log.Info("closing slow push client", "topic", name)
+		}
+		_ = ws.Close(code, reason)
+	}
+	_ = ws.CloseNow()
+	cancel()
+	c.helpers.Wait()
+}
+
+// readLoop discards whatever the client sends. It must run for the library to answer
+// pings, receive pongs and complete the close handshake; it ends the connection's context
+// when the client goes away.
+func (c *conn) readLoop(ctx context.Context, cancel context.CancelFunc) {
+	defer cancel()
+	for {
+		_, r, err := c.ws.Reader(ctx)
+		if err != nil {
+			return
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return
+		}
+	}
+}
+
+// writeLoop sends the replay, then live frames until the client leaves, the queue
+// overflows or the gateway shuts down. A non-zero code asks serve to close with it.
+func (c *conn) writeLoop(ctx context.Context, missed []*frame) (websocket.StatusCode, string) {
+	if err := c.write(ctx, missed); err != nil {
+		return 0, ""
+	}
+	ping := time.NewTicker(c.g.opts.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-c.q.wake:
+			batch, failed := c.q.take(c.spare)
+			if failed {
+				return websocket.StatusTryAgainLater, reasonQueueFull
+			}
+			err := c.write(ctx, batch)
+			clear(batch) // let the history alone decide how long frames live
+			c.spare = batch[:0]
+			if err != nil {
+				return 0, ""
+			}
+		case <-ping.C:
+			c.ping(ctx)
+		case <-ctx.Done():
+			return 0, ""
+		case <-c.g.shutdown:
+			return websocket.StatusGoingAway, reasonShutdown
+		}
+	}
+}
+
+// write sends frames in order, each within WriteTimeout. It stops early once the queue
+// has failed: the client is about to be told to reconnect, so more frames only delay that.
+func (c *conn) write(ctx context.Context, frames []*frame) error {
+	sent := 0
+	defer func() { c.g.metrics.sent(sent) }()
+	for _, f := range frames {
+		if c.q.failed.Load() {
+			return nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, c.g.opts.WriteTimeout)
+		err := c.ws.Write(wctx, websocket.MessageText, f.data)
+		cancel()
+		if err != nil {
+			return err
+		}
+		sent++
+	}
+	return nil
+}
+
+// ping runs beside the writer because Ping waits for the pong, and a frame burst must not
+// wait behind a round trip. A client that does not answer within one interval is cut off.
+func (c *conn) ping(ctx context.Context) {
+	if !c.pinging.CompareAndSwap(false, true) {
+		return
+	}
+	c.helpers.Go(func() {
+		defer c.pinging.Store(false)
+		pctx, cancel := context.WithTimeout(ctx, c.g.opts.PingInterval)
+		defer cancel()
+		if err := c.ws.Ping(pctx); err != nil && ctx.Err() == nil {
+			_ = c.ws.CloseNow()
+		}
+	})
+}

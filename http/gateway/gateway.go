@@ -1,0 +1,196 @@
+// Package gateway is the built-in WebSocket push backend (SPEC §5, push: websocket). Clients
+// subscribe to a room's topic at GET /ws; every Publish is encoded once, kept in a bounded
+// per-topic history for reconnects with since, and fanned out to per-connection bounded
+// queues that shed likes before comments and close the connection rather than lose an
+// important message silently.
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"roomengine/actors"
+)
+
+// Options configures a Gateway. Zero values take the defaults noted on each field.
+type Options struct {
+	// HistorySize bounds the frames kept per topic for replay with since. Default 256.
+	HistorySize int
+	// QueueSize bounds the frames waiting for each connection's writer. Default 256.
+	QueueSize int
+	// WriteTimeout bounds writing one frame; a client that cannot take it in time is
+	// disconnected. Default 5s.
+	WriteTimeout time.Duration
+	// PingInterval is how often idle and busy connections alike are pinged; a client that
+	// does not answer within the interval is disconnected. Default 20s.
+	PingInterval time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the gateway's metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// Gateway is the WebSocket push gateway. It is an actors.Publisher and an http.Handler for
+// the /ws route. All methods are safe for concurrent use.
+type Gateway struct {
+	opts    Options
+	log     *slog.Logger
+	topics  *topics
+	metrics *metrics
+
+	mu       sync.Mutex
+	closed   bool
+	conns    map[*conn]struct{}
+	shutdown chan struct{} // closed by Shutdown; every writer selects on it
+	running  sync.WaitGroup
+}
+
+var _ actors.Publisher = (*Gateway)(nil)
+
+// New returns a running gateway. It panics if Registerer already holds a different
+// collector under one of the gateway's metric names, as prometheus.MustRegister does.
+func New(opts Options) *Gateway {
+	if opts.HistorySize <= 0 {
+		opts.HistorySize = 256
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 256
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 5 * time.Second
+	}
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = 20 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Gateway{
+		opts:     opts,
+		log:      opts.Logger,
+		topics:   newTopics(),
+		metrics:  newMetrics(opts.Registerer),
+		conns:    make(map[*conn]struct{}),
+		shutdown: make(chan struct{}),
+	}
+}
+
+// Publish assigns the next seq of p.Topic, records the frame in the topic's history and
+// queues it for every matching subscriber. It never waits for a connection: a full queue
+// sheds or, for an important frame, marks the connection for closing.
+func (g *Gateway) Publish(p actors.Push) {
+	t := g.topics.lock(p.Topic)
+	t.seq++
+	data, ok := encodeFrame(p.Topic, t.seq, p.Tag, p.Importance, p.Body)
+	f := &frame{seq: t.seq, tag: p.Tag, importance: p.Importance, data: data}
+	t.record(f, g.opts.HistorySize)
+	for _, c := range t.subs {
+		if tagMatch(c.tags, f.tag) {
+			g.metrics.pushed(c.q.push(f))
+		}
+	}
+	t.mu.Unlock()
+	g.metrics.publishedOne()
+	if !ok {
+		g.log.Warn("push body is not valid JSON; sent as a string",
+			"topic", p.Topic, "type", p.Type, "seq", f.seq)
+	}
+}
+
+// CreateTopic does nothing: a topic comes to life with its first publish or subscriber.
+func (g *Gateway) CreateTopic(string) {}
+
+// DeleteTopic forgets the topic's history and seq once no client is subscribed. Connected
+// clients are left alone (they may still be reading the room's last messages); the topic
+// is dropped when the last of them leaves.
+func (g *Gateway) DeleteTopic(topic string) {
+	g.topics.delete(topic)
+}
+
+// Stats is a point-in-time view of the gateway, mainly for tests and debugging.
+type Stats struct {
+	Connections int               // subscribed WebSocket connections
+	Topics      int               // topics holding history or subscribers
+	Published   uint64            // Publish calls
+	FramesSent  uint64            // frames written to clients, replays included
+	Dropped     map[string]uint64 // frames not delivered, by Reason* constant
+}
+
+// Stats reports the counters that back the Prometheus metrics.
+func (g *Gateway) Stats() Stats {
+	m := g.metrics
+	return Stats{
+		Connections: int(m.connections.Load()),
+		Topics:      g.topics.count(),
+		Published:   m.nPublished.Load(),
+		FramesSent:  m.nSent.Load(),
+		Dropped: map[string]uint64{
+			ReasonQueueFullShed:    m.nShed.Load(),
+			ReasonQueueFullDropped: m.nDropped.Load(),
+			ReasonSlowClientClosed: m.nClosed.Load(),
+		},
+	}
+}
+
+// Subscribers is the number of connections subscribed to topic.
+func (g *Gateway) Subscribers(topic string) int {
+	return g.topics.subscribers(topic)
+}
+
+// Shutdown stops accepting connections, closes every connection with 1001 (going away)
+// and waits for their writers to finish. If ctx ends first, the remaining connections are
+// cut without a close handshake and ctx's error is returned.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	if !g.closed {
+		g.closed = true
+		close(g.shutdown)
+	}
+	g.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		g.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		g.mu.Lock()
+		for c := range g.conns {
+			// CloseNow waits for a close handshake already under way; none of them may
+			// hold up the others or the caller.
+			go c.ws.CloseNow()
+		}
+		g.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// admit registers a connection attempt so Shutdown waits for it; false once shutting down.
+func (g *Gateway) admit() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.running.Add(1)
+	return true
+}
+
+func (g *Gateway) track(c *conn) {
+	g.mu.Lock()
+	g.conns[c] = struct{}{}
+	g.mu.Unlock()
+}
+
+func (g *Gateway) untrack(c *conn) {
+	g.mu.Lock()
+	delete(g.conns, c)
+	g.mu.Unlock()
+}

@@ -1,0 +1,96 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/coder/websocket"
+)
+
+// acceptOptions skips the Origin check on purpose. Native mobile clients send no Origin,
+// and the channel carries only what the room broadcasts to anyone who knows its topic (the
+// same trust model as the MNS WebSocket endpoint it replaces): there is no cookie-borne
+// authority a cross-site page could borrow.
+var acceptOptions = &websocket.AcceptOptions{InsecureSkipVerify: true}
+
+// ServeHTTP handles GET /ws?topic=ROOMID&tags=T1,T2&since=SEQ. Parameter errors are
+// answered with the usual JSON envelope before any upgrade, so old clients and curl alike
+// see what was wrong.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	topic := strings.TrimSpace(q.Get("topic"))
+	if topic == "" {
+		writeEnvelope(w, http.StatusOK, 20001, "topic不能为空")
+		return
+	}
+	var since uint64
+	replay := false
+	// An empty since is treated as absent, like an empty tags, because URL builders
+	// commonly leave the key in.
+	if s := strings.TrimSpace(q.Get("since")); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			writeEnvelope(w, http.StatusOK, 20001, "since必须是非负整数")
+			return
+		}
+		since, replay = n, true
+	}
+	tags := parseTags(q.Get("tags"))
+
+	if !isUpgrade(r) {
+		writeEnvelope(w, http.StatusUpgradeRequired, 426, "需要WebSocket升级")
+		return
+	}
+	if !g.admit() {
+		writeEnvelope(w, http.StatusServiceUnavailable, 503, "服务正在关闭")
+		return
+	}
+	defer g.running.Done()
+
+	ws, err := websocket.Accept(w, r, acceptOptions)
+	if err != nil {
+		// Accept has already answered the client; a failed handshake is the client's problem.
+		g.log.Debug("websocket upgrade failed", "err", err)
+		return
+	}
+	g.serve(ws, topic, tags, since, replay)
+}
+
+func parseTags(s string) []string {
+	var tags []string
+	for t := range strings.SplitSeq(s, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			tags = append(tags, t)
+		}
+	}
+	return tags
+}
+
+// isUpgrade is a cheap pre-check so a plain GET gets an envelope rather than the
+// library's plain-text 426.
+func isUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodGet && headerHasToken(r.Header, "Connection", "upgrade") &&
+		headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+func headerHasToken(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func writeEnvelope(w http.ResponseWriter, status, code int, message string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{code, message})
+}

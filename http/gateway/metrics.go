@@ -1,0 +1,120 @@
+package gateway
+
+import (
+	"errors"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons a frame did not reach a client, as the label of roomengine_push_dropped_total.
+const (
+	// ReasonQueueFullShed: a queued frame was evicted to make room for a more important one.
+	ReasonQueueFullShed = "queue_full_shed"
+	// ReasonQueueFullDropped: the incoming frame was dropped; nothing less important was queued.
+	ReasonQueueFullDropped = "queue_full_dropped"
+	// ReasonSlowClientClosed: an importance ≤ 5 frame could not be queued, so the connection
+	// was closed with 1013 for the client to reconnect with since.
+	ReasonSlowClientClosed = "slow_client_closed"
+)
+
+// metrics keeps atomics next to the Prometheus collectors so Stats works, and tests can
+// assert, whether or not a registerer was given.
+type metrics struct {
+	connGauge   prometheus.Gauge
+	published   prometheus.Counter
+	framesSent  prometheus.Counter
+	shedCtr     prometheus.Counter
+	droppedCtr  prometheus.Counter
+	closedCtr   prometheus.Counter
+	connections atomic.Int64
+	nPublished  atomic.Uint64
+	nSent       atomic.Uint64
+	nShed       atomic.Uint64
+	nDropped    atomic.Uint64
+	nClosed     atomic.Uint64
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	connGauge := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "roomengine_ws_connections",
+		Help: "WebSocket push connections currently subscribed.",
+	})
+	published := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "roomengine_push_messages_total",
+		Help: "Push messages published to the WebSocket gateway.",
+	})
+	framesSent := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "roomengine_ws_frames_sent_total",
+		Help: "WebSocket text frames written to clients, replays included.",
+	})
+	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "roomengine_push_dropped_total",
+		Help: "Frames that did not reach a client, by reason.",
+	}, []string{"reason"})
+	if reg != nil {
+		connGauge = register(reg, connGauge)
+		published = register(reg, published)
+		framesSent = register(reg, framesSent)
+		dropped = register(reg, dropped)
+	}
+	return &metrics{
+		connGauge:  connGauge,
+		published:  published,
+		framesSent: framesSent,
+		// Resolving the labels once also exports every reason at zero from the start,
+		// which keeps rate() and alerts well defined.
+		shedCtr:    dropped.WithLabelValues(ReasonQueueFullShed),
+		droppedCtr: dropped.WithLabelValues(ReasonQueueFullDropped),
+		closedCtr:  dropped.WithLabelValues(ReasonSlowClientClosed),
+	}
+}
+
+// register reuses an identical collector already registered, so two gateways (or a
+// gateway rebuilt in a test) can share one registry instead of failing to start.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
+}
+
+func (m *metrics) connOpened() {
+	m.connections.Add(1)
+	m.connGauge.Inc()
+}
+
+func (m *metrics) connClosed() {
+	m.connections.Add(-1)
+	m.connGauge.Dec()
+}
+
+func (m *metrics) publishedOne() {
+	m.nPublished.Add(1)
+	m.published.Inc()
+}
+
+func (m *metrics) sent(n int) {
+	m.nSent.Add(uint64(n))
+	m.framesSent.Add(float64(n))
+}
+
+func (m *metrics) pushed(r pushResult) {
+	switch r {
+	case pushShed:
+		m.nShed.Add(1)
+		m.shedCtr.Inc()
+	case pushDropped:
+		m.nDropped.Add(1)
+		m.droppedCtr.Inc()
+	case pushOverflow:
+		m.nClosed.Add(1)
+		m.closedCtr.Inc()
+	}
+}

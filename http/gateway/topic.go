@@ -1,0 +1,215 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"hash/maphash"
+	"slices"
+	"sync"
+)
+
+// frame is one encoded push as every subscriber of its topic receives it. The bytes are
+// built once per Publish and shared read-only by all queues and the history.
+type frame struct {
+	seq        uint64
+	tag        string
+	importance int
+	data       []byte
+}
+
+// wireFrame is the text frame clients parse (SPEC §5). Message is the push body itself,
+// embedded as JSON, so clients read it exactly as they read an MNS MessageBody.
+type wireFrame struct {
+	Topic      string          `json:"topic"`
+	Seq        uint64          `json:"seq"`
+	Tag        string          `json:"tag"`
+	Importance int             `json:"importance"`
+	Message    json.RawMessage `json:"message"`
+}
+
+// encodeFrame falls back to sending an invalid body as a JSON string: a bad body is a bug
+// upstream, but dropping the message would hide it from clients and from the seq order.
+func encodeFrame(topic string, seq uint64, tag string, importance int, body []byte) ([]byte, bool) {
+	w := wireFrame{Topic: topic, Seq: seq, Tag: tag, Importance: importance, Message: body}
+	if b, err := marshal(w); err == nil {
+		return b, true
+	}
+	s, _ := marshal(string(body))
+	w.Message = s
+	b, _ := marshal(w)
+	return b, false
+}
+
+// marshal leaves <, > and & alone: the frame is not HTML, and the body should reach clients
+// byte for byte as it would through MNS.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// topic is the per-room state. Everything in it is guarded by mu, which is also what makes
+// replay and live delivery seamless: a subscriber is added and the history copied in the
+// same critical section that Publish uses to assign seq and fan out.
+type topic struct {
+	name string
+
+	mu      sync.Mutex
+	seq     uint64
+	hist    []*frame // ring buffer, oldest at head once full
+	head    int
+	subs    []*conn
+	deleted bool // DeleteTopic came while subscribers were connected
+	dead    bool // removed from its shard; holders of a stale pointer must look it up again
+}
+
+func (t *topic) record(f *frame, capacity int) {
+	if len(t.hist) < capacity {
+		t.hist = append(t.hist, f)
+		return
+	}
+	t.hist[t.head] = f
+	t.head = (t.head + 1) % len(t.hist)
+}
+
+// missed returns the history frames after since that pass the tag filter, oldest first.
+func (t *topic) missed(since uint64, tags []string) []*frame {
+	if since > t.seq {
+		// The client saw a previous life of this topic (deleted and recreated, or a
+		// restart): everything we still hold is news to it.
+		since = 0
+	}
+	var out []*frame
+	n := len(t.hist)
+	for i := range n {
+		f := t.hist[(t.head+i)%n]
+		if f.seq > since && tagMatch(tags, f.tag) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (t *topic) removeSub(c *conn) {
+	if i := slices.Index(t.subs, c); i >= 0 {
+		last := len(t.subs) - 1
+		t.subs[i] = t.subs[last]
+		t.subs[last] = nil
+		t.subs = t.subs[:last]
+	}
+}
+
+// tagMatch treats no tags as "everything". Subscribers pass one or two tags (room and user
+// tag), so a linear scan beats a map.
+func tagMatch(tags []string, tag string) bool {
+	return len(tags) == 0 || slices.Contains(tags, tag)
+}
+
+const shardCount = 64
+
+// topics is a sharded map so that Publish to different rooms and connects to different
+// rooms do not contend on one lock.
+type topics struct {
+	seed   maphash.Seed
+	shards [shardCount]shard
+}
+
+type shard struct {
+	mu sync.Mutex
+	m  map[string]*topic
+}
+
+func newTopics() *topics {
+	ts := &topics{seed: maphash.MakeSeed()}
+	for i := range ts.shards {
+		ts.shards[i].m = make(map[string]*topic)
+	}
+	return ts
+}
+
+func (ts *topics) shard(name string) *shard {
+	return &ts.shards[maphash.String(ts.seed, name)%shardCount]
+}
+
+// lock returns the topic named name, created if needed, with its mutex held. It retries if
+// the topic it found was removed before it got the lock, so callers never write into a
+// topic nobody can see any more.
+func (ts *topics) lock(name string) *topic {
+	s := ts.shard(name)
+	for {
+		s.mu.Lock()
+		t := s.m[name]
+		if t == nil {
+			t = &topic{name: name}
+			s.m[name] = t
+		}
+		s.mu.Unlock()
+		t.mu.Lock()
+		if !t.dead {
+			return t
+		}
+		t.mu.Unlock()
+	}
+}
+
+// release unsubscribes c and forgets the topic once nobody listens to it and it either
+// holds nothing worth replaying or its room asked for it to be deleted.
+func (ts *topics) release(t *topic, c *conn) {
+	s := ts.shard(t.name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.removeSub(c)
+	if len(t.subs) == 0 && (t.deleted || t.seq == 0) && !t.dead {
+		t.dead = true
+		delete(s.m, t.name)
+	}
+}
+
+func (ts *topics) delete(name string) {
+	s := ts.shard(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.m[name]
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.subs) > 0 {
+		// Connected clients keep their stream; the history goes when the last one leaves.
+		t.deleted = true
+		return
+	}
+	t.dead = true
+	delete(s.m, name)
+}
+
+func (ts *topics) count() int {
+	n := 0
+	for i := range ts.shards {
+		s := &ts.shards[i]
+		s.mu.Lock()
+		n += len(s.m)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+func (ts *topics) subscribers(name string) int {
+	s := ts.shard(name)
+	s.mu.Lock()
+	t := s.m[name]
+	s.mu.Unlock()
+	if t == nil {
+		return 0
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.subs)
+}

@@ -1,0 +1,44 @@
+// Command appserver runs roomengine: the live-room API, Aliyun callbacks and the WebSocket
+// push gateway. It only reads the configuration and wires the parts together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"roomengine/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("appserver", flag.ContinueOnError)
+	configPath := fs.String("config", os.Getenv(config.EnvConfigFile), "YAML configuration file (optional)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*configPath, os.Environ())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	app, err := newApp(cfg, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "appserver:", err)
+		return 1
+	}
+	if err := app.serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		app.log.Error("server stopped", "err", err)
+		return 1
+	}
+	return 0
+}

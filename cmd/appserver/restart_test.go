@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// binary builds the real appserver once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "appserver")
+	out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	base string
+	log  *syncBuffer
+}
+
+// syncBuffer collects a child's output; exec copies into it from its own goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// start runs the binary with env on port and waits until /readyz answers.
+func start(t *testing.T, bin string, port int, env ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), append([]string{fmt.Sprint("APPSERVER_PORT=", port), "APPSERVER_IP=127.0.0.1"}, env...)...)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), log: logs}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := http.Get(p.base + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not become ready: %v\n%s", err, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (p *proc) call(t *testing.T, path string, form url.Values) json.RawMessage {
+	t.Helper()
+	res, err := http.PostForm(p.base+path, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var env struct {
+		Code    int
+		Message string
+		Data    json.RawMessage
+	}
+	if err := json.NewDecoder(res.Body).Decode(&env); err != nil || env.Code != 200 {
+		t.Fatalf("%s %v: code %d %s (%v)", path, form, env.Code, env.Message, err)
+	}
+	return env.Data
+}
+
+func field(t *testing.T, raw json.RawMessage, name string) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprint(m[name])
+}
+
+// TestKillNineAndRestart: everything acknowledged before kill -9 is there after a restart on
+// the same data directory, ids continue without reuse, and a pending no-publish expiry fires
+// at its original deadline.
+func TestKillNineAndRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real binary")
+	}
+	bin := binary(t)
+	dataDir := t.TempDir()
+	const timeout = 8 * time.Second
+	env := []string{"APPSERVER_DATADIR=" + dataDir, "APPSERVER_LIVE_NOPUBLISHTIMEOUT=" + timeout.String(),
+		"APPSERVER_LIVE_TOPICDELETEDELAY=1s"}
+	port := freePort(t)
+	first := start(t, bin, port, env...)
+
+	host := first.call(t, "/login", url.Values{"name": {"alice"}})
+	viewer := first.call(t, "/login", url.Values{"name": {"carol"}})
+	if field(t, host, "id") != "1" || field(t, viewer, "id") != "2" {
+		t.Fatalf("ids: %s %s", host, viewer)
+	}
+	// Room A is publishing with an audience; room B has a pending no-publish expiry.
+	roomA := field(t, first.call(t, "/live/create", url.Values{"uid": {"1"}, "desc": {"kept"}}), "roomId")
+	first.call(t, "/live/play", url.Values{"uid": {"2"}, "roomId": {roomA}})
+	if _, err := http.Get(first.base + "/ali/stream/notify?action=publish&id=" + roomA); err != nil {
+		t.Fatal(err)
+	}
+	createdAfter := time.Now()
+	roomB := field(t, first.call(t, "/live/create", url.Values{"uid": {"2"}}), "roomId")
+	createdBefore := time.Now()
+
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.cmd.Wait()
+
+	second := start(t, bin, port, env...)
+	// Subscribe to B before its deadline to see when the type 8 arrives.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*timeout)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d/ws?topic=%s", port, roomB), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+
+	var rooms []map[string]any
+	if err := json.Unmarshal(second.call(t, "/live/list", url.Values{"roomId": {"-1"}}), &rooms); err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]string{}
+	for _, r := range rooms {
+		status[fmt.Sprint(r["roomId"])] = fmt.Sprint(r["status"])
+	}
+	if status[roomA] != "1" || status[roomB] != "0" || len(rooms) != 2 {
+		t.Fatalf("rooms after restart: %v", rooms)
+	}
+	var audience []map[string]string
+	_ = json.Unmarshal(second.call(t, "/im/room/users", url.Values{"roomId": {roomA}}), &audience)
+	if len(audience) != 1 || audience[0]["id"] != "2" || audience[0]["name"] != "carol" {
+		t.Fatalf("audience after restart: %v", audience)
+	}
+	if id := field(t, second.call(t, "/login", url.Values{"name": {"dave"}}), "id"); id != "3" {
+		t.Fatalf("id after restart = %s, want 3 (no reuse, no gap)", id)
+	}
+	if name := field(t, second.call(t, "/live/play", url.Values{"uid": {"1"}, "roomId": {roomB}}), "name"); name != "alice" {
+		t.Fatalf("user 1 after restart: %s", name)
+	}
+
+	_, raw, err := conn.Read(ctx)
+	if err != nil {
+		t.Fatalf("no expiry message: %v", err)
+	}
+	firedAt := time.Now()
+	var f struct {
+		Message struct{ Type int } `json:"message"`
+	}
+	_ = json.Unmarshal(raw, &f)
+	if f.Message.Type != 8 {
+		t.Fatalf("first frame on B is %s, want type 8", raw)
+	}
+	earliest, latest := createdAfter.Add(timeout), createdBefore.Add(timeout+time.Second)
+	if firedAt.Before(earliest.Add(-50*time.Millisecond)) || firedAt.After(latest) {
+		t.Fatalf("expiry fired at %v, want within [%v, %v]", firedAt.Format(time.StampMilli),
+			earliest.Format(time.StampMilli), latest.Format(time.StampMilli))
+	}
+	t.Logf("expiry fired %v after its deadline", firedAt.Sub(createdBefore.Add(timeout)).Round(time.Millisecond))
+}
+
+// TestSIGTERMDrains: SIGTERM stops the server cleanly with exit status 0.
+func TestSIGTERMDrains(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real binary")
+	}
+	bin := binary(t)
+	p := start(t, bin, freePort(t), "APPSERVER_DATADIR="+t.TempDir())
+	p.call(t, "/login", url.Values{"name": {"alice"}})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.log)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no exit 20 s after SIGTERM\n%s", p.log)
+	}
+	if !strings.Contains(p.log.String(), "stopped") {
+		t.Fatalf("no clean stop in the log:\n%s", p.log)
+	}
+}
+
+// TestBadConfigStopsStartup: a wrong value stops start-up with one clear line.
+func TestBadConfigStopsStartup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real binary")
+	}
+	bin := binary(t)
+	for _, c := range []struct{ env, want string }{
+		{"APPSERVER_STORE=mysql", "store"},
+		{"APPSERVER_LIVE_NOPUBLISHTIMEOUT=3 minutes", "noPublishTimeout"},
+		{"APPSERVER_PORT=70000", "PORT"},
+	} {
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), c.env)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("%s: started", c.env)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 1 || !strings.Contains(strings.ToLower(lines[0]), strings.ToLower(c.want)) {
+			t.Fatalf("%s: want one line naming %s, got:\n%s", c.env, c.want, out)
+		}
+	}
+}

@@ -1,0 +1,85 @@
+package http
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"roomengine/actors"
+)
+
+const successMessage = "成功"
+
+// envelope is the body of every API answer. Old clients read code, never the HTTP status.
+type envelope struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Data    any    `json:"data,omitempty"`
+}
+
+func errMissing(name string) *actors.Error {
+	return actors.Errorf(actors.CodeMissingParam, "%s不能为空", name)
+}
+
+// codeRecorder carries the envelope code from a handler to the metrics middleware.
+type codeRecorder interface{ setCode(int) }
+
+func writeEnvelope(w http.ResponseWriter, status int, env envelope) {
+	body, err := json.Marshal(env)
+	if err != nil {
+		status, body = http.StatusOK, []byte(`{"code":500,"message":"系统异常"}`)
+		env.Code = actors.CodeInternal
+	}
+	writeBody(w, status, env.Code, body)
+}
+
+func writeBody(w http.ResponseWriter, status, code int, body []byte) {
+	if rec, ok := w.(codeRecorder); ok {
+		rec.setCode(code)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// writeOK answers success, with data when it is not nil.
+func writeOK(w http.ResponseWriter, data any) {
+	writeEnvelope(w, http.StatusOK, envelope{Code: actors.CodeOK, Message: successMessage, Data: data})
+}
+
+var (
+	rawPrefix = []byte(`{"code":200,"message":"` + successMessage + `","data":`)
+	rawSuffix = []byte(`}`)
+)
+
+// writeRawData answers success with data that is already JSON (the pre-rendered room list).
+func writeRawData(w http.ResponseWriter, data []byte) {
+	body := make([]byte, 0, len(rawPrefix)+len(data)+len(rawSuffix))
+	body = append(append(append(body, rawPrefix...), data...), rawSuffix...)
+	writeBody(w, http.StatusOK, actors.CodeOK, body)
+}
+
+// writeError maps an error to the envelope. Domain errors keep their code; malformed input
+// is 400; a body over the limit is 413 (also as HTTP status, SPEC §1); 401/403 set the HTTP
+// status too. Anything else is a 500 whose details stay in the log.
+func writeError(w http.ResponseWriter, err error) {
+	var domain *actors.Error
+	var bad *badInput
+	switch {
+	case errors.As(err, &domain):
+		status := http.StatusOK
+		if domain.Code == actors.CodeUnauthorized || domain.Code == actors.CodeForbidden {
+			status = domain.Code
+		}
+		writeEnvelope(w, status, envelope{Code: domain.Code, Message: domain.Message})
+	case errors.As(err, &bad):
+		writeEnvelope(w, http.StatusOK, envelope{Code: 400, Message: bad.msg})
+	case errors.Is(err, errTooLarge):
+		writeEnvelope(w, http.StatusRequestEntityTooLarge, envelope{Code: actors.CodeTooLarge, Message: "请求体过大"})
+	default:
+		writeEnvelope(w, http.StatusOK, envelope{Code: actors.CodeInternal, Message: "系统异常"})
+	}
+}

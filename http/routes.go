@@ -1,0 +1,183 @@
+package http
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"roomengine/actors"
+)
+
+// Length limits on free text, so a single request cannot store or broadcast megabytes.
+const (
+	maxNameLen    = 128
+	maxDescLen    = 500
+	maxCommentLen = 2000
+)
+
+type loginData struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Token string `json:"token,omitempty"`
+}
+
+func (h *Handler) login(ctx context.Context, p params, _ *http.Request) (any, error) {
+	v, err := p.require("name")
+	if err != nil {
+		return nil, err
+	}
+	if err := p.maxLen("name", maxNameLen); err != nil {
+		return nil, err
+	}
+	u, err := h.opts.Engine.Login(ctx, v[0])
+	if err != nil {
+		return nil, err
+	}
+	data := loginData{ID: u.ID, Name: u.Name}
+	if h.opts.Tokens != nil {
+		data.Token = h.opts.Tokens.Issue(u.ID)
+	}
+	return data, nil
+}
+
+func (h *Handler) roomUsers(ctx context.Context, p params, _ *http.Request) (any, error) {
+	v, err := p.require("roomId")
+	if err != nil {
+		return nil, err
+	}
+	return h.opts.Engine.Audience(ctx, v[0])
+}
+
+func (h *Handler) createLive(ctx context.Context, p params, _ *http.Request) (any, error) {
+	v, err := p.require("uid")
+	if err != nil {
+		return nil, err
+	}
+	if err := p.maxLen("desc", maxDescLen); err != nil {
+		return nil, err
+	}
+	room, err := h.opts.Engine.CreateRoom(ctx, v[0], p.get("desc"))
+	if err != nil {
+		return nil, err
+	}
+	return actors.ViewOf(room, h.opts.URLs), nil
+}
+
+func (h *Handler) play(ctx context.Context, p params, _ *http.Request) (any, error) {
+	v, err := p.require("roomId", "uid")
+	if err != nil {
+		return nil, err
+	}
+	room, viewer, err := h.opts.Engine.Play(ctx, v[0], v[1])
+	if err != nil {
+		return nil, err
+	}
+	return actors.PlayViewOf(room, viewer, h.opts.URLs), nil
+}
+
+func (h *Handler) audienceLeave(ctx context.Context, p params, _ *http.Request) (any, error) {
+	v, err := p.require("roomId", "uid")
+	if err != nil {
+		return nil, err
+	}
+	return nil, h.opts.Engine.AudienceLeave(ctx, v[0], v[1])
+}
+
+func (h *Handler) leave(ctx context.Context, p params, _ *http.Request) (any, error) {
+	v, err := p.require("roomId")
+	if err != nil {
+		return nil, err
+	}
+	return nil, h.opts.Engine.Leave(ctx, v[0])
+}
+
+func (h *Handler) comment(ctx context.Context, p params, _ *http.Request) (any, error) {
+	v, err := p.require("uid", "roomId", "comment")
+	if err != nil {
+		return nil, err
+	}
+	if err := p.maxLen("comment", maxCommentLen); err != nil {
+		return nil, err
+	}
+	return nil, h.opts.Engine.Comment(ctx, v[1], v[0], p["comment"])
+}
+
+func (h *Handler) like(ctx context.Context, p params, _ *http.Request) (any, error) {
+	v, err := p.require("uid", "roomId")
+	if err != nil {
+		return nil, err
+	}
+	return nil, h.opts.Engine.Like(ctx, v[1], v[0])
+}
+
+func (h *Handler) list(ctx context.Context, p params, _ *http.Request) (any, error) {
+	q := actors.ListQuery{RoomID: p.get("roomId")}
+	var err error
+	if q.Offset, err = nonNegative(p, "offset"); err != nil {
+		return nil, err
+	}
+	if q.Limit, err = nonNegative(p, "limit"); err != nil {
+		return nil, err
+	}
+	data, err := h.opts.Engine.List(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return rawJSON(data), nil
+}
+
+// nonNegative parses an optional non-negative integer parameter (0 when absent).
+func nonNegative(p params, name string) (int, error) {
+	s := p.get(name)
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, &badInput{msg: name + "必须是非负整数"}
+	}
+	return n, nil
+}
+
+func (h *Handler) reset(ctx context.Context, p params, r *http.Request) (any, error) {
+	if err := h.checkAdmin(r); err != nil {
+		return nil, err
+	}
+	return nil, h.opts.Engine.Reset(ctx, p.get("key"))
+}
+
+// streamNotify is Aliyun's publish / publish_done callback. Unknown streams and actions are
+// answered with success so Aliyun does not retry them forever.
+func (h *Handler) streamNotify(ctx context.Context, p params, _ *http.Request) (any, error) {
+	v, err := p.require("id")
+	if err != nil {
+		return nil, err
+	}
+	switch p.get("action") {
+	case "publish":
+		return nil, h.opts.Engine.StreamPublished(ctx, v[0])
+	case "publish_done":
+		return nil, h.opts.Engine.StreamPublishDone(ctx, v[0])
+	}
+	return nil, nil
+}
+
+// mixAvailable is Aliyun's MixAvailable callback: Stream is the room id plus the mix
+// template suffix.
+func (h *Handler) mixAvailable(ctx context.Context, p params, _ *http.Request) (any, error) {
+	v, err := p.require("Stream")
+	if err != nil {
+		return nil, err
+	}
+	roomID := strings.TrimSuffix(v[0], h.opts.TemplateName)
+	return nil, h.opts.Engine.MixAvailable(ctx, roomID)
+}
+
+// mixStatus is Aliyun's MixResult callback. Co-streaming calls act on it; until a room is in
+// a call there is nothing to change, so it is acknowledged.
+func (h *Handler) mixStatus(_ context.Context, p params, _ *http.Request) (any, error) {
+	h.log.Info("mix result callback", "main", p.get("MainMixStream"), "mix", p.get("MixStream"),
+		"code", p.get("Code"), "message", p.get("Message"))
+	return nil, nil
+}

@@ -1,0 +1,180 @@
+package http
+
+import (
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"roomengine/actors"
+)
+
+// Options configure the API handler.
+type Options struct {
+	Engine *actors.Engine
+	// Gateway serves /ws (the WebSocket push gateway); nil leaves /ws unrouted.
+	Gateway http.Handler
+	// Ready reports whether the store and the actor system can serve (for /readyz).
+	Ready func(ctx context.Context) error
+	// URLs renders the URLs of room objects.
+	URLs actors.URLs
+	// Tokens signs the token /login hands out.
+	Tokens *TokenSigner
+	// MaxBodyBytes limits request bodies (SPEC: http.maxBodyBytes).
+	MaxBodyBytes int64
+	// AdminToken enables /reset; empty disables it.
+	AdminToken string
+	// TemplateName is the mix template suffix stripped from mix callback stream names.
+	TemplateName string
+	// RequestTimeout bounds one API request.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+	Registerer     prometheus.Registerer
+	Gatherer       prometheus.Gatherer
+}
+
+// Handler is the whole HTTP surface.
+type Handler struct {
+	opts    Options
+	router  *httprouter.Router
+	metrics *httpMetrics
+	log     *slog.Logger
+}
+
+// NewHandler builds the router with every route of SPEC §2 and §3.
+func NewHandler(opts Options) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 64 << 10
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 5 * time.Second
+	}
+	if opts.TemplateName == "" {
+		opts.TemplateName = "_mix"
+	}
+	h := &Handler{opts: opts, router: httprouter.New(), metrics: newHTTPMetrics(opts.Registerer), log: opts.Logger}
+	r := h.router
+	r.RedirectTrailingSlash, r.RedirectFixedPath = false, false
+	r.HandleMethodNotAllowed = true
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		writeEnvelope(w, http.StatusNotFound, envelope{Code: http.StatusNotFound, Message: "Not Found: " + req.URL.Path})
+	})
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		writeEnvelope(w, http.StatusMethodNotAllowed, envelope{Code: http.StatusMethodNotAllowed,
+			Message: "Method Not Allowed: " + req.Method + " " + req.URL.Path})
+	})
+	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, p any) {
+		h.log.Error("handler panicked", "route", req.URL.Path, "panic", p, "stack", string(debug.Stack()))
+		writeEnvelope(w, http.StatusOK, envelope{Code: 500, Message: "系统异常"})
+	}
+
+	h.api("POST", "/login", h.login)
+	h.api("GET,POST", "/im/room/users", h.roomUsers)
+	h.api("POST", "/live/create", h.createLive)
+	h.api("POST", "/live/play", h.play)
+	h.api("POST", "/live/audience/leave", h.audienceLeave)
+	h.api("POST", "/live/leave", h.leave)
+	h.api("POST", "/live/comment", h.comment)
+	h.api("POST", "/live/like", h.like)
+	h.api("GET,POST", "/live/list", h.list)
+	h.api("POST", "/reset", h.reset)
+	h.api("GET", "/ali/stream/notify", h.streamNotify)
+	h.api("GET", "/ali/mix/availability/notify", h.mixAvailable)
+	h.api("GET", "/ali/mix/status/notify", h.mixStatus)
+
+	r.HandlerFunc("GET", "/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeEnvelope(w, http.StatusOK, envelope{Code: 200, Message: "ok"})
+	})
+	r.HandlerFunc("GET", "/readyz", h.readyz)
+	if opts.Gatherer != nil {
+		r.Handler("GET", "/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if opts.Gateway != nil {
+		r.Handler("GET", "/ws", opts.Gateway)
+	}
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.router.ServeHTTP(w, r) }
+
+// apiFunc handles one API request: it returns the data to answer with, or an error.
+type apiFunc func(ctx context.Context, p params, r *http.Request) (any, error)
+
+// rawJSON is data that is already encoded.
+type rawJSON []byte
+
+// api registers fn for each of the comma-separated methods, wrapped with parameter decoding,
+// the request timeout, the envelope and metrics.
+func (h *Handler) api(methods, path string, fn apiFunc) {
+	route := path
+	handle := func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: 200}
+		defer func() { h.metrics.observe(route, rec.code, time.Since(start)) }()
+		p, err := decodeParams(r, h.opts.MaxBodyBytes)
+		if err != nil {
+			writeError(rec, err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+		defer cancel()
+		data, err := fn(ctx, p, r)
+		if err != nil {
+			writeError(rec, err)
+			return
+		}
+		if raw, ok := data.(rawJSON); ok {
+			writeRawData(rec, raw)
+			return
+		}
+		writeOK(rec, data)
+	}
+	for _, m := range strings.Split(methods, ",") {
+		h.router.Handle(m, path, handle)
+	}
+}
+
+// statusRecorder remembers the envelope code for metrics.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) setCode(code int) { s.code = code }
+
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
+	if h.opts.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := h.opts.Ready(ctx); err != nil {
+			writeEnvelope(w, http.StatusServiceUnavailable, envelope{Code: actors.CodeUnavailable, Message: "not ready: " + err.Error()})
+			return
+		}
+	}
+	writeEnvelope(w, http.StatusOK, envelope{Code: 200, Message: "ready"})
+}
+
+// checkAdmin accepts only the configured admin token, compared in constant time.
+func (h *Handler) checkAdmin(r *http.Request) error {
+	if h.opts.AdminToken == "" {
+		return actors.Errorf(actors.CodeForbidden, "管理接口未启用（未配置admin.token）")
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || got == "" {
+		return actors.Errorf(actors.CodeUnauthorized, "需要管理员令牌")
+	}
+	if subtle.ConstantTimeCompare([]byte(got), []byte(h.opts.AdminToken)) != 1 {
+		return actors.Errorf(actors.CodeForbidden, "管理员令牌错误")
+	}
+	return nil
+}

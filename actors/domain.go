@@ -144,3 +144,35 @@ func (SystemClock) Now() time.Time { return time.Now() }
 func (SystemClock) AfterFunc(d time.Duration, f func()) func() bool {
 	return time.AfterFunc(d, f).Stop
 }
+
+// MixRequest names the two streams of one CDN mix (SPEC §4): the main stream (a host room)
+// and the stream mixed into it (the partner's room). Template is the layout
+// (picture_in_picture | side_by_side); it is used by Start only.
+type MixRequest struct {
+	MainStream string
+	MixStream  string
+	Template   string
+}
+
+// MixStarted is what a successful StartMixStreamsService returned: the stream names the mix
+// is playable under (SPEC §4, MixStreamsInfoList).
+type MixStarted struct {
+	Streams []string
+}
+
+// Mixer starts and stops CDN mixes (Aliyun CDN OpenAPI, or the simulator). Calls block for
+// up to the configured Aliyun timeout, so actors make them off their mailbox and receive the
+// result as a message. A failure is an *Error with code 3000, 3400, 3404 or 3500 (the CDN
+// answered an error) or 503 (timeout, connection refused, or the circuit breaker is open).
+type Mixer interface {
+	StartMix(ctx context.Context, req MixRequest) (MixStarted, error)
+	StopMix(ctx context.Context, req MixRequest) error
+}
+
+// MixResultNotice is Aliyun's MixResult callback (SPEC §3, /ali/mix/status/notify).
+type MixResultNotice struct {
+	MainMixDomain, MainMixApp, MainMixStream string
+	MixDomain, MixApp, MixStream             string
+	MixType, MixTemplate, Event              string
+	Code, Message                            string
+}

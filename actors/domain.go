@@ -54,6 +54,8 @@ type Room struct {
 	TopicDeleteDeadline time.Time `json:"topicDeleteDeadline,omitzero"`
 	// CallID names the co-streaming call the room is in, empty when none.
 	CallID string `json:"callId,omitempty"`
+	// CallHostRooms are the host rooms of that call: where its 9/10 pushes go.
+	CallHostRooms []string `json:"callHostRooms,omitempty"`
 }
 
 // Ended reports whether the room no longer exists for the API (it only waits for its
@@ -82,8 +84,14 @@ type Store interface {
 	// LoadAudience returns the members of a room's audience ordered by numeric id.
 	LoadAudience(ctx context.Context, roomID string) ([]User, error)
 
-	// Reset wipes users, rooms and audiences (key == ""), or the one user or room named by
-	// key. The user id counter survives, so ids are never reused.
+	// SaveCall upserts a call snapshot; DeleteCall is idempotent; LoadCalls returns every
+	// stored call (used at start-up).
+	SaveCall(ctx context.Context, call Call) error
+	DeleteCall(ctx context.Context, callID string) error
+	LoadCalls(ctx context.Context) ([]Call, error)
+
+	// Reset wipes users, rooms, audiences and calls (key == ""), or the one user or room
+	// named by key. The user id counter survives, so ids are never reused.
 	Reset(ctx context.Context, key string) error
 	// Ping reports whether the store can serve requests now.
 	Ping(ctx context.Context) error

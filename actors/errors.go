@@ -44,6 +44,11 @@ func ErrNoSuchUser(uid string) *Error {
 	return Errorf(CodeNoSuchUser, "%s用户不存在", uid)
 }
 
+// ErrInCall is the 3020 answer for a room already in a co-streaming call.
+func ErrInCall(roomID string) *Error {
+	return Errorf(CodeInCall, "%s房间已经连麦中", roomID)
+}
+
 // ErrStoreUnavailable is the 503 answer when a change could not be made durable; the change
 // was not applied.
 func ErrStoreUnavailable(err error) *Error {

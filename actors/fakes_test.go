@@ -21,12 +21,14 @@ type memStore struct {
 	users     map[string]User
 	rooms     map[string]Room
 	audiences map[string]map[string]User
+	calls     map[string]Call
 	fail      error // when set, every write fails with it
 	writes    int
 }
 
 func newMemStore() *memStore {
-	return &memStore{users: map[string]User{}, rooms: map[string]Room{}, audiences: map[string]map[string]User{}}
+	return &memStore{users: map[string]User{}, rooms: map[string]Room{}, audiences: map[string]map[string]User{},
+		calls: map[string]Call{}}
 }
 
 func (s *memStore) setFail(err error) { s.mu.Lock(); s.fail = err; s.mu.Unlock() }
@@ -107,12 +109,38 @@ func (s *memStore) Reset(_ context.Context, key string) error {
 	return s.write(func() {
 		if key == "" {
 			s.users, s.rooms, s.audiences = map[string]User{}, map[string]Room{}, map[string]map[string]User{}
+			s.calls = map[string]Call{}
 			return
 		}
 		delete(s.users, key)
 		delete(s.rooms, key)
 		delete(s.audiences, key)
 	})
+}
+
+func (s *memStore) SaveCall(_ context.Context, c Call) error {
+	return s.write(func() { s.calls[c.ID] = cloneCall(c) })
+}
+
+func (s *memStore) DeleteCall(_ context.Context, id string) error {
+	return s.write(func() { delete(s.calls, id) })
+}
+
+func (s *memStore) LoadCalls(context.Context) ([]Call, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Call
+	for _, c := range s.calls {
+		out = append(out, cloneCall(c))
+	}
+	return out, nil
+}
+
+func (s *memStore) call(id string) (Call, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.calls[id]
+	return c, ok
 }
 
 func (s *memStore) Ping(context.Context) error { return nil }

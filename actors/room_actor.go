@@ -214,7 +214,11 @@ func (a *roomActor) commit(ctx actor.Context, st roomStep) {
 	}
 	now := a.deps.clock.Now()
 	for _, p := range st.pushes {
-		a.deps.publisher.Publish(EncodePush(a.room.ID, p.tag, p.importance, p.typ, p.data, now))
+		topic := p.topic
+		if topic == "" {
+			topic = a.room.ID
+		}
+		a.deps.publisher.Publish(EncodePush(topic, p.tag, p.importance, p.typ, p.data, now))
 	}
 	if st.deleteTopic {
 		a.deps.publisher.DeleteTopic(a.room.ID)

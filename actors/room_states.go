@@ -38,10 +38,26 @@ type (
 	evMixAvailable   struct{}
 	evNoPublishDue   struct{}
 	evTopicDeleteDue struct{}
+	// evJoinCall puts the room in a call; a room is in at most one call.
+	evJoinCall struct {
+		callID    string
+		hostRooms []string
+	}
+	// evLeaveCall takes the room out of its call; a co-stream room made for the call ends.
+	evLeaveCall struct{ callID string }
+	// evCallFlags sets the mix flags the call decides (nil = unchanged).
+	evCallFlags struct {
+		callID      string
+		mixed       *bool
+		mixedStatus *int
+	}
+	// queryRoom reads the room; it changes nothing.
+	queryRoom struct{}
 )
 
-// outPush is a push message the room sends to its own topic.
+// outPush is a push message the room sends (to its own topic unless topic is set).
 type outPush struct {
+	topic      string
 	tag        string
 	importance int
 	typ        int
@@ -63,6 +79,8 @@ type roomStep struct {
 	createTopic   bool
 	deleteTopic   bool
 	stop          bool // the room is gone for good: the actor may stop
+	// notifyCall is an event for the call the room is in (mix-ready, or the room ended).
+	notifyCall any
 	// The answer to a command: err, or result (nil result means an empty success).
 	err    *Error
 	result any
@@ -145,7 +163,7 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 		}
 		st.next.NoPublishDeadline = time.Time{}
 		st.save = true
-		st.pushes = []outPush{{tag: r.ID, importance: 5, typ: 9, data: streamData{UID: r.UID, Name: r.Name, RoomID: r.ID}}}
+		st.pushes = streamPushes(r, 9)
 
 	case evPublishDone:
 		// publish_done for a room that is not publishing (repeated, or arriving before its
@@ -159,14 +177,55 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 		}
 		st.next.NoPublishDeadline = now.Add(cfg.NoPublishTimeout)
 		st.save = true
-		st.pushes = []outPush{{tag: r.ID, importance: 5, typ: 10, data: streamData{UID: r.UID, Name: r.Name, RoomID: r.ID}}}
+		st.pushes = streamPushes(r, 10)
 
 	case evMixAvailable:
-		if !live || r.IsMixReady {
+		if !live {
 			return st
 		}
-		st.next.IsMixReady = true
+		if r.CallID != "" {
+			// The call dedupes repeats itself; telling it every time heals a lost notice.
+			st.notifyCall = evCallMixReady{roomID: r.ID}
+		}
+		if !r.IsMixReady {
+			st.next.IsMixReady, st.save = true, true
+		}
+
+	case evJoinCall:
+		switch {
+		case !live:
+			st.err = ErrNoSuchRoom(r.ID)
+		case r.CallID == e.callID:
+			st.result = r // repeated join: already in
+		case r.CallID != "":
+			st.err = ErrInCall(r.ID)
+		default:
+			st.next.CallID, st.next.CallHostRooms = e.callID, e.hostRooms
+			st.save, st.result = true, st.next
+		}
+
+	case evLeaveCall:
+		if !live || r.CallID != e.callID {
+			return st
+		}
+		st.next.CallID, st.next.CallHostRooms = "", nil
+		st.next.IsMixed, st.next.MixedStatus = false, 0
 		st.save = true
+		if r.Status == StatusCostream {
+			st.next.CallID = "" // the room existed only for the call: it ends with it
+			st = endRoom(cfg, st, now)
+		}
+
+	case evCallFlags:
+		if !live || r.CallID != e.callID {
+			return st
+		}
+		if e.mixed != nil && *e.mixed != r.IsMixed {
+			st.next.IsMixed, st.save = *e.mixed, true
+		}
+		if e.mixedStatus != nil && *e.mixedStatus != r.MixedStatus {
+			st.next.MixedStatus, st.save = *e.mixedStatus, true
+		}
 
 	case evNoPublishDue:
 		// A timer may fire late, early (fake clocks) or after the deadline was cleared by a
@@ -174,9 +233,12 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 		if !live || r.NoPublishDeadline.IsZero() || now.Before(r.NoPublishDeadline) {
 			return st
 		}
-		st.pushes = []outPush{{tag: r.ID, importance: 5, typ: 8, data: roomEndedData{RoomID: r.ID}}}
+		st.pushes = []outPush{{topic: r.ID, tag: r.ID, importance: 5, typ: 8, data: roomEndedData{RoomID: r.ID}}}
 		st.remove, st.clearAudience, st.deleteTopic, st.stop = true, true, true, true
 		st.exists = false
+		if r.CallID != "" {
+			st.notifyCall = evCallClose{roomID: r.ID, roomEnded: true}
+		}
 
 	case evTopicDeleteDue:
 		if !exists || !r.Ended() || r.TopicDeleteDeadline.IsZero() || now.Before(r.TopicDeleteDeadline) {
@@ -197,6 +259,24 @@ func endRoom(cfg RoomConfig, st roomStep, now time.Time) roomStep {
 	st.next.NoPublishDeadline = time.Time{}
 	st.next.TopicDeleteDeadline = now.Add(cfg.TopicDeleteDelay)
 	st.save, st.clearAudience = true, true
-	st.pushes = []outPush{{tag: r.ID, importance: 5, typ: 8, data: roomEndedData{RoomID: r.ID}}}
+	st.pushes = []outPush{{topic: r.ID, tag: r.ID, importance: 5, typ: 8, data: roomEndedData{RoomID: r.ID}}}
+	if r.CallID != "" {
+		st.notifyCall = evCallClose{roomID: r.ID, roomEnded: true}
+	}
 	return st
+}
+
+// streamPushes are the publish (9) / publish_done (10) pushes: to every host room of the
+// room's call, or to the room itself when it is in none.
+func streamPushes(r Room, typ int) []outPush {
+	data := streamData{UID: r.UID, Name: r.Name, RoomID: r.ID}
+	topics := r.CallHostRooms
+	if r.CallID == "" || len(topics) == 0 {
+		topics = []string{r.ID}
+	}
+	out := make([]outPush, 0, len(topics))
+	for _, t := range topics {
+		out = append(out, outPush{topic: t, tag: t, importance: 5, typ: typ, data: data})
+	}
+	return out
 }

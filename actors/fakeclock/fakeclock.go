@@ -34,8 +34,14 @@ func (c *Clock) Now() time.Time {
 	return c.now
 }
 
-// AfterFunc schedules f at Now()+d.
+// AfterFunc schedules f at Now()+d. Like time.AfterFunc, a d that is not positive runs f
+// at once in its own goroutine (a deadline that passed while nothing was running, e.g.
+// across a restart, fires without waiting for the next Advance).
 func (c *Clock) AfterFunc(d time.Duration, f func()) func() bool {
+	if d <= 0 {
+		go f()
+		return func() bool { return false }
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seq++

@@ -34,6 +34,7 @@ var (
 	bucketMeta      = []byte("meta")      // keyLastUserID -> uint64 big endian
 	bucketRooms     = []byte("rooms")     // room id -> Room JSON
 	bucketAudiences = []byte("audiences") // room id -> bucket of user id -> User JSON
+	bucketCalls     = []byte("calls")     // call id -> Call JSON
 
 	keyLastUserID = []byte("lastUserID")
 )
@@ -119,7 +120,7 @@ func open(path string, opts Options, hook func(n int)) (*Store, error) {
 		return nil, fmt.Errorf("embedded: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketUsers, bucketMeta, bucketRooms, bucketAudiences} {
+		for _, name := range [][]byte{bucketUsers, bucketMeta, bucketRooms, bucketAudiences, bucketCalls} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -168,7 +169,7 @@ func (s *Store) Path() string { return s.db.Path() }
 func (s *Store) Ping(ctx context.Context) error {
 	return s.view(ctx, func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketUsers) == nil || tx.Bucket(bucketMeta) == nil ||
-			tx.Bucket(bucketRooms) == nil || tx.Bucket(bucketAudiences) == nil {
+			tx.Bucket(bucketRooms) == nil || tx.Bucket(bucketAudiences) == nil || tx.Bucket(bucketCalls) == nil {
 			return errors.New("embedded: buckets missing")
 		}
 		return nil
@@ -286,6 +287,55 @@ func deleteAudience(tx *bolt.Tx, roomKey []byte) error {
 		return nil
 	}
 	return err
+}
+
+// SaveCall stores the call snapshot as JSON.
+func (s *Store) SaveCall(ctx context.Context, call actors.Call) error {
+	if err := checkKey("call id", call.ID); err != nil {
+		return err
+	}
+	call.CreateTime = call.CreateTime.UTC()
+	val, err := json.Marshal(call)
+	if err != nil {
+		return fmt.Errorf("embedded: call %s: %w", call.ID, err)
+	}
+	key := []byte(call.ID)
+	return s.submit(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCalls).Put(key, val)
+	})
+}
+
+// DeleteCall is idempotent: deleting an unknown call succeeds.
+func (s *Store) DeleteCall(ctx context.Context, callID string) error {
+	if err := checkKey("call id", callID); err != nil {
+		return err
+	}
+	key := []byte(callID)
+	return s.submit(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCalls).Delete(key)
+	})
+}
+
+// LoadCalls returns the calls ordered by id.
+func (s *Store) LoadCalls(ctx context.Context) ([]actors.Call, error) {
+	var calls []actors.Call
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCalls).ForEach(func(k, v []byte) error {
+			if err := ctxCheck(ctx, len(calls)); err != nil {
+				return err
+			}
+			var c actors.Call
+			if err := json.Unmarshal(v, &c); err != nil {
+				return fmt.Errorf("embedded: call %s: %w", k, err)
+			}
+			calls = append(calls, c)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return calls, nil
 }
 
 // LoadRooms returns the rooms ordered by id.
@@ -428,7 +478,7 @@ func (s *Store) Reset(ctx context.Context, key string) error {
 		return s.submit(ctx, func(tx *bolt.Tx) error {
 			// Dropping whole buckets frees their pages in one go rather than one
 			// delete per key.
-			for _, name := range [][]byte{bucketUsers, bucketRooms, bucketAudiences} {
+			for _, name := range [][]byte{bucketUsers, bucketRooms, bucketAudiences, bucketCalls} {
 				if err := tx.DeleteBucket(name); err != nil {
 					return err
 				}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -42,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) actors.Store) {
 		{"ResetUser", testResetUser},
 		{"ResetHighestUserKeepsCounter", testResetHighestUser},
 		{"ConcurrentMixedWrites", testConcurrentMixed},
+		{"CallsRoundTripAndDelete", testCalls},
 		{"CancelledContext", testCancelledContext},
 		{"Ping", testPing},
 		{"UseAfterClose", testUseAfterClose},
@@ -181,6 +183,7 @@ func sampleRoom(id string) actors.Room {
 		NoPublishDeadline:   created.Add(90*time.Second + 7),
 		TopicDeleteDeadline: created.Add(10*time.Minute + 11),
 		CallID:              "call-" + id,
+		CallHostRooms:       []string{id, "other-room"},
 	}
 }
 
@@ -207,7 +210,7 @@ func sameRoom(t *testing.T, got, want actors.Room) {
 	got.CreateTime, want.CreateTime = time.Time{}, time.Time{}
 	got.NoPublishDeadline, want.NoPublishDeadline = time.Time{}, time.Time{}
 	got.TopicDeleteDeadline, want.TopicDeleteDeadline = time.Time{}, time.Time{}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("room %s:\n got %+v\nwant %+v", want.ID, got, want)
 	}
 }
@@ -709,5 +712,58 @@ func testReopenCounter(t *testing.T, open func(t *testing.T, dir string) actors.
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+}
+
+func sampleCall(id string) actors.Call {
+	return actors.Call{
+		ID: id, Layout: "side_by_side", Phase: actors.PhaseStarting,
+		Inviter:    actors.CallSide{RoomID: "aaaaaaaaaa", UID: "1", Name: "alice", Type: actors.TypeHost, Ready: true},
+		Invitee:    actors.CallSide{RoomID: "bbbbbbbbbb", UID: "2", Name: "bob", Type: actors.TypeViewer},
+		Legs:       []actors.MixLeg{{Main: "aaaaaaaaaa", Mix: "bbbbbbbbbb", State: "starting", Attempt: 2, Streams: []string{"s1"}}},
+		Results:    []string{"a|b|Success"},
+		CreateTime: time.Date(2026, 11, 25, 8, 0, 0, 123456789, time.FixedZone("CST", 8*3600)),
+	}
+}
+
+func testCalls(t *testing.T, s actors.Store) {
+	if err := s.SaveCall(ctx(t), sampleCall("c1")); err != nil {
+		t.Fatal(err)
+	}
+	second := sampleCall("c2")
+	second.Phase = actors.PhaseMixed
+	if err := s.SaveCall(ctx(t), second); err != nil {
+		t.Fatal(err)
+	}
+	second.Phase = actors.PhaseClosing // upsert
+	if err := s.SaveCall(ctx(t), second); err != nil {
+		t.Fatal(err)
+	}
+	calls, err := s.LoadCalls(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]actors.Call{}
+	for _, c := range calls {
+		byID[c.ID] = c
+	}
+	want := sampleCall("c1")
+	got := byID["c1"]
+	if len(byID) != 2 || byID["c2"].Phase != actors.PhaseClosing || !got.CreateTime.Equal(want.CreateTime) ||
+		got.Inviter != want.Inviter || got.Invitee != want.Invitee || len(got.Legs) != 1 ||
+		got.Legs[0].Attempt != 2 || got.Legs[0].Streams[0] != "s1" || got.Results[0] != "a|b|Success" {
+		t.Fatalf("calls after round trip: %+v", calls)
+	}
+	for range 2 { // idempotent
+		if err := s.DeleteCall(ctx(t), "c1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls, _ := s.LoadCalls(ctx(t)); len(calls) != 1 || calls[0].ID != "c2" {
+		t.Fatalf("calls after delete: %+v", calls)
+	}
+	mustReset(t, s, "")
+	if calls, _ := s.LoadCalls(ctx(t)); len(calls) != 0 {
+		t.Fatalf("calls after reset: %+v", calls)
 	}
 }

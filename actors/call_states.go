@@ -1,0 +1,439 @@
+package actors
+
+import (
+	"slices"
+	"time"
+)
+
+// This file is the co-streaming call state machine of docs/state-machines.md: a pure function
+// (call, event) → (call', effects). The call actor performs the effects; Start and Stop run
+// off its mailbox and come back as evStartAnswered / evStopAnswered.
+
+// Call phases.
+const (
+	PhaseWaiting  = "waiting"  // accepted; waiting for both rooms' mix streams
+	PhaseStarting = "starting" // Start sent for every host side, answers pending
+	PhaseMixed    = "mixed"    // every host side's Start succeeded
+	PhaseFailed   = "failed"   // a Start failed; a later mix-available retries
+	PhaseClosing  = "closing"  // closed by a client or a room's end; Stops pending
+	PhaseClosed   = "closed"   // over: rooms released, snapshot deleted
+)
+
+// Mix leg states.
+const (
+	legIdle     = ""
+	legStarting = "starting"
+	legStarted  = "started"
+	legFailed   = "failed"
+	legStopping = "stopping"
+	legStopped  = "stopped"
+)
+
+// CallSide is one participant of a call.
+type CallSide struct {
+	RoomID string `json:"roomId"`
+	UID    string `json:"uid"`
+	Name   string `json:"name"`
+	Type   int    `json:"type"` // 1 viewer (in a co-stream room made for the call), 2 host
+	Ready  bool   `json:"ready"`
+}
+
+// MixLeg is one CDN mix: one per host side (SPEC §4), main = that host's room.
+type MixLeg struct {
+	Main    string   `json:"main"`
+	Mix     string   `json:"mix"`
+	State   string   `json:"state"`
+	Attempt int      `json:"attempt"` // tags each Start/Stop so stale answers are ignored
+	Streams []string `json:"streams,omitempty"`
+	Code    int      `json:"code,omitempty"`
+	Message string   `json:"message,omitempty"`
+	// Ran is true once this leg's Start succeeded; a Stop is owed for it.
+	Ran bool `json:"ran,omitempty"`
+}
+
+// Call is the durable snapshot of a co-streaming call.
+type Call struct {
+	ID      string   `json:"id"`
+	Layout  string   `json:"layout"`
+	Inviter CallSide `json:"inviter"`
+	Invitee CallSide `json:"invitee"`
+	Phase   string   `json:"phase"`
+	Legs    []MixLeg `json:"legs"`
+	// Results are the MixResult callbacks already applied (main|mix|code), so a repeat is
+	// a no-op.
+	Results []string `json:"results,omitempty"`
+	// Closer is the room whose close ended the call (the roomId of pushes 4 and 15).
+	Closer     string    `json:"closer,omitempty"`
+	CreateTime time.Time `json:"createTime"`
+}
+
+// hostRooms are the rooms of the call that are host rooms: call-wide pushes go there.
+func (c *Call) hostRooms() []string {
+	var out []string
+	for _, s := range []CallSide{c.Inviter, c.Invitee} {
+		if s.Type == TypeHost {
+			out = append(out, s.RoomID)
+		}
+	}
+	return out
+}
+
+func (c *Call) side(roomID string) *CallSide {
+	switch roomID {
+	case c.Inviter.RoomID:
+		return &c.Inviter
+	case c.Invitee.RoomID:
+		return &c.Invitee
+	}
+	return nil
+}
+
+// newCall builds an accepted call and its legs: inviterType 2 → Start(main=inviter,
+// mix=invitee); inviteeType 2 → Start(main=invitee, mix=inviter).
+func newCall(id, layout string, inviter, invitee CallSide, now time.Time) Call {
+	if layout == "" {
+		layout = "picture_in_picture"
+	}
+	c := Call{ID: id, Layout: layout, Inviter: inviter, Invitee: invitee, Phase: PhaseWaiting, CreateTime: now}
+	if inviter.Type == TypeHost {
+		c.Legs = append(c.Legs, MixLeg{Main: inviter.RoomID, Mix: invitee.RoomID})
+	}
+	if invitee.Type == TypeHost {
+		c.Legs = append(c.Legs, MixLeg{Main: invitee.RoomID, Mix: inviter.RoomID})
+	}
+	return c
+}
+
+// Call events.
+type (
+	evCallMixReady  struct{ roomID string }
+	evStartAnswered struct {
+		leg, attempt int
+		streams      []string
+		err          *Error
+	}
+	evStopAnswered struct {
+		leg, attempt int
+		err          *Error
+	}
+	evMixResult struct{ notice MixResultNotice }
+	// evCallClose ends the call: from /videocall/close (roomEnded false) or because one of
+	// its rooms ended (roomEnded true: that room gets no more pushes).
+	evCallClose struct {
+		roomID    string
+		roomEnded bool
+	}
+)
+
+// Call effects, performed by the actor in this order after the snapshot is saved.
+type (
+	callPush struct {
+		topic, tag      string
+		importance, typ int
+		data            any
+	}
+	mixCall struct {
+		leg, attempt int
+		start        bool
+		req          MixRequest
+	}
+	// roomFlag updates a room's mix flags (isMixed, mixedStatus) while it is in the call.
+	roomFlag struct {
+		roomID      string
+		mixed       *bool
+		mixedStatus *int
+	}
+)
+
+type callStep struct {
+	next    Call
+	changed bool // save the snapshot
+	pushes  []callPush
+	mixes   []mixCall
+	flags   []roomFlag
+	// release frees the rooms from the call (co-stream rooms end) and deletes the call.
+	release bool
+	mixURL  func(string) string
+}
+
+// stepCall applies ev to the call. mixURL turns a mix stream name into its play URL.
+func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
+	st := callStep{next: cloneCall(c), mixURL: mixURL}
+	n := &st.next
+	if n.Phase == PhaseClosed {
+		return st
+	}
+	switch e := ev.(type) {
+	case evCallMixReady:
+		s := n.side(e.roomID)
+		if s == nil || s.Ready {
+			return st
+		}
+		s.Ready, st.changed = true, true
+		for _, topic := range n.hostRooms() {
+			st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 17,
+				data: mixAvailableData{RoomID: s.RoomID, Type: s.Type}})
+		}
+		if n.Phase == PhaseWaiting || n.Phase == PhaseFailed {
+			startIfReady(&st)
+		}
+
+	case evStartAnswered:
+		if e.leg < 0 || e.leg >= len(n.Legs) {
+			return st
+		}
+		leg := &n.Legs[e.leg]
+		if leg.State != legStarting || leg.Attempt != e.attempt {
+			return st // stale or duplicate answer
+		}
+		st.changed = true
+		if e.err != nil {
+			leg.State, leg.Code, leg.Message = legFailed, e.err.Code, e.err.Message
+		} else {
+			leg.State, leg.Streams, leg.Ran = legStarted, e.streams, true
+		}
+		switch n.Phase {
+		case PhaseStarting:
+			settleStart(&st)
+		case PhaseClosing:
+			if e.err == nil {
+				stopLeg(&st, e.leg) // closed while Start was in flight: Stop after Start
+			}
+			finishClose(&st)
+		}
+
+	case evStopAnswered:
+		if e.leg < 0 || e.leg >= len(n.Legs) {
+			return st
+		}
+		leg := &n.Legs[e.leg]
+		if leg.State != legStopping || leg.Attempt != e.attempt {
+			return st
+		}
+		// A Stop that failed for good is recorded; the call still ends (the actor already
+		// retried it with backoff).
+		leg.State, st.changed = legStopped, true
+		if e.err != nil {
+			leg.Code, leg.Message = e.err.Code, e.err.Message
+		}
+		if n.Phase == PhaseClosing {
+			finishClose(&st)
+		}
+
+	case evMixResult:
+		key := e.notice.MainMixStream + "|" + e.notice.MixStream + "|" + e.notice.Code
+		if slices.Contains(n.Results, key) {
+			return st
+		}
+		n.Results = append(n.Results, key)
+		st.changed = true
+		status := 0
+		if e.notice.Code == "Success" {
+			status = 1
+		}
+		for _, r := range []string{n.Inviter.RoomID, n.Invitee.RoomID} {
+			st.flags = append(st.flags, roomFlag{roomID: r, mixedStatus: &status})
+		}
+		data := mixStatusData{MainMixRoomID: e.notice.MainMixStream, MixRoomID: e.notice.MixStream,
+			MixType: e.notice.MixType, MixTemplate: e.notice.MixTemplate, Event: e.notice.Event,
+			Message: e.notice.Message, Code: e.notice.Code}
+		for _, topic := range n.hostRooms() {
+			st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 16, data: data})
+		}
+
+	case evCallClose:
+		if n.Phase == PhaseClosing {
+			return st // closing already
+		}
+		n.Closer, n.Phase, st.changed = e.roomID, PhaseClosing, true
+		data := closeData(n, e.roomID)
+		for _, topic := range n.hostRooms() {
+			if e.roomEnded && topic == e.roomID {
+				continue
+			}
+			st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 4, data: data})
+		}
+		for i := range n.Legs {
+			if n.Legs[i].State == legStarted {
+				stopLeg(&st, i)
+			}
+		}
+		finishClose(&st)
+	}
+	return st
+}
+
+// startIfReady sends Start for every leg not running yet once both rooms are mix-ready.
+func startIfReady(st *callStep) {
+	n := &st.next
+	if !n.Inviter.Ready || !n.Invitee.Ready || len(n.Legs) == 0 {
+		return
+	}
+	n.Phase, st.changed = PhaseStarting, true
+	for i := range n.Legs {
+		leg := &n.Legs[i]
+		if leg.State == legStarted {
+			continue
+		}
+		leg.State, leg.Code, leg.Message = legStarting, 0, ""
+		leg.Attempt++
+		st.mixes = append(st.mixes, mixCall{leg: i, attempt: leg.Attempt, start: true,
+			req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix, Template: n.Layout}})
+	}
+}
+
+// settleStart decides the outcome once every leg's Start has answered.
+func settleStart(st *callStep) {
+	n := &st.next
+	var failed *MixLeg
+	for i := range n.Legs {
+		switch n.Legs[i].State {
+		case legStarting:
+			return // still waiting
+		case legFailed:
+			if failed == nil {
+				failed = &n.Legs[i]
+			}
+		}
+	}
+	if failed == nil {
+		n.Phase = PhaseMixed
+		mixed := true
+		for _, r := range []string{n.Inviter.RoomID, n.Invitee.RoomID} {
+			st.flags = append(st.flags, roomFlag{roomID: r, mixed: &mixed})
+		}
+		data := mixSucceededData{mixParties: parties(n),
+			InviterMixPlayUrls: mixURLs(st, n.Inviter.RoomID), InviteeMixPlayUrls: mixURLs(st, n.Invitee.RoomID)}
+		for _, topic := range n.hostRooms() {
+			st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 5, data: data})
+		}
+		return
+	}
+	n.Phase = PhaseFailed
+	data := mixFailedData{mixParties: parties(n), Message: mixError{Code: failed.Code, Message: failed.Message}}
+	for _, topic := range n.hostRooms() {
+		st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 14, data: data})
+	}
+	// A half-started mix is not left running: stop the legs that did start.
+	for i := range n.Legs {
+		if n.Legs[i].State == legStarted {
+			stopLeg(st, i)
+		}
+	}
+}
+
+func stopLeg(st *callStep, i int) {
+	leg := &st.next.Legs[i]
+	leg.State = legStopping
+	leg.Attempt++
+	st.mixes = append(st.mixes, mixCall{leg: i, attempt: leg.Attempt,
+		req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix}})
+}
+
+// finishClose ends a closing call once no Start or Stop is outstanding: push 15 if a mix
+// ran, clear isMixed, release the rooms.
+func finishClose(st *callStep) {
+	n := &st.next
+	ran := false
+	for _, leg := range n.Legs {
+		if leg.State == legStarting || leg.State == legStopping {
+			return
+		}
+		ran = ran || leg.Ran
+	}
+	n.Phase, st.changed, st.release = PhaseClosed, true, true
+	if ran {
+		data := closeData(n, n.Closer)
+		for _, topic := range n.hostRooms() {
+			st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 15, data: data})
+		}
+	}
+	mixed := false
+	for _, r := range []string{n.Inviter.RoomID, n.Invitee.RoomID} {
+		st.flags = append(st.flags, roomFlag{roomID: r, mixed: &mixed})
+	}
+}
+
+// mixURLs are the play URLs of the mix whose main stream is main ([] when that side is a
+// viewer, who has no mix of its own).
+func mixURLs(st *callStep, main string) []string {
+	urls := []string{}
+	for _, leg := range st.next.Legs {
+		if leg.Main == main {
+			for _, s := range leg.Streams {
+				urls = append(urls, st.mixURL(s))
+			}
+		}
+	}
+	return urls
+}
+
+func cloneCall(c Call) Call {
+	c.Legs = slices.Clone(c.Legs)
+	c.Results = slices.Clone(c.Results)
+	return c
+}
+
+// Push payloads of calls (key spelling as the old server sent them).
+type (
+	mixAvailableData struct {
+		RoomID string `json:"roomId"`
+		Type   int    `json:"type"`
+	}
+	mixStatusData struct {
+		MainMixRoomID string `json:"mainMixRoomId"`
+		MixRoomID     string `json:"mixRoomId"`
+		MixType       string `json:"mixType"`
+		MixTemplate   string `json:"mixTemplate"`
+		Event         string `json:"event"`
+		Message       string `json:"message"`
+		Code          string `json:"code"`
+	}
+	callEndedData struct {
+		RoomID         string `json:"roomId"`
+		UID            string `json:"uid"`
+		Name           string `json:"name"`
+		NotifiedRoomID string `json:"notifiedRoomId"`
+		NotifiedUID    string `json:"notifiedUid"`
+		NotifiedName   string `json:"notifiedName"`
+	}
+	mixParties struct {
+		InviterRoomid string `json:"inviterRoomid"`
+		InviteeRoomid string `json:"inviteeRoomid"`
+		InviterUID    string `json:"inviterUid"`
+		InviterName   string `json:"inviterName"`
+		InviteeUID    string `json:"inviteeUid"`
+		InviteeName   string `json:"inviteeName"`
+		InviterType   int    `json:"inviterType"`
+		InviteeType   int    `json:"inviteeType"`
+	}
+	mixSucceededData struct {
+		mixParties
+		InviterMixPlayUrls []string `json:"inviterMixPlayUrls"`
+		InviteeMixPlayUrls []string `json:"inviteeMixPlayUrls"`
+	}
+	mixError struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	mixFailedData struct {
+		mixParties
+		Message mixError `json:"message"`
+	}
+)
+
+func parties(c *Call) mixParties {
+	return mixParties{InviterRoomid: c.Inviter.RoomID, InviteeRoomid: c.Invitee.RoomID,
+		InviterUID: c.Inviter.UID, InviterName: c.Inviter.Name, InviteeUID: c.Invitee.UID, InviteeName: c.Invitee.Name,
+		InviterType: c.Inviter.Type, InviteeType: c.Invitee.Type}
+}
+
+// closeData is the body of pushes 4 and 15: the closing room and the other one.
+func closeData(c *Call, closer string) callEndedData {
+	me, other := c.Inviter, c.Invitee
+	if closer == c.Invitee.RoomID {
+		me, other = c.Invitee, c.Inviter
+	}
+	return callEndedData{RoomID: me.RoomID, UID: me.UID, Name: me.Name,
+		NotifiedRoomID: other.RoomID, NotifiedUID: other.UID, NotifiedName: other.Name}
+}

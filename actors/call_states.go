@@ -63,7 +63,9 @@ type Call struct {
 	// a no-op.
 	Results []string `json:"results,omitempty"`
 	// Closer is the room whose close ended the call (the roomId of pushes 4 and 15).
-	Closer     string    `json:"closer,omitempty"`
+	Closer string `json:"closer,omitempty"`
+	// EndedRoom is a room whose end closed the call: it gets no more pushes.
+	EndedRoom  string    `json:"endedRoom,omitempty"`
 	CreateTime time.Time `json:"createTime"`
 }
 
@@ -76,6 +78,11 @@ func (c *Call) hostRooms() []string {
 		}
 	}
 	return out
+}
+
+// liveHostRooms are the host rooms minus one that ended.
+func (c *Call) liveHostRooms() []string {
+	return slices.DeleteFunc(c.hostRooms(), func(r string) bool { return r == c.EndedRoom })
 }
 
 func (c *Call) side(roomID string) *CallSide {
@@ -117,6 +124,8 @@ type (
 		err          *Error
 	}
 	evMixResult struct{ notice MixResultNotice }
+	// evCallStart starts the mix right after admission if both rooms were already ready.
+	evCallStart struct{}
 	// evCallClose ends the call: from /videocall/close (roomEnded false) or because one of
 	// its rooms ended (roomEnded true: that room gets no more pushes).
 	evCallClose struct {
@@ -170,11 +179,16 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 			return st
 		}
 		s.Ready, st.changed = true, true
-		for _, topic := range n.hostRooms() {
+		for _, topic := range n.liveHostRooms() {
 			st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 17,
 				data: mixAvailableData{RoomID: s.RoomID, Type: s.Type}})
 		}
 		if n.Phase == PhaseWaiting || n.Phase == PhaseFailed {
+			startIfReady(&st)
+		}
+
+	case evCallStart:
+		if n.Phase == PhaseWaiting {
 			startIfReady(&st)
 		}
 
@@ -237,7 +251,7 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 		data := mixStatusData{MainMixRoomID: e.notice.MainMixStream, MixRoomID: e.notice.MixStream,
 			MixType: e.notice.MixType, MixTemplate: e.notice.MixTemplate, Event: e.notice.Event,
 			Message: e.notice.Message, Code: e.notice.Code}
-		for _, topic := range n.hostRooms() {
+		for _, topic := range n.liveHostRooms() {
 			st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 16, data: data})
 		}
 
@@ -246,11 +260,11 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 			return st // closing already
 		}
 		n.Closer, n.Phase, st.changed = e.roomID, PhaseClosing, true
+		if e.roomEnded {
+			n.EndedRoom = e.roomID
+		}
 		data := closeData(n, e.roomID)
-		for _, topic := range n.hostRooms() {
-			if e.roomEnded && topic == e.roomID {
-				continue
-			}
+		for _, topic := range n.liveHostRooms() {
 			st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 4, data: data})
 		}
 		for i := range n.Legs {
@@ -304,14 +318,14 @@ func settleStart(st *callStep) {
 		}
 		data := mixSucceededData{mixParties: parties(n),
 			InviterMixPlayUrls: mixURLs(st, n.Inviter.RoomID), InviteeMixPlayUrls: mixURLs(st, n.Invitee.RoomID)}
-		for _, topic := range n.hostRooms() {
+		for _, topic := range n.liveHostRooms() {
 			st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 5, data: data})
 		}
 		return
 	}
 	n.Phase = PhaseFailed
 	data := mixFailedData{mixParties: parties(n), Message: mixError{Code: failed.Code, Message: failed.Message}}
-	for _, topic := range n.hostRooms() {
+	for _, topic := range n.liveHostRooms() {
 		st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 14, data: data})
 	}
 	// A half-started mix is not left running: stop the legs that did start.
@@ -344,7 +358,7 @@ func finishClose(st *callStep) {
 	n.Phase, st.changed, st.release = PhaseClosed, true, true
 	if ran {
 		data := closeData(n, n.Closer)
-		for _, topic := range n.hostRooms() {
+		for _, topic := range n.liveHostRooms() {
 			st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 15, data: data})
 		}
 	}

@@ -26,18 +26,35 @@ type EngineConfig struct {
 	StoreTimeout time.Duration
 	// OnLiveRooms, if set, is told the number of live rooms whenever it changes.
 	OnLiveRooms func(int)
+
+	// Mixer starts and stops CDN mixes for co-streaming calls.
+	Mixer Mixer
+	// MixerReady, if set, reports whether the CDN can be called now (breaker closed).
+	// Co-streaming commands that need the CDN fail fast with 503 while it cannot.
+	MixerReady func() error
+	// MixTimeout bounds one Start or Stop as the call actor sees it (default 30 s; the Mixer
+	// applies Aliyun's own, shorter timeout).
+	MixTimeout time.Duration
+	// StopAttempts and StopBackoff bound the retries of a failing Stop (default 5 and 1 s,
+	// doubling).
+	StopAttempts int
+	StopBackoff  time.Duration
 }
 
 // Engine is the Go API of the room engine: every method sends a message to an actor and
 // waits (bounded by AskTimeout) for its answer. It holds no domain state of its own.
 type Engine struct {
-	system  *actor.ActorSystem
-	rooms   *actor.PID
-	users   *actor.PID
-	timeout time.Duration
-	clock   Clock
-	log     *slog.Logger
-	stopped sync.Once
+	system     *actor.ActorSystem
+	rooms      *actor.PID
+	users      *actor.PID
+	calls      *actor.PID
+	publisher  Publisher
+	urlBuilder URLs
+	mixerReady func() error
+	timeout    time.Duration
+	clock      Clock
+	log        *slog.Logger
+	stopped    sync.Once
 }
 
 // NewEngine loads the rooms from the store and starts the registries; rooms with a pending
@@ -61,12 +78,31 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load rooms: %w", err)
 	}
+	calls, err := cfg.Store.LoadCalls(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load calls: %w", err)
+	}
+	if cfg.MixTimeout <= 0 {
+		cfg.MixTimeout = 30 * time.Second
+	}
+	if cfg.StopAttempts <= 0 {
+		cfg.StopAttempts = 5
+	}
+	if cfg.StopBackoff <= 0 {
+		cfg.StopBackoff = time.Second
+	}
 	logger := cfg.Logger
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return logger.With("component", "protoactor")
 	}))
+	// The registries find each other by name, which protoactor resolves locally.
+	roomsPID, callsPID := actor.NewPID(system.Address(), "rooms"), actor.NewPID(system.Address(), "calls")
 	deps := &roomDeps{cfg: cfg.Room, store: cfg.Store, publisher: cfg.Publisher, clock: cfg.Clock,
-		urls: cfg.URLs, log: cfg.Logger, storeTimeout: cfg.StoreTimeout}
+		urls: cfg.URLs, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, calls: callsPID}
+	cdeps := &callDeps{store: cfg.Store, publisher: cfg.Publisher, mixer: cfg.Mixer, mixerReady: cfg.MixerReady,
+		urls: cfg.URLs, clock: cfg.Clock, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, askTimeout: cfg.AskTimeout,
+		mixTimeout: cfg.MixTimeout, stopAttempts: cfg.StopAttempts, stopBackoff: cfg.StopBackoff,
+		rooms: roomsPID, calls: callsPID}
 
 	// A room actor that panics is stopped, not restarted in place: its in-memory state is
 	// suspect, and the registry re-spawns it from its last durable snapshot on demand.
@@ -74,6 +110,13 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	roomsProps := actor.PropsFromProducer(func() actor.Actor {
 		return newRoomRegistry(deps, snapshots, cfg.OnLiveRooms)
 	}, actor.WithSupervisor(stopOnPanic))
+	callsProps := actor.PropsFromProducer(func() actor.Actor {
+		return newCallRegistry(cdeps, calls)
+	}, actor.WithSupervisor(stopOnPanic))
+	callsReg, err := system.Root.SpawnNamed(callsProps, "calls")
+	if err != nil {
+		return nil, err
+	}
 	rooms, err := system.Root.SpawnNamed(roomsProps, "rooms")
 	if err != nil {
 		return nil, err
@@ -84,8 +127,24 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{system: system, rooms: rooms, users: users, timeout: cfg.AskTimeout,
-		clock: cfg.Clock, log: cfg.Logger}, nil
+	e := &Engine{system: system, rooms: rooms, users: users, calls: callsReg, publisher: cfg.Publisher, urlBuilder: cfg.URLs,
+		mixerReady: cfg.MixerReady, timeout: cfg.AskTimeout, clock: cfg.Clock, log: cfg.Logger}
+	e.healOrphans(snapshots, calls)
+	return e, nil
+}
+
+// healOrphans releases rooms that point at a call that was never saved (the process died
+// between a room joining and the call's first save).
+func (e *Engine) healOrphans(rooms []Room, calls []Call) {
+	known := map[string]bool{}
+	for _, c := range calls {
+		known[c.ID] = true
+	}
+	for _, r := range rooms {
+		if r.CallID != "" && !known[r.CallID] {
+			e.system.Root.Send(e.rooms, roomRequest{roomID: r.ID, ev: evLeaveCall{callID: r.CallID}, callback: true})
+		}
+	}
 }
 
 // Shutdown stops the registries and every room after they finished their queued messages.
@@ -95,6 +154,7 @@ func (e *Engine) Shutdown() {
 	e.stopped.Do(func() {
 		// Poison queues behind what the registries already hold; a registry stops its rooms
 		// only after they too have finished their mailboxes.
+		_ = e.system.Root.PoisonFuture(e.calls).Wait()
 		_ = e.system.Root.PoisonFuture(e.rooms).Wait()
 		_ = e.system.Root.PoisonFuture(e.users).Wait()
 		e.system.Shutdown()
@@ -285,6 +345,9 @@ func (e *Engine) MixAvailable(ctx context.Context, roomID string) error {
 
 // Reset wipes the store (key == "") or one room or user.
 func (e *Engine) Reset(ctx context.Context, key string) error {
+	if _, err := e.ask(ctx, e.calls, resetRequest{key: key}); err != nil {
+		return err
+	}
 	res, err := e.ask(ctx, e.rooms, resetRequest{key: key})
 	if err != nil {
 		return err

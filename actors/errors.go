@@ -1,6 +1,9 @@
 package actors
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Error codes of the response envelope (SPEC §1), kept from the old server.
 const (
@@ -53,4 +56,10 @@ func ErrInCall(roomID string) *Error {
 // was not applied.
 func ErrStoreUnavailable(err error) *Error {
 	return Errorf(CodeUnavailable, "存储不可用，请稍后重试: %v", err)
+}
+
+// HasCode reports whether err is an *Error with the given code.
+func HasCode(err error, code int) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == code
 }

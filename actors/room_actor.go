@@ -68,6 +68,7 @@ type roomDeps struct {
 	urls         URLs
 	log          *slog.Logger
 	storeTimeout time.Duration
+	calls        *actor.PID // the call registry
 }
 
 // roomActor is the thin shell around stepRoom: it feeds events in, performs the effects in
@@ -136,8 +137,16 @@ func (a *roomActor) activate() {
 }
 
 func (a *roomActor) handle(ctx actor.Context, req roomRequest) {
-	if _, ok := req.ev.(queryAudience); ok {
+	switch req.ev.(type) {
+	case queryAudience:
 		ctx.Respond(roomReply{room: a.room, result: a.audienceList()})
+		return
+	case queryRoom:
+		if !a.exists || a.room.Ended() {
+			ctx.Respond(roomReply{err: ErrNoSuchRoom(req.roomID)})
+			return
+		}
+		ctx.Respond(roomReply{room: a.room, result: a.room})
 		return
 	}
 	st := stepRoom(a.deps.cfg, a.room, a.exists, a.isMember, req.ev, a.deps.clock.Now())
@@ -224,6 +233,9 @@ func (a *roomActor) commit(ctx actor.Context, st roomStep) {
 		a.deps.publisher.DeleteTopic(a.room.ID)
 	}
 	a.reconcileTimers()
+	if st.notifyCall != nil {
+		ctx.Send(a.deps.calls, *st.notifyCall)
+	}
 	if changed {
 		ctx.Send(ctx.Parent(), roomChanged{room: a.room, exists: a.exists})
 	}

@@ -80,7 +80,7 @@ type roomStep struct {
 	deleteTopic   bool
 	stop          bool // the room is gone for good: the actor may stop
 	// notifyCall is an event for the call the room is in (mix-ready, or the room ended).
-	notifyCall any
+	notifyCall *callRequest
 	// The answer to a command: err, or result (nil result means an empty success).
 	err    *Error
 	result any
@@ -185,7 +185,7 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 		}
 		if r.CallID != "" {
 			// The call dedupes repeats itself; telling it every time heals a lost notice.
-			st.notifyCall = evCallMixReady{roomID: r.ID}
+			st.notifyCall = &callRequest{callID: r.CallID, ev: evCallMixReady{roomID: r.ID}, from: r.ID}
 		}
 		if !r.IsMixReady {
 			st.next.IsMixReady, st.save = true, true
@@ -212,8 +212,7 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 		st.next.IsMixed, st.next.MixedStatus = false, 0
 		st.save = true
 		if r.Status == StatusCostream {
-			st.next.CallID = "" // the room existed only for the call: it ends with it
-			st = endRoom(cfg, st, now)
+			st = endRoom(cfg, st, now) // the room existed only for the call: it ends with it
 		}
 
 	case evCallFlags:
@@ -237,7 +236,7 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 		st.remove, st.clearAudience, st.deleteTopic, st.stop = true, true, true, true
 		st.exists = false
 		if r.CallID != "" {
-			st.notifyCall = evCallClose{roomID: r.ID, roomEnded: true}
+			st.notifyCall = &callRequest{callID: r.CallID, ev: evCallClose{roomID: r.ID, roomEnded: true}, from: r.ID}
 		}
 
 	case evTopicDeleteDue:
@@ -261,7 +260,7 @@ func endRoom(cfg RoomConfig, st roomStep, now time.Time) roomStep {
 	st.save, st.clearAudience = true, true
 	st.pushes = []outPush{{topic: r.ID, tag: r.ID, importance: 5, typ: 8, data: roomEndedData{RoomID: r.ID}}}
 	if r.CallID != "" {
-		st.notifyCall = evCallClose{roomID: r.ID, roomEnded: true}
+		st.notifyCall = &callRequest{callID: r.CallID, ev: evCallClose{roomID: r.ID, roomEnded: true}, from: r.ID}
 	}
 	return st
 }

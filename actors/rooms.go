@@ -32,6 +32,10 @@ type listRequest struct{ q ListQuery }
 // listReply is the JSON array of room objects, ready to embed in the envelope.
 type listReply struct{ json []byte }
 
+// hostRoomRequest asks for a user's live host room (the newest, if several).
+type hostRoomRequest struct{ uid string }
+type hostRoomReply struct{ roomID string }
+
 type resetRequest struct{ key string }
 type resetReply struct{ err error }
 
@@ -100,6 +104,8 @@ func (r *roomRegistry) Receive(ctx actor.Context) {
 		}
 	case listRequest:
 		ctx.Respond(listReply{json: r.list(msg.q)})
+	case hostRoomRequest:
+		ctx.Respond(hostRoomReply{roomID: r.hostRoomOf(msg.uid)})
 	case resetRequest:
 		ctx.Respond(resetReply{err: r.reset(ctx, msg.key)})
 	}
@@ -195,6 +201,21 @@ func (r *roomRegistry) countLive(before, after []byte) {
 	if r.onLive != nil {
 		r.onLive(r.liveCount)
 	}
+}
+
+// hostRoomOf scans the live rooms: only co-streaming admissions ask, which are rare next to
+// the requests that keep this registry busy.
+func (r *roomRegistry) hostRoomOf(uid string) string {
+	var best *roomEntry
+	for _, e := range r.live() {
+		if e.room.UID == uid && e.room.Type == TypeHost {
+			best = e // live() is oldest first: the last match is the newest
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	return best.room.ID
 }
 
 func (r *roomRegistry) render(room Room) []byte {

@@ -1,0 +1,204 @@
+package actors
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// callRequest routes an event to one call. from names the room that sent it, so a room that
+// believes it is in a call that no longer exists can be told to leave it.
+type callRequest struct {
+	callID string
+	ev     any
+	from   string
+}
+
+// roomCallRequest routes an event to the call a room is in (close, mix results): Aliyun and
+// clients name rooms, not calls. A room in no call gets an empty success.
+type roomCallRequest struct {
+	roomID string
+	ev     any
+}
+
+// callReply answers call requests.
+type callReply struct {
+	call Call
+	err  *Error
+}
+
+// admitRequest asks for a new call. A side whose RoomID is empty gets a co-stream room.
+type admitRequest struct {
+	inviter, invitee CallSide
+	layout           string
+}
+
+// admitReply answers an admission: the call and both rooms as they are in it.
+type admitReply struct {
+	call                     Call
+	inviterRoom, inviteeRoom Room
+	err                      *Error
+}
+
+// busyRequest asks whether a room is in a call (or being admitted into one).
+type busyRequest struct{ roomID string }
+type busyReply struct{ busy bool }
+
+type callChanged struct{ call Call }
+type callGone struct{ callID string }
+
+type callEntry struct {
+	pid  *actor.PID
+	call Call
+}
+
+// callRegistry is the admission gate: it alone decides which rooms are in which call, one
+// request at a time, so two accepts racing for one room cannot both win. It also routes
+// events to call actors, re-spawning them from their snapshot when they are not running.
+type callRegistry struct {
+	deps  *callDeps
+	calls map[string]*callEntry
+	busy  map[string]string // room id → call id, including calls still being admitted
+	byPID map[string]string // actor id → call id
+}
+
+func newCallRegistry(deps *callDeps, snapshots []Call) *callRegistry {
+	r := &callRegistry{deps: deps, calls: map[string]*callEntry{}, busy: map[string]string{}, byPID: map[string]string{}}
+	for _, c := range snapshots {
+		r.calls[c.ID] = &callEntry{call: c}
+		r.busy[c.Inviter.RoomID] = c.ID
+		r.busy[c.Invitee.RoomID] = c.ID
+	}
+	return r
+}
+
+func (r *callRegistry) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		// Calls with a Start or Stop outstanding resume at once (their actor re-issues it).
+		for id, e := range r.calls {
+			if e.call.Phase == PhaseStarting || e.call.Phase == PhaseClosing {
+				r.spawn(ctx, id, e, nil)
+			}
+		}
+	case admitRequest:
+		r.admit(ctx, msg)
+	case callRequest:
+		e, ok := r.calls[msg.callID]
+		if !ok {
+			if msg.from != "" {
+				// The room points at a call that is gone (e.g. a crash between the room's
+				// join and the call's first save): release the room.
+				ctx.Send(r.deps.rooms, roomRequest{roomID: msg.from, ev: evLeaveCall{callID: msg.callID}, callback: true})
+				return
+			}
+			ctx.Respond(callReply{})
+			return
+		}
+		r.forward(ctx, msg.callID, e)
+	case roomCallRequest:
+		id, ok := r.busy[msg.roomID]
+		e := r.calls[id]
+		if !ok || e == nil {
+			ctx.Respond(callReply{})
+			return
+		}
+		r.forward(ctx, id, e)
+	case busyRequest:
+		_, busy := r.busy[msg.roomID]
+		ctx.Respond(busyReply{busy: busy})
+	case callChanged:
+		if e, ok := r.calls[msg.call.ID]; ok {
+			e.call = msg.call
+			// Co-stream rooms made during admission are busy from now on too.
+			r.busy[msg.call.Inviter.RoomID] = msg.call.ID
+			r.busy[msg.call.Invitee.RoomID] = msg.call.ID
+		}
+	case callGone:
+		r.release(ctx, msg.callID)
+	case *actor.Terminated:
+		if id, ok := r.byPID[msg.Who.Id]; ok {
+			delete(r.byPID, msg.Who.Id)
+			if e, ok := r.calls[id]; ok && e.pid != nil && e.pid.Id == msg.Who.Id {
+				e.pid = nil
+			}
+		}
+	case resetRequest:
+		for id := range r.calls {
+			if msg.key == "" {
+				r.release(ctx, id)
+			}
+		}
+		ctx.Respond(resetReply{})
+	}
+}
+
+func (r *callRegistry) admit(ctx actor.Context, req admitRequest) {
+	for _, room := range []string{req.inviter.RoomID, req.invitee.RoomID} {
+		if room == "" {
+			continue
+		}
+		if _, busy := r.busy[room]; busy {
+			ctx.Respond(admitReply{err: ErrInCall(room)})
+			return
+		}
+	}
+	if req.inviter.RoomID != "" && req.inviter.RoomID == req.invitee.RoomID {
+		ctx.Respond(admitReply{err: Errorf(CodeBadState, "不能与自己的房间连麦")})
+		return
+	}
+	id := newCallID()
+	for _, room := range []string{req.inviter.RoomID, req.invitee.RoomID} {
+		if room != "" {
+			r.busy[room] = id
+		}
+	}
+	e := &callEntry{call: Call{ID: id, Inviter: req.inviter, Invitee: req.invitee}}
+	r.calls[id] = e
+	pid := r.spawn(ctx, id, e, &req)
+	ctx.RequestWithCustomSender(pid, req, ctx.Sender())
+}
+
+func (r *callRegistry) forward(ctx actor.Context, id string, e *callEntry) {
+	pid := e.pid
+	if pid == nil {
+		pid = r.spawn(ctx, id, e, nil)
+	}
+	ctx.Forward(pid)
+}
+
+// spawn starts a call actor: for an admission (admit != nil) it starts empty and builds the
+// call; otherwise it resumes from the snapshot.
+func (r *callRegistry) spawn(ctx actor.Context, id string, e *callEntry, admit *admitRequest) *actor.PID {
+	snapshot, resume := e.call, admit == nil
+	props := actor.PropsFromProducer(func() actor.Actor { return newCallActor(r.deps, snapshot, resume) })
+	e.pid = ctx.Spawn(props)
+	r.byPID[e.pid.Id] = id
+	return e.pid
+}
+
+// release forgets a call and frees its rooms; co-stream rooms made for an admission that
+// failed were never recorded as busy.
+func (r *callRegistry) release(ctx actor.Context, id string) {
+	e, ok := r.calls[id]
+	if !ok {
+		return
+	}
+	delete(r.calls, id)
+	for room, owner := range r.busy {
+		if owner == id {
+			delete(r.busy, room)
+		}
+	}
+	if e.pid != nil {
+		delete(r.byPID, e.pid.Id)
+		ctx.Poison(e.pid)
+	}
+}
+
+func newCallID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "call-" + hex.EncodeToString(b[:])
+}

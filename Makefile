@@ -22,7 +22,7 @@ test: test-deps lint unit fuzz
 # test-deps installs the Debian packages the tests use when they are missing (CI machines
 # start fresh). Nothing here is needed by `make run`.
 test-deps:
-	@./scripts/test-deps.sh
+	@./scripts/test-deps.sh redis-server
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)

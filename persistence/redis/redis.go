@@ -1,0 +1,617 @@
+// Package redis is the actors.Store for production and the cluster: every node of a
+// deployment talks to one Redis, so user ids are unique across nodes and any node can load
+// any room.
+//
+// Keys, all under Options.KeyPrefix + ":" ({p} below):
+//
+//	{p}:user:nextid        INCR counter of user ids; survives Reset
+//	{p}:user:{id}          hash {name}
+//	{p}:room:{id}          JSON of actors.Room
+//	{p}:rooms              set of the ids of stored rooms, so LoadRooms needs no SCAN
+//	{p}:audience:{roomId}  hash uid -> JSON of actors.User
+//	{p}:call:{id}          JSON of actors.Call
+//	{p}:calls              set of the ids of stored calls
+//	{p}:user:req:{nonce}   short-lived marker that makes a retried CreateUser return the
+//	                       user its first attempt created
+//
+// A nil error means Redis acknowledged the write; it is durable only as far as the server is
+// configured to make it so (appendonly yes, appendfsync always, as the tests run it).
+//
+// Two prefixes must not nest ("mns" and "mns:a"): the keys of the second are under the
+// first's namespace, and the first's Reset("") would wipe them.
+package redis
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"roomengine/actors"
+)
+
+// Defaults applied by Open to zero Options fields.
+const (
+	DefaultAddr      = "localhost:6379"
+	DefaultKeyPrefix = "mns"
+	DefaultTimeout   = 500 * time.Millisecond
+)
+
+// batchSize bounds the keys of one MGET, one SCAN step and one DEL, so no single command
+// blocks Redis (single-threaded) for long, however many rooms there are.
+const batchSize = 500
+
+// reqMarkerTTL is how long a CreateUser's marker lives: far longer than any retry of the
+// call, short enough not to pile up.
+const reqMarkerTTL = 60
+
+// ErrClosed is returned by every method called after Close.
+var ErrClosed = errors.New("redis: store is closed")
+
+// Options configures Open. Only Addr is usually needed.
+type Options struct {
+	Addr     string // host:port, default DefaultAddr
+	Password string // AUTH password, empty for none; never appears in errors
+	DB       int    // database number (SELECT)
+	// KeyPrefix namespaces every key (default DefaultKeyPrefix, the old server's prefix).
+	KeyPrefix string
+	// Timeout bounds each call (each round trip for LoadRooms and Reset(""), which may
+	// need several) unless the caller's context ends sooner. Default DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Store is the Redis-backed actors.Store. Methods are safe for concurrent use.
+//
+// If a call's context ends or Redis stops answering while a write is in flight, the method
+// returns an error but Redis may still have applied the write: the caller must treat the
+// outcome as unknown. A call whose context has already ended sends nothing.
+type Store struct {
+	rdb     *goredis.Client
+	timeout time.Duration
+	closed  atomic.Bool
+
+	counterKey  string
+	roomsKey    string
+	userPrefix  string // + id
+	roomPrefix  string // + room id
+	audPrefix   string // + room id
+	callsKey    string
+	callPrefix  string // + call id
+	reqPrefix   string // + nonce
+	scanPattern string // every key under prefix, glob-escaped
+}
+
+// Open connects to Redis and checks that it answers within Options.Timeout.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Addr == "" {
+		opts.Addr = DefaultAddr
+	}
+	if opts.KeyPrefix == "" {
+		opts.KeyPrefix = DefaultKeyPrefix
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	rdb := goredis.NewClient(&goredis.Options{
+		Addr:     opts.Addr,
+		Password: opts.Password,
+		DB:       opts.DB,
+		// Every call carries a deadline (see begin); the socket timeouts are the
+		// same bound for a connection that is stuck regardless of the context.
+		ContextTimeoutEnabled: true,
+		DialTimeout:           opts.Timeout,
+		ReadTimeout:           opts.Timeout,
+		WriteTimeout:          opts.Timeout,
+		PoolTimeout:           opts.Timeout,
+		// The pool's own dial retries would only spend the call's deadline on a server
+		// that refused the first dial; the caller or the next call retries instead.
+		DialerRetries: 1,
+		// Maintenance notifications are for Redis Enterprise / Cloud; with "auto" every
+		// new connection against a plain redis-server pays a failing command.
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+	p := opts.KeyPrefix + ":"
+	s := &Store{
+		rdb:         rdb,
+		timeout:     opts.Timeout,
+		counterKey:  p + "user:nextid",
+		roomsKey:    p + "rooms",
+		userPrefix:  p + "user:",
+		roomPrefix:  p + "room:",
+		audPrefix:   p + "audience:",
+		callsKey:    p + "calls",
+		callPrefix:  p + "call:",
+		reqPrefix:   p + "user:req:",
+		scanPattern: globEscape(p) + "*",
+	}
+	if err := s.ping(ctx); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis: open %s: %w", opts.Addr, err)
+	}
+	return s, nil
+}
+
+// Close closes the connections. Later calls return ErrClosed; Close itself may be called
+// again and returns nil.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if err := s.rdb.Close(); err != nil {
+		return fmt.Errorf("redis: close: %w", err)
+	}
+	return nil
+}
+
+// Ping sends PING.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.ping(ctx); err != nil {
+		return fmt.Errorf("redis: ping: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) ping(ctx context.Context) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return s.rdb.Ping(ctx).Err()
+}
+
+// createUser allocates the id and stores the user in one step, so a crash can never leave
+// an allocated id without its user or the reverse. KEYS[1] is the counter, KEYS[2] the
+// call's marker; ARGV are the user key prefix, the name and the marker's TTL. The user key
+// is derived from the new id inside the script: fine on a standalone Redis, which is what
+// this store supports.
+//
+// go-redis retries a command whose connection broke, and the first attempt may have run:
+// the marker makes the retry return that attempt's id instead of allocating another.
+var createUser = goredis.NewScript(`
+local id = redis.call('GET', KEYS[2])
+if id then return id end
+id = redis.call('INCR', KEYS[1])
+redis.call('HSET', ARGV[1] .. id, 'name', ARGV[2])
+redis.call('SET', KEYS[2], id, 'EX', ARGV[3])
+return tostring(id)
+`)
+
+// CreateUser allocates the next id from the shared counter, so ids are unique across every
+// node using the same Redis and prefix.
+func (s *Store) CreateUser(ctx context.Context, name string) (actors.User, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return actors.User{}, fmt.Errorf("redis: create user: %w", err)
+	}
+	defer cancel()
+	nonce, err := newNonce()
+	if err != nil {
+		return actors.User{}, fmt.Errorf("redis: create user: %w", err)
+	}
+	id, err := createUser.Run(ctx, s.rdb,
+		[]string{s.counterKey, s.reqPrefix + nonce},
+		s.userPrefix, name, reqMarkerTTL).Text()
+	if err != nil {
+		return actors.User{}, fmt.Errorf("redis: create user: %w", err)
+	}
+	return actors.User{ID: id, Name: name}, nil
+}
+
+// GetUser returns an error wrapping actors.ErrNotFound for an unknown id. Ids are canonical
+// decimals; anything else is unknown without asking Redis (and cannot name the counter).
+func (s *Store) GetUser(ctx context.Context, id string) (actors.User, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return actors.User{}, fmt.Errorf("redis: get user %s: %w", id, err)
+	}
+	defer cancel()
+	if !isDecimal(id) {
+		return actors.User{}, fmt.Errorf("user %q: %w", id, actors.ErrNotFound)
+	}
+	name, err := s.rdb.HGet(ctx, s.userPrefix+id, "name").Result()
+	if errors.Is(err, goredis.Nil) {
+		return actors.User{}, fmt.Errorf("user %s: %w", id, actors.ErrNotFound)
+	}
+	if err != nil {
+		return actors.User{}, fmt.Errorf("redis: get user %s: %w", id, err)
+	}
+	return actors.User{ID: id, Name: name}, nil
+}
+
+// SaveRoom stores the snapshot as JSON with its times in UTC, and its id in the room set,
+// in one transaction.
+func (s *Store) SaveRoom(ctx context.Context, room actors.Room) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("redis: save room %s: %w", room.ID, err)
+	}
+	defer cancel()
+	if room.ID == "" {
+		return errors.New("redis: save room: empty room id")
+	}
+	room.CreateTime = room.CreateTime.UTC()
+	room.NoPublishDeadline = room.NoPublishDeadline.UTC()
+	room.TopicDeleteDeadline = room.TopicDeleteDeadline.UTC()
+	val, err := json.Marshal(room)
+	if err != nil {
+		return fmt.Errorf("redis: save room %s: %w", room.ID, err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Set(ctx, s.roomPrefix+room.ID, val, 0)
+		p.SAdd(ctx, s.roomsKey, room.ID)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis: save room %s: %w", room.ID, err)
+	}
+	return nil
+}
+
+// DeleteRoom removes the room, its set member and its audience in one transaction. An
+// unknown room is not an error.
+func (s *Store) DeleteRoom(ctx context.Context, roomID string) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("redis: delete room %s: %w", roomID, err)
+	}
+	defer cancel()
+	if roomID == "" {
+		return errors.New("redis: delete room: empty room id")
+	}
+	if err := s.deleteRoom(ctx, roomID); err != nil {
+		return fmt.Errorf("redis: delete room %s: %w", roomID, err)
+	}
+	return nil
+}
+
+func (s *Store) deleteRoom(ctx context.Context, roomID string) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Del(ctx, s.roomPrefix+roomID, s.audPrefix+roomID)
+		p.SRem(ctx, s.roomsKey, roomID)
+		return nil
+	})
+	return err
+}
+
+// LoadRooms returns every room in the room set, ordered by id.
+func (s *Store) LoadRooms(ctx context.Context) ([]actors.Room, error) {
+	rooms, err := loadSet[actors.Room](ctx, s, s.roomsKey, s.roomPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("redis: load rooms: %w", err)
+	}
+	return rooms, nil
+}
+
+// SaveCall stores the call snapshot as JSON, and its id in the call set, in one
+// transaction.
+func (s *Store) SaveCall(ctx context.Context, call actors.Call) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("redis: save call %s: %w", call.ID, err)
+	}
+	defer cancel()
+	if call.ID == "" {
+		return errors.New("redis: save call: empty call id")
+	}
+	call.CreateTime = call.CreateTime.UTC()
+	val, err := json.Marshal(call)
+	if err != nil {
+		return fmt.Errorf("redis: save call %s: %w", call.ID, err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Set(ctx, s.callPrefix+call.ID, val, 0)
+		p.SAdd(ctx, s.callsKey, call.ID)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis: save call %s: %w", call.ID, err)
+	}
+	return nil
+}
+
+// DeleteCall removes the call and its set member in one transaction. An unknown call is
+// not an error.
+func (s *Store) DeleteCall(ctx context.Context, callID string) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("redis: delete call %s: %w", callID, err)
+	}
+	defer cancel()
+	if callID == "" {
+		return errors.New("redis: delete call: empty call id")
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Del(ctx, s.callPrefix+callID)
+		p.SRem(ctx, s.callsKey, callID)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis: delete call %s: %w", callID, err)
+	}
+	return nil
+}
+
+// LoadCalls returns every call in the call set, ordered by id.
+func (s *Store) LoadCalls(ctx context.Context) ([]actors.Call, error) {
+	calls, err := loadSet[actors.Call](ctx, s, s.callsKey, s.callPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("redis: load calls: %w", err)
+	}
+	return calls, nil
+}
+
+// loadSet reads the ids in setKey, then their JSON values under keyPrefix+id with
+// pipelined MGETs of batchSize keys, ordered by id. An id whose key vanished in between (a
+// concurrent delete) is skipped.
+func loadSet[T any](ctx context.Context, s *Store, setKey, keyPrefix string) ([]T, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	ids, err := withTimeout(ctx, s.timeout, func(ctx context.Context) ([]string, error) {
+		return s.rdb.SMembers(ctx, setKey).Result()
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(ids)
+
+	var out []T
+	// A pipeline of up to 10 MGETs is one round trip of at most 5,000 values.
+	const perPipeline = 10 * batchSize
+	for chunk := range slices.Chunk(ids, perPipeline) {
+		cmds, err := withTimeout(ctx, s.timeout, func(ctx context.Context) ([]*goredis.SliceCmd, error) {
+			var cmds []*goredis.SliceCmd
+			_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+				for batch := range slices.Chunk(chunk, batchSize) {
+					keys := make([]string, len(batch))
+					for i, id := range batch {
+						keys[i] = keyPrefix + id
+					}
+					cmds = append(cmds, p.MGet(ctx, keys...))
+				}
+				return nil
+			})
+			return cmds, err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for i, cmd := range cmds {
+			for j, v := range cmd.Val() {
+				str, ok := v.(string)
+				if !ok {
+					continue // nil: deleted since SMEMBERS
+				}
+				var x T
+				if err := json.Unmarshal([]byte(str), &x); err != nil {
+					return nil, fmt.Errorf("%s: %w", chunk[i*batchSize+j], err)
+				}
+				out = append(out, x)
+			}
+		}
+	}
+	return out, nil
+}
+
+// AddAudience does not require the room to be saved first: the room actor owns both
+// records and decides their order.
+func (s *Store) AddAudience(ctx context.Context, roomID string, member actors.User) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("redis: add audience %s to room %s: %w", member.ID, roomID, err)
+	}
+	defer cancel()
+	if roomID == "" || member.ID == "" {
+		return fmt.Errorf("redis: add audience %q to room %q: empty id", member.ID, roomID)
+	}
+	val, err := json.Marshal(member)
+	if err != nil {
+		return fmt.Errorf("redis: add audience %s to room %s: %w", member.ID, roomID, err)
+	}
+	if err := s.rdb.HSet(ctx, s.audPrefix+roomID, member.ID, val).Err(); err != nil {
+		return fmt.Errorf("redis: add audience %s to room %s: %w", member.ID, roomID, err)
+	}
+	return nil
+}
+
+// RemoveAudience is idempotent, including for an unknown room. Redis drops a hash when
+// its last field goes, so emptied audiences leave nothing behind.
+func (s *Store) RemoveAudience(ctx context.Context, roomID, uid string) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("redis: remove audience %s from room %s: %w", uid, roomID, err)
+	}
+	defer cancel()
+	if roomID == "" || uid == "" {
+		return fmt.Errorf("redis: remove audience %q from room %q: empty id", uid, roomID)
+	}
+	if err := s.rdb.HDel(ctx, s.audPrefix+roomID, uid).Err(); err != nil {
+		return fmt.Errorf("redis: remove audience %s from room %s: %w", uid, roomID, err)
+	}
+	return nil
+}
+
+// LoadAudience returns the members ordered by numeric id; an unknown room has none.
+func (s *Store) LoadAudience(ctx context.Context, roomID string) ([]actors.User, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("redis: load audience of room %s: %w", roomID, err)
+	}
+	defer cancel()
+	if roomID == "" {
+		return nil, nil
+	}
+	m, err := s.rdb.HGetAll(ctx, s.audPrefix+roomID).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: load audience of room %s: %w", roomID, err)
+	}
+	users := make([]actors.User, 0, len(m))
+	for uid, v := range m {
+		var u actors.User
+		if err := json.Unmarshal([]byte(v), &u); err != nil {
+			return nil, fmt.Errorf("redis: load audience of room %s: member %s: %w", roomID, uid, err)
+		}
+		users = append(users, u)
+	}
+	slices.SortFunc(users, func(a, b actors.User) int { return compareIDs(a.ID, b.ID) })
+	return users, nil
+}
+
+// Reset with a key deletes the user and the room (with its audience) that key names, in
+// one transaction; unknown keys are not an error. Reset("") deletes every key under the
+// prefix except the user id counter, scanning (never KEYS) and deleting in batches; it is
+// not atomic, so writes racing it may survive it.
+func (s *Store) Reset(ctx context.Context, key string) error {
+	if key == "" {
+		if err := s.resetAll(ctx); err != nil {
+			return fmt.Errorf("redis: reset all: %w", err)
+		}
+		return nil
+	}
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("redis: reset %s: %w", key, err)
+	}
+	defer cancel()
+	_, err = s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		// Only canonical decimal ids name users: "nextid" must not name the counter.
+		if isDecimal(key) {
+			p.Del(ctx, s.userPrefix+key)
+		}
+		p.Del(ctx, s.roomPrefix+key, s.audPrefix+key)
+		p.SRem(ctx, s.roomsKey, key)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis: reset %s: %w", key, err)
+	}
+	return nil
+}
+
+func (s *Store) resetAll(ctx context.Context) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	var cursor uint64
+	for {
+		next, err := withTimeout(ctx, s.timeout, func(ctx context.Context) (uint64, error) {
+			keys, next, err := s.rdb.Scan(ctx, cursor, s.scanPattern, batchSize).Result()
+			if err != nil {
+				return 0, err
+			}
+			keys = slices.DeleteFunc(keys, func(k string) bool { return k == s.counterKey })
+			if len(keys) > 0 {
+				// UNLINK frees the memory off the main thread: audiences may be big.
+				if err := s.rdb.Unlink(ctx, keys...).Err(); err != nil {
+					return 0, err
+				}
+			}
+			return next, nil
+		})
+		if err != nil {
+			return err
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// begin checks that the call may proceed and bounds it by the store's timeout.
+func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	return ctx, cancel, nil
+}
+
+// check refuses a call whose context has ended, so it writes nothing, and calls after Close.
+func (s *Store) check(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// withTimeout runs one round trip of a multi-step call under its own timeout, still
+// within the caller's context.
+func withTimeout[T any](ctx context.Context, d time.Duration, fn func(context.Context) (T, error)) (T, error) {
+	if err := ctx.Err(); err != nil {
+		var zero T
+		return zero, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return fn(ctx)
+}
+
+func newNonce() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// globEscape quotes the characters SCAN MATCH treats specially, so a prefix such as
+// "a*" matches only itself.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\', '^', '-':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// compareIDs orders canonical decimal ids numerically (a shorter one is smaller) and
+// anything else after them, bytewise, so the order is total whatever the ids look like.
+func compareIDs(a, b string) int {
+	na, nb := isDecimal(a), isDecimal(b)
+	switch {
+	case na && nb:
+		return cmp.Or(cmp.Compare(len(a), len(b)), cmp.Compare(a, b))
+	case na:
+		return -1
+	case nb:
+		return 1
+	default:
+		return cmp.Compare(a, b)
+	}
+}
+
+// isDecimal reports whether s is a canonical decimal (no sign, no leading zero), the only
+// form user ids take.
+func isDecimal(s string) bool {
+	if s == "" || (len(s) > 1 && s[0] == '0') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Compile-time check.
+var _ actors.Store = (*Store)(nil)

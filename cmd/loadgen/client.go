@@ -107,13 +107,21 @@ func (e *apiError) Error() string { return e.kind + ": " + e.msg }
 // caller performs API requests and reads answers into a reusable buffer. One per worker.
 type caller struct {
 	client *http.Client
-	base   string // http://host:port
+	raw    *rawConn // when set, requests go through it instead of client
+	base   string   // http://host:port
 	buf    bytes.Buffer
 }
 
 // do sends one request and returns the answer body (valid until the next call) when both
 // the HTTP status and the envelope code are 200.
 func (c *caller) do(ctx context.Context, method, path, contentType string, body []byte) ([]byte, error) {
+	if c.raw != nil {
+		status, err := c.raw.roundTrip(ctx, method, path, contentType, body, &c.buf)
+		if err != nil {
+			return nil, &apiError{kind: "transport", msg: err.Error()}
+		}
+		return c.check(status)
+	}
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -135,9 +143,14 @@ func (c *caller) do(ctx context.Context, method, path, contentType string, body 
 	if err != nil {
 		return nil, &apiError{kind: "transport", msg: "reading answer: " + err.Error()}
 	}
+	return c.check(res.StatusCode)
+}
+
+// check judges the answer in c.buf.
+func (c *caller) check(status int) ([]byte, error) {
 	b := c.buf.Bytes()
-	if res.StatusCode != http.StatusOK {
-		return nil, &apiError{kind: "http " + strconv.Itoa(res.StatusCode), msg: snippet(b)}
+	if status != http.StatusOK {
+		return nil, &apiError{kind: "http " + strconv.Itoa(status), msg: snippet(b)}
 	}
 	code, err := envelopeCode(b)
 	if err != nil {

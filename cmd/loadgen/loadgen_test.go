@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -201,7 +202,7 @@ func newServer(t *testing.T) string {
 
 func TestScenariosEndToEnd(t *testing.T) {
 	addr := newServer(t)
-	base := options{addr: addr, c: 4, d: 300 * time.Millisecond, warmup: 100 * time.Millisecond}
+	base := options{addr: addr, c: 4, d: 300 * time.Millisecond, warmup: 100 * time.Millisecond, client: "raw"}
 	ctx := context.Background()
 
 	t.Run("comment", func(t *testing.T) {
@@ -229,7 +230,7 @@ func TestScenariosEndToEnd(t *testing.T) {
 	})
 	t.Run("login", func(t *testing.T) {
 		o := base
-		o.scenario, o.n = "login", 50
+		o.scenario, o.n, o.client = "login", 50, "std"
 		res := mustRun(t, ctx, o)
 		if res.Requests > 50 {
 			t.Errorf("-n 50 made %d measured requests", res.Requests)
@@ -266,4 +267,57 @@ func mustRun(t *testing.T, ctx context.Context, o options) *result {
 		t.Fatalf("implausible result: %+v (errors: %v %s)", res, res.ErrorKinds, res.ErrorSample)
 	}
 	return res
+}
+
+func TestReadResponse(t *testing.T) {
+	cases := []struct {
+		name, in   string
+		status     int
+		keep       bool
+		body, rest string
+	}{
+		{"length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: x\r\n\r\nhelloNEXT", 200, true, "hello", "NEXT"},
+		{"chunked", "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: 1\r\n\r\nNEXT", 200, true, "abcde", "NEXT"},
+		{"close", "HTTP/1.1 413 Too Large\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}", 413, false, "{}", ""},
+		{"to EOF", "HTTP/1.0 200 OK\r\n\r\nall of it", 200, false, "all of it", ""},
+		{"empty", "HTTP/1.1 204 No Content\r\n\r\nNEXT", 204, true, "", "NEXT"},
+	}
+	for _, tc := range cases {
+		br := bufio.NewReader(strings.NewReader(tc.in))
+		var out bytes.Buffer
+		status, keep, err := readResponse(br, &out)
+		rest, _ := io.ReadAll(br)
+		if err != nil || status != tc.status || keep != tc.keep || out.String() != tc.body || string(rest) != tc.rest {
+			t.Errorf("%s: status %d keep %v body %q rest %q err %v", tc.name, status, keep, out.String(), rest, err)
+		}
+	}
+	for _, in := range []string{"", "junk\r\n", "HTTP/1.1 2x0 OK\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"} {
+		var out bytes.Buffer
+		if _, _, err := readResponse(bufio.NewReader(strings.NewReader(in)), &out); err == nil {
+			t.Errorf("readResponse(%q): want an error", in)
+		}
+	}
+}
+
+func TestRawConnReconnects(t *testing.T) {
+	addr := newServer(t)
+	c := newRawConn(addr)
+	defer c.close()
+	var out bytes.Buffer
+	for i := range 3 {
+		status, err := c.roundTrip(context.Background(), "GET", "/readyz", "", nil, &out)
+		if err != nil || status != 200 || !strings.Contains(out.String(), "ready") {
+			t.Fatalf("round trip %d: %d %q %v", i, status, out.String(), err)
+		}
+	}
+	// A connection that broke fails the request in flight; the next one redials.
+	_ = c.conn.Close()
+	if _, err := c.roundTrip(context.Background(), "GET", "/readyz", "", nil, &out); err == nil {
+		t.Fatal("round trip on a closed connection succeeded")
+	}
+	status, err := c.roundTrip(context.Background(), "POST", "/login", "application/json", []byte(`{"name":"raw"}`), &out)
+	if err != nil || status != 200 || loginID(out.Bytes()) == "" {
+		t.Fatalf("login: %d %q %v", status, out.String(), err)
+	}
 }

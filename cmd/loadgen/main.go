@@ -60,6 +60,7 @@ type options struct {
 	setupOnly bool
 	freePort  bool
 	waitReady time.Duration
+	client    string
 }
 
 func main() {
@@ -78,6 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.subs, "subs", 0, "comment: WebSocket subscribers of the room topic")
 	fs.IntVar(&o.rooms, "rooms", 100, "list: rooms to create, each publishing and mix-ready")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "load before measuring, excluded from the statistics")
+	fs.StringVar(&o.client, "client", "raw", "HTTP client of the workers: raw (lean HTTP/1.1, least CPU) or std (net/http)")
 	fs.BoolVar(&o.json, "json", false, "print the result as one JSON line on stdout (the report goes to stderr)")
 	fs.BoolVar(&o.setupOnly, "setup-only", false, "do the scenario's setup, print its ids as JSON and exit (for external tools such as wrk)")
 	fs.BoolVar(&o.freePort, "free-port", false, "print a free loopback TCP port and exit")
@@ -141,6 +143,13 @@ func (o *options) validate() error {
 	default:
 		return fmt.Errorf("-scenario %q: want comment, list or login", o.scenario)
 	}
+	switch o.client {
+	case "raw", "std":
+	case "":
+		o.client = "raw"
+	default:
+		return fmt.Errorf("-client %q: want raw or std", o.client)
+	}
 	switch {
 	case o.c < 1 || o.c > maxConcurrency:
 		return fmt.Errorf("-c %d: want 1..%d", o.c, maxConcurrency)
@@ -164,6 +173,7 @@ type result struct {
 	Scenario    string  `json:"scenario"`
 	Addr        string  `json:"addr"`
 	Concurrency int     `json:"concurrency"`
+	Client      string  `json:"client"`
 	Seconds     float64 `json:"seconds"` // the measured window, as it really lasted
 	Requests    uint64  `json:"requests"`
 	Errors      uint64  `json:"errors"`
@@ -224,7 +234,7 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 	if _, err := setup.get(sctx, "/readyz"); err != nil {
 		return nil, fmt.Errorf("server at %s is not ready: %w", o.addr, err)
 	}
-	res := &result{Scenario: o.scenario, Addr: o.addr, Concurrency: o.c, ServerCPU: -1, ClientCPU: -1, PushDropped: -1}
+	res := &result{Scenario: o.scenario, Addr: o.addr, Concurrency: o.c, Client: o.client, ServerCPU: -1, ClientCPU: -1, PushDropped: -1}
 	var sc scenario
 	var logins *loginScenario
 	var subs *subscribers
@@ -315,7 +325,12 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 	for w := range o.c {
 		st := &workerStats{kinds: map[string]uint64{}}
 		stats[w] = st
-		do := sc.newWorker(w, newCaller())
+		wc := newCaller()
+		if o.client == "raw" {
+			wc.raw = newRawConn(o.addr)
+			defer wc.raw.close()
+		}
+		do := sc.newWorker(w, wc)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -503,7 +518,7 @@ func newRunID() string {
 }
 
 func (r *result) printHuman(w io.Writer) {
-	fmt.Fprintf(w, "scenario %s  addr %s  c=%d", r.Scenario, r.Addr, r.Concurrency)
+	fmt.Fprintf(w, "scenario %s  addr %s  c=%d  client %s", r.Scenario, r.Addr, r.Concurrency, r.Client)
 	if r.Subs > 0 {
 		fmt.Fprintf(w, "  subs=%d", r.Subs)
 	}

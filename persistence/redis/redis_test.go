@@ -27,8 +27,18 @@ func newPrefix(name string) string {
 	return fmt.Sprintf("test%d-%s", prefixSeq.Add(1), name)
 }
 
+// testTimeout replaces the 500ms production default in tests that are about semantics,
+// not latency: `make test` runs every package at once under -race on small CI machines,
+// where hundreds of concurrent calls (the contract's 500 CreateUsers) can wait longer
+// than that for a CPU. The outage tests set their own short timeouts.
+const testTimeout = 10 * time.Second
+
+// openT opens a store closed at the end of the test; a zero Timeout means testTimeout.
 func openT(t *testing.T, opts Options) *Store {
 	t.Helper()
+	if opts.Timeout == 0 {
+		opts.Timeout = testTimeout
+	}
 	s, err := Open(t.Context(), opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -73,7 +83,7 @@ func TestIDsUniqueAcrossNodes(t *testing.T) {
 	p := newPrefix("nodes")
 	nodes := []*Store{
 		openT(t, Options{Addr: srv.Addr(), KeyPrefix: p}),
-		openT(t, Options{Addr: srv.Addr(), KeyPrefix: p, Timeout: 2 * time.Second}),
+		openT(t, Options{Addr: srv.Addr(), KeyPrefix: p}),
 	}
 	const perNode = 300
 	type result struct {
@@ -328,7 +338,7 @@ func TestResetKeyNeverTouchesCounter(t *testing.T) {
 // pipeline, and checks all come back once.
 func TestLoadRoomsManyBatches(t *testing.T) {
 	srv := redistest.Start(t)
-	s := openT(t, Options{Addr: srv.Addr(), KeyPrefix: newPrefix("many"), Timeout: 5 * time.Second})
+	s := openT(t, Options{Addr: srv.Addr(), KeyPrefix: newPrefix("many")})
 	const n = 10*batchSize + 123
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
@@ -375,7 +385,7 @@ func TestPasswordNeverInErrors(t *testing.T) {
 	}
 	raw.Close()
 
-	_, err := Open(t.Context(), Options{Addr: srv.Addr(), Password: bad})
+	_, err := Open(t.Context(), Options{Addr: srv.Addr(), Password: bad, Timeout: testTimeout})
 	if err == nil {
 		t.Fatal("Open with a wrong password succeeded")
 	}

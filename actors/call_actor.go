@@ -208,11 +208,26 @@ func (a *callActor) needsStop() bool {
 	return false
 }
 
-// apply performs a step's effects after its snapshot was saved.
+// apply performs a step's effects after its snapshot was saved. Room updates are waited
+// for before anything is pushed: a client that reacts to push 5 or 15 by listing rooms must
+// already see isMixed as the push says.
 func (a *callActor) apply(ctx actor.Context, st callStep) {
 	a.call = st.next
+	var updates []*actor.Future
 	for _, f := range st.flags {
-		ctx.Send(a.deps.rooms, roomRequest{roomID: f.roomID, ev: evCallFlags{callID: a.call.ID, mixed: f.mixed, mixedStatus: f.mixedStatus}, callback: true})
+		updates = append(updates, ctx.RequestFuture(a.deps.rooms, roomRequest{roomID: f.roomID,
+			ev: evCallFlags{callID: a.call.ID, mixed: f.mixed, mixedStatus: f.mixedStatus}, callback: true}, a.deps.askTimeout))
+	}
+	if st.release {
+		for _, room := range []string{a.call.Inviter.RoomID, a.call.Invitee.RoomID} {
+			updates = append(updates, ctx.RequestFuture(a.deps.rooms, roomRequest{roomID: room,
+				ev: evLeaveCall{callID: a.call.ID}, callback: true}, a.deps.askTimeout))
+		}
+	}
+	for _, f := range updates {
+		if _, err := f.Result(); err != nil {
+			a.deps.log.Warn("room did not confirm a call update", "call", a.call.ID, "err", err)
+		}
 	}
 	now := a.deps.clock.Now()
 	for _, p := range st.pushes {
@@ -222,9 +237,6 @@ func (a *callActor) apply(ctx actor.Context, st callStep) {
 		a.runMix(m)
 	}
 	if st.release {
-		for _, room := range []string{a.call.Inviter.RoomID, a.call.Invitee.RoomID} {
-			ctx.Send(a.deps.rooms, roomRequest{roomID: room, ev: evLeaveCall{callID: a.call.ID}, callback: true})
-		}
 		ctx.Send(a.deps.calls, callGone{callID: a.call.ID})
 		return
 	}

@@ -232,6 +232,7 @@ type harness struct {
 	store *memStore
 	pub   *recPublisher
 	clock *fakeclock.Clock
+	mixer *fakeMixer
 	eng   *Engine
 }
 
@@ -243,8 +244,8 @@ func newHarness(t *testing.T, store *memStore, clock *fakeclock.Clock) *harness 
 	if clock == nil {
 		clock = fakeclock.New(t0)
 	}
-	h := &harness{store: store, pub: newRecPublisher(), clock: clock}
-	eng, err := NewEngine(EngineConfig{Room: testCfg, Store: store, Publisher: h.pub, Clock: clock,
+	h := &harness{store: store, pub: newRecPublisher(), clock: clock, mixer: &fakeMixer{}}
+	eng, err := NewEngine(EngineConfig{Room: testCfg, Store: store, Publisher: h.pub, Clock: clock, Mixer: h.mixer,
 		URLs: fakeURLs{}, AskTimeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -255,3 +256,34 @@ func newHarness(t *testing.T, store *memStore, clock *fakeclock.Clock) *harness 
 }
 
 var errDiskGone = errors.New("disk gone")
+
+// fakeMixer records Start/Stop calls and answers them at once (or with fail).
+type fakeMixer struct {
+	mu     sync.Mutex
+	starts []MixRequest
+	stops  []MixRequest
+	fail   error
+}
+
+func (m *fakeMixer) StartMix(_ context.Context, req MixRequest) (MixStarted, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.starts = append(m.starts, req)
+	if m.fail != nil {
+		return MixStarted{}, m.fail
+	}
+	return MixStarted{Streams: []string{req.MainStream + "_" + req.MixStream}}, nil
+}
+
+func (m *fakeMixer) StopMix(_ context.Context, req MixRequest) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stops = append(m.stops, req)
+	return nil
+}
+
+func (m *fakeMixer) counts() (int, int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.starts), len(m.stops)
+}

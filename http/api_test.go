@@ -28,7 +28,9 @@ import (
 
 type server struct {
 	URL    string
+	Addr   string
 	engine *actors.Engine
+	sim    *aliyun.Simulator
 }
 
 type serverOpts struct {
@@ -49,9 +51,10 @@ func newServer(t *testing.T, o serverOpts) *server {
 	gw := gateway.New(gateway.Options{Logger: log, Registerer: reg})
 	urls := &aliyun.URLBuilder{AppName: "DemoApp", RtmpHost: "push.example", PlayHost: "play.example",
 		TemplateName: "_mix", AuthKey: "secretkey", TopicBase: "http://127.0.0.1:8090"}
+	sim := &aliyun.Simulator{Domain: "play.example", App: "DemoApp"}
 	eng, err := actors.NewEngine(actors.EngineConfig{
 		Room:  actors.RoomConfig{NoPublishTimeout: time.Hour, TopicDeleteDelay: time.Minute},
-		Store: store, Publisher: gw, URLs: urls, Logger: log, AskTimeout: 5 * time.Second,
+		Store: store, Publisher: gw, URLs: urls, Logger: log, AskTimeout: 5 * time.Second, Mixer: sim,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -62,14 +65,21 @@ func newServer(t *testing.T, o serverOpts) *server {
 		MaxBodyBytes: o.maxBody, AdminToken: o.adminToken, Logger: log,
 		Registerer: reg, Gatherer: reg,
 	})
-	ts := httptest.NewServer(h)
+	// The simulated CDN's MixResult callback arrives like Aliyun's: as a raw HTTP request
+	// line with unencoded spaces, on the server's own (space-tolerant) listener.
+	ts := httptest.NewUnstartedServer(h)
+	ts.Listener = apihttp.SpaceTolerant(ts.Listener)
+	ts.Start()
+	addr := ts.Listener.Addr().String()
+	sim.Notify = func(query string) { rawGet(addr, "/ali/mix/status/notify?"+query) }
 	t.Cleanup(func() {
 		ts.Close()
+		sim.Wait()
 		_ = gw.Shutdown(context.Background())
 		eng.Shutdown()
 		_ = store.Close()
 	})
-	return &server{URL: ts.URL, engine: eng}
+	return &server{URL: ts.URL, Addr: addr, engine: eng, sim: sim}
 }
 
 type reply struct {
@@ -365,7 +375,7 @@ func TestBadInput(t *testing.T) {
 		{"stream notify unknown id", "GET", "/ali/stream/notify?action=publish&id=nosuchroom", "", ``, 200, 200, ""},
 		{"stream notify unknown action", "GET", "/ali/stream/notify?action=foo&id=" + R, "", ``, 200, 200, ""},
 		{"mix available without Stream", "GET", "/ali/mix/availability/notify?Event=MixAvailable", "", ``, 200, 20001, "Stream"},
-		{"mix status without params", "GET", "/ali/mix/status/notify", "", ``, 200, 200, ""},
+		{"mix status without params", "GET", "/ali/mix/status/notify", "", ``, 200, 20001, "MainMixStream"},
 		{"unknown route", "GET", "/nope", "", ``, 404, 404, "Not Found"},
 		{"wrong method", "GET", "/login", "", ``, 405, 405, "Method Not Allowed"},
 		{"reset disabled", "POST", "/reset", "application/json", `{}`, 403, 403, ""},

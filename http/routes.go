@@ -174,10 +174,19 @@ func (h *Handler) mixAvailable(ctx context.Context, p params, _ *http.Request) (
 	return nil, h.opts.Engine.MixAvailable(ctx, roomID)
 }
 
-// mixStatus is Aliyun's MixResult callback. Co-streaming calls act on it; until a room is in
-// a call there is nothing to change, so it is acknowledged.
-func (h *Handler) mixStatus(_ context.Context, p params, _ *http.Request) (any, error) {
-	h.log.Info("mix result callback", "main", p.get("MainMixStream"), "mix", p.get("MixStream"),
-		"code", p.get("Code"), "message", p.get("Message"))
-	return nil, nil
+// mixStatus is Aliyun's MixResult callback: it sets mixedStatus on the call's rooms and
+// pushes 16. Aliyun sends it with unencoded spaces in Message; the listener mends the
+// request line before net/http parses it (see rawspace.go).
+func (h *Handler) mixStatus(ctx context.Context, p params, _ *http.Request) (any, error) {
+	v, err := p.require("MainMixStream")
+	if err != nil {
+		return nil, err
+	}
+	n := actors.MixResultNotice{
+		MainMixDomain: p.get("MainMixDomain"), MainMixApp: p.get("MainMixApp"), MainMixStream: v[0],
+		MixDomain: p.get("MixDomain"), MixApp: p.get("MixApp"), MixStream: p.get("MixStream"),
+		MixType: p.get("MixType"), MixTemplate: p.get("MixTemplate"), Event: p.get("Event"),
+		Code: p.get("Code"), Message: p["Message"],
+	}
+	return nil, h.opts.Engine.MixResult(ctx, n, h.opts.TemplateName)
 }

@@ -28,12 +28,14 @@ import (
 const drainTimeout = 15 * time.Second
 
 type app struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	store   actors.Store
-	engine  *actors.Engine
-	gateway *gateway.Gateway
-	server  *nethttp.Server
+	cfg       *config.Config
+	log       *slog.Logger
+	store     actors.Store
+	engine    *actors.Engine
+	gateway   *gateway.Gateway
+	mns       *aliyun.MNSPublisher // nil unless push includes mns
+	simulator *aliyun.Simulator    // nil unless mix: simulator
+	server    *nethttp.Server
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
@@ -51,9 +53,6 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 	if cfg.Store != config.StoreEmbedded {
 		return nil, fmt.Errorf("store %q is not available in this build yet; use store: embedded", cfg.Store)
 	}
-	if cfg.HasPush(config.PushMNS) {
-		return nil, errors.New("push backend mns is not available in this build yet; use push: websocket")
-	}
 	if cfg.Cluster.Enabled {
 		return nil, errors.New("cluster mode is not available in this build yet")
 	}
@@ -68,12 +67,29 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 	liveRooms := prometheus.NewGauge(prometheus.GaugeOpts{Name: "roomengine_live_rooms", Help: "Rooms that exist and have not ended."})
 	reg.MustRegister(liveRooms)
 
+	breakers := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roomengine_breaker_open",
+		Help: "1 while the circuit breaker of an Aliyun API is open (0.5 half-open)."}, []string{"api"})
+	reg.MustRegister(breakers)
+	a := &app{cfg: cfg, log: log, store: store}
 	gw := gateway.New(gateway.Options{Logger: log.With("component", "gateway"), Registerer: reg})
+	a.gateway = gw
+	publisher, err := a.publisher(reg, breakers)
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	mixer, mixerReady, err := a.mixer(breakers)
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
 	urls := newURLs(cfg)
 	engine, err := actors.NewEngine(actors.EngineConfig{
 		Room:         actors.RoomConfig{NoPublishTimeout: cfg.Live.NoPublishTimeout, TopicDeleteDelay: cfg.Live.TopicDeleteDelay},
 		Store:        store,
-		Publisher:    gw,
+		Publisher:    publisher,
+		Mixer:        mixer,
+		MixerReady:   mixerReady,
 		URLs:         urls,
 		Logger:       log.With("component", "actors"),
 		AskTimeout:   cfg.Actors.AskTimeout,
@@ -105,14 +121,123 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 		Registerer:     reg,
 		Gatherer:       reg,
 	})
-	server := &nethttp.Server{
+	if a.simulator != nil {
+		// The simulated CDN's MixResult callback goes through the same route, parameter
+		// decoding and handler as Aliyun's real one.
+		a.simulator.Notify = func(query string) {
+			req, err := nethttp.NewRequest("GET", "/ali/mix/status/notify?"+query, nil)
+			if err != nil {
+				log.Warn("simulated mix callback not sent", "err", err)
+				return
+			}
+			handler.ServeHTTP(discardResponse{header: nethttp.Header{}}, req)
+		}
+	}
+	a.engine = engine
+	a.server = &nethttp.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.With("component", "net/http").Handler(), slog.LevelWarn),
 	}
-	return &app{cfg: cfg, log: log, store: store, engine: engine, gateway: gw, server: server}, nil
+	return a, nil
 }
+
+// publisher builds the push backends of cfg.push: the WebSocket gateway, Aliyun MNS, or both.
+func (a *app) publisher(reg prometheus.Registerer, breakers *prometheus.GaugeVec) (actors.Publisher, error) {
+	var backends fanOut
+	if a.cfg.HasPush(config.PushWebSocket) {
+		backends = append(backends, a.gateway)
+	}
+	if a.cfg.HasPush(config.PushMNS) {
+		endpoint := aliyun.MNSEndpoint(a.cfg.Ali.OwnerID, a.cfg.MNSRegionName(), a.cfg.Ali.MNSEndpoint)
+		breakers.WithLabelValues("mns").Set(0)
+		client, err := aliyun.NewMNSClient(aliyun.MNSConfig{
+			Endpoint: endpoint, AccessKeyID: a.cfg.Ali.AccessKeyID, AccessKeySecret: a.cfg.Ali.AccessKeySecret,
+			Version: a.cfg.Ali.MNSVersion, Timeout: a.cfg.Ali.Timeout, BreakerOpenTimeout: a.cfg.Ali.BreakerOpenTimeout,
+			Logger:               a.log.With("component", "mns"),
+			OnBreakerStateChange: func(_, to string) { breakers.WithLabelValues("mns").Set(breakerValue(to)) },
+		})
+		if err != nil {
+			return nil, fmt.Errorf("push mns: %w", err)
+		}
+		a.mns = aliyun.NewMNSPublisher(client, aliyun.MNSPublisherOptions{
+			SubscriptionEndpoint: a.cfg.Ali.MNSTopic.SubscriptionEndpoint,
+			Logger:               a.log.With("component", "mns"), Registerer: reg,
+		})
+		backends = append(backends, a.mns)
+	}
+	if len(backends) == 1 {
+		return backends[0], nil
+	}
+	return backends, nil
+}
+
+// mixer builds the CDN mixer of cfg.mix and, for Aliyun, the readiness check of its breaker.
+func (a *app) mixer(breakers *prometheus.GaugeVec) (actors.Mixer, func() error, error) {
+	if a.cfg.Mix != config.MixAliyun {
+		a.simulator = &aliyun.Simulator{Domain: a.cfg.PlayHost, App: a.cfg.AppName}
+		return a.simulator, nil, nil
+	}
+	breakers.WithLabelValues("cdn").Set(0)
+	client, err := aliyun.NewCDNClient(aliyun.CDNConfig{
+		URL: a.cfg.Ali.URLs.CDN.URL, Version: a.cfg.Ali.URLs.CDN.Version,
+		AccessKeyID: a.cfg.Ali.AccessKeyID, AccessKeySecret: a.cfg.Ali.AccessKeySecret,
+		AppName: a.cfg.AppName, PlayHost: a.cfg.PlayHost,
+		Timeout: a.cfg.Ali.Timeout, BreakerOpenTimeout: a.cfg.Ali.BreakerOpenTimeout,
+		Logger:               a.log.With("component", "cdn"),
+		OnBreakerStateChange: func(_, _, to string) { breakers.WithLabelValues("cdn").Set(breakerValue(to)) },
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("mix aliyun: %w", err)
+	}
+	ready := func() error {
+		if client.BreakerState() == aliyun.BreakerOpen {
+			return errors.New("circuit breaker open")
+		}
+		return nil
+	}
+	return client, ready, nil
+}
+
+func breakerValue(state string) float64 {
+	switch state {
+	case aliyun.BreakerOpen:
+		return 1
+	case aliyun.BreakerHalfOpen:
+		return 0.5
+	}
+	return 0
+}
+
+// fanOut publishes to several backends in turn; each backend queues on its own, so a slow
+// one does not hold up the others.
+type fanOut []actors.Publisher
+
+func (f fanOut) Publish(p actors.Push) {
+	for _, b := range f {
+		b.Publish(p)
+	}
+}
+
+func (f fanOut) CreateTopic(topic string) {
+	for _, b := range f {
+		b.CreateTopic(topic)
+	}
+}
+
+func (f fanOut) DeleteTopic(topic string) {
+	for _, b := range f {
+		b.DeleteTopic(topic)
+	}
+}
+
+// discardResponse receives the answer to an in-process callback.
+type discardResponse struct{ header nethttp.Header }
+
+func (d discardResponse) Header() nethttp.Header      { return d.header }
+func (d discardResponse) Write(b []byte) (int, error) { return len(b), nil }
+func (d discardResponse) WriteHeader(int)             {}
 
 // serve listens until ctx ends, then drains: stop accepting, finish in-flight requests,
 // close push connections, stop the actors (every acknowledged change is already durable)
@@ -123,6 +248,7 @@ func (a *app) serve(ctx context.Context) error {
 		a.shutdownEngine()
 		return err
 	}
+	ln = apihttp.SpaceTolerant(ln) // Aliyun's MixResult callback has raw spaces in its query
 	a.log.Info("listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(ln) }()
@@ -148,6 +274,16 @@ func (a *app) serve(ctx context.Context) error {
 
 func (a *app) shutdownEngine() {
 	a.engine.Shutdown()
+	if a.simulator != nil {
+		a.simulator.Wait()
+	}
+	if a.mns != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.mns.Close(ctx); err != nil {
+			a.log.Warn("MNS queue not flushed", "err", err)
+		}
+		cancel()
+	}
 	if err := a.store.Close(); err != nil {
 		a.log.Warn("close store", "err", err)
 	}

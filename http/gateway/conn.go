@@ -36,14 +36,11 @@ type conn struct {
 
 // serve runs the connection to its end on the handler's goroutine, which is therefore the
 // connection's single writer.
-func (g *Gateway) serve(ws *websocket.Conn, name string, tags []string, since uint64, replay bool) {
-	ws.SetReadLimit(clientReadLimit)
-	c := &conn{g: g, ws: ws, tags: tags, q: newQueue(g.opts.QueueSize)}
-	g.track(c)
-	defer g.untrack(c)
-
-	// Subscribing and copying the history under the topic lock is what guarantees no gap
-	// and no duplicate: every seq up to t.seq is in missed, every later one goes to q.
+// subscribe registers a new connection's queue on its topic. Subscribing and copying the
+// history under the topic lock is what guarantees no gap and no duplicate: every seq up to
+// t.seq is in missed, every later one goes to the queue.
+func (g *Gateway) subscribe(name string, tags []string, since uint64, replay bool) (*conn, *topic, []*frame) {
+	c := &conn{g: g, tags: tags, q: newQueue(g.opts.QueueSize)}
 	t := g.topics.lock(name)
 	var missed []*frame
 	if replay {
@@ -51,6 +48,15 @@ func (g *Gateway) serve(ws *websocket.Conn, name string, tags []string, since ui
 	}
 	t.subs = append(t.subs, c)
 	t.mu.Unlock()
+	return c, t, missed
+}
+
+// serve runs an upgraded, subscribed connection until it ends.
+func (g *Gateway) serve(c *conn, t *topic, missed []*frame, name string) {
+	ws := c.ws
+	ws.SetReadLimit(clientReadLimit)
+	g.track(c)
+	defer g.untrack(c)
 	g.metrics.connOpened()
 
 	// The request context is not used: after the hijack it says nothing about the socket.

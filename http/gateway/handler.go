@@ -49,13 +49,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer g.running.Done()
 
+	// Subscribe before the handshake completes: a client that sees its upgrade succeed and
+	// then causes a push (a comment, say) must receive it.
+	c, t, missed := g.subscribe(topic, tags, since, replay)
 	ws, err := websocket.Accept(w, r, acceptOptions)
 	if err != nil {
 		// Accept has already answered the client; a failed handshake is the client's problem.
+		g.topics.release(t, c)
 		g.log.Debug("websocket upgrade failed", "err", err)
 		return
 	}
-	g.serve(ws, topic, tags, since, replay)
+	c.ws = ws
+	g.serve(c, t, missed, topic)
 }
 
 func parseTags(s string) []string {

@@ -1,0 +1,109 @@
+package actors
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// Fifty viewers accept an invitation to the same host room at once: exactly one call is
+// admitted, the 49 others get 3020, and they leave no room, call or message behind.
+func TestConcurrentAcceptsForOneRoom(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	host := mustLogin(t, h.eng, "host")
+	room, _ := h.eng.CreateRoom(bg, host.ID, "")
+	const n = 50
+	viewers := make([]User, n)
+	for i := range viewers {
+		viewers[i] = mustLogin(t, h.eng, fmt.Sprint("viewer", i))
+	}
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i, v := range viewers {
+		wg.Go(func() {
+			_, err := h.eng.Feedback(bg, FeedbackRequest{Status: FeedbackAccept, InviterUID: host.ID,
+				InviteeUID: v.ID, InviterType: TypeHost, InviteeType: TypeViewer})
+			codes[i] = codeOf(err)
+		})
+	}
+	wg.Wait()
+	wins, busy := 0, 0
+	for _, c := range codes {
+		switch c {
+		case CodeOK:
+			wins++
+		case CodeInCall:
+			busy++
+		default:
+			t.Errorf("unexpected code %d", c)
+		}
+	}
+	if wins != 1 || busy != n-1 {
+		t.Fatalf("%d admitted, %d refused with 3020; want 1 and %d", wins, busy, n-1)
+	}
+	rooms := listAll(t, h.eng)
+	if len(rooms) != 2 {
+		t.Fatalf("%d rooms exist, want the host's and one co-stream room: %+v", len(rooms), rooms)
+	}
+	calls, _ := h.store.LoadCalls(bg)
+	if len(calls) != 1 {
+		t.Fatalf("%d calls stored, want 1", len(calls))
+	}
+	accepted := 0
+	for _, typ := range h.pub.types(room.ID) {
+		if typ == 2 {
+			accepted++
+		}
+	}
+	if accepted != 1 {
+		t.Fatalf("%d type-2 pushes, want 1", accepted)
+	}
+	// The loser's rooms are free: after the call ends a new accept is admitted.
+	if err := h.eng.CloseCall(bg, room.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.eng.Feedback(bg, FeedbackRequest{Status: FeedbackAccept, InviterUID: host.ID,
+		InviteeUID: viewers[0].ID, InviterType: TypeHost, InviteeType: TypeViewer}); err != nil {
+		t.Fatalf("accept after the call ended: %v", err)
+	}
+}
+
+// Two host rooms, both mix-ready: the mix starts on each host side, and a close stops both.
+func TestHostHostCallThroughActors(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	alice, bob := mustLogin(t, h.eng, "alice"), mustLogin(t, h.eng, "bob")
+	a, _ := h.eng.CreateRoom(bg, alice.ID, "")
+	b, _ := h.eng.CreateRoom(bg, bob.ID, "")
+	_ = h.eng.MixAvailable(bg, a.ID)
+	res, err := h.eng.Feedback(bg, FeedbackRequest{Status: FeedbackAccept, InviterUID: alice.ID, InviteeUID: bob.ID,
+		InviterType: TypeHost, InviteeType: TypeHost, Layout: "side_by_side"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.InviterRoomID != a.ID || res.InviteeRoomID != b.ID || res.RtmpURL != b.PushURL {
+		t.Fatalf("feedback result %+v", res)
+	}
+	if err := h.eng.Invite(bg, InviteRequest{InviterUID: alice.ID, InviteeUID: bob.ID, LiveRoomID: a.ID, InviterType: TypeHost}); codeOf(err) != CodeInCall {
+		t.Fatalf("invite while in a call: %v", err)
+	}
+	_ = h.eng.MixAvailable(bg, b.ID)
+	waitFor(t, "both Starts", func() bool { s, _ := h.mixer.counts(); return s == 2 })
+	waitFor(t, "isMixed", func() bool {
+		r, _ := h.eng.Room(bg, a.ID)
+		q, _ := h.eng.Room(bg, b.ID)
+		return r.IsMixed && q.IsMixed
+	})
+	call, ok, _ := h.eng.Call(bg, a.ID)
+	if !ok || call.Phase != PhaseMixed || call.Layout != "side_by_side" {
+		t.Fatalf("call: %+v", call)
+	}
+	if err := h.eng.CloseCall(bg, a.ID, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both Stops", func() bool { _, s := h.mixer.counts(); return s == 2 })
+	waitFor(t, "call released", func() bool { _, ok, _ := h.eng.Call(bg, a.ID); return !ok })
+	waitFor(t, "isMixed cleared", func() bool { r, _ := h.eng.Room(bg, a.ID); return !r.IsMixed && r.CallID == "" })
+	if _, ok := h.store.call(call.ID); ok {
+		t.Fatal("ended call still stored")
+	}
+}

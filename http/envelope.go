@@ -55,11 +55,19 @@ var (
 	rawSuffix = []byte(`}`)
 )
 
-// writeRawData answers success with data that is already JSON (the pre-rendered room list).
+// writeRawData answers success with data that is already JSON (the pre-rendered room
+// list, shared between requests): written in three parts, never copied into one body.
 func writeRawData(w http.ResponseWriter, data []byte) {
-	body := make([]byte, 0, len(rawPrefix)+len(data)+len(rawSuffix))
-	body = append(append(append(body, rawPrefix...), data...), rawSuffix...)
-	writeBody(w, http.StatusOK, actors.CodeOK, body)
+	if rec, ok := w.(codeRecorder); ok {
+		rec.setCode(actors.CodeOK)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(rawPrefix)+len(data)+len(rawSuffix)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(rawPrefix)
+	_, _ = w.Write(data)
+	_, _ = w.Write(rawSuffix)
 }
 
 // writeError maps an error to the envelope. Domain errors keep their code; malformed input

@@ -26,6 +26,7 @@ const clientReadLimit = 4096
 type conn struct {
 	g     *Gateway
 	ws    *websocket.Conn
+	raw   *coalescingConn // the socket under ws, nil if the handshake did not go through it
 	tags  []string
 	q     *queue
 	spare []*frame
@@ -127,22 +128,39 @@ func (c *conn) writeLoop(ctx context.Context, missed []*frame) (websocket.Status
 
 // write sends frames in order, each within WriteTimeout. It stops early once the queue
 // has failed: the client is about to be told to reconnect, so more frames only delay that.
+// The frames of a batch are collected by the coalescing connection and leave in one write
+// bounded by WriteTimeout.
 func (c *conn) write(ctx context.Context, frames []*frame) error {
+	if len(frames) == 0 {
+		return nil
+	}
 	sent := 0
 	defer func() { c.g.metrics.sent(sent) }()
+	if c.raw == nil { // not hijacked through coalescingWriter (tests that build conns directly)
+		for _, f := range frames {
+			wctx, cancel := context.WithTimeout(ctx, c.g.opts.WriteTimeout)
+			err := c.ws.Write(wctx, websocket.MessageText, f.data)
+			cancel()
+			if err != nil {
+				return err
+			}
+			sent++
+		}
+		return nil
+	}
+	c.raw.begin()
 	for _, f := range frames {
 		if c.q.failed.Load() {
-			return nil
+			break
 		}
-		wctx, cancel := context.WithTimeout(ctx, c.g.opts.WriteTimeout)
-		err := c.ws.Write(wctx, websocket.MessageText, f.data)
-		cancel()
-		if err != nil {
+		// Into memory: no deadline needed, the flush below carries it.
+		if err := c.ws.Write(ctx, websocket.MessageText, f.data); err != nil {
+			_ = c.raw.flush(time.Now().Add(c.g.opts.WriteTimeout))
 			return err
 		}
 		sent++
 	}
-	return nil
+	return c.raw.flush(time.Now().Add(c.g.opts.WriteTimeout))
 }
 
 // ping runs beside the writer because Ping waits for the pong, and a frame burst must not

@@ -52,14 +52,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Subscribe before the handshake completes: a client that sees its upgrade succeed and
 	// then causes a push (a comment, say) must receive it.
 	c, t, missed := g.subscribe(topic, tags, since, replay)
-	ws, err := websocket.Accept(w, r, acceptOptions)
+	cw := &coalescingWriter{ResponseWriter: w}
+	ws, err := websocket.Accept(cw, r, acceptOptions)
 	if err != nil {
 		// Accept has already answered the client; a failed handshake is the client's problem.
 		g.topics.release(t, c)
 		g.log.Debug("websocket upgrade failed", "err", err)
 		return
 	}
-	c.ws = ws
+	c.ws, c.raw = ws, cw.conn
 	g.serve(c, t, missed, topic)
 }
 

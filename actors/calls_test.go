@@ -1,9 +1,15 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+
+	"roomengine/actors/fakeclock"
 )
 
 // Fifty viewers accept an invitation to the same host room at once: exactly one call is
@@ -105,5 +111,88 @@ func TestHostHostCallThroughActors(t *testing.T) {
 	waitFor(t, "isMixed cleared", func() bool { r, _ := h.eng.Room(bg, a.ID); return !r.IsMixed && r.CallID == "" })
 	if _, ok := h.store.call(call.ID); ok {
 		t.Fatal("ended call still stored")
+	}
+}
+
+// While the CDN's breaker is open, commands that need the CDN fail fast with 503 and leave
+// nothing behind; everything else keeps working, and they succeed once it closes.
+func TestBreakerOpenFailsCoStreamingFast(t *testing.T) {
+	store, clock := newMemStore(), fakeclock.New(t0)
+	pub, mixer := newRecPublisher(), &fakeMixer{}
+	var breakerOpen atomic.Bool
+	eng, err := NewEngine(EngineConfig{Room: testCfg, Store: store, Publisher: pub, Clock: clock, Mixer: mixer,
+		URLs: fakeURLs{}, Logger: slog.New(slog.DiscardHandler),
+		MixerReady: func() error {
+			if breakerOpen.Load() {
+				return errors.New("circuit breaker open")
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Shutdown)
+	alice, bob := mustLogin(t, eng, "alice"), mustLogin(t, eng, "bob")
+	a, _ := eng.CreateRoom(bg, alice.ID, "")
+	b, _ := eng.CreateRoom(bg, bob.ID, "")
+	accept := FeedbackRequest{Status: FeedbackAccept, InviterUID: alice.ID, InviteeUID: bob.ID, InviterType: TypeHost, InviteeType: TypeHost}
+
+	breakerOpen.Store(true)
+	if _, err := eng.Feedback(bg, accept); codeOf(err) != CodeUnavailable {
+		t.Fatalf("accept with the breaker open: %v", err)
+	}
+	if _, busy, _ := eng.Call(bg, a.ID); busy {
+		t.Fatal("a refused accept left a call")
+	}
+	if err := eng.Comment(bg, a.ID, bob.ID, "still works"); err != nil {
+		t.Fatalf("comment with the breaker open: %v", err)
+	}
+	breakerOpen.Store(false)
+	if _, err := eng.Feedback(bg, accept); err != nil {
+		t.Fatal(err)
+	}
+	_ = eng.MixAvailable(bg, a.ID)
+	_ = eng.MixAvailable(bg, b.ID)
+	waitFor(t, "mixed", func() bool { c, _, _ := eng.Call(bg, a.ID); return c.Phase == PhaseMixed })
+
+	breakerOpen.Store(true)
+	if err := eng.CloseCall(bg, a.ID, b.ID); codeOf(err) != CodeUnavailable {
+		t.Fatalf("close of a mixed call with the breaker open: %v", err)
+	}
+	if c, _, _ := eng.Call(bg, a.ID); c.Phase != PhaseMixed {
+		t.Fatalf("a refused close changed the call: %s", c.Phase)
+	}
+	if types := pub.types(a.ID); slices.Contains(types, 4) {
+		t.Fatalf("a refused close pushed type 4: %v", types)
+	}
+	breakerOpen.Store(false)
+	if err := eng.CloseCall(bg, a.ID, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stopped", func() bool { _, stops := mixer.counts(); return stops == 2 })
+}
+
+// A Start that fails reaches every host room as type 14 with the mapped code.
+func TestStartFailurePushesMixFailed(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.mixer.fail = Errorf(CodeMixNoSuchStream, "NoSuchStream: stream not found")
+	alice, bob := mustLogin(t, h.eng, "alice"), mustLogin(t, h.eng, "bob")
+	a, _ := h.eng.CreateRoom(bg, alice.ID, "")
+	b, _ := h.eng.CreateRoom(bg, bob.ID, "")
+	_ = h.eng.MixAvailable(bg, a.ID)
+	_ = h.eng.MixAvailable(bg, b.ID)
+	if _, err := h.eng.Feedback(bg, FeedbackRequest{Status: FeedbackAccept, InviterUID: alice.ID, InviteeUID: bob.ID,
+		InviterType: TypeHost, InviteeType: TypeHost}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "type 14 on both host rooms", func() bool {
+		return slices.Contains(h.pub.types(a.ID), 14) && slices.Contains(h.pub.types(b.ID), 14)
+	})
+	c, _, _ := h.eng.Call(bg, a.ID)
+	if c.Phase != PhaseFailed || c.Legs[0].Code != CodeMixNoSuchStream {
+		t.Fatalf("call after a failed Start: %+v", c)
+	}
+	if r, _ := h.eng.Room(bg, a.ID); r.IsMixed {
+		t.Fatal("isMixed set although the mix failed")
 	}
 }

@@ -26,6 +26,9 @@ type EngineConfig struct {
 	StoreTimeout time.Duration
 	// OnLiveRooms, if set, is told the number of live rooms whenever it changes.
 	OnLiveRooms func(int)
+	// IdleTimeout passivates a room actor that got no message for that long; its snapshot
+	// stays in the registry and the next message re-activates it (0 = never).
+	IdleTimeout time.Duration
 
 	// Mixer starts and stops CDN mixes for co-streaming calls.
 	Mixer Mixer
@@ -107,8 +110,21 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	// A room actor that panics is stopped, not restarted in place: its in-memory state is
 	// suspect, and the registry re-spawns it from its last durable snapshot on demand.
 	stopOnPanic := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
+	// The start-up snapshots are handed over once, so the producer does not keep them alive;
+	// a registry restarted after a panic reloads the rooms from the store.
+	initial := snapshots
 	roomsProps := actor.PropsFromProducer(func() actor.Actor {
-		return newRoomRegistry(deps, snapshots, cfg.OnLiveRooms)
+		rooms := initial
+		initial = nil
+		if rooms == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.StoreTimeout)
+			defer cancel()
+			var err error
+			if rooms, err = cfg.Store.LoadRooms(ctx); err != nil {
+				cfg.Logger.Error("room registry restarted without its rooms", "err", err)
+			}
+		}
+		return newRoomRegistry(deps, rooms, cfg.OnLiveRooms, cfg.IdleTimeout)
 	}, actor.WithSupervisor(stopOnPanic))
 	callsProps := actor.PropsFromProducer(func() actor.Actor {
 		return newCallRegistry(cdeps, calls)
@@ -341,6 +357,17 @@ func (e *Engine) StreamPublishDone(ctx context.Context, roomID string) error {
 func (e *Engine) MixAvailable(ctx context.Context, roomID string) error {
 	_, err := e.askRoom(ctx, roomRequest{roomID: roomID, ev: evMixAvailable{}, callback: true})
 	return err
+}
+
+// ActiveRooms reports how many room actors are running and how many rooms exist (ended
+// rooms waiting for their topic deletion included).
+func (e *Engine) ActiveRooms(ctx context.Context) (running, rooms int, err error) {
+	res, err := e.ask(ctx, e.rooms, activeRequest{})
+	if err != nil {
+		return 0, 0, err
+	}
+	reply, _ := res.(activeReply)
+	return reply.running, reply.rooms, nil
 }
 
 // Reset wipes the store (key == "") or one room or user.

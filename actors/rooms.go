@@ -46,7 +46,28 @@ type roomEntry struct {
 	room   Room
 	exists bool
 	view   []byte
+
+	lastSeen time.Time    // when a message was last routed to the actor
+	stopping bool         // passivating: messages wait in pending until it has stopped
+	pending  []pendingMsg // messages for the room while it stops
+	wake     func() bool  // stops the wake-up timer armed for a deadline while not running
 }
+
+// pendingMsg is a message held for a room that is stopping, with who to answer.
+type pendingMsg struct {
+	msg    any
+	sender *actor.PID
+}
+
+// Passivation messages: the registry's own sweep timer, and a deadline of a room that is not
+// running.
+type (
+	sweepIdle struct{}
+	wakeRoom  struct{ roomID string }
+	// activeRequest asks how many room actors are running (tests, metrics).
+	activeRequest struct{}
+	activeReply   struct{ running, rooms int }
+)
 
 // roomRegistry owns the set of rooms: it creates them, routes every message to the right
 // room actor (spawning it from its snapshot when it is not running), and keeps the read
@@ -61,11 +82,16 @@ type roomRegistry struct {
 	listedJSON []byte // cached answer for the default filter; nil when stale
 	liveCount  int
 	onLive     func(int) // told the number of live rooms whenever it changes
+
+	// idleTimeout passivates a room actor that got no message for that long (0 = never).
+	idleTimeout time.Duration
+	self        *actor.PID
+	system      *actor.ActorSystem
 }
 
-func newRoomRegistry(deps *roomDeps, snapshots []Room, onLive func(int)) *roomRegistry {
+func newRoomRegistry(deps *roomDeps, snapshots []Room, onLive func(int), idleTimeout time.Duration) *roomRegistry {
 	r := &roomRegistry{deps: deps, entries: make(map[string]*roomEntry, len(snapshots)),
-		byPID: map[string]string{}, onLive: onLive}
+		byPID: map[string]string{}, onLive: onLive, idleTimeout: idleTimeout}
 	for _, s := range snapshots {
 		e := &roomEntry{room: s, exists: true, view: r.render(s)}
 		r.entries[s.ID] = e
@@ -77,8 +103,25 @@ func newRoomRegistry(deps *roomDeps, snapshots []Room, onLive func(int)) *roomRe
 func (r *roomRegistry) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		r.activatePending(ctx)
+		r.self, r.system = ctx.Self(), ctx.ActorSystem()
+		for id, e := range r.entries {
+			r.armWake(id, e)
+		}
 		r.invalidate()
+		r.scheduleSweep()
+	case sweepIdle:
+		r.sweep(ctx)
+		r.scheduleSweep()
+	case wakeRoom:
+		if e, ok := r.entries[msg.roomID]; ok && e.pid == nil {
+			if e.stopping {
+				e.pending = append(e.pending, pendingMsg{}) // re-spawn once stopped
+			} else {
+				r.spawn(ctx, msg.roomID, e)
+			}
+		}
+	case activeRequest:
+		ctx.Respond(activeReply{running: len(r.byPID), rooms: len(r.entries)})
 	case createRoomRequest:
 		r.create(ctx, msg)
 	case roomRequest:
@@ -88,6 +131,9 @@ func (r *roomRegistry) Receive(ctx actor.Context) {
 	case roomGone:
 		if e, ok := r.entries[msg.roomID]; ok {
 			delete(r.entries, msg.roomID)
+			if e.wake != nil {
+				e.wake()
+			}
 			r.countLive(e.view, nil)
 			if e.pid != nil {
 				delete(r.byPID, e.pid.Id)
@@ -99,7 +145,7 @@ func (r *roomRegistry) Receive(ctx actor.Context) {
 		if id, ok := r.byPID[msg.Who.Id]; ok {
 			delete(r.byPID, msg.Who.Id)
 			if e, ok := r.entries[id]; ok && e.pid != nil && e.pid.Id == msg.Who.Id {
-				e.pid = nil // re-spawned from its snapshot by the next message
+				r.stopped(ctx, id, e)
 			}
 		}
 	case listRequest:
@@ -111,22 +157,82 @@ func (r *roomRegistry) Receive(ctx actor.Context) {
 	}
 }
 
-// activatePending starts every room that has a deadline, so its timer is armed after a
-// restart even if no request ever reaches it.
-func (r *roomRegistry) activatePending(ctx actor.Context) {
-	for id, e := range r.entries {
-		if !e.room.NoPublishDeadline.IsZero() || !e.room.TopicDeleteDeadline.IsZero() {
-			r.spawn(ctx, id, e)
-		}
-	}
-}
-
 func (r *roomRegistry) spawn(ctx actor.Context, id string, e *roomEntry) *actor.PID {
 	snapshot, exists := e.room, e.exists
 	props := actor.PropsFromProducer(func() actor.Actor { return newRoomActor(r.deps, snapshot, exists) })
 	e.pid = ctx.Spawn(props)
+	e.lastSeen = r.deps.clock.Now()
+	if e.wake != nil {
+		e.wake() // the running actor arms its own timers
+		e.wake = nil
+	}
 	r.byPID[e.pid.Id] = id
 	return e.pid
+}
+
+// armWake makes sure a room that is not running still meets its deadline: a timer wakes it
+// (re-spawns it from its snapshot, which arms and fires the room's own timer). This is how
+// timers survive both passivation and a restart without starting every room at once.
+func (r *roomRegistry) armWake(id string, e *roomEntry) {
+	at := earliest(e.room.NoPublishDeadline, e.room.TopicDeleteDeadline)
+	if at.IsZero() || e.pid != nil {
+		return
+	}
+	if e.wake != nil {
+		e.wake()
+	}
+	self, root := r.self, r.system.Root
+	e.wake = r.deps.clock.AfterFunc(at.Sub(r.deps.clock.Now()), func() { root.Send(self, wakeRoom{roomID: id}) })
+}
+
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero() || a.Before(b):
+		return a
+	}
+	return b
+}
+
+func (r *roomRegistry) scheduleSweep() {
+	if r.idleTimeout <= 0 {
+		return
+	}
+	self, root := r.self, r.system.Root
+	r.deps.clock.AfterFunc(max(r.idleTimeout/4, time.Millisecond), func() { root.Send(self, sweepIdle{}) })
+}
+
+// sweep passivates room actors that have been idle for idleTimeout: they finish what is
+// in their mailbox and stop; what arrives meanwhile waits in the registry (DESIGN §9: a
+// room never stops itself, so no message is lost to a stopping actor).
+func (r *roomRegistry) sweep(ctx actor.Context) {
+	now := r.deps.clock.Now()
+	for _, e := range r.entries {
+		if e.pid == nil || e.stopping || now.Sub(e.lastSeen) < r.idleTimeout {
+			continue
+		}
+		e.stopping = true
+		ctx.Poison(e.pid)
+	}
+}
+
+// stopped handles a room actor's end: passivated, or stopped after a panic. Messages that
+// waited meanwhile re-spawn it at once; otherwise a deadline timer waits for it.
+func (r *roomRegistry) stopped(ctx actor.Context, id string, e *roomEntry) {
+	e.pid, e.stopping = nil, false
+	pending := e.pending
+	e.pending = nil
+	if len(pending) == 0 {
+		r.armWake(id, e)
+		return
+	}
+	pid := r.spawn(ctx, id, e)
+	for _, m := range pending {
+		if m.msg != nil {
+			ctx.RequestWithCustomSender(pid, m.msg, m.sender)
+		}
+	}
 }
 
 func (r *roomRegistry) create(ctx actor.Context, req createRoomRequest) {
@@ -166,10 +272,15 @@ func (r *roomRegistry) route(ctx actor.Context, req roomRequest) {
 		}
 		return
 	}
+	if e.stopping {
+		e.pending = append(e.pending, pendingMsg{msg: req, sender: ctx.Sender()})
+		return
+	}
 	pid := e.pid
 	if pid == nil {
 		pid = r.spawn(ctx, req.roomID, e)
 	}
+	e.lastSeen = r.deps.clock.Now()
 	ctx.Forward(pid)
 }
 

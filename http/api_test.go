@@ -36,6 +36,10 @@ type server struct {
 type serverOpts struct {
 	adminToken string
 	maxBody    int64
+	// The MNS info route (mnsinfo_test.go).
+	now     func() time.Time
+	mnsInfo apihttp.MNSInfo
+	logOut  io.Writer // nil: logs are discarded
 }
 
 // newServer starts the real stack (embedded store in a temp dir, actors, gateway, router)
@@ -43,6 +47,9 @@ type serverOpts struct {
 func newServer(t *testing.T, o serverOpts) *server {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
+	if o.logOut != nil {
+		log = slog.New(slog.NewTextHandler(o.logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	store, err := embedded.Open(filepath.Join(t.TempDir(), "test.db"), embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +71,7 @@ func newServer(t *testing.T, o serverOpts) *server {
 		Tokens:       apihttp.NewTokenSigner([]byte("test-secret"), time.Hour),
 		MaxBodyBytes: o.maxBody, AdminToken: o.adminToken, Logger: log,
 		Registerer: reg, Gatherer: reg,
+		MNSInfo: o.mnsInfo, Now: o.now,
 	})
 	// The simulated CDN's MixResult callback arrives like Aliyun's: as a raw HTTP request
 	// line with unencoded spaces, on the server's own (space-tolerant) listener.

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"roomengine/actors"
+	"roomengine/aliyun"
 )
 
 // Options configure the API handler.
@@ -38,6 +39,11 @@ type Options struct {
 	Logger         *slog.Logger
 	Registerer     prometheus.Registerer
 	Gatherer       prometheus.Gatherer
+
+	// MNSInfo is the Aliyun account /mns/topic/websocket/info signs for.
+	MNSInfo MNSInfo
+	// Now is the clock of MNS dates (default time.Now); tests set it.
+	Now func() time.Time
 }
 
 // Handler is the whole HTTP surface.
@@ -61,6 +67,12 @@ func NewHandler(opts Options) *Handler {
 	}
 	if opts.TemplateName == "" {
 		opts.TemplateName = "_mix"
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MNSInfo.Version == "" {
+		opts.MNSInfo.Version = aliyun.DefaultMNSVersion
 	}
 	h := &Handler{opts: opts, router: httprouter.New(), metrics: newHTTPMetrics(opts.Registerer), log: opts.Logger}
 	r := h.router
@@ -91,6 +103,7 @@ func NewHandler(opts Options) *Handler {
 	h.api("POST", "/videocall/feedback", h.feedback)
 	h.api("POST", "/videocall/close", h.closeCall)
 	h.api("POST", "/reset", h.reset)
+	h.api("POST", "/mns/topic/websocket/info", h.mnsTopicWebsocketInfo)
 	h.api("GET", "/ali/stream/notify", h.streamNotify)
 	h.api("GET", "/ali/mix/availability/notify", h.mixAvailable)
 	h.api("GET", "/ali/mix/status/notify", h.mixStatus)

@@ -36,10 +36,13 @@ type server struct {
 type serverOpts struct {
 	adminToken string
 	maxBody    int64
-	// The MNS info route (mnsinfo_test.go).
-	now     func() time.Time
-	mnsInfo apihttp.MNSInfo
-	logOut  io.Writer // nil: logs are discarded
+	// Callback authentication and the MNS info route (callbackauth_test.go, mnsinfo_test.go).
+	callbackAuthKey string
+	callbackMaxSkew time.Duration
+	now             func() time.Time
+	mnsInfo         apihttp.MNSInfo
+	logOut          io.Writer // nil: logs are discarded
+	reg             *prometheus.Registry
 }
 
 // newServer starts the real stack (embedded store in a temp dir, actors, gateway, router)
@@ -54,7 +57,10 @@ func newServer(t *testing.T, o serverOpts) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
+	reg := o.reg
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	gw := gateway.New(gateway.Options{Logger: log, Registerer: reg})
 	urls := &aliyun.URLBuilder{AppName: "DemoApp", RtmpHost: "push.example", PlayHost: "play.example",
 		TemplateName: "_mix", AuthKey: "secretkey", TopicBase: "http://127.0.0.1:8090"}
@@ -71,7 +77,8 @@ func newServer(t *testing.T, o serverOpts) *server {
 		Tokens:       apihttp.NewTokenSigner([]byte("test-secret"), time.Hour),
 		MaxBodyBytes: o.maxBody, AdminToken: o.adminToken, Logger: log,
 		Registerer: reg, Gatherer: reg,
-		MNSInfo: o.mnsInfo, Now: o.now,
+		MNSInfo: o.mnsInfo, CallbackAuthKey: o.callbackAuthKey, CallbackRtmpHost: "push.example",
+		CallbackMaxSkew: o.callbackMaxSkew, Now: o.now,
 	})
 	// The simulated CDN's MixResult callback arrives like Aliyun's: as a raw HTTP request
 	// line with unencoded spaces, on the server's own (space-tolerant) listener.
@@ -80,6 +87,15 @@ func newServer(t *testing.T, o serverOpts) *server {
 	ts.Start()
 	addr := ts.Listener.Addr().String()
 	sim.Notify = func(query string) { rawGet(addr, "/ali/mix/status/notify?"+query) }
+	if o.callbackAuthKey != "" {
+		clock := o.now
+		if clock == nil {
+			clock = time.Now
+		}
+		sim.Notify = func(query string) {
+			rawGetHeaders(addr, "/ali/mix/status/notify?"+query, signedHeaders("push.example", o.callbackAuthKey, clock()))
+		}
+	}
 	t.Cleanup(func() {
 		ts.Close()
 		sim.Wait()

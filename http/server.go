@@ -42,7 +42,15 @@ type Options struct {
 
 	// MNSInfo is the Aliyun account /mns/topic/websocket/info signs for.
 	MNSInfo MNSInfo
-	// Now is the clock of MNS dates (default time.Now); tests set it.
+	// CallbackAuthKey (ali.callbackAuthKey), when set, makes every /ali/* callback need a
+	// valid ALI-LIVE-TIMESTAMP / ALI-LIVE-SIGNATURE (SPEC §3); empty leaves them open.
+	CallbackAuthKey string
+	// CallbackRtmpHost is the push domain (rtmpHost) the callback signature covers.
+	CallbackRtmpHost string
+	// CallbackMaxSkew is how far a callback's timestamp may be from now, either way
+	// (ali.callbackMaxSkew, default 5m).
+	CallbackMaxSkew time.Duration
+	// Now is the clock of callback checks and MNS dates (default time.Now); tests set it.
 	Now func() time.Time
 }
 
@@ -75,6 +83,7 @@ func NewHandler(opts Options) *Handler {
 		opts.MNSInfo.Version = aliyun.DefaultMNSVersion
 	}
 	h := &Handler{opts: opts, router: httprouter.New(), metrics: newHTTPMetrics(opts.Registerer), log: opts.Logger}
+	cb := newCallbackAuth(opts)
 	r := h.router
 	r.RedirectTrailingSlash, r.RedirectFixedPath = false, false
 	r.HandleMethodNotAllowed = true
@@ -104,9 +113,9 @@ func NewHandler(opts Options) *Handler {
 	h.api("POST", "/videocall/close", h.closeCall)
 	h.api("POST", "/reset", h.reset)
 	h.api("POST", "/mns/topic/websocket/info", h.mnsTopicWebsocketInfo)
-	h.api("GET", "/ali/stream/notify", h.streamNotify)
-	h.api("GET", "/ali/mix/availability/notify", h.mixAvailable)
-	h.api("GET", "/ali/mix/status/notify", h.mixStatus)
+	h.api("GET", "/ali/stream/notify", cb.wrap("/ali/stream/notify", h.streamNotify))
+	h.api("GET", "/ali/mix/availability/notify", cb.wrap("/ali/mix/availability/notify", h.mixAvailable))
+	h.api("GET", "/ali/mix/status/notify", cb.wrap("/ali/mix/status/notify", h.mixStatus))
 
 	r.HandlerFunc("GET", "/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeEnvelope(w, http.StatusOK, envelope{Code: 200, Message: "ok"})

@@ -3,13 +3,10 @@ package actors
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
-
-	"roomengine/actors/fakeclock"
 )
 
 // Fifty viewers accept an invitation to the same host room at once: exactly one call is
@@ -117,21 +114,16 @@ func TestHostHostCallThroughActors(t *testing.T) {
 // While the CDN's breaker is open, commands that need the CDN fail fast with 503 and leave
 // nothing behind; everything else keeps working, and they succeed once it closes.
 func TestBreakerOpenFailsCoStreamingFast(t *testing.T) {
-	store, clock := newMemStore(), fakeclock.New(t0)
-	pub, mixer := newRecPublisher(), &fakeMixer{}
 	var breakerOpen atomic.Bool
-	eng, err := NewEngine(EngineConfig{Room: testCfg, Store: store, Publisher: pub, Clock: clock, Mixer: mixer,
-		URLs: fakeURLs{}, Logger: slog.New(slog.DiscardHandler),
-		MixerReady: func() error {
+	h := newHarnessWith(t, nil, nil, func(c *EngineConfig) {
+		c.MixerReady = func() error {
 			if breakerOpen.Load() {
 				return errors.New("circuit breaker open")
 			}
 			return nil
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Shutdown)
+		}
+	})
+	eng, pub, mixer := h.eng, h.pub, h.mixer
 	alice, bob := mustLogin(t, eng, "alice"), mustLogin(t, eng, "bob")
 	a, _ := eng.CreateRoom(bg, alice.ID, "")
 	b, _ := eng.CreateRoom(bg, bob.ID, "")

@@ -238,6 +238,12 @@ type harness struct {
 
 func newHarness(t *testing.T, store *memStore, clock *fakeclock.Clock) *harness {
 	t.Helper()
+	return newHarnessWith(t, store, clock, nil)
+}
+
+// newHarnessWith lets a test adjust the engine's configuration before it starts.
+func newHarnessWith(t *testing.T, store *memStore, clock *fakeclock.Clock, adjust func(*EngineConfig)) *harness {
+	t.Helper()
 	if store == nil {
 		store = newMemStore()
 	}
@@ -245,8 +251,12 @@ func newHarness(t *testing.T, store *memStore, clock *fakeclock.Clock) *harness 
 		clock = fakeclock.New(t0)
 	}
 	h := &harness{store: store, pub: newRecPublisher(), clock: clock, mixer: &fakeMixer{}}
-	eng, err := NewEngine(EngineConfig{Room: testCfg, Store: store, Publisher: h.pub, Clock: clock, Mixer: h.mixer,
-		URLs: fakeURLs{}, AskTimeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	cfg := EngineConfig{Room: testCfg, Store: store, Publisher: h.pub, Clock: clock, Mixer: h.mixer,
+		URLs: fakeURLs{}, AskTimeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	eng, err := NewEngine(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package actors
 
 import (
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -13,21 +12,7 @@ import (
 
 func newIdleHarness(t *testing.T, idle time.Duration, store *memStore, clock *fakeclock.Clock) *harness {
 	t.Helper()
-	if store == nil {
-		store = newMemStore()
-	}
-	if clock == nil {
-		clock = fakeclock.New(t0)
-	}
-	h := &harness{store: store, pub: newRecPublisher(), clock: clock, mixer: &fakeMixer{}}
-	eng, err := NewEngine(EngineConfig{Room: testCfg, Store: store, Publisher: h.pub, Clock: clock, Mixer: h.mixer,
-		URLs: fakeURLs{}, AskTimeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler), IdleTimeout: idle})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.eng = eng
-	t.Cleanup(eng.Shutdown)
-	return h
+	return newHarnessWith(t, store, clock, func(c *EngineConfig) { c.IdleTimeout = idle })
 }
 
 func running(t *testing.T, e *Engine) int {

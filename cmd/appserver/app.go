@@ -121,6 +121,15 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 		Logger:         log.With("component", "http"),
 		Registerer:     reg,
 		Gatherer:       reg,
+
+		MNSInfo: apihttp.MNSInfo{
+			AccessKeyID: cfg.Ali.AccessKeyID, AccessKeySecret: cfg.Ali.AccessKeySecret,
+			OwnerID: cfg.Ali.OwnerID, Region: cfg.MNSRegionName(), Version: cfg.Ali.MNSVersion,
+			TopicWebsocketServerIP: cfg.Ali.MNSTopic.TopicWebsocketServerIP, PublicURL: cfg.HTTP.PublicURL,
+		},
+		CallbackAuthKey:  cfg.Ali.CallbackAuthKey,
+		CallbackRtmpHost: cfg.RtmpHost,
+		CallbackMaxSkew:  cfg.Ali.CallbackMaxSkew,
 	})
 	if a.simulator != nil {
 		// The simulated CDN's MixResult callback goes through the same route, parameter
@@ -131,6 +140,8 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 				log.Warn("simulated mix callback not sent", "err", err)
 				return
 			}
+			// Signed like Aliyun's when ali.callbackAuthKey is set (no-op otherwise).
+			apihttp.SignCallback(req, cfg.RtmpHost, cfg.Ali.CallbackAuthKey, time.Now())
 			handler.ServeHTTP(discardResponse{header: nethttp.Header{}}, req)
 		}
 	}

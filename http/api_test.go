@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"cmp"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -43,6 +44,12 @@ type serverOpts struct {
 	mnsInfo         apihttp.MNSInfo
 	logOut          io.Writer // nil: logs are discarded
 	reg             *prometheus.Registry
+	// SPEC §7 switches (auth_test.go).
+	authRequired bool
+	tokenTTL     time.Duration
+	rateLimit    float64
+	rateBurst    int
+	corsOrigins  []string
 }
 
 // newServer starts the real stack (embedded store in a temp dir, actors, gateway, router)
@@ -74,7 +81,8 @@ func newServer(t *testing.T, o serverOpts) *server {
 	}
 	h := apihttp.NewHandler(apihttp.Options{
 		Engine: eng, Gateway: gw, Ready: store.Ping, URLs: urls,
-		Tokens:       apihttp.NewTokenSigner([]byte("test-secret"), time.Hour),
+		Tokens:       apihttp.NewTokenSigner([]byte("test-secret"), cmp.Or(o.tokenTTL, time.Hour)),
+		AuthRequired: o.authRequired, RateLimit: o.rateLimit, RateBurst: o.rateBurst, CORSOrigins: o.corsOrigins,
 		MaxBodyBytes: o.maxBody, AdminToken: o.adminToken, Logger: log,
 		Registerer: reg, Gatherer: reg,
 		MNSInfo: o.mnsInfo, CallbackAuthKey: o.callbackAuthKey, CallbackRtmpHost: "push.example",

@@ -52,6 +52,15 @@ type Options struct {
 	CallbackMaxSkew time.Duration
 	// Now is the clock of callback checks and MNS dates (default time.Now); tests set it.
 	Now func() time.Time
+
+	// AuthRequired makes every user route need a token from /login, acting only as its
+	// own user (auth.required, SPEC §7).
+	AuthRequired bool
+	// RateLimit is requests per second per client address (0 = off) with RateBurst.
+	RateLimit float64
+	RateBurst int
+	// CORSOrigins allows browser pages from these origins ("*" = any); empty = CORS off.
+	CORSOrigins []string
 }
 
 // Handler is the whole HTTP surface.
@@ -60,6 +69,8 @@ type Handler struct {
 	router  *httprouter.Router
 	metrics *httpMetrics
 	log     *slog.Logger
+	limiter *perIPLimiter
+	outer   http.Handler // router behind rate limit and CORS
 }
 
 // NewHandler builds the router with every route of SPEC §2 and §3.
@@ -100,19 +111,19 @@ func NewHandler(opts Options) *Handler {
 	}
 
 	h.api("POST", "/login", h.login)
-	h.api("GET,POST", "/im/room/users", h.roomUsers)
-	h.api("POST", "/live/create", h.createLive)
-	h.api("POST", "/live/play", h.play)
-	h.api("POST", "/live/audience/leave", h.audienceLeave)
-	h.api("POST", "/live/leave", h.leave)
-	h.api("POST", "/live/comment", h.comment)
-	h.api("POST", "/live/like", h.like)
-	h.api("GET,POST", "/live/list", h.list)
-	h.api("POST", "/videocall/invite", h.invite)
-	h.api("POST", "/videocall/feedback", h.feedback)
-	h.api("POST", "/videocall/close", h.closeCall)
+	h.api("GET,POST", "/im/room/users", h.signedIn(anyUser, h.roomUsers))
+	h.api("POST", "/live/create", h.signedIn(param("uid"), h.createLive))
+	h.api("POST", "/live/play", h.signedIn(param("uid"), h.play))
+	h.api("POST", "/live/audience/leave", h.signedIn(param("uid"), h.audienceLeave))
+	h.api("POST", "/live/leave", h.signedIn(hostOf("roomId"), h.leave))
+	h.api("POST", "/live/comment", h.signedIn(param("uid"), h.comment))
+	h.api("POST", "/live/like", h.signedIn(param("uid"), h.like))
+	h.api("GET,POST", "/live/list", h.signedIn(anyUser, h.list))
+	h.api("POST", "/videocall/invite", h.signedIn(param("inviterUid"), h.invite))
+	h.api("POST", "/videocall/feedback", h.signedIn(param("inviteeUid"), h.feedback))
+	h.api("POST", "/videocall/close", h.signedIn(hostOf("closeRoomId", "closeRooomId"), h.closeCall))
 	h.api("POST", "/reset", h.reset)
-	h.api("POST", "/mns/topic/websocket/info", h.mnsTopicWebsocketInfo)
+	h.api("POST", "/mns/topic/websocket/info", h.signedIn(anyUser, h.mnsTopicWebsocketInfo))
 	h.api("GET", "/ali/stream/notify", cb.wrap("/ali/stream/notify", h.streamNotify))
 	h.api("GET", "/ali/mix/availability/notify", cb.wrap("/ali/mix/availability/notify", h.mixAvailable))
 	h.api("GET", "/ali/mix/status/notify", cb.wrap("/ali/mix/status/notify", h.mixStatus))
@@ -125,12 +136,19 @@ func NewHandler(opts Options) *Handler {
 		r.Handler("GET", "/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	}
 	if opts.Gateway != nil {
-		r.Handler("GET", "/ws", opts.Gateway)
+		r.Handler("GET", "/ws", h.signedInGateway(opts.Gateway))
+	}
+	if opts.RateLimit > 0 {
+		h.limiter = newPerIPLimiter(opts.RateLimit, opts.RateBurst)
+	}
+	h.outer = h.router
+	if h.limiter != nil || len(opts.CORSOrigins) > 0 {
+		h.outer = h.limitAndCORS(h.router)
 	}
 	return h
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.router.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.outer.ServeHTTP(w, r) }
 
 // apiFunc handles one API request: it returns the data to answer with, or an error.
 type apiFunc func(ctx context.Context, p params, r *http.Request) (any, error)

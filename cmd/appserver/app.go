@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	nethttp "net/http"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,7 +20,6 @@ import (
 	"roomengine/config"
 	apihttp "roomengine/http"
 	"roomengine/http/gateway"
-	"roomengine/persistence/embedded"
 )
 
 // drainTimeout bounds how long SIGTERM waits for in-flight requests.
@@ -46,21 +44,18 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// newApp wires the parts. Options that belong to later work (Redis, MNS, Aliyun mixing) are
-// refused with one clear line instead of being silently ignored.
-func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
+// newApp wires the parts. Options that belong to later work (cluster mode) are refused with
+// one clear line instead of being silently ignored. ctx bounds start-up (the wait for Redis).
+func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, error) {
 	log := newLogger(cfg, logOut)
-	if cfg.Store != config.StoreEmbedded {
-		return nil, fmt.Errorf("store %q is not available in this build yet; use store: embedded", cfg.Store)
-	}
 	if cfg.Cluster.Enabled {
 		return nil, errors.New("cluster mode is not available in this build yet")
 	}
 	log.Info("starting roomengine", "config", cfg)
 
-	store, err := embedded.Open(filepath.Join(cfg.DataDir, "roomengine.db"), embedded.Options{})
+	store, storeTimeout, err := openStore(ctx, cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+		return nil, err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -94,8 +89,9 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 		URLs:         urls,
 		Logger:       log.With("component", "actors"),
 		AskTimeout:   cfg.Actors.AskTimeout,
-		StoreTimeout: cfg.Actors.AskTimeout,
+		StoreTimeout: storeTimeout,
 		OnLiveRooms:  func(n int) { liveRooms.Set(float64(n)) },
+		IdleTimeout:  cfg.Actors.IdleTimeout,
 	})
 	if err != nil {
 		_ = store.Close()
@@ -116,6 +112,10 @@ func newApp(cfg *config.Config, logOut io.Writer) (*app, error) {
 		Tokens:         apihttp.NewTokenSigner(secret, cfg.Auth.TokenTTL),
 		MaxBodyBytes:   cfg.HTTP.MaxBodyBytes,
 		AdminToken:     cfg.Admin.Token,
+		AuthRequired:   cfg.Auth.Required,
+		RateLimit:      cfg.HTTP.RateLimit,
+		RateBurst:      cfg.HTTP.RateBurst,
+		CORSOrigins:    cfg.HTTP.CORSOrigins,
 		TemplateName:   cfg.Videocall.TemplateName,
 		RequestTimeout: cfg.HTTP.RequestTimeout,
 		Logger:         log.With("component", "http"),

@@ -19,15 +19,41 @@ import (
 	"github.com/coder/websocket"
 )
 
-// binary builds the real appserver once per test run.
+// binary builds the real appserver (with the race detector) once per test process; TestMain
+// removes it.
 func binary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "appserver")
-	out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	build.once.Do(func() {
+		build.dir, build.err = os.MkdirTemp("", "appserver-test-")
+		if build.err != nil {
+			return
+		}
+		bin := filepath.Join(build.dir, "appserver")
+		out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput()
+		if err != nil {
+			build.err = fmt.Errorf("build: %v\n%s", err, out)
+			return
+		}
+		build.bin = bin
+	})
+	if build.err != nil {
+		t.Fatal(build.err)
 	}
-	return bin
+	return build.bin
+}
+
+var build struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if build.dir != "" {
+		_ = os.RemoveAll(build.dir)
+	}
+	os.Exit(code)
 }
 
 func freePort(t *testing.T) int {

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"roomengine/actors"
+	"roomengine/config"
+	"roomengine/persistence/embedded"
+	redisstore "roomengine/persistence/redis"
+)
+
+// redisStartupWait bounds how long start-up waits for Redis to answer. It covers Redis and
+// the app being started together (a container or a unit started in parallel, or Redis still
+// replaying its append-only file, when it answers -LOADING); an outage longer than that
+// stops start-up with one line, and the supervisor (systemd, Kubernetes) restarts us. Once
+// the app runs, a Redis outage no longer stops it: see the README's Redis section.
+const redisStartupWait = 10 * time.Second
+
+// redisLogEvery rate-limits go-redis's own log lines: during an outage it logs every failed
+// dial, which would flood the log with one line per request.
+const redisLogEvery = time.Second
+
+// openStore opens the store cfg.store names and returns the bound of one store call, which
+// is also how long a command waits for the store before it answers 503: redis.timeout for
+// Redis, actors.askTimeout for the embedded file.
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (actors.Store, time.Duration, error) {
+	switch cfg.Store {
+	case config.StoreEmbedded:
+		store, err := embedded.Open(filepath.Join(cfg.DataDir, "roomengine.db"), embedded.Options{})
+		if err != nil {
+			return nil, 0, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+		}
+		return store, cfg.Actors.AskTimeout, nil
+	case config.StoreRedis:
+		goredis.SetLogger(newRedisLogger(log.With("component", "redis"), cfg.Redis.Password))
+		store, err := openRedis(ctx, redisOptions(cfg), redisStartupWait, log)
+		if err != nil {
+			return nil, 0, err
+		}
+		return store, cfg.Redis.Timeout, nil
+	}
+	return nil, 0, fmt.Errorf("unknown store %q", cfg.Store)
+}
+
+func redisOptions(cfg *config.Config) redisstore.Options {
+	return redisstore.Options{
+		Addr:      net.JoinHostPort(cfg.Redis.Host, strconv.Itoa(cfg.Redis.Port)),
+		Password:  cfg.Redis.Password,
+		DB:        cfg.Redis.DB,
+		KeyPrefix: cfg.Redis.KeyPrefix,
+		Timeout:   cfg.Redis.Timeout,
+	}
+}
+
+// openRedis connects, retrying with backoff for up to wait while Redis is unreachable or
+// loading. An answer that retrying cannot change (a wrong password, a DB index out of range)
+// fails at once.
+func openRedis(ctx context.Context, opts redisstore.Options, wait time.Duration, log *slog.Logger) (*redisstore.Store, error) {
+	deadline := time.Now().Add(wait)
+	backoff := 100 * time.Millisecond
+	warned := false
+	for {
+		store, err := redisstore.Open(ctx, opts)
+		if err == nil {
+			if warned {
+				log.Info("redis answers", "addr", opts.Addr)
+			}
+			return store, nil
+		}
+		cause := err
+		if inner := errors.Unwrap(err); inner != nil {
+			cause = inner // Open's error repeats the address
+		}
+		if !retryableRedisError(cause) {
+			return nil, fmt.Errorf("redis %s refused the connection: %v", opts.Addr, cause)
+		}
+		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+			return nil, fmt.Errorf("redis %s unreachable (waited %v): %v", opts.Addr, wait, cause)
+		}
+		if !warned {
+			log.Warn("redis not answering, retrying", "addr", opts.Addr, "for", wait, "err", cause)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// retryableRedisError tells a Redis that is not there yet (network errors, timeouts,
+// -LOADING, -BUSY) from one that answered "no".
+func retryableRedisError(err error) bool {
+	var reply goredis.Error
+	if !errors.As(err, &reply) {
+		return true
+	}
+	msg := reply.Error()
+	return strings.HasPrefix(msg, "LOADING") || strings.HasPrefix(msg, "BUSY") ||
+		strings.HasPrefix(msg, "MASTERDOWN") || strings.HasPrefix(msg, "TRYAGAIN")
+}
+
+// redisLogger routes go-redis's log lines to our logger at WARN, at most one per
+// redisLogEvery (the next line says how many were suppressed), with the password masked
+// should go-redis ever print it.
+type redisLogger struct {
+	log    *slog.Logger
+	secret string
+
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func newRedisLogger(log *slog.Logger, secret string) *redisLogger {
+	return &redisLogger{log: log, secret: secret}
+}
+
+func (l *redisLogger) Printf(_ context.Context, format string, v ...any) {
+	now := time.Now()
+	l.mu.Lock()
+	if !l.last.IsZero() && now.Sub(l.last) < redisLogEvery {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	l.last = now
+	suppressed := l.suppressed
+	l.suppressed = 0
+	l.mu.Unlock()
+
+	msg := strings.TrimSpace(fmt.Sprintf(format, v...))
+	if l.secret != "" {
+		msg = strings.ReplaceAll(msg, l.secret, config.Mask)
+	}
+	if suppressed > 0 {
+		l.log.Warn(msg, "suppressed", suppressed)
+		return
+	}
+	l.log.Warn(msg)
+}

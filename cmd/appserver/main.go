@@ -1,5 +1,8 @@
 // Command appserver runs roomengine: the live-room API, Aliyun callbacks and the WebSocket
 // push gateway. It only reads the configuration and wires the parts together.
+//
+// `appserver import-legacy` copies the old Node server's users and rooms from its Redis
+// into the configured store (see importlegacy.go).
 package main
 
 import (
@@ -19,6 +22,9 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) > 0 && args[0] == "import-legacy" {
+		return runImportLegacy(args[1:], os.Environ(), os.Stdout, os.Stderr)
+	}
 	fs := flag.NewFlagSet("appserver", flag.ContinueOnError)
 	configPath := fs.String("config", os.Getenv(config.EnvConfigFile), "YAML configuration file (optional)")
 	if err := fs.Parse(args); err != nil {

@@ -537,3 +537,40 @@ func TestRedisStartup(t *testing.T) {
 		t.Logf("%s", last)
 	})
 }
+
+// TestRedisOutagePassivatedRoom: a room whose actor was passivated and is brought back
+// during an outage must not come up with an empty audience (and keep it once Redis is back).
+func TestRedisOutagePassivatedRoom(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real binary")
+	}
+	// Known bug in actors (roomActor.activate): a failed LoadAudience is logged and the room
+	// serves with an empty audience until it is passivated again. Un-skip once fixed.
+	t.Skip("actors: a room re-activated during a Redis outage loses its audience in memory")
+	bin := binary(t)
+	srv := redistest.Start(t)
+	env := append(redisEnv(t, srv, "passivated"), "APPSERVER_ACTORS_IDLETIMEOUT=1s")
+	app := start(t, bin, freePort(t), env...)
+	h := field(t, app.call(t, "/login", url.Values{"name": {"h"}}), "id")
+	v := field(t, app.call(t, "/login", url.Values{"name": {"v"}}), "id")
+	room := field(t, app.call(t, "/live/create", url.Values{"uid": {h}}), "roomId")
+	app.get(t, "/ali/stream/notify?action=publish&id="+room)
+	app.call(t, "/live/play", url.Values{"uid": {v}, "roomId": {room}})
+	time.Sleep(3 * time.Second) // idle for longer than actors.idleTimeout: passivated
+
+	srv.Stop()
+	if a := app.do("/im/room/users", url.Values{"roomId": {room}}); a.code == 200 && string(a.data) == "[]" {
+		t.Errorf("audience during the outage: empty, want 503 or [%s]", v)
+	}
+	srv.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if st, _ := app.readyStatus(t); st == http.StatusOK || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := app.audience(t, room); !slices.Equal(got, []string{v}) {
+		t.Fatalf("audience after the outage: %v, want [%s]", got, v)
+	}
+}

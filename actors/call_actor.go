@@ -31,6 +31,7 @@ type callDeps struct {
 	stopAttempts int
 	stopBackoff  time.Duration
 	rooms, calls *actor.PID
+	dispatcher   actor.Dispatcher
 }
 
 // callActor is the thin shell around stepCall. Start and Stop run in their own goroutines

@@ -172,7 +172,8 @@ func (r *callRegistry) forward(ctx actor.Context, id string, e *callEntry) {
 // call; otherwise it resumes from the snapshot.
 func (r *callRegistry) spawn(ctx actor.Context, id string, e *callEntry, admit *admitRequest) *actor.PID {
 	snapshot, resume := e.call, admit == nil
-	props := actor.PropsFromProducer(func() actor.Actor { return newCallActor(r.deps, snapshot, resume) })
+	props := actor.PropsFromProducer(func() actor.Actor { return newCallActor(r.deps, snapshot, resume) },
+		actor.WithDispatcher(r.deps.dispatcher))
 	e.pid = ctx.Spawn(props)
 	r.byPID[e.pid.Id] = id
 	return e.pid

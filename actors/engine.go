@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -24,6 +23,9 @@ type EngineConfig struct {
 	AskTimeout time.Duration
 	// StoreTimeout bounds one store call made by an actor.
 	StoreTimeout time.Duration
+	// LoadTimeout bounds loading every room and call at start-up (default 30 s): with many
+	// rooms that takes far longer than one store call.
+	LoadTimeout time.Duration
 	// OnLiveRooms, if set, is told the number of live rooms whenever it changes.
 	OnLiveRooms func(int)
 	// IdleTimeout passivates a room actor that got no message for that long; its snapshot
@@ -58,10 +60,11 @@ type Engine struct {
 	clock      Clock
 	log        *slog.Logger
 	stopped    sync.Once
+	workers    *workerDispatcher
 }
 
-// NewEngine loads the rooms from the store and starts the registries; rooms with a pending
-// deadline are re-activated at once, so their timers fire at their original time.
+// NewEngine loads the rooms and calls from the store and starts the registries. Rooms are
+// started lazily: by their first message, or by a wake-up at their next deadline.
 func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = SystemClock{}
@@ -75,7 +78,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.StoreTimeout <= 0 {
 		cfg.StoreTimeout = cfg.AskTimeout
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.StoreTimeout)
+	if cfg.LoadTimeout <= 0 {
+		cfg.LoadTimeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.LoadTimeout)
 	defer cancel()
 	snapshots, err := cfg.Store.LoadRooms(ctx)
 	if err != nil {
@@ -95,17 +101,18 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		cfg.StopBackoff = time.Second
 	}
 	logger := cfg.Logger
+	workers := newWorkerDispatcher(0, 300)
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return logger.With("component", "protoactor")
 	}))
 	// The registries find each other by name, which protoactor resolves locally.
 	roomsPID, callsPID := actor.NewPID(system.Address(), "rooms"), actor.NewPID(system.Address(), "calls")
 	deps := &roomDeps{cfg: cfg.Room, store: cfg.Store, publisher: cfg.Publisher, clock: cfg.Clock,
-		urls: cfg.URLs, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, calls: callsPID}
+		urls: cfg.URLs, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, calls: callsPID, dispatcher: workers}
 	cdeps := &callDeps{store: cfg.Store, publisher: cfg.Publisher, mixer: cfg.Mixer, mixerReady: cfg.MixerReady,
 		urls: cfg.URLs, clock: cfg.Clock, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, askTimeout: cfg.AskTimeout,
 		mixTimeout: cfg.MixTimeout, stopAttempts: cfg.StopAttempts, stopBackoff: cfg.StopBackoff,
-		rooms: roomsPID, calls: callsPID}
+		rooms: roomsPID, calls: callsPID, dispatcher: workers}
 
 	// A room actor that panics is stopped, not restarted in place: its in-memory state is
 	// suspect, and the registry re-spawns it from its last durable snapshot on demand.
@@ -117,7 +124,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		rooms := initial
 		initial = nil
 		if rooms == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), cfg.StoreTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.LoadTimeout)
 			defer cancel()
 			var err error
 			if rooms, err = cfg.Store.LoadRooms(ctx); err != nil {
@@ -125,10 +132,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 			}
 		}
 		return newRoomRegistry(deps, rooms, cfg.OnLiveRooms, cfg.IdleTimeout)
-	}, actor.WithSupervisor(stopOnPanic))
+	}, actor.WithSupervisor(stopOnPanic), actor.WithDispatcher(workers))
 	callsProps := actor.PropsFromProducer(func() actor.Actor {
 		return newCallRegistry(cdeps, calls)
-	}, actor.WithSupervisor(stopOnPanic))
+	}, actor.WithSupervisor(stopOnPanic), actor.WithDispatcher(workers))
 	callsReg, err := system.Root.SpawnNamed(callsProps, "calls")
 	if err != nil {
 		return nil, err
@@ -138,12 +145,12 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		return nil, err
 	}
 	users, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return newUserRegistry(cfg.Store, cfg.StoreTimeout)
-	}), "users")
+		return newUserRegistry(cfg.Store, cfg.StoreTimeout, roomsPID)
+	}, actor.WithDispatcher(workers)), "users")
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{system: system, rooms: rooms, users: users, calls: callsReg, publisher: cfg.Publisher, urlBuilder: cfg.URLs,
+	e := &Engine{workers: workers, system: system, rooms: rooms, users: users, calls: callsReg, publisher: cfg.Publisher, urlBuilder: cfg.URLs,
 		mixerReady: cfg.MixerReady, timeout: cfg.AskTimeout, clock: cfg.Clock, log: cfg.Logger}
 	e.healOrphans(snapshots, calls)
 	return e, nil
@@ -174,6 +181,7 @@ func (e *Engine) Shutdown() {
 		_ = e.system.Root.PoisonFuture(e.rooms).Wait()
 		_ = e.system.Root.PoisonFuture(e.users).Wait()
 		e.system.Shutdown()
+		e.workers.Close()
 	})
 }
 
@@ -244,17 +252,6 @@ func (e *Engine) askUser(ctx context.Context, msg any) (userReply, error) {
 	return reply, nil
 }
 
-// lookupUser resolves a user for a room command: an unknown user is not an error here,
-// because the room decides which error wins (2003 before 2002).
-func (e *Engine) lookupUser(ctx context.Context, uid string) (User, bool, error) {
-	u, err := e.User(ctx, uid)
-	var domainErr *Error
-	if errors.As(err, &domainErr) && domainErr.Code == CodeNoSuchUser {
-		return User{ID: uid}, false, nil
-	}
-	return u, err == nil, err
-}
-
 // CreateRoom opens a host room for uid.
 func (e *Engine) CreateRoom(ctx context.Context, uid, description string) (Room, error) {
 	host, err := e.User(ctx, uid)
@@ -278,12 +275,15 @@ func (e *Engine) CreateRoom(ctx context.Context, uid, description string) (Room,
 
 // Play adds uid to the audience of roomID.
 func (e *Engine) Play(ctx context.Context, roomID, uid string) (Room, User, error) {
-	viewer, known, err := e.lookupUser(ctx, uid)
+	var viewer User
+	reply, err := e.askRoomAs(ctx, uid, func(u User, known bool) roomRequest {
+		return roomRequest{roomID: roomID, ev: evPlay{member: u, userKnown: known}}
+	})
 	if err != nil {
 		return Room{}, User{}, err
 	}
-	reply, err := e.askRoom(ctx, roomRequest{roomID: roomID, ev: evPlay{member: viewer, userKnown: known}})
-	return reply.room, viewer, err
+	viewer, _ = reply.result.(User)
+	return reply.room, viewer, nil
 }
 
 // AudienceLeave removes uid from the audience of roomID. Leaving twice is fine.
@@ -300,22 +300,36 @@ func (e *Engine) Leave(ctx context.Context, roomID string) error {
 
 // Comment pushes a comment (type 6) to the room. It touches no store.
 func (e *Engine) Comment(ctx context.Context, roomID, uid, text string) error {
-	u, known, err := e.lookupUser(ctx, uid)
-	if err != nil {
-		return err
-	}
-	_, err = e.askRoom(ctx, roomRequest{roomID: roomID, ev: evComment{user: u, userKnown: known, text: text}})
+	_, err := e.askRoomAs(ctx, uid, func(u User, known bool) roomRequest {
+		return roomRequest{roomID: roomID, ev: evComment{user: u, userKnown: known, text: text}}
+	})
 	return err
 }
 
 // Like pushes a like (type 7) to the room. It touches no store.
 func (e *Engine) Like(ctx context.Context, roomID, uid string) error {
-	u, known, err := e.lookupUser(ctx, uid)
-	if err != nil {
-		return err
-	}
-	_, err = e.askRoom(ctx, roomRequest{roomID: roomID, ev: evLike{user: u, userKnown: known}})
+	_, err := e.askRoomAs(ctx, uid, func(u User, known bool) roomRequest {
+		return roomRequest{roomID: roomID, ev: evLike{user: u, userKnown: known}}
+	})
 	return err
+}
+
+// askRoomAs sends a room command on behalf of a user: the user registry resolves the user
+// and passes the command to the room, which answers; an unknown user is for the room to
+// refuse (2003 wins over 2002).
+func (e *Engine) askRoomAs(ctx context.Context, uid string, build func(User, bool) roomRequest) (roomReply, error) {
+	res, err := e.ask(ctx, e.users, withUser{uid: uid, then: build})
+	if err != nil {
+		return roomReply{}, err
+	}
+	reply, ok := res.(roomReply)
+	if !ok {
+		return roomReply{}, Errorf(CodeInternal, "系统异常")
+	}
+	if reply.err != nil {
+		return reply, reply.err
+	}
+	return reply, nil
 }
 
 // Audience lists who is watching roomID; an unknown room has nobody.

@@ -97,6 +97,9 @@ func (s *memStore) RemoveAudience(_ context.Context, roomID, uid string) error {
 func (s *memStore) LoadAudience(_ context.Context, roomID string) ([]User, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.fail != nil {
+		return nil, s.fail
+	}
 	var out []User
 	for _, u := range s.audiences[roomID] {
 		out = append(out, u)

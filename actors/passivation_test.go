@@ -135,3 +135,31 @@ func TestRestartStartsRoomsLazily(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A room re-activated while the store is away must not serve an empty audience: requests
+// that need it answer 503 until the store is back, then the full audience is there.
+func TestReactivationDuringStoreOutageKeepsAudience(t *testing.T) {
+	const idle = time.Minute
+	h := newIdleHarness(t, idle, nil, nil)
+	host, viewer := mustLogin(t, h.eng, "host"), mustLogin(t, h.eng, "viewer")
+	room, _ := h.eng.CreateRoom(bg, host.ID, "")
+	_ = h.eng.StreamPublished(bg, room.ID)
+	if _, _, err := h.eng.Play(bg, room.ID, viewer.ID); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(idle + idle/4)
+	waitFor(t, "passivation", func() bool { return running(t, h.eng) == 0 })
+
+	h.store.setFail(errDiskGone)
+	if _, err := h.eng.Audience(bg, room.ID); codeOf(err) != CodeUnavailable {
+		t.Fatalf("audience while the store is away: %v", err)
+	}
+	if err := h.eng.Comment(bg, room.ID, viewer.ID, "comments need no store"); err != nil {
+		t.Fatal(err)
+	}
+	h.store.setFail(nil)
+	members, err := h.eng.Audience(bg, room.ID)
+	if err != nil || len(members) != 1 || members[0] != viewer {
+		t.Fatalf("audience after the store came back: %v %v", members, err)
+	}
+}

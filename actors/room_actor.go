@@ -69,6 +69,7 @@ type roomDeps struct {
 	log          *slog.Logger
 	storeTimeout time.Duration
 	calls        *actor.PID // the call registry
+	dispatcher   actor.Dispatcher
 }
 
 // roomActor is the thin shell around stepRoom: it feeds events in, performs the effects in
@@ -78,9 +79,12 @@ type roomActor struct {
 	room     Room
 	exists   bool
 	audience map[string]User
-	timers   [2]armedTimer
-	self     *actor.PID
-	system   *actor.ActorSystem
+	// audienceLoaded is false until the audience was read from the store; a room whose
+	// read failed (store away at activation) reads it again before it uses it.
+	audienceLoaded bool
+	timers         [2]armedTimer
+	self           *actor.PID
+	system         *actor.ActorSystem
 }
 
 func newRoomActor(deps *roomDeps, snapshot Room, exists bool) *roomActor {
@@ -119,24 +123,48 @@ func (a *roomActor) recoverAndReport(ctx actor.Context) {
 
 // activate restores what the snapshot does not hold: the audience and the armed timers.
 func (a *roomActor) activate() {
+	a.reconcileTimers()
 	if !a.exists || a.room.Ended() {
-		a.reconcileTimers()
+		a.audienceLoaded = true // nobody watches an ended room
 		return
 	}
+	if err := a.loadAudience(); err != nil {
+		// Not fatal: the first request that needs the audience tries again (and answers 503
+		// if the store is still away) rather than serve a room with viewers missing.
+		a.deps.log.Warn("load audience failed", "room", a.room.ID, "err", err)
+	}
+}
+
+func (a *roomActor) loadAudience() error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.deps.storeTimeout)
 	defer cancel()
 	members, err := a.deps.store.LoadAudience(ctx, a.room.ID)
 	if err != nil {
-		// The room still works; the audience list shows whoever joins from now on.
-		a.deps.log.Warn("load audience failed", "room", a.room.ID, "err", err)
+		return err
 	}
 	for _, m := range members {
 		a.audience[m.ID] = m
 	}
-	a.reconcileTimers()
+	a.audienceLoaded = true
+	return nil
+}
+
+// needsAudience tells the events whose answer or effect depends on who is watching.
+func needsAudience(ev any) bool {
+	switch ev.(type) {
+	case queryAudience, evPlay, evAudienceLeave:
+		return true
+	}
+	return false
 }
 
 func (a *roomActor) handle(ctx actor.Context, req roomRequest) {
+	if !a.audienceLoaded && needsAudience(req.ev) {
+		if err := a.loadAudience(); err != nil {
+			ctx.Respond(roomReply{room: a.room, err: ErrStoreUnavailable(err)})
+			return
+		}
+	}
 	switch req.ev.(type) {
 	case queryAudience:
 		ctx.Respond(roomReply{room: a.room, result: a.audienceList()})

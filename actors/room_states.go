@@ -114,7 +114,7 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 				m := e.member
 				st.audienceAdd = &m
 			}
-			st.result = r
+			st.result = e.member
 		}
 
 	case evAudienceLeave:

@@ -159,7 +159,8 @@ func (r *roomRegistry) Receive(ctx actor.Context) {
 
 func (r *roomRegistry) spawn(ctx actor.Context, id string, e *roomEntry) *actor.PID {
 	snapshot, exists := e.room, e.exists
-	props := actor.PropsFromProducer(func() actor.Actor { return newRoomActor(r.deps, snapshot, exists) })
+	props := actor.PropsFromProducer(func() actor.Actor { return newRoomActor(r.deps, snapshot, exists) },
+		actor.WithDispatcher(r.deps.dispatcher))
 	e.pid = ctx.Spawn(props)
 	e.lastSeen = r.deps.clock.Now()
 	if e.wake != nil {

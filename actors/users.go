@@ -28,6 +28,21 @@ type userStored struct {
 
 type resetUsersRequest struct{ key string }
 
+// withUser resolves a user and passes the room command built from it on to the room
+// registry, which answers the original caller: one round trip for a comment instead of a
+// user lookup followed by a room request.
+type withUser struct {
+	uid  string
+	then func(u User, known bool) roomRequest
+}
+
+// userLoaded carries a looked-up user back to the registry to continue a withUser.
+type userLoaded struct {
+	reply   userReply
+	next    withUser
+	replyTo *actor.PID
+}
+
 // userRegistry hands out user ids and answers who a user is. Ids are allocated by the store
 // (atomically and durably, so they are never reused, also across restarts and nodes); the
 // registry pipelines those writes: many logins are in flight at once, which lets the store
@@ -36,10 +51,11 @@ type userRegistry struct {
 	store        Store
 	storeTimeout time.Duration
 	cache        map[string]User
+	rooms        *actor.PID
 }
 
-func newUserRegistry(store Store, storeTimeout time.Duration) *userRegistry {
-	return &userRegistry{store: store, storeTimeout: storeTimeout, cache: map[string]User{}}
+func newUserRegistry(store Store, storeTimeout time.Duration, rooms *actor.PID) *userRegistry {
+	return &userRegistry{store: store, storeTimeout: storeTimeout, cache: map[string]User{}, rooms: rooms}
 }
 
 func (u *userRegistry) Receive(ctx actor.Context) {
@@ -66,6 +82,31 @@ func (u *userRegistry) Receive(ctx actor.Context) {
 			u.cache[msg.reply.user.ID] = msg.reply.user
 		}
 		ctx.Send(msg.replyTo, msg.reply)
+	case withUser:
+		if user, ok := u.cache[msg.uid]; ok {
+			ctx.RequestWithCustomSender(u.rooms, msg.then(user, true), ctx.Sender())
+			return
+		}
+		self, replyTo, root := ctx.Self(), ctx.Sender(), ctx.ActorSystem().Root
+		go func() {
+			c, cancel := context.WithTimeout(context.Background(), u.storeTimeout)
+			defer cancel()
+			user, err := u.store.GetUser(c, msg.uid)
+			reply := userReply{user: user, found: err == nil, err: err}
+			if errors.Is(err, ErrNotFound) {
+				reply = userReply{user: User{ID: msg.uid}}
+			}
+			root.Send(self, userLoaded{reply: reply, next: msg, replyTo: replyTo})
+		}()
+	case userLoaded:
+		if msg.reply.err != nil {
+			ctx.Send(msg.replyTo, roomReply{err: ErrStoreUnavailable(msg.reply.err)})
+			return
+		}
+		if msg.reply.found {
+			u.cache[msg.reply.user.ID] = msg.reply.user
+		}
+		ctx.RequestWithCustomSender(u.rooms, msg.next.then(msg.reply.user, msg.reply.found), msg.replyTo)
 	case resetUsersRequest:
 		if msg.key == "" {
 			clear(u.cache)

@@ -1,8 +1,8 @@
 package http_test
 
 import (
-	"cmp"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -28,10 +28,11 @@ import (
 )
 
 type server struct {
-	URL    string
-	Addr   string
-	engine *actors.Engine
-	sim    *aliyun.Simulator
+	handler http.Handler
+	URL     string
+	Addr    string
+	engine  *actors.Engine
+	sim     *aliyun.Simulator
 }
 
 type serverOpts struct {
@@ -111,7 +112,7 @@ func newServer(t *testing.T, o serverOpts) *server {
 		eng.Shutdown()
 		_ = store.Close()
 	})
-	return &server{URL: ts.URL, Addr: addr, engine: eng, sim: sim}
+	return &server{handler: h, URL: ts.URL, Addr: addr, engine: eng, sim: sim}
 }
 
 type reply struct {

@@ -34,19 +34,30 @@ func writeEnvelope(w http.ResponseWriter, status int, env envelope) {
 	writeBody(w, status, env.Code, body)
 }
 
+// jsonContentType is shared by every answer; assigning it directly skips the key
+// canonicalisation and the slice Header.Set allocates each time.
+var jsonContentType = []string{"application/json; charset=utf-8"}
+
 func writeBody(w http.ResponseWriter, status, code int, body []byte) {
 	if rec, ok := w.(codeRecorder); ok {
 		rec.setCode(code)
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
 
+// okBody is the answer of every success without data (comments, likes, callbacks...).
+var okBody = []byte(`{"code":200,"message":"` + successMessage + `"}`)
+
 // writeOK answers success, with data when it is not nil.
 func writeOK(w http.ResponseWriter, data any) {
+	if data == nil {
+		writeBody(w, http.StatusOK, actors.CodeOK, okBody)
+		return
+	}
 	writeEnvelope(w, http.StatusOK, envelope{Code: actors.CodeOK, Message: successMessage, Data: data})
 }
 
@@ -62,8 +73,8 @@ func writeRawData(w http.ResponseWriter, data []byte) {
 		rec.setCode(actors.CodeOK)
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(rawPrefix)+len(data)+len(rawSuffix)))
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(rawPrefix) + len(data) + len(rawSuffix))}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(rawPrefix)
 	_, _ = w.Write(data)

@@ -75,32 +75,35 @@ func decodeParams(r *http.Request, maxBody int64) (params, error) {
 
 // mergeJSON decodes a JSON object body into p. Strings, numbers (kept as written, so a
 // 18-digit room id loses nothing) and booleans are accepted; null means absent; objects and
-// arrays are a type error naming the field.
+// arrays are a type error naming the field. Values are decoded one by one from raw
+// messages, which costs far less than a streaming decoder on these small bodies.
 func mergeJSON(p params, body []byte) error {
 	if !utf8.Valid(body) {
 		return &badInput{msg: "请求体不是合法的UTF-8"}
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var obj map[string]any
-	if err := dec.Decode(&obj); err != nil {
+	if body[0] != '{' {
+		return &badInput{msg: "请求体不是合法的JSON对象: 需要一个对象"}
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(body, &obj); err != nil {
 		return &badInput{msg: "请求体不是合法的JSON对象: " + jsonErrorText(err)}
 	}
-	if dec.More() {
-		return &badInput{msg: "请求体不是合法的JSON对象: 多余的内容"}
-	}
-	for k, v := range obj {
-		switch v := v.(type) {
-		case nil:
-			delete(p, k)
-		case string:
+	for k, raw := range obj {
+		switch raw[0] {
+		case '"':
+			var v string
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return &badInput{msg: k + "不是合法的字符串"}
+			}
 			p[k] = v
-		case json.Number:
-			p[k] = v.String()
-		case bool:
-			p[k] = fmt.Sprint(v)
-		default:
+		case 'n': // null
+			delete(p, k)
+		case 't', 'f':
+			p[k] = string(raw)
+		case '{', '[':
 			return &badInput{msg: k + "类型错误: 需要字符串或数字"}
+		default: // a number, kept exactly as written
+			p[k] = string(raw)
 		}
 	}
 	return nil

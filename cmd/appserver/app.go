@@ -90,6 +90,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		Logger:       log.With("component", "actors"),
 		AskTimeout:   cfg.Actors.AskTimeout,
 		StoreTimeout: storeTimeout,
+		LoadTimeout:  30 * time.Second, // start-up reads every room and call, not one key
 		OnLiveRooms:  func(n int) { liveRooms.Set(float64(n)) },
 		IdleTimeout:  cfg.Actors.IdleTimeout,
 	})

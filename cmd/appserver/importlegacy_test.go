@@ -1,11 +1,14 @@
 package main
 
 import (
+	"path/filepath"
+
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"roomengine/persistence/embedded"
 	"strings"
 	"testing"
 	"time"
@@ -195,16 +198,29 @@ func TestImportLegacyRefuses(t *testing.T) {
 		t.Fatalf("rooms written despite the conflict: %v", rooms)
 	}
 
-	embeddedEnv := []string{"APPSERVER_DATADIR=" + t.TempDir(), "APPSERVER_REDIS_HOST=127.0.0.1",
+	// The embedded store imports too (users keep their ids, the counter moves past them).
+	dataDir := t.TempDir()
+	embeddedEnv := []string{"APPSERVER_DATADIR=" + dataDir, "APPSERVER_REDIS_HOST=127.0.0.1",
 		"APPSERVER_REDIS_PORT=" + strings.Split(srv.Addr(), ":")[1]}
-	code, out, errs = importLegacy(t, embeddedEnv)
-	if code != 1 || !strings.Contains(errs, "store embedded cannot import users with their ids yet") {
-		t.Fatalf("embedded: exit %d\n%s\n%s", code, out, errs)
-	}
 	code, out, errs = importLegacy(t, embeddedEnv, "-dry-run")
 	if code != 0 || !strings.Contains(out, "users: 4 to import") {
 		t.Fatalf("embedded dry run: exit %d\n%s\n%s", code, out, errs)
 	}
+	code, out, errs = importLegacy(t, embeddedEnv)
+	if code != 0 {
+		t.Fatalf("embedded import: exit %d\n%s\n%s", code, out, errs)
+	}
+	emb, err := embedded.Open(filepath.Join(dataDir, "roomengine.db"), embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := emb.GetUser(t.Context(), "7"); err != nil || u.Name != "grace" {
+		t.Fatalf("imported user 7 in the embedded store: %+v %v", u, err)
+	}
+	if u, err := emb.CreateUser(t.Context(), "new"); err != nil || u.ID != "10" {
+		t.Fatalf("first new id after import = %+v %v, want 10", u, err)
+	}
+	_ = emb.Close()
 
 	// An explicit source that is not there.
 	code, _, errs = importLegacy(t, env, "-from", "127.0.0.1:1")

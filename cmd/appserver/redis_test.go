@@ -544,9 +544,6 @@ func TestRedisOutagePassivatedRoom(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the real binary")
 	}
-	// Known bug in actors (roomActor.activate): a failed LoadAudience is logged and the room
-	// serves with an empty audience until it is passivated again. Un-skip once fixed.
-	t.Skip("actors: a room re-activated during a Redis outage loses its audience in memory")
 	bin := binary(t)
 	srv := redistest.Start(t)
 	env := append(redisEnv(t, srv, "passivated"), "APPSERVER_ACTORS_IDLETIMEOUT=1s")

@@ -108,7 +108,8 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	// The registries find each other by name, which protoactor resolves locally.
 	roomsPID, callsPID := actor.NewPID(system.Address(), "rooms"), actor.NewPID(system.Address(), "calls")
 	deps := &roomDeps{cfg: cfg.Room, store: cfg.Store, publisher: cfg.Publisher, clock: cfg.Clock,
-		urls: cfg.URLs, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, calls: callsPID, dispatcher: workers}
+		urls: cfg.URLs, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, rooms: roomsPID, calls: callsPID,
+		dispatcher: workers}
 	cdeps := &callDeps{store: cfg.Store, publisher: cfg.Publisher, mixer: cfg.Mixer, mixerReady: cfg.MixerReady,
 		urls: cfg.URLs, clock: cfg.Clock, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, askTimeout: cfg.AskTimeout,
 		mixTimeout: cfg.MixTimeout, stopAttempts: cfg.StopAttempts, stopBackoff: cfg.StopBackoff,
@@ -117,6 +118,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	// A room actor that panics is stopped, not restarted in place: its in-memory state is
 	// suspect, and the registry re-spawns it from its last durable snapshot on demand.
 	stopOnPanic := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
+	deps.stopOnPanic = stopOnPanic
 	// The start-up snapshots are handed over once, so the producer does not keep them alive;
 	// a registry restarted after a panic reloads the rooms from the store.
 	initial := snapshots

@@ -68,8 +68,11 @@ type roomDeps struct {
 	urls         URLs
 	log          *slog.Logger
 	storeTimeout time.Duration
-	calls        *actor.PID // the call registry
+	rooms, calls *actor.PID // the room and call registries
 	dispatcher   actor.Dispatcher
+	// stopOnPanic supervises room actors: a room that panicked stops (its state is suspect)
+	// and the registry re-spawns it from its snapshot.
+	stopOnPanic actor.SupervisorStrategy
 }
 
 // roomActor is the thin shell around stepRoom: it feeds events in, performs the effects in
@@ -186,7 +189,7 @@ func (a *roomActor) handle(ctx actor.Context, req roomRequest) {
 		a.deps.log.Warn("room change not persisted", "room", st.next.ID, "err", err)
 		ctx.Respond(roomReply{room: a.room, err: ErrStoreUnavailable(err)})
 		if !a.exists {
-			ctx.Send(ctx.Parent(), roomGone{roomID: st.next.ID}) // a creation that failed leaves nothing
+			ctx.Send(a.deps.rooms, roomGone{roomID: st.next.ID}) // a creation that failed leaves nothing
 		}
 		return
 	}
@@ -265,10 +268,10 @@ func (a *roomActor) commit(ctx actor.Context, st roomStep) {
 		ctx.Send(a.deps.calls, *st.notifyCall)
 	}
 	if changed {
-		ctx.Send(ctx.Parent(), roomChanged{room: a.room, exists: a.exists})
+		ctx.Send(a.deps.rooms, roomChanged{room: a.room, exists: a.exists})
 	}
 	if st.stop {
-		ctx.Send(ctx.Parent(), roomGone{roomID: a.room.ID})
+		ctx.Send(a.deps.rooms, roomGone{roomID: a.room.ID})
 	}
 }
 

@@ -109,6 +109,17 @@ func (r *roomRegistry) Receive(ctx actor.Context) {
 		}
 		r.invalidate()
 		r.scheduleSweep()
+	case *actor.Stopping:
+		// Room actors are not children: stop them, after what they already hold.
+		var stops []*actor.Future
+		for _, e := range r.entries {
+			if e.pid != nil {
+				stops = append(stops, ctx.PoisonFuture(e.pid))
+			}
+		}
+		for _, f := range stops {
+			_ = f.Wait()
+		}
 	case sweepIdle:
 		r.sweep(ctx)
 		r.scheduleSweep()
@@ -157,11 +168,16 @@ func (r *roomRegistry) Receive(ctx actor.Context) {
 	}
 }
 
+// spawn starts a room actor. It is spawned at the root and watched rather than made a child:
+// protoactor's child set keeps removed PIDs in its backing array, and a PID caches its
+// process, so passivated children would never be freed. Watching delivers the same
+// Terminated without holding on to the actor.
 func (r *roomRegistry) spawn(ctx actor.Context, id string, e *roomEntry) *actor.PID {
 	snapshot, exists := e.room, e.exists
 	props := actor.PropsFromProducer(func() actor.Actor { return newRoomActor(r.deps, snapshot, exists) },
-		actor.WithDispatcher(r.deps.dispatcher))
-	e.pid = ctx.Spawn(props)
+		actor.WithDispatcher(r.deps.dispatcher), actor.WithGuardian(r.deps.stopOnPanic))
+	e.pid = ctx.ActorSystem().Root.Spawn(props)
+	ctx.Watch(e.pid)
 	e.lastSeen = r.deps.clock.Now()
 	if e.wake != nil {
 		e.wake() // the running actor arms its own timers

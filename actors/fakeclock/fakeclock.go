@@ -77,6 +77,7 @@ func (c *Clock) Set(t time.Time) {
 			kept = append(kept, tm)
 		}
 	}
+	clear(c.timers[len(kept):]) // let go of fired and stopped callbacks (they hold actors)
 	c.timers = kept
 	c.mu.Unlock()
 	sort.Slice(due, func(i, j int) bool {

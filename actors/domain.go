@@ -184,3 +184,25 @@ type MixResultNotice struct {
 	MixType, MixTemplate, Event              string
 	Code, Message                            string
 }
+
+// Publishers is several backends as one (push: websocket,mns). Each backend queues on its
+// own, so a slow one does not hold up the others.
+type Publishers []Publisher
+
+func (ps Publishers) Publish(p Push) {
+	for _, b := range ps {
+		b.Publish(p)
+	}
+}
+
+func (ps Publishers) CreateTopic(topic string) {
+	for _, b := range ps {
+		b.CreateTopic(topic)
+	}
+}
+
+func (ps Publishers) DeleteTopic(topic string) {
+	for _, b := range ps {
+		b.DeleteTopic(topic)
+	}
+}

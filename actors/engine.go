@@ -204,7 +204,11 @@ func (e *Engine) ask(ctx context.Context, pid *actor.PID, msg any) (any, error) 
 }
 
 func (e *Engine) askRoom(ctx context.Context, req roomRequest) (roomReply, error) {
-	res, err := e.ask(ctx, e.rooms, req)
+	return roomAnswer(e.ask(ctx, e.rooms, req))
+}
+
+// roomAnswer unpacks a room's answer to an ask.
+func roomAnswer(res any, err error) (roomReply, error) {
 	if err != nil {
 		return roomReply{}, err
 	}
@@ -320,18 +324,7 @@ func (e *Engine) Like(ctx context.Context, roomID, uid string) error {
 // and passes the command to the room, which answers; an unknown user is for the room to
 // refuse (2003 wins over 2002).
 func (e *Engine) askRoomAs(ctx context.Context, uid string, build func(User, bool) roomRequest) (roomReply, error) {
-	res, err := e.ask(ctx, e.users, withUser{uid: uid, then: build})
-	if err != nil {
-		return roomReply{}, err
-	}
-	reply, ok := res.(roomReply)
-	if !ok {
-		return roomReply{}, Errorf(CodeInternal, "系统异常")
-	}
-	if reply.err != nil {
-		return reply, reply.err
-	}
-	return reply, nil
+	return roomAnswer(e.ask(ctx, e.users, withUser{uid: uid, then: build}))
 }
 
 // Audience lists who is watching roomID; an unknown room has nobody.

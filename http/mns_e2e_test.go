@@ -35,27 +35,6 @@ const (
 	e2eSecret = "e2e-Secret-9d2f71"
 )
 
-// fanOut publishes to several backends, as cmd/appserver does for push: websocket,mns.
-type fanOut []actors.Publisher
-
-func (f fanOut) Publish(p actors.Push) {
-	for _, b := range f {
-		b.Publish(p)
-	}
-}
-
-func (f fanOut) CreateTopic(topic string) {
-	for _, b := range f {
-		b.CreateTopic(topic)
-	}
-}
-
-func (f fanOut) DeleteTopic(topic string) {
-	for _, b := range f {
-		b.DeleteTopic(topic)
-	}
-}
-
 type mnsStackOpts struct {
 	dbPath           string // the store file; reused across a restart
 	topicDeleteDelay time.Duration
@@ -104,7 +83,7 @@ func startMNSStack(t *testing.T, fake *mnstest.Server, o mnsStackOpts) *mnsStack
 		TemplateName: "_mix", TopicBase: fake.URL}
 	eng, err := actors.NewEngine(actors.EngineConfig{
 		Room:  actors.RoomConfig{NoPublishTimeout: time.Hour, TopicDeleteDelay: o.topicDeleteDelay},
-		Store: store, Publisher: fanOut{gw, pub}, URLs: urls, Logger: log, AskTimeout: 5 * time.Second,
+		Store: store, Publisher: actors.Publishers{gw, pub}, URLs: urls, Logger: log, AskTimeout: 5 * time.Second,
 		Mixer: &aliyun.Simulator{Domain: "play.example", App: "DemoApp", Notify: func(string) {}},
 	})
 	if err != nil {

@@ -158,7 +158,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 
 // publisher builds the push backends of cfg.push: the WebSocket gateway, Aliyun MNS, or both.
 func (a *app) publisher(reg prometheus.Registerer, breakers *prometheus.GaugeVec) (actors.Publisher, error) {
-	var backends fanOut
+	var backends actors.Publishers
 	if a.cfg.HasPush(config.PushWebSocket) {
 		backends = append(backends, a.gateway)
 	}
@@ -221,28 +221,6 @@ func breakerValue(state string) float64 {
 		return 0.5
 	}
 	return 0
-}
-
-// fanOut publishes to several backends in turn; each backend queues on its own, so a slow
-// one does not hold up the others.
-type fanOut []actors.Publisher
-
-func (f fanOut) Publish(p actors.Push) {
-	for _, b := range f {
-		b.Publish(p)
-	}
-}
-
-func (f fanOut) CreateTopic(topic string) {
-	for _, b := range f {
-		b.CreateTopic(topic)
-	}
-}
-
-func (f fanOut) DeleteTopic(topic string) {
-	for _, b := range f {
-		b.DeleteTopic(topic)
-	}
 }
 
 // discardResponse receives the answer to an in-process callback.

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	goredis "github.com/redis/go-redis/v9"
 
 	"roomengine/persistence/redis/redistest"
@@ -409,19 +408,11 @@ func TestRedisKillNineAndRestart(t *testing.T) {
 	roomB := field(t, first.call(t, "/live/create", url.Values{"uid": {"4"}}), "roomId")
 	createdBefore := time.Now()
 
-	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = first.cmd.Wait()
-	second := start(t, bin, port, env...)
+	second := first.killAndRestart(t, bin, port, env...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*timeout)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d/ws?topic=%s", port, roomB), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseNow()
+	conn := dialTopic(t, ctx, port, roomB)
 
 	if got, want := second.roomsByID(t), map[string]int{roomA: 1, roomB: 0, roomC: 1}; !mapsEqual(got, want) {
 		t.Fatalf("rooms after restart: %v, want %v", got, want)

@@ -118,6 +118,28 @@ func start(t *testing.T, bin string, port int, env ...string) *proc {
 	}
 }
 
+// killAndRestart kills the process with SIGKILL and starts the binary again with env on
+// the same port.
+func (p *proc) killAndRestart(t *testing.T, bin string, port int, env ...string) *proc {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+	return start(t, bin, port, env...)
+}
+
+// dialTopic subscribes to a room's topic on the gateway; the connection closes with the test.
+func dialTopic(t *testing.T, ctx context.Context, port int, topic string) *websocket.Conn {
+	t.Helper()
+	conn, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d/ws?topic=%s", port, topic), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.CloseNow() })
+	return conn
+}
+
 func (p *proc) call(t *testing.T, path string, form url.Values) json.RawMessage {
 	t.Helper()
 	res, err := http.PostForm(p.base+path, form)
@@ -175,20 +197,11 @@ func TestKillNineAndRestart(t *testing.T) {
 	roomB := field(t, first.call(t, "/live/create", url.Values{"uid": {"2"}}), "roomId")
 	createdBefore := time.Now()
 
-	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = first.cmd.Wait()
-
-	second := start(t, bin, port, env...)
+	second := first.killAndRestart(t, bin, port, env...)
 	// Subscribe to B before its deadline to see when the type 8 arrives.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*timeout)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d/ws?topic=%s", port, roomB), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseNow()
+	conn := dialTopic(t, ctx, port, roomB)
 
 	var rooms []map[string]any
 	if err := json.Unmarshal(second.call(t, "/live/list", url.Values{"roomId": {"-1"}}), &rooms); err != nil {

@@ -32,7 +32,25 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	return m
 }
 
-func (m *httpMetrics) observe(route string, code int, took time.Duration) {
-	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
-	m.latency.WithLabelValues(route).Observe(took.Seconds())
+// routeMetrics are one route's series, resolved once: looking label values up on every
+// request is measurable on the comment path.
+type routeMetrics struct {
+	route   string
+	ok      prometheus.Counter
+	latency prometheus.Observer
+	m       *httpMetrics
+}
+
+func (m *httpMetrics) forRoute(route string) *routeMetrics {
+	return &routeMetrics{route: route, m: m, ok: m.requests.WithLabelValues(route, "200"),
+		latency: m.latency.WithLabelValues(route)}
+}
+
+func (r *routeMetrics) observe(code int, took time.Duration) {
+	if code == 200 {
+		r.ok.Inc()
+	} else {
+		r.m.requests.WithLabelValues(r.route, strconv.Itoa(code)).Inc()
+	}
+	r.latency.Observe(took.Seconds())
 }

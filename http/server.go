@@ -34,11 +34,9 @@ type Options struct {
 	AdminToken string
 	// TemplateName is the mix template suffix stripped from mix callback stream names.
 	TemplateName string
-	// RequestTimeout bounds one API request.
-	RequestTimeout time.Duration
-	Logger         *slog.Logger
-	Registerer     prometheus.Registerer
-	Gatherer       prometheus.Gatherer
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
+	Gatherer     prometheus.Gatherer
 
 	// MNSInfo is the Aliyun account /mns/topic/websocket/info signs for.
 	MNSInfo MNSInfo
@@ -80,9 +78,6 @@ func NewHandler(opts Options) *Handler {
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 64 << 10
-	}
-	if opts.RequestTimeout <= 0 {
-		opts.RequestTimeout = 5 * time.Second
 	}
 	if opts.TemplateName == "" {
 		opts.TemplateName = "_mix"
@@ -158,20 +153,20 @@ type rawJSON []byte
 
 // api registers fn for each of the comma-separated methods, wrapped with parameter decoding,
 // the request timeout, the envelope and metrics.
+// The request's context is passed as is: every engine call is bounded by the engine's ask
+// timeout, which the server sets to http.requestTimeout at most.
 func (h *Handler) api(methods, path string, fn apiFunc) {
-	route := path
+	metrics := h.metrics.forRoute(path)
 	handle := func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: 200}
-		defer func() { h.metrics.observe(route, rec.code, time.Since(start)) }()
+		defer func() { metrics.observe(rec.code, time.Since(start)) }()
 		p, err := decodeParams(r, h.opts.MaxBodyBytes)
 		if err != nil {
 			writeError(rec, err)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
-		defer cancel()
-		data, err := fn(ctx, p, r)
+		data, err := fn(r.Context(), p, r)
 		if err != nil {
 			writeError(rec, err)
 			return

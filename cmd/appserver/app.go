@@ -81,14 +81,15 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	}
 	urls := newURLs(cfg)
 	engine, err := actors.NewEngine(actors.EngineConfig{
-		Room:         actors.RoomConfig{NoPublishTimeout: cfg.Live.NoPublishTimeout, TopicDeleteDelay: cfg.Live.TopicDeleteDelay},
-		Store:        store,
-		Publisher:    publisher,
-		Mixer:        mixer,
-		MixerReady:   mixerReady,
-		URLs:         urls,
-		Logger:       log.With("component", "actors"),
-		AskTimeout:   cfg.Actors.AskTimeout,
+		Room:       actors.RoomConfig{NoPublishTimeout: cfg.Live.NoPublishTimeout, TopicDeleteDelay: cfg.Live.TopicDeleteDelay},
+		Store:      store,
+		Publisher:  publisher,
+		Mixer:      mixer,
+		MixerReady: mixerReady,
+		URLs:       urls,
+		Logger:     log.With("component", "actors"),
+		// An API request waits for its actor at most http.requestTimeout.
+		AskTimeout:   min(cfg.Actors.AskTimeout, cfg.HTTP.RequestTimeout),
 		StoreTimeout: storeTimeout,
 		LoadTimeout:  30 * time.Second, // start-up reads every room and call, not one key
 		OnLiveRooms:  func(n int) { liveRooms.Set(float64(n)) },
@@ -106,22 +107,21 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		_, _ = rand.Read(secret)
 	}
 	handler := apihttp.NewHandler(apihttp.Options{
-		Engine:         engine,
-		Gateway:        gw,
-		Ready:          store.Ping,
-		URLs:           urls,
-		Tokens:         apihttp.NewTokenSigner(secret, cfg.Auth.TokenTTL),
-		MaxBodyBytes:   cfg.HTTP.MaxBodyBytes,
-		AdminToken:     cfg.Admin.Token,
-		AuthRequired:   cfg.Auth.Required,
-		RateLimit:      cfg.HTTP.RateLimit,
-		RateBurst:      cfg.HTTP.RateBurst,
-		CORSOrigins:    cfg.HTTP.CORSOrigins,
-		TemplateName:   cfg.Videocall.TemplateName,
-		RequestTimeout: cfg.HTTP.RequestTimeout,
-		Logger:         log.With("component", "http"),
-		Registerer:     reg,
-		Gatherer:       reg,
+		Engine:       engine,
+		Gateway:      gw,
+		Ready:        store.Ping,
+		URLs:         urls,
+		Tokens:       apihttp.NewTokenSigner(secret, cfg.Auth.TokenTTL),
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
+		AdminToken:   cfg.Admin.Token,
+		AuthRequired: cfg.Auth.Required,
+		RateLimit:    cfg.HTTP.RateLimit,
+		RateBurst:    cfg.HTTP.RateBurst,
+		CORSOrigins:  cfg.HTTP.CORSOrigins,
+		TemplateName: cfg.Videocall.TemplateName,
+		Logger:       log.With("component", "http"),
+		Registerer:   reg,
+		Gatherer:     reg,
 
 		MNSInfo: apihttp.MNSInfo{
 			AccessKeyID: cfg.Ali.AccessKeyID, AccessKeySecret: cfg.Ali.AccessKeySecret,

@@ -5,6 +5,7 @@
 package actors
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -14,6 +15,36 @@ import (
 type User struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
+}
+
+// CompareIDs orders user ids numerically ("9" before "10") without parsing, so ids of any
+// length compare right; ids that are not canonical decimals sort after them, by text.
+func CompareIDs(a, b string) int {
+	na, nb := IsDecimalID(a), IsDecimalID(b)
+	switch {
+	case na && nb:
+		return cmp.Or(cmp.Compare(len(a), len(b)), cmp.Compare(a, b))
+	case na:
+		return -1
+	case nb:
+		return 1
+	default:
+		return cmp.Compare(a, b)
+	}
+}
+
+// IsDecimalID reports whether s is a canonical decimal (no sign, no leading zero), the only
+// form user ids take.
+func IsDecimalID(s string) bool {
+	if s == "" || (len(s) > 1 && s[0] == '0') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Room statuses as the old clients know them.

@@ -263,7 +263,7 @@ func TestConcurrentLoginsGetDistinctIDs(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	slices.SortFunc(ids, compareIDs)
+	slices.SortFunc(ids, CompareIDs)
 	for i, id := range ids {
 		if id != fmt.Sprint(i+1) {
 			t.Fatalf("ids are not 1..%d without gaps or duplicates: position %d has %q", n, i, id)
@@ -302,7 +302,7 @@ func TestConcurrentPlaysAndLeavesKeepAudienceConsistent(t *testing.T) {
 		t.Fatalf("audience: %d in memory, %d stored, want %d equal", len(members), len(stored), n/2)
 	}
 	for _, m := range members {
-		if compareIDs(m.ID, viewers[0].ID) < 0 {
+		if CompareIDs(m.ID, viewers[0].ID) < 0 {
 			t.Fatalf("unexpected member %v", m)
 		}
 	}

@@ -104,7 +104,7 @@ func (s *memStore) LoadAudience(_ context.Context, roomID string) ([]User, error
 	for _, u := range s.audiences[roomID] {
 		out = append(out, u)
 	}
-	slices.SortFunc(out, func(a, b User) int { return compareIDs(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b User) int { return CompareIDs(a.ID, b.ID) })
 	return out, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -285,30 +284,8 @@ func (a *roomActor) audienceList() []User {
 	for _, u := range a.audience {
 		out = append(out, u)
 	}
-	slices.SortFunc(out, func(x, y User) int { return compareIDs(x.ID, y.ID) })
+	slices.SortFunc(out, func(x, y User) int { return CompareIDs(x.ID, y.ID) })
 	return out
-}
-
-// compareIDs orders decimal ids numerically ("9" before "10"), falling back to text order.
-func compareIDs(x, y string) int {
-	nx, errx := strconv.ParseUint(x, 10, 64)
-	ny, erry := strconv.ParseUint(y, 10, 64)
-	if errx == nil && erry == nil {
-		switch {
-		case nx < ny:
-			return -1
-		case nx > ny:
-			return 1
-		}
-		return 0
-	}
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	}
-	return 0
 }
 
 // reconcileTimers makes the armed timers match the deadlines in the snapshot. Deriving timers

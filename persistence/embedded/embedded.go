@@ -9,7 +9,6 @@
 package embedded
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -437,36 +436,8 @@ func (s *Store) LoadAudience(ctx context.Context, roomID string) ([]actors.User,
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(users, func(a, b actors.User) int { return compareIDs(a.ID, b.ID) })
+	slices.SortFunc(users, func(a, b actors.User) int { return actors.CompareIDs(a.ID, b.ID) })
 	return users, nil
-}
-
-// compareIDs orders canonical decimal ids numerically (a shorter one is smaller) and
-// anything else after them, bytewise, so the order is total whatever the ids look like.
-func compareIDs(a, b string) int {
-	na, nb := isDecimal(a), isDecimal(b)
-	switch {
-	case na && nb:
-		return cmp.Or(cmp.Compare(len(a), len(b)), cmp.Compare(a, b))
-	case na:
-		return -1
-	case nb:
-		return 1
-	default:
-		return cmp.Compare(a, b)
-	}
-}
-
-func isDecimal(s string) bool {
-	if s == "" || (len(s) > 1 && s[0] == '0') {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // Reset with a key deletes whatever that key names, a user, a room with its audience, or

@@ -370,7 +370,7 @@ func TestCompareIDs(t *testing.T) {
 	ordered := []string{"0", "1", "2", "9", "10", "11", "99", "100", "18446744073709551616", "", "01", "a", "b"}
 	for i := range ordered {
 		for j := range ordered {
-			got := compareIDs(ordered[i], ordered[j])
+			got := actors.CompareIDs(ordered[i], ordered[j])
 			want := 0
 			if i < j {
 				want = -1
@@ -378,7 +378,7 @@ func TestCompareIDs(t *testing.T) {
 				want = 1
 			}
 			if got != want {
-				t.Errorf("compareIDs(%q, %q) = %d, want %d", ordered[i], ordered[j], got, want)
+				t.Errorf("actors.CompareIDs(%q, %q) = %d, want %d", ordered[i], ordered[j], got, want)
 			}
 		}
 	}

@@ -117,7 +117,7 @@ func ReadLegacy(ctx context.Context, src LegacySource) (*LegacyData, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis: read %s at %s: %w", usersKey, src.Addr, err)
 	}
-	slices.SortFunc(out.Users, func(a, b actors.User) int { return compareIDs(a.ID, b.ID) })
+	slices.SortFunc(out.Users, func(a, b actors.User) int { return actors.CompareIDs(a.ID, b.ID) })
 
 	roomsKey := src.Prefix + "/live/list"
 	err = r.scan(ctx, roomsKey, func(field, value string) {
@@ -183,7 +183,7 @@ func decodeLegacyUser(field, value string) (actors.User, error) {
 		return actors.User{}, fmt.Errorf("not a user object: %v", err)
 	}
 	id := strings.TrimSpace(field)
-	if !isDecimal(id) {
+	if !actors.IsDecimalID(id) {
 		return actors.User{}, fmt.Errorf("id %q is not a decimal user id", field)
 	}
 	if v.ID != "" && string(v.ID) != id {
@@ -333,7 +333,7 @@ return 0
 // re-running the import is harmless (users stored with the same name are skipped).
 func (s *Store) ImportUsers(ctx context.Context, users []actors.User) error {
 	for _, u := range users {
-		if !isDecimal(u.ID) {
+		if !actors.IsDecimalID(u.ID) {
 			return fmt.Errorf("redis: import user %q: not a decimal id", u.ID)
 		}
 	}

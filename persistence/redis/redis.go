@@ -22,7 +22,6 @@
 package redis
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -216,7 +215,7 @@ func (s *Store) GetUser(ctx context.Context, id string) (actors.User, error) {
 		return actors.User{}, fmt.Errorf("redis: get user %s: %w", id, err)
 	}
 	defer cancel()
-	if !isDecimal(id) {
+	if !actors.IsDecimalID(id) {
 		return actors.User{}, fmt.Errorf("user %q: %w", id, actors.ErrNotFound)
 	}
 	name, err := s.rdb.HGet(ctx, s.userPrefix+id, "name").Result()
@@ -464,7 +463,7 @@ func (s *Store) LoadAudience(ctx context.Context, roomID string) ([]actors.User,
 		}
 		users = append(users, u)
 	}
-	slices.SortFunc(users, func(a, b actors.User) int { return compareIDs(a.ID, b.ID) })
+	slices.SortFunc(users, func(a, b actors.User) int { return actors.CompareIDs(a.ID, b.ID) })
 	return users, nil
 }
 
@@ -486,7 +485,7 @@ func (s *Store) Reset(ctx context.Context, key string) error {
 	defer cancel()
 	_, err = s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		// Only canonical decimal ids name users: "nextid" must not name the counter.
-		if isDecimal(key) {
+		if actors.IsDecimalID(key) {
 			p.Del(ctx, s.userPrefix+key)
 		}
 		p.Del(ctx, s.roomPrefix+key, s.audPrefix+key)
@@ -581,36 +580,6 @@ func globEscape(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
-}
-
-// compareIDs orders canonical decimal ids numerically (a shorter one is smaller) and
-// anything else after them, bytewise, so the order is total whatever the ids look like.
-func compareIDs(a, b string) int {
-	na, nb := isDecimal(a), isDecimal(b)
-	switch {
-	case na && nb:
-		return cmp.Or(cmp.Compare(len(a), len(b)), cmp.Compare(a, b))
-	case na:
-		return -1
-	case nb:
-		return 1
-	default:
-		return cmp.Compare(a, b)
-	}
-}
-
-// isDecimal reports whether s is a canonical decimal (no sign, no leading zero), the only
-// form user ids take.
-func isDecimal(s string) bool {
-	if s == "" || (len(s) > 1 && s[0] == '0') {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // Compile-time check.

@@ -235,22 +235,17 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 		}
 
 	case evMixResult:
-		key := e.notice.MainMixStream + "|" + e.notice.MixStream + "|" + e.notice.Code
+		key := mixResultKey(e.notice)
 		if slices.Contains(n.Results, key) {
 			return st
 		}
 		n.Results = append(n.Results, key)
 		st.changed = true
-		status := 0
-		if e.notice.Code == "Success" {
-			status = 1
-		}
+		status := mixedStatusOf(e.notice.Code)
 		for _, r := range []string{n.Inviter.RoomID, n.Invitee.RoomID} {
 			st.flags = append(st.flags, roomFlag{roomID: r, mixedStatus: &status})
 		}
-		data := mixStatusData{MainMixRoomID: e.notice.MainMixStream, MixRoomID: e.notice.MixStream,
-			MixType: e.notice.MixType, MixTemplate: e.notice.MixTemplate, Event: e.notice.Event,
-			Message: e.notice.Message, Code: e.notice.Code}
+		data := mixStatusOf(e.notice)
 		for _, topic := range n.liveHostRooms() {
 			st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 16, data: data})
 		}
@@ -435,6 +430,25 @@ type (
 		Message mixError `json:"message"`
 	}
 )
+
+// mixResultKey identifies a MixResult callback, so a repeat is recognised.
+func mixResultKey(n MixResultNotice) string {
+	return n.MainMixStream + "|" + n.MixStream + "|" + n.Code
+}
+
+// mixedStatusOf is the mixedStatus a MixResult code sets: 1 on Success, else 0.
+func mixedStatusOf(code string) int {
+	if code == "Success" {
+		return 1
+	}
+	return 0
+}
+
+// mixStatusOf is the body of push 16.
+func mixStatusOf(n MixResultNotice) mixStatusData {
+	return mixStatusData{MainMixRoomID: n.MainMixStream, MixRoomID: n.MixStream, MixType: n.MixType,
+		MixTemplate: n.MixTemplate, Event: n.Event, Message: n.Message, Code: n.Code}
+}
 
 func parties(c *Call) mixParties {
 	return mixParties{InviterRoomid: c.Inviter.RoomID, InviteeRoomid: c.Invitee.RoomID,

@@ -87,6 +87,9 @@ type Room struct {
 	CallID string `json:"callId,omitempty"`
 	// CallHostRooms are the host rooms of that call: where its 9/10 pushes go.
 	CallHostRooms []string `json:"callHostRooms,omitempty"`
+	// LastMixResult is the last MixResult callback applied to the room outside a call
+	// (main|mix|code), so a repeat changes and pushes nothing.
+	LastMixResult string `json:"lastMixResult,omitempty"`
 }
 
 // Ended reports whether the room no longer exists for the API (it only waits for its

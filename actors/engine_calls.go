@@ -171,26 +171,45 @@ func (e *Engine) CloseCall(ctx context.Context, closeRoomID, notifiedRoomID stri
 	return e.askCall(ctx, roomCallRequest{roomID: closeRoomID, ev: evCallClose{roomID: closeRoomID}})
 }
 
-// MixResult applies Aliyun's MixResult callback to the call its rooms are in. Stream names
-// may carry the mix template suffix; trimSuffix removes it.
+// MixResult applies Aliyun's MixResult callback: to the call its rooms are in, or else to
+// the two rooms themselves (mixedStatus, and push 16 to each live host room). Stream names
+// may carry the mix template suffix, which is removed.
 func (e *Engine) MixResult(ctx context.Context, n MixResultNotice, templateSuffix string) error {
 	n.MainMixStream = strings.TrimSuffix(n.MainMixStream, templateSuffix)
 	n.MixStream = strings.TrimSuffix(n.MixStream, templateSuffix)
 	if n.MainMixStream == "" {
 		return nil
 	}
-	return e.askCall(ctx, roomCallRequest{roomID: n.MainMixStream, ev: evMixResult{notice: n}})
+	reply, err := e.askCallReply(ctx, roomCallRequest{roomID: n.MainMixStream, ev: evMixResult{notice: n}})
+	if err != nil || reply.call.ID != "" {
+		return err
+	}
+	for _, room := range []string{n.MainMixStream, n.MixStream} {
+		if room == "" {
+			continue
+		}
+		if _, err := e.askRoom(ctx, roomRequest{roomID: room, ev: evRoomMixResult{notice: n}, callback: true}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (e *Engine) askCall(ctx context.Context, msg any) error {
+	_, err := e.askCallReply(ctx, msg)
+	return err
+}
+
+func (e *Engine) askCallReply(ctx context.Context, msg any) (callReply, error) {
 	res, err := e.ask(ctx, e.calls, msg)
 	if err != nil {
-		return err
+		return callReply{}, err
 	}
-	if reply, _ := res.(callReply); reply.err != nil {
-		return reply.err
+	reply, _ := res.(callReply)
+	if reply.err != nil {
+		return reply, reply.err
 	}
-	return nil
+	return reply, nil
 }
 
 func (e *Engine) busy(ctx context.Context, roomID string) (bool, error) {

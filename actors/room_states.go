@@ -53,6 +53,8 @@ type (
 	}
 	// queryRoom reads the room; it changes nothing.
 	queryRoom struct{}
+	// evRoomMixResult is a MixResult callback for a room that is in no call.
+	evRoomMixResult struct{ notice MixResultNotice }
 )
 
 // outPush is a push message the room sends (to its own topic unless topic is set).
@@ -213,6 +215,17 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 		st.save = true
 		if r.Status == StatusCostream {
 			st = endRoom(cfg, st, now) // the room existed only for the call: it ends with it
+		}
+
+	case evRoomMixResult:
+		key := mixResultKey(e.notice)
+		if !live || r.LastMixResult == key {
+			return st
+		}
+		st.next.LastMixResult, st.save = key, true
+		st.next.MixedStatus = mixedStatusOf(e.notice.Code)
+		if r.Type == TypeHost {
+			st.pushes = []outPush{{topic: r.ID, tag: r.ID, importance: 5, typ: 16, data: mixStatusOf(e.notice)}}
 		}
 
 	case evCallFlags:

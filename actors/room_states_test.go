@@ -88,6 +88,7 @@ func TestRoomStateTable(t *testing.T) {
 		{"no-publish-due", evNoPublishDue{}, testCfg.NoPublishTimeout},
 		{"topic-delete-due(early)", evTopicDeleteDue{}, time.Second},
 		{"topic-delete-due", evTopicDeleteDue{}, testCfg.TopicDeleteDelay},
+		{"mix-result outside a call", evRoomMixResult{notice: MixResultNotice{MainMixStream: "abcdef0123", MixStream: "x", Code: "Success"}}, time.Second},
 	}
 	none := expect{next: "none", err: CodeNoSuchRoom}
 	noneQuiet := expect{next: "none"}
@@ -99,6 +100,7 @@ func TestRoomStateTable(t *testing.T) {
 			{next: "created", durable: "save", topic: "create"},
 			none, none, none, noneQuiet, noneQuiet, none, none, none, none,
 			noneQuiet, noneQuiet, noneQuiet, noneQuiet, noneQuiet, noneQuiet, noneQuiet,
+			noneQuiet,
 		},
 		"created": {
 			{next: "created", err: CodeBadState},
@@ -118,6 +120,7 @@ func TestRoomStateTable(t *testing.T) {
 			{next: "none", durable: "remove", pushes: []int{8}, topic: "delete"},
 			{next: "created"},
 			{next: "created"},
+			{next: "created", durable: "save", pushes: []int{16}},
 		},
 		"publishing": {
 			{next: "publishing", err: CodeBadState},
@@ -137,6 +140,7 @@ func TestRoomStateTable(t *testing.T) {
 			{next: "publishing"},
 			{next: "publishing"},
 			{next: "publishing"},
+			{next: "publishing", durable: "save", pushes: []int{16}},
 		},
 		"costream": {
 			{next: "costream", err: CodeBadState},
@@ -156,6 +160,7 @@ func TestRoomStateTable(t *testing.T) {
 			{next: "none", durable: "remove", pushes: []int{8}, topic: "delete"},
 			{next: "costream"},
 			{next: "costream"},
+			{next: "costream", durable: "save"},
 		},
 		"costream-publishing": {
 			{next: "costream-publishing", err: CodeBadState},
@@ -175,12 +180,14 @@ func TestRoomStateTable(t *testing.T) {
 			{next: "costream-publishing"},
 			{next: "costream-publishing"},
 			{next: "costream-publishing"},
+			{next: "costream-publishing", durable: "save"},
 		},
 		"ended": {
 			{next: "ended", err: CodeBadState},
 			ended, ended, ended, endedQuiet, endedQuiet, ended, ended, ended, ended,
 			endedQuiet, endedQuiet, endedQuiet, endedQuiet, endedQuiet, endedQuiet,
 			{next: "none", durable: "remove", topic: "delete"},
+			endedQuiet,
 		},
 	}
 	for state, row := range table {
@@ -286,5 +293,23 @@ func TestRoomDeadlines(t *testing.T) {
 	twice := stepRoom(testCfg, left.next, true, noMembers, evLeave{}, t0.Add(201*time.Second))
 	if twice.err == nil || twice.err.Code != CodeNoSuchRoom || len(twice.pushes) > 0 {
 		t.Fatalf("second leave: %+v", twice)
+	}
+}
+
+func TestRoomMixResultOutsideACall(t *testing.T) {
+	r, _ := roomIn("publishing")
+	n := MixResultNotice{MainMixStream: r.ID, MixStream: "bbbbbbbbbb", Code: "Success", Event: "MixResult"}
+	st := stepRoom(testCfg, r, true, func(string) bool { return false }, evRoomMixResult{notice: n}, t0)
+	if st.next.MixedStatus != 1 || !st.save || len(st.pushes) != 1 {
+		t.Fatalf("first MixResult: %+v", st)
+	}
+	again := stepRoom(testCfg, st.next, true, func(string) bool { return false }, evRoomMixResult{notice: n}, t0)
+	if again.save || len(again.pushes) != 0 {
+		t.Fatalf("a repeated MixResult changed the room: %+v", again)
+	}
+	n.Code = "MainStreamNotExist"
+	failed := stepRoom(testCfg, st.next, true, func(string) bool { return false }, evRoomMixResult{notice: n}, t0)
+	if failed.next.MixedStatus != 0 || len(failed.pushes) != 1 {
+		t.Fatalf("a failing MixResult: %+v", failed)
 	}
 }

@@ -310,3 +310,34 @@ func TestMixResultCallbackWithSpacesOverRawTCP(t *testing.T) {
 		t.Fatalf("a repeated MixResult was pushed again: got type %d", f.Message.Type)
 	}
 }
+
+// A MixResult for rooms that are in no call still sets their mixedStatus and reaches the
+// host rooms' clients (SPEC §3), once per distinct callback.
+func TestMixResultOutsideACall(t *testing.T) {
+	s := newServer(t, serverOpts{})
+	mustOK(t, s.post(t, "/login", "name", "alice"), nil)
+	mustOK(t, s.post(t, "/login", "name", "bob"), nil)
+	var a, b roomObject
+	mustOK(t, s.post(t, "/live/create", "uid", "1"), &a)
+	mustOK(t, s.post(t, "/live/create", "uid", "2"), &b)
+	subA, subB := s.subscribe(t, "topic="+a.RoomID), s.subscribe(t, "topic="+b.RoomID)
+	q := "/ali/mix/status/notify?MainMixStream=" + a.RoomID + "&MixStream=" + b.RoomID + "_mix&Event=MixResult&Code=Success&Message=ok"
+	for range 2 {
+		mustOK(t, s.get(t, q), nil)
+	}
+	want := map[string]any{"mainMixRoomId": a.RoomID, "mixRoomId": b.RoomID, "code": "Success"}
+	checkFrame(t, subA.next(), 16, a.RoomID, 5, want)
+	checkFrame(t, subB.next(), 16, b.RoomID, 5, want)
+	var raw []map[string]any
+	mustOK(t, s.get(t, "/live/list?roomId=-1"), &raw)
+	for _, r := range raw {
+		if r["mixedStatus"] != 1.0 {
+			t.Fatalf("room %v: mixedStatus %v, want 1", r["roomId"], r["mixedStatus"])
+		}
+	}
+	// The repeat pushed nothing: the next frame on A is a comment.
+	mustOK(t, s.post(t, "/live/comment", "uid", 1, "roomId", a.RoomID, "comment", "next"), nil)
+	if f := subA.next(); f.Message.Type != 6 {
+		t.Fatalf("a repeated MixResult was pushed again: type %d", f.Message.Type)
+	}
+}

@@ -33,6 +33,16 @@ func rawGet(addr, target string) int {
 	return res.StatusCode
 }
 
+// twoHosts logs in alice (1) and bob (2) and opens a host room for each.
+func twoHosts(t *testing.T, s *server) (a, b roomObject) {
+	t.Helper()
+	mustOK(t, s.post(t, "/login", "name", "alice"), nil)
+	mustOK(t, s.post(t, "/login", "name", "bob"), nil)
+	mustOK(t, s.post(t, "/live/create", "uid", "1"), &a)
+	mustOK(t, s.post(t, "/live/create", "uid", "2"), &b)
+	return a, b
+}
+
 // frames reads n frames and returns them keyed "type" with their data, in arrival order.
 func (sub *subscriber) frames(n int) []frame {
 	sub.t.Helper()
@@ -87,11 +97,7 @@ func byType(t *testing.T, fs []frame, typ int) []frame {
 
 func TestHostHostCoStreaming(t *testing.T) {
 	s := newServer(t, serverOpts{})
-	mustOK(t, s.post(t, "/login", "name", "alice"), nil)
-	mustOK(t, s.post(t, "/login", "name", "bob"), nil)
-	var a, b roomObject
-	mustOK(t, s.post(t, "/live/create", "uid", "1"), &a)
-	mustOK(t, s.post(t, "/live/create", "uid", "2"), &b)
+	a, b := twoHosts(t, s)
 	A, B := a.RoomID, b.RoomID
 	subA, subB := s.subscribe(t, "topic="+A), s.subscribe(t, "topic="+B)
 
@@ -288,11 +294,7 @@ func TestCoStreamingBadInput(t *testing.T) {
 // Aliyun's MixResult callback with unencoded spaces, sent over raw TCP to the real server.
 func TestMixResultCallbackWithSpacesOverRawTCP(t *testing.T) {
 	s := newServer(t, serverOpts{})
-	mustOK(t, s.post(t, "/login", "name", "alice"), nil)
-	mustOK(t, s.post(t, "/login", "name", "bob"), nil)
-	var a, b roomObject
-	mustOK(t, s.post(t, "/live/create", "uid", "1"), &a)
-	mustOK(t, s.post(t, "/live/create", "uid", "2"), &b)
+	a, b := twoHosts(t, s)
 	mustOK(t, s.post(t, "/videocall/feedback", "status", 1, "inviterUid", 1, "inviteeUid", 2, "inviterType", 2, "inviteeType", 2), nil)
 	sub := s.subscribe(t, "topic="+a.RoomID)
 	target := "/ali/mix/status/notify?MainMixDomain=play.example&MainMixApp=DemoApp&MainMixStream=" + a.RoomID +
@@ -315,11 +317,7 @@ func TestMixResultCallbackWithSpacesOverRawTCP(t *testing.T) {
 // host rooms' clients (SPEC §3), once per distinct callback.
 func TestMixResultOutsideACall(t *testing.T) {
 	s := newServer(t, serverOpts{})
-	mustOK(t, s.post(t, "/login", "name", "alice"), nil)
-	mustOK(t, s.post(t, "/login", "name", "bob"), nil)
-	var a, b roomObject
-	mustOK(t, s.post(t, "/live/create", "uid", "1"), &a)
-	mustOK(t, s.post(t, "/live/create", "uid", "2"), &b)
+	a, b := twoHosts(t, s)
 	subA, subB := s.subscribe(t, "topic="+a.RoomID), s.subscribe(t, "topic="+b.RoomID)
 	q := "/ali/mix/status/notify?MainMixStream=" + a.RoomID + "&MixStream=" + b.RoomID + "_mix&Event=MixResult&Code=Success&Message=ok"
 	for range 2 {

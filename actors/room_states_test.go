@@ -1,8 +1,10 @@
 package actors
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -311,5 +313,71 @@ func TestRoomMixResultOutsideACall(t *testing.T) {
 	failed := stepRoom(testCfg, st.next, true, func(string) bool { return false }, evRoomMixResult{notice: n}, t0)
 	if failed.next.MixedStatus != 0 || len(failed.pushes) != 1 {
 		t.Fatalf("a failing MixResult: %+v", failed)
+	}
+}
+
+// TestRoomInCallTable walks the room events that concern calls, for a host room and a
+// co-stream room in call C (host rooms of C: the host room and "hostroom02").
+func TestRoomInCallTable(t *testing.T) {
+	inCall := func(state string) Room {
+		r, _ := roomIn(state)
+		r.CallID, r.CallHostRooms = "C", []string{r.ID, "hostroom02"}
+		r.IsMixed, r.MixedStatus = true, 1
+		return r
+	}
+	yes, one := true, 1
+	no := func(string) bool { return false }
+	type want struct {
+		err      int
+		callID   string
+		save     bool
+		ended    bool
+		topics   string // push types @ topics
+		notify   string // event type sent to the call
+		isMixed  bool
+		mixedSet int
+	}
+	cases := []struct {
+		name  string
+		state string
+		ev    any
+		want  want
+	}{
+		{"join the same call again", "publishing", evJoinCall{callID: "C"}, want{callID: "C", isMixed: true, mixedSet: 1}},
+		{"join another call", "publishing", evJoinCall{callID: "D"}, want{err: CodeInCall, callID: "C", isMixed: true, mixedSet: 1}},
+		{"leave another call", "publishing", evLeaveCall{callID: "D"}, want{callID: "C", isMixed: true, mixedSet: 1}},
+		{"host room leaves its call", "publishing", evLeaveCall{callID: "C"}, want{save: true}},
+		{"co-stream room leaves its call: it ends", "costream", evLeaveCall{callID: "C"}, want{save: true, ended: true, topics: "8@abcdef0123"}},
+		{"flags of another call", "publishing", evCallFlags{callID: "D", mixed: new(bool), mixedStatus: new(int)}, want{callID: "C", isMixed: true, mixedSet: 1}},
+		{"flags of its call", "publishing", evCallFlags{callID: "C", mixed: new(bool), mixedStatus: new(int)}, want{callID: "C", save: true}},
+		{"same flags again", "publishing", evCallFlags{callID: "C", mixed: &yes, mixedStatus: &one}, want{callID: "C", isMixed: true, mixedSet: 1}},
+		{"publish goes to every host room", "created", evPublish{}, want{callID: "C", save: true, isMixed: true, mixedSet: 1, topics: "9@abcdef0123 9@hostroom02"}},
+		{"publish_done goes to every host room", "publishing", evPublishDone{}, want{callID: "C", save: true, isMixed: true, mixedSet: 1, topics: "10@abcdef0123 10@hostroom02"}},
+		{"mix-available tells the call", "publishing", evMixAvailable{}, want{callID: "C", save: true, isMixed: true, mixedSet: 1, notify: "actors.evCallMixReady"}},
+		{"leave ends the room and tells the call", "publishing", evLeave{}, want{callID: "C", save: true, ended: true, isMixed: true, mixedSet: 1, topics: "8@abcdef0123", notify: "actors.evCallClose"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := stepRoom(testCfg, inCall(c.state), true, no, c.ev, t0.Add(time.Second))
+			got := want{callID: st.next.CallID, save: st.save, ended: st.next.Ended(),
+				isMixed: st.next.IsMixed, mixedSet: st.next.MixedStatus}
+			if st.err != nil {
+				got = want{err: st.err.Code, callID: "C", isMixed: true, mixedSet: 1}
+			}
+			var topics []string
+			for _, p := range st.pushes {
+				topics = append(topics, fmt.Sprintf("%d@%s", p.typ, cmp.Or(p.topic, st.next.ID)))
+			}
+			got.topics = strings.Join(topics, " ")
+			if st.notifyCall != nil {
+				if st.notifyCall.callID != "C" {
+					t.Fatalf("notice to call %q", st.notifyCall.callID)
+				}
+				got.notify = fmt.Sprintf("%T", st.notifyCall.ev)
+			}
+			if got != c.want {
+				t.Fatalf("got  %+v\nwant %+v", got, c.want)
+			}
+		})
 	}
 }

@@ -49,7 +49,16 @@ func (g *Gateway) subscribe(name string, tags []string, since uint64, replay boo
 	}
 	t.subs = append(t.subs, c)
 	t.mu.Unlock()
+	// Counted here, not after the handshake, so that the gauge already includes a client
+	// whose upgrade has succeeded.
+	g.metrics.connOpened()
 	return c, t, missed
+}
+
+// unsubscribe undoes subscribe.
+func (g *Gateway) unsubscribe(t *topic, c *conn) {
+	g.topics.release(t, c)
+	g.metrics.connClosed()
 }
 
 // serve runs an upgraded, subscribed connection until it ends.
@@ -58,7 +67,6 @@ func (g *Gateway) serve(c *conn, t *topic, missed []*frame, name string) {
 	ws.SetReadLimit(clientReadLimit)
 	g.track(c)
 	defer g.untrack(c)
-	g.metrics.connOpened()
 
 	// The request context is not used: after the hijack it says nothing about the socket.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -66,8 +74,7 @@ func (g *Gateway) serve(c *conn, t *topic, missed []*frame, name string) {
 
 	code, reason := c.writeLoop(ctx, missed)
 
-	g.topics.release(t, c)
-	g.metrics.connClosed()
+	g.unsubscribe(t, c)
 	if code != 0 {
 		if code == websocket.StatusTryAgainLater {
 			g.log.Info("closing slow push client", "topic", name)

@@ -376,15 +376,18 @@ func TestSlowClientShedsLikesBeforeCommentsThenCloses1013(t *testing.T) {
 
 func onlyConn(t *testing.T, g *Gateway) *conn {
 	t.Helper()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.conns) != 1 {
-		t.Fatalf("%d connections, want 1", len(g.conns))
-	}
-	for c := range g.conns {
-		return c
-	}
-	return nil
+	// A connection is subscribed before its handshake and tracked only once it is served,
+	// so a client whose dial returned may still be a moment away from g.conns.
+	var only *conn
+	waitUntil(t, "one served connection", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for c := range g.conns {
+			only = c
+		}
+		return len(g.conns) == 1
+	})
+	return only
 }
 
 func queuedSeqs(q *queue) []uint64 {

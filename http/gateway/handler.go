@@ -56,7 +56,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws, err := websocket.Accept(cw, r, acceptOptions)
 	if err != nil {
 		// Accept has already answered the client; a failed handshake is the client's problem.
-		g.topics.release(t, c)
+		g.unsubscribe(t, c)
 		g.log.Debug("websocket upgrade failed", "err", err)
 		return
 	}

@@ -220,9 +220,10 @@ func (a *callActor) apply(ctx actor.Context, st callStep) {
 			ev: evCallFlags{callID: a.call.ID, mixed: f.mixed, mixedStatus: f.mixedStatus}, callback: true}, a.deps.askTimeout))
 	}
 	if st.release {
-		for _, room := range []string{a.call.Inviter.RoomID, a.call.Invitee.RoomID} {
+		rooms := [2]string{a.call.Inviter.RoomID, a.call.Invitee.RoomID}
+		for i, room := range rooms {
 			updates = append(updates, ctx.RequestFuture(a.deps.rooms, roomRequest{roomID: room,
-				ev: evLeaveCall{callID: a.call.ID}, callback: true}, a.deps.askTimeout))
+				ev: evLeaveCall{callID: a.call.ID, peer: rooms[1-i]}, callback: true}, a.deps.askTimeout))
 		}
 	}
 	for _, f := range updates {

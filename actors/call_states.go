@@ -2,6 +2,7 @@ package actors
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -14,7 +15,7 @@ const (
 	PhaseWaiting  = "waiting"  // accepted; waiting for both rooms' mix streams
 	PhaseStarting = "starting" // Start sent for every host side, answers pending
 	PhaseMixed    = "mixed"    // every host side's Start succeeded
-	PhaseFailed   = "failed"   // a Start failed; a later mix-available retries
+	PhaseFailed   = "failed"   // a Start failed; a later mix-available (even a repeat) retries
 	PhaseClosing  = "closing"  // closed by a client or a room's end; Stops pending
 	PhaseClosed   = "closed"   // over: rooms released, snapshot deleted
 )
@@ -49,6 +50,10 @@ type MixLeg struct {
 	Message string   `json:"message,omitempty"`
 	// Ran is true once this leg's Start succeeded; a Stop is owed for it.
 	Ran bool `json:"ran,omitempty"`
+	// Unsure is true when the last Start failed without a definite refusal (a timeout, an
+	// outage, an internal error): the CDN may be mixing anyway, so closing the call stops
+	// this leg too rather than leave a mix running that nobody owns.
+	Unsure bool `json:"unsure,omitempty"`
 }
 
 // Call is the durable snapshot of a co-streaming call.
@@ -59,8 +64,8 @@ type Call struct {
 	Invitee CallSide `json:"invitee"`
 	Phase   string   `json:"phase"`
 	Legs    []MixLeg `json:"legs"`
-	// Results are the MixResult callbacks already applied (main|mix|code), so a repeat is
-	// a no-op.
+	// Results hold the last MixResult code applied per (main, mix) pair, as main|mix|code:
+	// a redelivery of it is a no-op, a different code (Success after a failure) applies.
 	Results []string `json:"results,omitempty"`
 	// Closer is the room whose close ended the call (the roomId of pushes 4 and 15).
 	Closer string `json:"closer,omitempty"`
@@ -175,7 +180,12 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 	switch e := ev.(type) {
 	case evCallMixReady:
 		s := n.side(e.roomID)
-		if s == nil || s.Ready {
+		if s == nil {
+			return st
+		}
+		// A repeat is a redelivery, except after a failed Start: then it means the stream is
+		// available (again) and the mix is retried.
+		if s.Ready && n.Phase != PhaseFailed {
 			return st
 		}
 		s.Ready, st.changed = true, true
@@ -203,6 +213,7 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 		st.changed = true
 		if e.err != nil {
 			leg.State, leg.Code, leg.Message = legFailed, e.err.Code, e.err.Message
+			leg.Unsure = startOutcomeUnknown(e.err)
 		} else {
 			leg.State, leg.Streams, leg.Ran = legStarted, e.streams, true
 		}
@@ -210,7 +221,7 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 		case PhaseStarting:
 			settleStart(&st)
 		case PhaseClosing:
-			if e.err == nil {
+			if e.err == nil || leg.Unsure {
 				stopLeg(&st, e.leg) // closed while Start was in flight: Stop after Start
 			}
 			finishClose(&st)
@@ -226,7 +237,7 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 		}
 		// A Stop that failed for good is recorded; the call still ends (the actor already
 		// retried it with backoff).
-		leg.State, st.changed = legStopped, true
+		leg.State, leg.Unsure, st.changed = legStopped, false, true
 		if e.err != nil {
 			leg.Code, leg.Message = e.err.Code, e.err.Message
 		}
@@ -235,11 +246,9 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 		}
 
 	case evMixResult:
-		key := mixResultKey(e.notice)
-		if slices.Contains(n.Results, key) {
+		if !n.recordResult(e.notice) {
 			return st
 		}
-		n.Results = append(n.Results, key)
 		st.changed = true
 		status := mixedStatusOf(e.notice.Code)
 		for _, r := range []string{n.Inviter.RoomID, n.Invitee.RoomID} {
@@ -262,14 +271,38 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 		for _, topic := range n.liveHostRooms() {
 			st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 4, data: data})
 		}
-		for i := range n.Legs {
-			if n.Legs[i].State == legStarted {
+		for i, leg := range n.Legs {
+			if leg.State == legStarted || (leg.State == legFailed && leg.Unsure) {
 				stopLeg(&st, i)
 			}
 		}
 		finishClose(&st)
 	}
 	return st
+}
+
+// startOutcomeUnknown reports whether a failed Start may still have started the mix: only
+// Aliyun's definite refusals (InvalidArgument, NoSuchStream) say it did not.
+func startOutcomeUnknown(err *Error) bool {
+	return err.Code != CodeMixInvalidArg && err.Code != CodeMixNoSuchStream
+}
+
+// recordResult keeps n's code as the last one of its (main, mix) pair and reports whether it
+// differs from the one recorded before.
+func (c *Call) recordResult(n MixResultNotice) bool {
+	key := mixResultKey(n)
+	pair := key[:len(key)-len(n.Code)]
+	for i, r := range c.Results {
+		if strings.HasPrefix(r, pair) {
+			if r == key {
+				return false
+			}
+			c.Results[i] = key
+			return true
+		}
+	}
+	c.Results = append(c.Results, key)
+	return true
 }
 
 // startIfReady sends Start for every leg not running yet once both rooms are mix-ready.
@@ -284,7 +317,7 @@ func startIfReady(st *callStep) {
 		if leg.State == legStarted {
 			continue
 		}
-		leg.State, leg.Code, leg.Message = legStarting, 0, ""
+		leg.State, leg.Code, leg.Message, leg.Unsure = legStarting, 0, "", false
 		leg.Attempt++
 		st.mixes = append(st.mixes, mixCall{leg: i, attempt: leg.Attempt, start: true,
 			req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix, Template: n.Layout}})

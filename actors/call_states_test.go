@@ -147,7 +147,10 @@ func TestCallStateTable(t *testing.T) {
 			"closing | 4@a stop:0 stop:1",
 		},
 		"failed": {
-			"failed | ", "failed | ", "failed | ",
+			// A repeated mix-available retries: the stream is (again) available.
+			"starting | 17@a 17@b start:0 start:1",
+			"starting | 17@a 17@b start:0 start:1",
+			"failed | ",
 			"failed | ",
 			"failed | ", "failed | ", "failed | ", "failed | ", "failed | ",
 			"failed | 16@a 16@b status=1@a status=1@b",
@@ -233,10 +236,69 @@ func TestCallSettling(t *testing.T) {
 	if got := summary(st); got != "stop:0" {
 		t.Fatalf("Start answered after close: %s", got)
 	}
+	// An internal error says nothing about whether the CDN started mixing: stop it too.
 	st = stepCall(st.next, evStartAnswered{leg: 1, attempt: 1, err: Errorf(CodeMixInternal, "x")}, mixURL)
+	if got := summary(st); got != "stop:1" {
+		t.Fatalf("Start failed with an unknown outcome after close: %s", got)
+	}
 	st = stepCall(st.next, evStopAnswered{leg: 0, attempt: 2}, mixURL)
+	st = stepCall(st.next, evStopAnswered{leg: 1, attempt: 2, err: Errorf(CodeMixFailed, "not mixing")}, mixURL)
 	if got := summary(st); got != "15@a 15@b mixed=false@a mixed=false@b release" || st.next.Phase != PhaseClosed {
 		t.Fatalf("last Stop answered: %s (%s)", got, st.next.Phase)
+	}
+
+	// A definite refusal started nothing: no Stop for that leg.
+	st = stepCall(callIn("starting"), evCallClose{roomID: roomA}, mixURL)
+	st = stepCall(st.next, evStartAnswered{leg: 0, attempt: 1, err: Errorf(CodeMixNoSuchStream, "no stream")}, mixURL)
+	st = stepCall(st.next, evStartAnswered{leg: 1, attempt: 1, err: Errorf(CodeMixInvalidArg, "bad")}, mixURL)
+	if got := summary(st); got != "mixed=false@a mixed=false@b release" {
+		t.Fatalf("both Starts refused after close: %s", got)
+	}
+}
+
+// A Start that timed out may have started the mix at the CDN: closing the failed call
+// stops that leg, and only that one.
+func TestUnsureStartIsStoppedOnClose(t *testing.T) {
+	st := stepCall(callIn("starting"), evStartAnswered{leg: 0, attempt: 1, err: Errorf(CodeUnavailable, "timeout after 5s")}, mixURL)
+	st = stepCall(st.next, evStartAnswered{leg: 1, attempt: 1, err: Errorf(CodeMixNoSuchStream, "no stream")}, mixURL)
+	if st.next.Phase != PhaseFailed || !st.next.Legs[0].Unsure || st.next.Legs[1].Unsure {
+		t.Fatalf("after two failed Starts: phase %s, legs %+v", st.next.Phase, st.next.Legs)
+	}
+	st = stepCall(st.next, evCallClose{roomID: roomB}, mixURL)
+	if got := summary(st); got != "4@a 4@b stop:0" || st.next.Phase != PhaseClosing {
+		t.Fatalf("close of a call with an unsure leg: %s (%s)", got, st.next.Phase)
+	}
+	st = stepCall(st.next, evStopAnswered{leg: 0, attempt: 2}, mixURL)
+	if got := summary(st); got != "mixed=false@a mixed=false@b release" {
+		t.Fatalf("Stop answered: %s", got)
+	}
+}
+
+// MixResult callbacks: a redelivery changes nothing, but a different code for the same
+// pair applies, also back to one seen before (Success, failure, Success).
+func TestMixResultLastCodePerPair(t *testing.T) {
+	notice := func(code string) evMixResult {
+		return evMixResult{notice: MixResultNotice{MainMixStream: roomA, MixStream: roomB, Code: code, Event: "MixResult"}}
+	}
+	c := callIn("mixed")
+	var got []string
+	for _, code := range []string{"Success", "Success", "MixStreamNotExist", "MixStreamNotExist", "Success"} {
+		st := stepCall(c, notice(code), mixURL)
+		c = st.next
+		got = append(got, summary(st))
+	}
+	want := []string{
+		"16@a 16@b status=1@a status=1@b",
+		"",
+		"16@a 16@b status=0@a status=0@b",
+		"",
+		"16@a 16@b status=1@a status=1@b",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("effects %q\nwant    %q", got, want)
+	}
+	if len(c.Results) != 1 {
+		t.Fatalf("results kept: %q", c.Results)
 	}
 }
 

@@ -135,6 +135,10 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 }
 
 func (r *callRegistry) admit(ctx actor.Context, req admitRequest) {
+	if err := admissible(req); err != nil {
+		ctx.Respond(admitReply{err: err})
+		return
+	}
 	for _, room := range []string{req.inviter.RoomID, req.invitee.RoomID} {
 		if room == "" {
 			continue
@@ -144,9 +148,15 @@ func (r *callRegistry) admit(ctx actor.Context, req admitRequest) {
 			return
 		}
 	}
-	if req.inviter.RoomID != "" && req.inviter.RoomID == req.invitee.RoomID {
-		ctx.Respond(admitReply{err: Errorf(CodeBadState, "不能与自己的房间连麦")})
-		return
+	// A user is in one call at most: a viewer already in a call would otherwise get a
+	// second co-stream room and be on camera in two calls.
+	for _, e := range r.calls {
+		for _, uid := range []string{req.inviter.UID, req.invitee.UID} {
+			if uid == e.call.Inviter.UID || uid == e.call.Invitee.UID {
+				ctx.Respond(admitReply{err: Errorf(CodeInCall, "用户%s已经在连麦中", uid)})
+				return
+			}
+		}
 	}
 	id := newCallID()
 	for _, room := range []string{req.inviter.RoomID, req.invitee.RoomID} {
@@ -158,6 +168,19 @@ func (r *callRegistry) admit(ctx actor.Context, req admitRequest) {
 	r.calls[id] = e
 	pid := r.spawn(ctx, id, e, &req)
 	ctx.RequestWithCustomSender(pid, req, ctx.Sender())
+}
+
+// admissible refuses calls that could never work: with oneself, or with no host side (a
+// call is mixed into a host's stream; two viewers have none, and no room would get its
+// pushes).
+func admissible(req admitRequest) *Error {
+	switch {
+	case req.inviter.UID == req.invitee.UID:
+		return Errorf(CodeBadState, "不能与自己连麦")
+	case req.inviter.RoomID == "" && req.invitee.RoomID == "":
+		return Errorf(CodeBadState, "连麦双方至少要有一位正在直播的主播")
+	}
+	return nil
 }
 
 func (r *callRegistry) forward(ctx actor.Context, id string, e *callEntry) {

@@ -187,4 +187,65 @@ func TestStartFailurePushesMixFailed(t *testing.T) {
 	if r, _ := h.eng.Room(bg, a.ID); r.IsMixed {
 		t.Fatal("isMixed set although the mix failed")
 	}
+
+	// The stream comes back: Aliyun's next mix-available for a room that was already
+	// mix-ready retries the mix, which now succeeds.
+	h.mixer.mu.Lock()
+	h.mixer.fail = nil
+	h.mixer.mu.Unlock()
+	if err := h.eng.MixAvailable(bg, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "type 5 on both host rooms after the retry", func() bool {
+		return slices.Contains(h.pub.types(a.ID), 5) && slices.Contains(h.pub.types(b.ID), 5)
+	})
+	if r, _ := h.eng.Room(bg, a.ID); !r.IsMixed {
+		t.Fatal("isMixed not set after the retried mix succeeded")
+	}
+	if starts, _ := h.mixer.counts(); starts != 4 {
+		t.Fatalf("%d Starts, want 2 failed and 2 retried", starts)
+	}
+}
+
+// Calls that can never work are refused and leave nothing behind: with oneself, between two
+// viewers (no host stream to mix into), and for a user who is already in a call.
+func TestAdmissionRefusals(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	host, carol, dave := mustLogin(t, h.eng, "host"), mustLogin(t, h.eng, "carol"), mustLogin(t, h.eng, "dave")
+	room, _ := h.eng.CreateRoom(bg, host.ID, "")
+	if _, err := h.eng.Feedback(bg, FeedbackRequest{Status: FeedbackAccept, InviterUID: host.ID,
+		InviteeUID: carol.ID, InviterType: TypeHost, InviteeType: TypeViewer}); err != nil {
+		t.Fatal(err)
+	}
+	daveRoom, _ := h.eng.CreateRoom(bg, dave.ID, "")
+	before := len(listAll(t, h.eng))
+	cases := []struct {
+		name string
+		req  FeedbackRequest
+		code int
+	}{
+		{"host with itself", FeedbackRequest{InviterUID: host.ID, InviteeUID: host.ID, InviterType: TypeHost, InviteeType: TypeViewer}, CodeBadState},
+		{"viewer with itself", FeedbackRequest{InviterUID: dave.ID, InviteeUID: dave.ID, InviterType: TypeViewer, InviteeType: TypeViewer}, CodeBadState},
+		{"two viewers", FeedbackRequest{InviterUID: dave.ID, InviteeUID: carol.ID, InviterType: TypeViewer, InviteeType: TypeViewer}, CodeBadState},
+		{"viewer already in a call", FeedbackRequest{InviterUID: dave.ID, InviteeUID: carol.ID, InviterType: TypeHost, InviteeType: TypeViewer}, CodeInCall},
+	}
+	for _, c := range cases {
+		c.req.Status = FeedbackAccept
+		if _, err := h.eng.Feedback(bg, c.req); codeOf(err) != c.code {
+			t.Errorf("%s: %v, want code %d", c.name, err, c.code)
+		}
+	}
+	if err := h.eng.Invite(bg, InviteRequest{InviterUID: host.ID, InviteeUID: host.ID, LiveRoomID: room.ID, InviterType: TypeHost}); codeOf(err) != CodeBadState {
+		t.Errorf("invite oneself: %v, want code %d", err, CodeBadState)
+	}
+	if n := len(listAll(t, h.eng)); n != before {
+		t.Fatalf("%d rooms after the refusals, want %d", n, before)
+	}
+	if _, inCall, _ := h.eng.Call(bg, daveRoom.ID); inCall {
+		t.Fatal("dave's room is in a call after a refused accept")
+	}
+	calls, _ := h.store.LoadCalls(bg)
+	if len(calls) != 1 {
+		t.Fatalf("%d calls stored, want 1", len(calls))
+	}
 }

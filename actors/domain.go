@@ -90,6 +90,18 @@ type Room struct {
 	// LastMixResult is the last MixResult callback applied to the room outside a call
 	// (main|mix|code), so a repeat changes and pushes nothing.
 	LastMixResult string `json:"lastMixResult,omitempty"`
+	// EndedCallPeer is the other room of the last call this room left. A MixResult for the
+	// two of them that arrives after the call ended (late, or redelivered) is about a mix
+	// that was stopped, so it changes nothing: the outcome does not depend on whether the
+	// callback came before or after the close.
+	EndedCallPeer string `json:"endedCallPeer,omitempty"`
+}
+
+// fromEndedCall reports whether n is about the pair of this room and the peer of the call
+// it left last.
+func (r *Room) fromEndedCall(n MixResultNotice) bool {
+	return r.EndedCallPeer != "" && (n.MainMixStream == r.EndedCallPeer || n.MixStream == r.EndedCallPeer) &&
+		(n.MainMixStream == r.ID || n.MixStream == r.ID)
 }
 
 // Ended reports whether the room no longer exists for the API (it only waits for its

@@ -61,6 +61,9 @@ func (e *Engine) Invite(ctx context.Context, req InviteRequest) error {
 	if _, err := e.askRoom(ctx, roomRequest{roomID: req.LiveRoomID, ev: queryRoom{}}); err != nil {
 		return err
 	}
+	if inviter.ID == invitee.ID {
+		return Errorf(CodeBadState, "不能邀请自己连麦")
+	}
 	busy, err := e.busy(ctx, req.LiveRoomID)
 	if err != nil {
 		return err

@@ -44,7 +44,8 @@ type (
 		hostRooms []string
 	}
 	// evLeaveCall takes the room out of its call; a co-stream room made for the call ends.
-	evLeaveCall struct{ callID string }
+	// peer is the call's other room when the call ran (empty when an admission failed).
+	evLeaveCall struct{ callID, peer string }
 	// evCallFlags sets the mix flags the call decides (nil = unchanged).
 	evCallFlags struct {
 		callID      string
@@ -203,6 +204,7 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 			st.err = ErrInCall(r.ID)
 		default:
 			st.next.CallID, st.next.CallHostRooms = e.callID, e.hostRooms
+			st.next.EndedCallPeer = ""
 			st.save, st.result = true, st.next
 		}
 
@@ -212,6 +214,7 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 		}
 		st.next.CallID, st.next.CallHostRooms = "", nil
 		st.next.IsMixed, st.next.MixedStatus = false, 0
+		st.next.EndedCallPeer = e.peer
 		st.save = true
 		if r.Status == StatusCostream {
 			st = endRoom(cfg, st, now) // the room existed only for the call: it ends with it
@@ -219,7 +222,7 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 
 	case evRoomMixResult:
 		key := mixResultKey(e.notice)
-		if !live || r.LastMixResult == key {
+		if !live || r.LastMixResult == key || r.fromEndedCall(e.notice) {
 			return st
 		}
 		st.next.LastMixResult, st.save = key, true

@@ -316,6 +316,36 @@ func TestRoomMixResultOutsideACall(t *testing.T) {
 	}
 }
 
+// A MixResult that arrives after the room's call ended is about the mix that was stopped:
+// it changes nothing, so close-then-Success ends where Success-then-close does (mixedStatus 0).
+// A MixResult for another pair still applies, and joining a new call forgets the old peer.
+func TestRoomMixResultAfterItsCallEnded(t *testing.T) {
+	r, _ := roomIn("publishing")
+	r.CallID, r.CallHostRooms, r.IsMixed, r.MixedStatus = "C", []string{r.ID, "bbbbbbbbbb"}, true, 1
+	no := func(string) bool { return false }
+	left := stepRoom(testCfg, r, true, no, evLeaveCall{callID: "C", peer: "bbbbbbbbbb"}, t0)
+	if left.next.MixedStatus != 0 || left.next.IsMixed || left.next.EndedCallPeer != "bbbbbbbbbb" {
+		t.Fatalf("after leaving the call: %+v", left.next)
+	}
+	for _, n := range []MixResultNotice{
+		{MainMixStream: r.ID, MixStream: "bbbbbbbbbb", Code: "Success"},
+		{MainMixStream: "bbbbbbbbbb", MixStream: r.ID, Code: "Success"},
+	} {
+		late := stepRoom(testCfg, left.next, true, no, evRoomMixResult{notice: n}, t0)
+		if late.save || len(late.pushes) != 0 || late.next.MixedStatus != 0 {
+			t.Fatalf("late MixResult %+v of the ended call changed the room: %+v", n, late)
+		}
+	}
+	other := stepRoom(testCfg, left.next, true, no, evRoomMixResult{notice: MixResultNotice{MainMixStream: r.ID, MixStream: "cccccccccc", Code: "Success"}}, t0)
+	if other.next.MixedStatus != 1 || len(other.pushes) != 1 {
+		t.Fatalf("MixResult of another pair: %+v", other)
+	}
+	joined := stepRoom(testCfg, left.next, true, no, evJoinCall{callID: "D"}, t0)
+	if joined.next.EndedCallPeer != "" {
+		t.Fatalf("joining a new call kept the old peer: %+v", joined.next)
+	}
+}
+
 // TestRoomInCallTable walks the room events that concern calls, for a host room and a
 // co-stream room in call C (host rooms of C: the host room and "hostroom02").
 func TestRoomInCallTable(t *testing.T) {

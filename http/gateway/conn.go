@@ -15,6 +15,7 @@ import (
 const (
 	reasonQueueFull = "queue full, reconnect with since"
 	reasonShutdown  = "server shutting down"
+	reasonDeleted   = "topic deleted"
 )
 
 // clientReadLimit bounds what a client may send: the protocol is push-only, so anything
@@ -113,6 +114,8 @@ func (c *conn) writeLoop(ctx context.Context, missed []*frame) (websocket.Status
 	for {
 		select {
 		case <-c.q.wake:
+			// Read before take: every frame queued before the topic ended is in this batch.
+			ended := c.q.ended.Load()
 			batch, failed := c.q.take(c.spare)
 			if failed {
 				return websocket.StatusTryAgainLater, reasonQueueFull
@@ -122,6 +125,9 @@ func (c *conn) writeLoop(ctx context.Context, missed []*frame) (websocket.Status
 			c.spare = batch[:0]
 			if err != nil {
 				return 0, ""
+			}
+			if ended {
+				return websocket.StatusNormalClosure, reasonDeleted
 			}
 		case <-ping.C:
 			c.ping(ctx)

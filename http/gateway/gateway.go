@@ -104,9 +104,9 @@ func (g *Gateway) Publish(p actors.Push) {
 // CreateTopic does nothing: a topic comes to life with its first publish or subscriber.
 func (g *Gateway) CreateTopic(string) {}
 
-// DeleteTopic forgets the topic's history and seq once no client is subscribed. Connected
-// clients are left alone (they may still be reading the room's last messages); the topic
-// is dropped when the last of them leaves.
+// DeleteTopic forgets the topic's history and seq, and ends its subscriptions: each
+// connection sends what is queued, then closes with 1000 "topic deleted". The room asks
+// for it live.topicDeleteDelay after it ended, so clients have had the type 8 long before.
 func (g *Gateway) DeleteTopic(topic string) {
 	g.topics.delete(topic)
 }

@@ -229,15 +229,25 @@ func TestDeleteTopic(t *testing.T) {
 		t.Fatalf("after delete the seq restarts: got %v, want [1]", got)
 	}
 
-	// With a subscriber the topic survives and keeps counting; it goes with the last one.
-	g.DeleteTopic("gone")
+	// A subscriber gets what was published before the deletion, then a normal close (as an
+	// MNS subscription ends with its topic); the topic is gone at once.
 	g.Publish(comment("gone", 2))
+	g.DeleteTopic("gone")
 	if got := readSeqs(t, c, 1); !slices.Equal(got, []uint64{2}) {
-		t.Fatalf("subscriber after delete: got %v, want [2]", got)
+		t.Fatalf("subscriber before delete: got %v, want [2]", got)
 	}
-	c.Close(websocket.StatusNormalClosure, "")
-	waitUntil(t, "the deleted topic to go with its last subscriber", func() bool {
-		return g.Stats().Topics == 0
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err := c.Read(ctx)
+	if status := websocket.CloseStatus(err); status != websocket.StatusNormalClosure {
+		t.Fatalf("after the topic was deleted: %v, want close 1000", err)
+	}
+	if !strings.Contains(err.Error(), reasonDeleted) {
+		t.Fatalf("close reason: %v", err)
+	}
+	waitUntil(t, "the deleted topic's connection to go", func() bool {
+		st := g.Stats()
+		return st.Topics == 0 && st.Connections == 0
 	})
 
 	g.CreateTopic("idle") // a no-op: nothing to hold yet

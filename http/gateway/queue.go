@@ -33,6 +33,8 @@ type queue struct {
 	// failed is set, under mu, when an important frame could not be queued. It is atomic so
 	// the writer can poll it between frames without taking mu.
 	failed atomic.Bool
+	// ended is set when the topic is deleted: the writer sends what is queued, then closes.
+	ended atomic.Bool
 
 	// wake has room for one signal: a push that finds it full knows the writer has a wake-up
 	// pending and will see the new frame when it takes.
@@ -85,6 +87,12 @@ func (q *queue) push(f *frame) pushResult {
 	q.mu.Unlock()
 	q.signal()
 	return res
+}
+
+// end tells the writer that nothing more will come: its topic was deleted.
+func (q *queue) end() {
+	q.ended.Store(true)
+	q.signal()
 }
 
 func (q *queue) signal() {

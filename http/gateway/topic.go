@@ -62,9 +62,8 @@ type topic struct {
 	seq     uint64
 	hist    []*frame // ring buffer, oldest at head once full
 	head    int
-	subs    []*conn
-	deleted bool // DeleteTopic came while subscribers were connected
-	dead    bool // removed from its shard; holders of a stale pointer must look it up again
+	subs []*conn
+	dead bool // removed from its shard; holders of a stale pointer must look it up again
 }
 
 func (t *topic) record(f *frame, capacity int) {
@@ -156,8 +155,8 @@ func (ts *topics) lock(name string) *topic {
 	}
 }
 
-// release unsubscribes c and forgets the topic once nobody listens to it and it either
-// holds nothing worth replaying or its room asked for it to be deleted.
+// release unsubscribes c and forgets the topic once nobody listens to it and it holds
+// nothing worth replaying.
 func (ts *topics) release(t *topic, c *conn) {
 	s := ts.shard(t.name)
 	s.mu.Lock()
@@ -165,7 +164,7 @@ func (ts *topics) release(t *topic, c *conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.removeSub(c)
-	if len(t.subs) == 0 && (t.deleted || t.seq == 0) && !t.dead {
+	if len(t.subs) == 0 && t.seq == 0 && !t.dead {
 		t.dead = true
 		delete(s.m, t.name)
 	}
@@ -181,10 +180,10 @@ func (ts *topics) delete(name string) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.subs) > 0 {
-		// Connected clients keep their stream; the history goes when the last one leaves.
-		t.deleted = true
-		return
+	// Like an MNS topic, a deleted topic ends its subscriptions: each connection sends what
+	// it has queued and closes normally. Publishing to the name later starts a new topic.
+	for _, c := range t.subs {
+		c.q.end()
 	}
 	t.dead = true
 	delete(s.m, name)

@@ -28,6 +28,13 @@ type Options struct {
 	// PingInterval is how often idle and busy connections alike are pinged; a client that
 	// does not answer within the interval is disconnected. Default 20s.
 	PingInterval time.Duration
+	// SeqOrigin returns the seq a new topic counts from (its first frame gets origin+1).
+	// Default: the current time in microseconds. A topic's next life (after a deletion, or
+	// in a restarted server) thus numbers its frames above every seq of the previous life,
+	// so a client reconnecting with a since from before gets the whole new history instead
+	// of silently skipping its first frames. A topic would have to publish more than one
+	// frame per microsecond of its life to break this. Tests set a fixed origin.
+	SeqOrigin func() uint64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the gateway's metrics; nil registers none.
@@ -69,15 +76,21 @@ func New(opts Options) *Gateway {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.SeqOrigin == nil {
+		opts.SeqOrigin = clockOrigin
+	}
 	return &Gateway{
 		opts:     opts,
 		log:      opts.Logger,
-		topics:   newTopics(),
+		topics:   newTopics(opts.SeqOrigin),
 		metrics:  newMetrics(opts.Registerer),
 		conns:    make(map[*conn]struct{}),
 		shutdown: make(chan struct{}),
 	}
 }
+
+// clockOrigin is the default SeqOrigin: the current time in microseconds.
+func clockOrigin() uint64 { return uint64(time.Now().UnixMicro()) }
 
 // Publish assigns the next seq of p.Topic, records the frame in the topic's history and
 // queues it for every matching subscriber. It never waits for a connection: a full queue

@@ -180,7 +180,7 @@ func TestSinceUnderConcurrentPublishHasNoGapOrDuplicate(t *testing.T) {
 }
 
 func TestRequestErrors(t *testing.T) {
-	g := New(Options{Logger: quietLogger()})
+	g := New(Options{Logger: quietLogger(), SeqOrigin: zeroOrigin})
 	upgrade := func(r *http.Request) *http.Request {
 		r.Header.Set("Connection", "Upgrade")
 		r.Header.Set("Upgrade", "websocket")
@@ -305,6 +305,7 @@ func TestSlowClientShedsLikesBeforeCommentsThenCloses1013(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	g := New(Options{
 		QueueSize:    8,
+		SeqOrigin:    zeroOrigin,
 		WriteTimeout: time.Minute, // the stuck write must outlive the test's publishing
 		PingInterval: time.Hour,   // a non-reading client cannot answer pings
 		Logger:       quietLogger(),
@@ -495,7 +496,7 @@ func TestThousandSubscribersAllReceive(t *testing.T) {
 }
 
 func TestShutdownClosesWithGoingAway(t *testing.T) {
-	g := New(Options{Logger: quietLogger()})
+	g := New(Options{Logger: quietLogger(), SeqOrigin: zeroOrigin})
 	srv := httptest.NewServer(g)
 	defer srv.Close()
 
@@ -546,11 +547,34 @@ func TestShutdownClosesWithGoingAway(t *testing.T) {
 // instead of panicking.
 func TestMetricsRegisterTwice(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	a := New(Options{Registerer: reg, Logger: quietLogger()})
-	b := New(Options{Registerer: reg, Logger: quietLogger()})
+	a := New(Options{Registerer: reg, Logger: quietLogger(), SeqOrigin: zeroOrigin})
+	b := New(Options{Registerer: reg, Logger: quietLogger(), SeqOrigin: zeroOrigin})
 	a.Publish(comment("r1", 1))
 	b.Publish(comment("r1", 1))
 	if got := gatheredValue(t, reg, "roomengine_push_messages_total", ""); got != 2 {
 		t.Fatalf("published = %v, want 2", got)
+	}
+}
+
+// A client that saw seq N of a topic and reconnects with since=N to a restarted server (a
+// new gateway: the history was in memory) gets every frame of the topic's new life. With
+// seqs restarting at 1 it would skip the new life's first N frames without noticing.
+func TestSinceFromAPreviousServerReplaysTheNewHistory(t *testing.T) {
+	before, srvBefore := startGateway(t, Options{SeqOrigin: clockOrigin})
+	c := dial(t, srvBefore, "topic=r1")
+	waitSubscribers(t, before, "r1", 1)
+	for i := range 3 {
+		before.Publish(comment("r1", i))
+	}
+	seen := readSeqs(t, c, 3)
+
+	after, srvAfter := startGateway(t, Options{SeqOrigin: clockOrigin})
+	for i := range 2 {
+		after.Publish(comment("r1", 10+i))
+	}
+	again := dial(t, srvAfter, fmt.Sprintf("topic=r1&since=%d", seen[2]))
+	replayed := readSeqs(t, again, 2)
+	if replayed[0] <= seen[2] || replayed[1] != replayed[0]+1 {
+		t.Fatalf("seqs before the restart %v, replayed after it %v: want the new life above the old", seen, replayed)
 	}
 }

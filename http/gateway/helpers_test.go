@@ -32,11 +32,16 @@ func startGateway(t testing.TB, opts Options) (*Gateway, *httptest.Server) {
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}
+	if opts.SeqOrigin == nil {
+		opts.SeqOrigin = zeroOrigin // seqs 1, 2, 3… keep the tests readable
+	}
 	g := New(opts)
 	srv := httptest.NewServer(g)
 	t.Cleanup(func() { stopGateway(t, g, srv) })
 	return g, srv
 }
+
+func zeroOrigin() uint64 { return 0 }
 
 func stopGateway(t testing.TB, g *Gateway, srv *httptest.Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

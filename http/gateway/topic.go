@@ -58,12 +58,13 @@ func marshal(v any) ([]byte, error) {
 type topic struct {
 	name string
 
-	mu      sync.Mutex
-	seq     uint64
-	hist    []*frame // ring buffer, oldest at head once full
-	head    int
-	subs []*conn
-	dead bool // removed from its shard; holders of a stale pointer must look it up again
+	mu     sync.Mutex
+	origin uint64 // the seq before the first frame
+	seq    uint64
+	hist   []*frame // ring buffer, oldest at head once full
+	head   int
+	subs   []*conn
+	dead   bool // removed from its shard; holders of a stale pointer must look it up again
 }
 
 func (t *topic) record(f *frame, capacity int) {
@@ -115,6 +116,7 @@ const shardCount = 64
 type topics struct {
 	seed   maphash.Seed
 	shards [shardCount]shard
+	origin func() uint64
 }
 
 type shard struct {
@@ -122,8 +124,8 @@ type shard struct {
 	m  map[string]*topic
 }
 
-func newTopics() *topics {
-	ts := &topics{seed: maphash.MakeSeed()}
+func newTopics(origin func() uint64) *topics {
+	ts := &topics{seed: maphash.MakeSeed(), origin: origin}
 	for i := range ts.shards {
 		ts.shards[i].m = make(map[string]*topic)
 	}
@@ -143,7 +145,8 @@ func (ts *topics) lock(name string) *topic {
 		s.mu.Lock()
 		t := s.m[name]
 		if t == nil {
-			t = &topic{name: name}
+			o := ts.origin()
+			t = &topic{name: name, origin: o, seq: o}
 			s.m[name] = t
 		}
 		s.mu.Unlock()
@@ -164,7 +167,7 @@ func (ts *topics) release(t *topic, c *conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.removeSub(c)
-	if len(t.subs) == 0 && t.seq == 0 && !t.dead {
+	if len(t.subs) == 0 && t.seq == t.origin && !t.dead {
 		t.dead = true
 		delete(s.m, t.name)
 	}

@@ -10,6 +10,9 @@ import (
 // (call, event) → (call', effects). The call actor performs the effects; Start and Stop run
 // off its mailbox and come back as evStartAnswered / evStopAnswered.
 
+// DefaultLayout is the mix layout (MixTemplate) of a call whose invitation named none.
+const DefaultLayout = "picture_in_picture"
+
 // Call phases.
 const (
 	PhaseWaiting  = "waiting"  // accepted; waiting for both rooms' mix streams
@@ -104,7 +107,7 @@ func (c *Call) side(roomID string) *CallSide {
 // mix=invitee); inviteeType 2 → Start(main=invitee, mix=inviter).
 func newCall(id, layout string, inviter, invitee CallSide, now time.Time) Call {
 	if layout == "" {
-		layout = "picture_in_picture"
+		layout = DefaultLayout
 	}
 	c := Call{ID: id, Layout: layout, Inviter: inviter, Invitee: invitee, Phase: PhaseWaiting, CreateTime: now}
 	if inviter.Type == TypeHost {

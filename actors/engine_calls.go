@@ -39,7 +39,7 @@ type (
 		InviterUID  string `json:"inviterUid"`
 		InviterName string `json:"inviterName"`
 		InviterType int    `json:"inviterType"`
-		Type        string `json:"type,omitempty"`
+		Type        string `json:"type"`
 	}
 	refusedData struct {
 		InviteeUID  string `json:"inviteeUid"`
@@ -79,8 +79,14 @@ func (e *Engine) Invite(ctx context.Context, req InviteRequest) error {
 	if topic == "" {
 		topic = req.LiveRoomID
 	}
+	// The layout is always sent (SPEC §5 lists it), the default one when none was asked for:
+	// it is the layout the call will have.
+	layout := req.Layout
+	if layout == "" {
+		layout = DefaultLayout
+	}
 	e.publisher.Publish(EncodePush(topic, invitee.ID, 4, 1, invitationData{InviterUID: inviter.ID,
-		InviterName: inviter.Name, InviterType: req.InviterType, Type: req.Layout}, e.clock.Now()))
+		InviterName: inviter.Name, InviterType: req.InviterType, Type: layout}, e.clock.Now()))
 	return nil
 }
 

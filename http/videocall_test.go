@@ -200,7 +200,7 @@ func TestHostViewerCoStreaming(t *testing.T) {
 
 	mustOK(t, s.post(t, "/videocall/invite", "inviterUid", 1, "inviteeUid", 3, "liveRoomId", A, "inviterType", 2), nil)
 	// carol hosts no room: the invitation goes to the room she watches, tagged for her.
-	checkFrame(t, viewer.next(), 1, "3", 4, map[string]any{"inviterUid": "1", "inviterName": "alice", "inviterType": 2})
+	checkFrame(t, viewer.next(), 1, "3", 4, map[string]any{"inviterUid": "1", "inviterName": "alice", "inviterType": 2, "type": "picture_in_picture"})
 
 	var res struct{ InviterRoomID, RtmpURL, InviteeRoomID string }
 	mustOK(t, s.post(t, "/videocall/feedback", "status", 1, "inviterUid", 1, "inviteeUid", 3, "inviterType", 2, "inviteeType", 1), &res)

@@ -333,8 +333,10 @@ func TestErrors(t *testing.T) {
 			[]string{`config: isCenterPush: want true or false, got "maybe"`}},
 		{"mapping for string", "appName: {a: b}\n", nil,
 			[]string{"config: appName: want a string, got a mapping"}},
-		{"scalar for section", "redis: localhost\n", nil,
-			[]string{`config: redis: want a mapping of keys, got "localhost"`}},
+		{"scalar for section", "log: debug\n", nil,
+			[]string{`config: log: want a mapping of keys, got "debug"`}},
+		{"scalar for a section with a secret", "redis: localhost\n", nil,
+			[]string{`config: redis: want a mapping of keys, got a single value (not shown`}},
 		{"yaml syntax", "port: [\n", nil,
 			[]string{"config: ", "app.yaml"}},
 		{"redis port", "store: redis\nredis: {port: 99999}\n", nil,
@@ -359,6 +361,28 @@ func TestErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A mistake around a secret never puts the secret on the terminal or into a log collector:
+// neither the checking walk nor the YAML decoder's own messages quote it.
+func TestErrorsDoNotQuoteSecrets(t *testing.T) {
+	const secret = "S3CRET-VALUE-42"
+	for _, doc := range []string{
+		"admin: " + secret + "\n",
+		"ali: {accessKeySecret: !!int " + secret + "}\n",
+		"redis: {password: !!float " + secret + "}\n",
+		"ali: {callbackAuthKey: !!bool " + secret + "}\n",
+		"auth: {secret: [" + secret + "]}\n",
+		"ali: " + secret + "\n",
+	} {
+		_, err := Load(writeYAML(t, doc), nil)
+		if err == nil {
+			t.Fatalf("%q loaded, want an error", doc)
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("%q: the error quotes the secret: %v", doc, err)
+		}
 	}
 }
 

@@ -174,14 +174,15 @@ func (c *Config) loadFile(path string) error {
 	// The checking walk runs first because yaml's own errors name Go types and may span
 	// lines; it reports the first problem by key path and line in the operator's terms.
 	fc := fileChecker{file: path, sources: c.sources}
-	if err := fc.walk(doc.Content[0], configType, ""); err != nil {
+	if err := fc.walk(doc.Content[0], configType, "", false); err != nil {
 		return err
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		// Only reached for what the walk does not model (e.g. integer overflow).
-		return fmt.Errorf("config: %s: %s", path, oneLine(strings.TrimPrefix(err.Error(), "yaml: ")))
+		// Only reached for what the walk does not model (e.g. integer overflow, a tag such
+		// as !!int on a string). yaml quotes the value, so secrets are masked first.
+		return fmt.Errorf("config: %s: %s", path, fc.mask(oneLine(strings.TrimPrefix(err.Error(), "yaml: "))))
 	}
 	return nil
 }
@@ -189,6 +190,15 @@ func (c *Config) loadFile(path string) error {
 type fileChecker struct {
 	file    string
 	sources map[string]source
+	secrets []string // values of secret keys seen by the walk, masked in decoder errors
+}
+
+// mask replaces every secret value in msg.
+func (fc *fileChecker) mask(msg string) string {
+	for _, s := range fc.secrets {
+		msg = strings.ReplaceAll(msg, s, Mask)
+	}
+	return msg
 }
 
 func (fc *fileChecker) errAt(n *yaml.Node, path, format string, args ...any) error {
@@ -199,7 +209,10 @@ func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
-func (fc *fileChecker) walk(n *yaml.Node, t reflect.Type, path string) error {
+// walk checks n against t. secret marks a secret key: its value is never quoted in an
+// error, and neither is a scalar found where a section holding secrets belongs (admin:
+// TOKEN instead of admin: {token: TOKEN}).
+func (fc *fileChecker) walk(n *yaml.Node, t reflect.Type, path string, secret bool) error {
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
@@ -212,6 +225,10 @@ func (fc *fileChecker) walk(n *yaml.Node, t reflect.Type, path string) error {
 	}
 	if isNull(n) {
 		return nil
+	}
+	hide := secret || holdsSecret(t)
+	if hide && n.Kind == yaml.ScalarNode && n.Value != "" {
+		fc.secrets = append(fc.secrets, n.Value)
 	}
 	switch {
 	case t == durationType:
@@ -236,7 +253,7 @@ func (fc *fileChecker) walk(n *yaml.Node, t reflect.Type, path string) error {
 		}
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			return fc.errAt(n, label, "want a mapping of keys, got %s", describe(n))
+			return fc.errAt(n, label, "want a mapping of keys, got %s", describe(n, hide))
 		}
 		byName := map[string]reflect.StructField{}
 		var names []string
@@ -259,13 +276,13 @@ func (fc *fileChecker) walk(n *yaml.Node, t reflect.Type, path string) error {
 			if !ok {
 				return fc.errAt(k, kpath, "unknown key%s", suggest(k.Value, names, joinPath(path, "")))
 			}
-			if err := fc.walk(v, f.Type, kpath); err != nil {
+			if err := fc.walk(v, f.Type, kpath, f.Tag.Get("secret") == "true"); err != nil {
 				return err
 			}
 		}
 	case t.Kind() == reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			return fc.errAt(n, label, "want a mapping of strings, got %s", describe(n))
+			return fc.errAt(n, label, "want a mapping of strings, got %s", describe(n, hide))
 		}
 		for i := 1; i < len(n.Content); i += 2 {
 			if n.Content[i].Kind != yaml.ScalarNode {
@@ -274,19 +291,19 @@ func (fc *fileChecker) walk(n *yaml.Node, t reflect.Type, path string) error {
 		}
 	case t.Kind() == reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			return fc.errAt(n, label, "want a string, got %s", describe(n))
+			return fc.errAt(n, label, "want a string, got %s", describe(n, hide))
 		}
 	case t.Kind() == reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
-			return fc.errAt(n, label, "want true or false, got %s", describe(n))
+			return fc.errAt(n, label, "want true or false, got %s", describe(n, hide))
 		}
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
-			return fc.errAt(n, label, "want an integer, got %s", describe(n))
+			return fc.errAt(n, label, "want an integer, got %s", describe(n, hide))
 		}
 	case t.Kind() == reflect.Float64:
 		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") {
-			return fc.errAt(n, label, "want a number, got %s", describe(n))
+			return fc.errAt(n, label, "want a number, got %s", describe(n, hide))
 		}
 	}
 	return nil
@@ -299,14 +316,30 @@ func joinPath(prefix, key string) string {
 	return prefix + "." + key
 }
 
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
+// describe names what n is for an error message; hide keeps a scalar's value out of it.
+func describe(n *yaml.Node, hide bool) string {
+	switch {
+	case n.Kind == yaml.MappingNode:
 		return "a mapping"
-	case yaml.SequenceNode:
+	case n.Kind == yaml.SequenceNode:
 		return "a list"
+	case hide:
+		return "a single value (not shown: it may be a secret)"
 	}
 	return strconv.Quote(n.Value)
+}
+
+// holdsSecret reports whether t is a section with a secret key somewhere below it.
+func holdsSecret(t reflect.Type) bool {
+	if isLeaf(t) {
+		return false
+	}
+	for _, f := range fields(t) {
+		if f.Tag.Get("secret") == "true" || holdsSecret(f.Type) {
+			return true
+		}
+	}
+	return false
 }
 
 // ---- environment ----

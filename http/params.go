@@ -8,17 +8,42 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
 
 // params are a request's parameters, merged from the query string and the body (the body
 // wins). Old clients send numbers both as JSON numbers and as strings, so every value is
-// kept as the text the client sent.
+// kept as text: what the client sent, or, for a JSON number written with a fraction or an
+// exponent, the text JavaScript would have made of it.
 type params map[string]string
+
+// knownParams are the parameter names some route reads (every name passed to get, first,
+// require, maxLen, p[...], nonNegative, memberType, layout, param and hostOf in this
+// package; TestKnownParamsCoverEveryRead keeps the list complete). An object or an array
+// under one of these names is a type error; under any other name it is ignored, as the old
+// Express server ignored fields it did not use (old clients send e.g. "device": {...}).
+var knownParams = map[string]bool{
+	// users and rooms
+	"name": true, "uid": true, "roomId": true, "desc": true, "comment": true,
+	"offset": true, "limit": true, "key": true, "token": true,
+	// co-streaming
+	"inviterUid": true, "inviteeUid": true, "liveRoomId": true, "inviterType": true,
+	"inviteeType": true, "type": true, "status": true,
+	"closeRoomId": true, "closeRooomId": true, "notifiedRoomId": true,
+	// MNS helper
+	"topic": true, "subscriptionName": true,
+	// Aliyun callbacks
+	"id": true, "action": true, "Stream": true, "Event": true,
+	"MainMixDomain": true, "MainMixApp": true, "MainMixStream": true,
+	"MixDomain": true, "MixApp": true, "MixStream": true, "MixType": true, "MixTemplate": true,
+	"Code": true, "Message": true,
+}
 
 // errTooLarge marks a body over the configured limit.
 var errTooLarge = errors.New("request body too large")
@@ -27,6 +52,9 @@ var errTooLarge = errors.New("request body too large")
 type badInput struct{ msg string }
 
 func (e *badInput) Error() string { return e.msg }
+
+// utf8BOM is skipped at the start of a body, as Express's body-parser does.
+var utf8BOM = []byte("\xef\xbb\xbf")
 
 // decodeParams reads the query string and, for JSON and form bodies, the body. Bodies of
 // other content types are ignored, as the old server did.
@@ -48,7 +76,7 @@ func decodeParams(r *http.Request, maxBody int64) (params, error) {
 		}
 		return nil, &badInput{msg: "读取请求体失败"}
 	}
-	body = bytes.TrimSpace(body)
+	body = bytes.TrimSpace(bytes.TrimPrefix(body, utf8BOM))
 	if len(body) == 0 {
 		return p, nil
 	}
@@ -73,10 +101,11 @@ func decodeParams(r *http.Request, maxBody int64) (params, error) {
 	return p, nil
 }
 
-// mergeJSON decodes a JSON object body into p. Strings, numbers (kept as written, so a
-// 18-digit room id loses nothing) and booleans are accepted; null means absent; objects and
-// arrays are a type error naming the field. Values are decoded one by one from raw
-// messages, which costs far less than a streaming decoder on these small bodies.
+// mergeJSON decodes a JSON object body into p. Strings, numbers and booleans (as their
+// text) are accepted; null means absent. An object or array is a type error naming the
+// field when a route reads that name (knownParams), and is ignored otherwise. Values are
+// decoded one by one from raw messages, which costs far less than a streaming decoder on
+// these small bodies.
 func mergeJSON(p params, body []byte) error {
 	if !utf8.Valid(body) {
 		return &badInput{msg: "请求体不是合法的UTF-8"}
@@ -101,12 +130,62 @@ func mergeJSON(p params, body []byte) error {
 		case 't', 'f':
 			p[k] = string(raw)
 		case '{', '[':
-			return &badInput{msg: k + "类型错误: 需要字符串或数字"}
-		default: // a number, kept exactly as written
-			p[k] = string(raw)
+			if knownParams[k] {
+				return &badInput{msg: k + "类型错误: 不能是对象或数组"}
+			}
+		default:
+			p[k] = jsonNumberText(string(raw))
 		}
 	}
 	return nil
+}
+
+// jsonNumberText is the text of a JSON number as the old server saw it. An integer written
+// without fraction or exponent is kept exactly as written (an 18-digit room id loses
+// nothing, where a JavaScript number would round it). One with a fraction or an exponent
+// ("4.0", "4e0") becomes what JavaScript's String(Number(text)) gives ("4"), so it names
+// the same id or type as in the old server; a value beyond float64 (1e400) stays as written.
+func jsonNumberText(raw string) string {
+	if strings.IndexAny(raw, ".eE") < 0 {
+		return raw
+	}
+	f, err := strconv.ParseFloat(raw, 64)
+	if err != nil || math.IsInf(f, 0) {
+		return raw
+	}
+	return jsNumberString(f)
+}
+
+// jsNumberString formats a finite f like JavaScript's Number::toString (ECMA-262): the
+// shortest digits that round-trip, as a plain integer or decimal for exponents in
+// [-7, 21), else in exponent form ("1e+21", "1.5e-7").
+func jsNumberString(f float64) string {
+	if f == 0 {
+		return "0" // also for -0
+	}
+	if f < 0 {
+		return "-" + jsNumberString(-f)
+	}
+	mant, exp, _ := strings.Cut(strconv.FormatFloat(f, 'e', -1, 64), "e")
+	digits := strings.Replace(mant, ".", "", 1)
+	e, _ := strconv.Atoi(exp)
+	k, n := len(digits), e+1 // f = 0.digits × 10^n
+	switch {
+	case k <= n && n <= 21:
+		return digits + strings.Repeat("0", n-k)
+	case 0 < n && n <= 21:
+		return digits[:n] + "." + digits[n:]
+	case -6 < n && n <= 0:
+		return "0." + strings.Repeat("0", -n) + digits
+	}
+	sign := "+"
+	if e < 0 {
+		sign, e = "-", -e
+	}
+	if k == 1 {
+		return digits + "e" + sign + strconv.Itoa(e)
+	}
+	return digits[:1] + "." + digits[1:] + "e" + sign + strconv.Itoa(e)
 }
 
 func jsonErrorText(err error) string {

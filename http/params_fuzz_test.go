@@ -22,6 +22,7 @@ func FuzzDecodeParams(f *testing.F) {
 		{"text/plain", "name=q", "whatever"},
 		{"", "", `{"uid":"1"}`},
 		{"multipart/form-data; boundary=x", "", "--x--"},
+		{"application/json", "", "\ufeff{\"uid\":4.0,\"device\":{\"os\":\"ios\"},\"t\":[1e400,-0.5e-7]}"},
 	}
 	for _, s := range seeds {
 		f.Add(s.ctype, s.query, s.body)

@@ -1,0 +1,62 @@
+package http_test
+
+import (
+	"testing"
+)
+
+// Old clients send fields the server does not use, objects and arrays among them; like the
+// old Express server, the server ignores them. A field it reads must still be a value.
+func TestUnusedFieldsAreIgnoredWhateverTheirType(t *testing.T) {
+	s := newServer(t, serverOpts{})
+	mustOK(t, s.do(t, "POST", "/login", "application/json", `{"name":"alice","profile":{"avatar":"x"},"password":null}`), nil)
+	var room roomObject
+	mustOK(t, s.do(t, "POST", "/live/create", "application/json",
+		`{"uid":1,"device":{"os":"ios","v":[1,2]},"tags":["a",{"b":null}],"desc":"from ios"}`), &room)
+	if room.UID != "1" || room.Description != "from ios" {
+		t.Fatalf("room: %+v", room)
+	}
+	if r := s.do(t, "POST", "/live/create", "application/json", `{"uid":1,"desc":{"text":"x"}}`); r.Code != 400 ||
+		r.Message != "desc类型错误: 不能是对象或数组" {
+		t.Fatalf("object desc: %+v", r)
+	}
+}
+
+// A JSON number written with a fraction or an exponent was a plain number to the old
+// server's JavaScript: 2.0 is user 2, 1e0 is a limit of 1.
+func TestFractionalJSONNumbersAreTheirJavaScriptValue(t *testing.T) {
+	s := newServer(t, serverOpts{})
+	mustOK(t, s.post(t, "/login", "name", "alice"), nil)
+	mustOK(t, s.post(t, "/login", "name", "bob"), nil)
+	var a, b roomObject
+	mustOK(t, s.do(t, "POST", "/live/create", "application/json", `{"uid":1.0}`), &a)
+	mustOK(t, s.do(t, "POST", "/live/create", "application/json", `{"uid":2e0}`), &b)
+	if a.UID != "1" || b.UID != "2" {
+		t.Fatalf("rooms of uid 1.0 and 2e0: %q %q", a.UID, b.UID)
+	}
+	var play struct{ UID string }
+	mustOK(t, s.do(t, "POST", "/live/play", "application/json", `{"roomId":"`+a.RoomID+`","uid":0.2E1}`), &play)
+	if play.UID != "2" {
+		t.Fatalf("play as uid 0.2E1: %q", play.UID)
+	}
+	var list []roomObject
+	mustOK(t, s.do(t, "POST", "/live/list", "application/json", `{"roomId":-1.0,"limit":1.0,"offset":1e0}`), &list)
+	if len(list) != 1 || list[0].RoomID != b.RoomID {
+		t.Fatalf("list roomId -1.0 limit 1.0 offset 1e0: %+v", list)
+	}
+	mustOK(t, s.do(t, "POST", "/videocall/invite", "application/json",
+		`{"inviterUid":1.0,"inviteeUid":2,"liveRoomId":"`+a.RoomID+`","inviterType":2.0}`), nil)
+}
+
+// Express's body parser skips a UTF-8 byte order mark before a body.
+func TestByteOrderMarkBeforeABody(t *testing.T) {
+	s := newServer(t, serverOpts{})
+	var u struct{ Name string }
+	mustOK(t, s.do(t, "POST", "/login", "application/json", "\ufeff{\"name\":\"bom\"}"), &u)
+	if u.Name != "bom" {
+		t.Fatalf("JSON with BOM: name %q", u.Name)
+	}
+	mustOK(t, s.do(t, "POST", "/login", "application/x-www-form-urlencoded", "\ufeffname=form"), &u)
+	if u.Name != "form" {
+		t.Fatalf("form with BOM: name %q", u.Name)
+	}
+}

@@ -1,0 +1,67 @@
+package http
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// Every parameter name a route reads is in knownParams, so an object or array sent under
+// it is refused rather than silently treated as absent. The names are collected from the
+// package's sources, the way a reviewer would grep them.
+func TestKnownParamsCoverEveryRead(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := regexp.MustCompile(`(?:p\.(?:get|first|require|maxLen)|nonNegative|memberType|param|hostOf)\(([^)]*)\)|p\["([^"]+)"\]`)
+	literal := regexp.MustCompile(`"([A-Za-z]+)"`)
+	seen := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range reads.FindAllStringSubmatch(string(src), -1) {
+			for _, l := range literal.FindAllStringSubmatch(m[1]+` "`+m[2]+`"`, -1) {
+				seen++
+				if !knownParams[l[1]] {
+					t.Errorf("%s reads parameter %q, which knownParams lacks", f, l[1])
+				}
+			}
+		}
+	}
+	if seen < len(knownParams) {
+		t.Fatalf("found only %d parameter reads for %d known names: the pattern no longer matches the code", seen, len(knownParams))
+	}
+}
+
+func TestJSONNumberText(t *testing.T) {
+	cases := map[string]string{
+		// Integers without fraction or exponent: exactly as written.
+		"4": "4", "0": "0", "-0": "-0", "230176387716088260": "230176387716088260",
+		"123456789012345678901234567890": "123456789012345678901234567890",
+		// Fractions and exponents: as JavaScript's String(Number(text)).
+		"4.0": "4", "4e0": "4", "4E0": "4", "2.0": "2", "0.4e1": "4", "-1.0": "-1", "-0.0": "0",
+		"1.5": "1.5", "12.5e-1": "1.25", "1E2": "100", "1e20": "100000000000000000000",
+		"1e21": "1e+21", "1.5e21": "1.5e+21", "0.000001": "0.000001", "1e-7": "1e-7",
+		"1.25e-7": "1.25e-7", "0.1": "0.1", "230176387716088260.0": "230176387716088260",
+		"1e-400": "0",
+		// Beyond float64: as written.
+		"1e400": "1e400", "-1e400": "-1e400",
+	}
+	for in, want := range cases {
+		if got := jsonNumberText(in); got != want {
+			t.Errorf("jsonNumberText(%s) = %q, want %q", in, got, want)
+		}
+	}
+	if got := jsNumberString(math.MaxFloat64); got != "1.7976931348623157e+308" {
+		t.Errorf("max float64: %q", got)
+	}
+}

@@ -60,3 +60,60 @@ func TestByteOrderMarkBeforeABody(t *testing.T) {
 		t.Fatalf("form with BOM: name %q", u.Name)
 	}
 }
+
+// SPEC §1: every route takes a JSON body, the GET ones too; the body wins over the query.
+func TestGETRequestsReadTheirBody(t *testing.T) {
+	s := newServer(t, serverOpts{})
+	mustOK(t, s.post(t, "/login", "name", "alice"), nil)
+	mustOK(t, s.post(t, "/login", "name", "bob"), nil)
+	var a, b roomObject
+	mustOK(t, s.post(t, "/live/create", "uid", "1"), &a)
+	mustOK(t, s.post(t, "/live/create", "uid", "2"), &b)
+	mustOK(t, s.post(t, "/live/play", "roomId", a.RoomID, "uid", 2), nil)
+	var users []struct{ ID, Name string }
+	mustOK(t, s.do(t, "GET", "/im/room/users?roomId=nosuchroom", "application/json", `{"roomId":"`+a.RoomID+`"}`), &users)
+	if len(users) != 1 || users[0].ID != "2" {
+		t.Fatalf("GET /im/room/users with a JSON body: %+v", users)
+	}
+	var list []roomObject
+	mustOK(t, s.do(t, "GET", "/live/list", "application/x-www-form-urlencoded", "roomId=-1&limit=1&offset=1"), &list)
+	if len(list) != 1 || list[0].RoomID != b.RoomID {
+		t.Fatalf("GET /live/list with a form body: %+v", list)
+	}
+}
+
+// Aliyun's callbacks are answered 200 also when they come as POST, with the parameters in
+// the query or in a form body.
+func TestCallbacksAcceptPOST(t *testing.T) {
+	s := newServer(t, serverOpts{})
+	mustOK(t, s.post(t, "/login", "name", "alice"), nil)
+	var room roomObject
+	mustOK(t, s.post(t, "/live/create", "uid", "1"), &room)
+	R := room.RoomID
+	sub := s.subscribe(t, "topic="+R)
+	mustOK(t, s.do(t, "POST", "/ali/stream/notify", "application/x-www-form-urlencoded", "action=publish&id="+R+"&app=DemoApp"), nil)
+	checkFrame(t, sub.next(), 9, R, 5, map[string]any{"roomId": R})
+	mustOK(t, s.do(t, "POST", "/ali/mix/availability/notify?Stream="+R+"_mix&Event=MixAvailable", "", ""), nil)
+	var list []roomObject
+	mustOK(t, s.get(t, "/live/list"), &list)
+	if len(list) != 1 || list[0].Status != 1 || !list[0].IsMixReady {
+		t.Fatalf("after POSTed publish and mix-available: %+v", list)
+	}
+	mustOK(t, s.do(t, "POST", "/ali/mix/status/notify", "application/x-www-form-urlencoded",
+		"MainMixStream="+R+"&MixStream=other_mix&Event=MixResult&Code=Success&Message=100% done"), nil)
+	checkFrame(t, sub.next(), 16, R, 5, map[string]any{"code": "Success", "message": "100% done"})
+}
+
+// Aliyun sends MixResult's Message unencoded: a '%' that starts no escape is kept, and the
+// message is not lost.
+func TestMixResultMessageWithLiteralPercent(t *testing.T) {
+	s := newServer(t, serverOpts{})
+	a, b := twoHosts(t, s)
+	sub := s.subscribe(t, "topic="+a.RoomID)
+	target := "/ali/mix/status/notify?MainMixStream=" + a.RoomID + "&MixStream=" + b.RoomID +
+		"_mix&Event=MixResult&Code=InternalError&Message=100% bad %zz value"
+	if code := rawGet(s.Addr, target); code != 200 {
+		t.Fatalf("raw callback answered %d", code)
+	}
+	checkFrame(t, sub.next(), 16, a.RoomID, 5, map[string]any{"code": "InternalError", "message": "100% bad %zz value"})
+}

@@ -11,7 +11,6 @@ import (
 	"math"
 	"mime"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -56,16 +55,13 @@ func (e *badInput) Error() string { return e.msg }
 // utf8BOM is skipped at the start of a body, as Express's body-parser does.
 var utf8BOM = []byte("\xef\xbb\xbf")
 
-// decodeParams reads the query string and, for JSON and form bodies, the body. Bodies of
-// other content types are ignored, as the old server did.
+// decodeParams reads the query string and, for JSON and form bodies, the body, whatever the
+// method but HEAD (SPEC §1: every route accepts a JSON body, GET ones too). Bodies of other
+// content types are ignored, as the old server did.
 func decodeParams(r *http.Request, maxBody int64) (params, error) {
 	p := params{}
-	for k, v := range r.URL.Query() {
-		if len(v) > 0 {
-			p[k] = v[0]
-		}
-	}
-	if r.Body == nil || r.Method == http.MethodGet || r.Method == http.MethodHead {
+	mergeForm(p, r.URL.RawQuery)
+	if r.Body == nil || r.Body == http.NoBody || r.Method == http.MethodHead {
 		return p, nil
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
@@ -88,17 +84,66 @@ func decodeParams(r *http.Request, maxBody int64) (params, error) {
 			return nil, err
 		}
 	case mediaType == "application/x-www-form-urlencoded":
-		values, err := url.ParseQuery(string(body))
-		if err != nil {
-			return nil, &badInput{msg: "表单格式错误: " + err.Error()}
-		}
-		for k, v := range values {
-			if len(v) > 0 {
-				p[k] = v[0]
-			}
-		}
+		mergeForm(p, string(body))
 	}
 	return p, nil
+}
+
+// mergeForm sets the pairs of a query string or form body in p, overwriting what p holds;
+// of a name given twice, the first value counts. It is lenient where url.ParseQuery drops
+// whole pairs: a '%' that does not start a valid escape is kept as it is (Aliyun's
+// MixResult callback sends Message unencoded, e.g. "100% done"), and ';' is an ordinary
+// character, as in Express's query parser.
+func mergeForm(p params, raw string) {
+	// Walking the pairs from the last one lets the first occurrence of a name win without
+	// remembering which names this string has set.
+	for raw != "" {
+		pair := raw
+		if i := strings.LastIndexByte(raw, '&'); i >= 0 {
+			pair, raw = raw[i+1:], raw[:i]
+		} else {
+			raw = ""
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if k = lenientUnescape(k); k != "" {
+			p[k] = lenientUnescape(v)
+		}
+	}
+}
+
+// lenientUnescape decodes '+' as a space and each valid %XX escape; any other '%' stays.
+func lenientUnescape(s string) string {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			b.WriteByte(' ')
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
 
 // mergeJSON decodes a JSON object body into p. Strings, numbers and booleans (as their

@@ -2,6 +2,7 @@ package http
 
 import (
 	"math"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -63,5 +64,43 @@ func TestJSONNumberText(t *testing.T) {
 	}
 	if got := jsNumberString(math.MaxFloat64); got != "1.7976931348623157e+308" {
 		t.Errorf("max float64: %q", got)
+	}
+}
+
+func TestLenientQuery(t *testing.T) {
+	cases := []struct {
+		raw  string
+		want params
+	}{
+		{"a=1&b=x+y", params{"a": "1", "b": "x y"}},
+		{"Message=100%25%20done", params{"Message": "100% done"}},
+		// Invalid escapes stay as they are; no pair is dropped.
+		{"Code=InternalError&Message=100%%20bad%20%zz%20value&x=%", params{"Code": "InternalError", "Message": "100% bad %zz value", "x": "%"}},
+		{"m=%4", params{"m": "%4"}},
+		{"m=%e4%bd%a0%E5%A5%BD", params{"m": "你好"}},
+		// The first value of a repeated name counts; ';' is an ordinary character.
+		{"a=1&a=2", params{"a": "1"}},
+		{"a=1;b=2", params{"a": "1;b=2"}},
+		{"&&flag&=v&k=", params{"flag": "", "k": ""}},
+	}
+	for _, c := range cases {
+		got := params{}
+		mergeForm(got, c.raw)
+		if len(got) != len(c.want) {
+			t.Errorf("%q: %v, want %v", c.raw, got, c.want)
+			continue
+		}
+		for k, v := range c.want {
+			if got[k] != v {
+				t.Errorf("%q: %s = %q, want %q", c.raw, k, got[k], v)
+			}
+		}
+	}
+	// A form body overwrites the query, and within the body the first value counts.
+	req := httptest.NewRequest("POST", "/x?a=q&b=q", strings.NewReader("a=f1&a=f2"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	p, err := decodeParams(req, 1024)
+	if err != nil || p["a"] != "f1" || p["b"] != "q" {
+		t.Fatalf("form over query: %v %v", p, err)
 	}
 }

@@ -119,9 +119,11 @@ func NewHandler(opts Options) *Handler {
 	h.api("POST", "/videocall/close", h.signedIn(hostOf("closeRoomId", "closeRooomId"), h.closeCall))
 	h.api("POST", "/reset", h.reset)
 	h.api("POST", "/mns/topic/websocket/info", h.signedIn(anyUser, h.mnsTopicWebsocketInfo))
-	h.api("GET", "/ali/stream/notify", cb.wrap("/ali/stream/notify", h.streamNotify))
-	h.api("GET", "/ali/mix/availability/notify", cb.wrap("/ali/mix/availability/notify", h.mixAvailable))
-	h.api("GET", "/ali/mix/status/notify", cb.wrap("/ali/mix/status/notify", h.mixStatus))
+	// Aliyun calls back with GET; POST (query and/or form body) is answered the same way, so
+	// no callback meets a 405 (SPEC §3: callbacks are always answered 200).
+	h.api("GET,POST", "/ali/stream/notify", cb.wrap("/ali/stream/notify", h.streamNotify))
+	h.api("GET,POST", "/ali/mix/availability/notify", cb.wrap("/ali/mix/availability/notify", h.mixAvailable))
+	h.api("GET,POST", "/ali/mix/status/notify", cb.wrap("/ali/mix/status/notify", h.mixStatus))
 
 	r.HandlerFunc("GET", "/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeEnvelope(w, http.StatusOK, envelope{Code: 200, Message: "ok"})

@@ -406,6 +406,8 @@ func TestBadInput(t *testing.T) {
 		{"audience leave without uid", "POST", "/live/audience/leave", "application/json", `{"roomId":"` + R + `"}`, 200, 20001, "uid"},
 		{"room users without roomId", "POST", "/im/room/users", "application/json", `{}`, 200, 20001, "roomId"},
 		{"list bad limit", "GET", "/live/list?limit=-3", "", ``, 200, 400, "limit"},
+		{"list huge negative limit", "GET", "/live/list?limit=-99999999999999999999999", "", ``, 200, 400, "limit"},
+		{"list fractional limit", "GET", "/live/list?limit=1.5", "", ``, 200, 400, "limit"},
 		{"room users GET broken json body", "GET", "/im/room/users", "application/json", `{"roomId":`, 200, 400, "JSON"},
 		{"stream notify without id", "GET", "/ali/stream/notify?action=publish", "", ``, 200, 20001, "id不能为空"},
 		{"stream notify unknown id", "GET", "/ali/stream/notify?action=publish&id=nosuchroom", "", ``, 200, 200, ""},

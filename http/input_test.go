@@ -82,6 +82,24 @@ func TestGETRequestsReadTheirBody(t *testing.T) {
 	}
 }
 
+// A limit too large for an int means all rooms; an offset that large is past the end.
+func TestListLimitAndOffsetBeyondInt(t *testing.T) {
+	s := newServer(t, serverOpts{})
+	mustOK(t, s.post(t, "/login", "name", "alice"), nil)
+	mustOK(t, s.post(t, "/live/create", "uid", "1"), nil)
+	mustOK(t, s.post(t, "/live/create", "uid", "1"), nil)
+	var all, list []roomObject
+	mustOK(t, s.get(t, "/live/list?roomId=-1"), &all)
+	mustOK(t, s.get(t, "/live/list?roomId=-1&limit=99999999999999999999999"), &list)
+	if len(all) == 0 || len(list) != len(all) {
+		t.Fatalf("huge limit listed %d of %d rooms", len(list), len(all))
+	}
+	mustOK(t, s.do(t, "POST", "/live/list", "application/json", `{"roomId":"-1","offset":99999999999999999999999}`), &list)
+	if len(list) != 0 {
+		t.Fatalf("huge offset listed %d rooms", len(list))
+	}
+}
+
 // Aliyun's callbacks are answered 200 also when they come as POST, with the parameters in
 // the query or in a form body.
 func TestCallbacksAcceptPOST(t *testing.T) {

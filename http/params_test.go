@@ -104,3 +104,19 @@ func TestLenientQuery(t *testing.T) {
 		t.Fatalf("form over query: %v %v", p, err)
 	}
 }
+
+func TestNonNegative(t *testing.T) {
+	for in, want := range map[string]int{
+		"": 0, "0": 0, "7": 7, " 3 ": 3,
+		"99999999999999999999999": math.MaxInt, "9223372036854775808": math.MaxInt,
+	} {
+		if got, err := nonNegative(params{"limit": in}, "limit"); err != nil || got != want {
+			t.Errorf("nonNegative(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"-1", "-99999999999999999999999", "1.5", "x", "1e3"} {
+		if _, err := nonNegative(params{"limit": in}, "limit"); err == nil {
+			t.Errorf("nonNegative(%q) accepted", in)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package http
 
 import (
 	"context"
+	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -127,13 +129,18 @@ func (h *Handler) list(ctx context.Context, p params, _ *http.Request) (any, err
 	return rawJSON(data), nil
 }
 
-// nonNegative parses an optional non-negative integer parameter (0 when absent).
+// nonNegative parses an optional non-negative integer parameter (0 when absent). A valid
+// integer too large for an int is clamped to the largest int: a limit that big means all
+// rooms, an offset that big is past the end (an empty list).
 func nonNegative(p params, name string) (int, error) {
 	s := p.get(name)
 	if s == "" {
 		return 0, nil
 	}
 	n, err := strconv.Atoi(s)
+	if errors.Is(err, strconv.ErrRange) && n > 0 {
+		return math.MaxInt, nil // Atoi saturates: n is math.MaxInt
+	}
 	if err != nil || n < 0 {
 		return 0, &badInput{msg: name + "必须是非负整数"}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	"roomengine/actors"
 )
@@ -25,7 +26,28 @@ func errMissing(name string) *actors.Error {
 // codeRecorder carries the envelope code from a handler to the metrics middleware.
 type codeRecorder interface{ setCode(int) }
 
+// maxMessageRunes caps an envelope's message: error messages quote client input (an unknown
+// room id, a path), which must not make an answer as large as the request.
+const maxMessageRunes = 200
+
+// capMessage shortens msg to maxMessageRunes runes, the last one an ellipsis.
+func capMessage(msg string) string {
+	if len(msg) <= maxMessageRunes || utf8.RuneCountInString(msg) <= maxMessageRunes {
+		return msg
+	}
+	n := 0
+	for i := range msg {
+		if n == maxMessageRunes-1 {
+			return msg[:i] + "…"
+		}
+		n++
+	}
+	return msg
+}
+
+// writeEnvelope answers with env, its message capped at maxMessageRunes.
 func writeEnvelope(w http.ResponseWriter, status int, env envelope) {
+	env.Message = capMessage(env.Message)
 	body, err := json.Marshal(env)
 	if err != nil {
 		status, body = http.StatusOK, []byte(`{"code":500,"message":"系统异常"}`)

@@ -1,8 +1,29 @@
 package http_test
 
 import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
+
+// rawDo sends one request and returns the status and the undecoded answer.
+func (s *server) rawDo(t *testing.T, method, path, ctype, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, s.URL+path, strings.NewReader(body))
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	return res.StatusCode, raw
+}
 
 // Old clients send fields the server does not use, objects and arrays among them; like the
 // old Express server, the server ignores them. A field it reads must still be a value.
@@ -79,6 +100,25 @@ func TestGETRequestsReadTheirBody(t *testing.T) {
 	mustOK(t, s.do(t, "GET", "/live/list", "application/x-www-form-urlencoded", "roomId=-1&limit=1&offset=1"), &list)
 	if len(list) != 1 || list[0].RoomID != b.RoomID {
 		t.Fatalf("GET /live/list with a form body: %+v", list)
+	}
+}
+
+// An error message quotes the client's input, but never unboundedly.
+func TestErrorMessagesAreCapped(t *testing.T) {
+	s := newServer(t, serverOpts{})
+	mustOK(t, s.post(t, "/login", "name", "alice"), nil)
+	huge := strings.Repeat("房", 20000) // 60,000 bytes
+	status, raw := s.rawDo(t, "POST", "/live/play", "application/json", `{"uid":1,"roomId":"`+huge+`"}`)
+	var r reply
+	if err := json.Unmarshal(raw, &r); err != nil || status != 200 || r.Code != 2003 {
+		t.Fatalf("play of a huge unknown room: HTTP %d %s", status, raw)
+	}
+	if n := utf8.RuneCountInString(r.Message); n > 200 || !strings.HasSuffix(r.Message, "…") ||
+		!strings.Contains(r.Message, "房房房") || len(raw) > 1024 {
+		t.Fatalf("message of %d runes, answer of %d bytes: %.80q", n, len(raw), r.Message)
+	}
+	if r := s.get(t, "/"+strings.Repeat("x", 5000)); r.Status != 404 || utf8.RuneCountInString(r.Message) > 200 {
+		t.Fatalf("404 of a long path: HTTP %d, %d runes", r.Status, utf8.RuneCountInString(r.Message))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // Every parameter name a route reads is in knownParams, so an object or array sent under
@@ -117,6 +118,20 @@ func TestNonNegative(t *testing.T) {
 	for _, in := range []string{"-1", "-99999999999999999999999", "1.5", "x", "1e3"} {
 		if _, err := nonNegative(params{"limit": in}, "limit"); err == nil {
 			t.Errorf("nonNegative(%q) accepted", in)
+		}
+	}
+}
+
+func TestCapMessage(t *testing.T) {
+	short := strings.Repeat("房", maxMessageRunes)
+	if capMessage(short) != short {
+		t.Fatal("a message at the limit was shortened")
+	}
+	for _, long := range []string{strings.Repeat("x", 60000), strings.Repeat("房", 1000), "a" + strings.Repeat("间", 300)} {
+		got := capMessage(long)
+		if !utf8.ValidString(got) || utf8.RuneCountInString(got) != maxMessageRunes ||
+			!strings.HasSuffix(got, "…") || !strings.HasPrefix(long, strings.TrimSuffix(got, "…")) {
+			t.Fatalf("capMessage(%d bytes) = %q", len(long), got)
 		}
 	}
 }

@@ -1,10 +1,12 @@
 package http
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 
 	"roomengine/actors"
@@ -45,15 +47,36 @@ func capMessage(msg string) string {
 	return msg
 }
 
+// envelopeEncoder is a pooled buffer and the encoder writing into it. HTML escaping is off:
+// Node's JSON.stringify writes '&', '<' and '>' as they are (an rtmpUrl's "&auth_key=").
+type envelopeEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var envelopeEncoders = sync.Pool{New: func() any {
+	e := &envelopeEncoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	e.enc.SetEscapeHTML(false)
+	return e
+}}
+
 // writeEnvelope answers with env, its message capped at maxMessageRunes.
 func writeEnvelope(w http.ResponseWriter, status int, env envelope) {
 	env.Message = capMessage(env.Message)
-	body, err := json.Marshal(env)
-	if err != nil {
+	e := envelopeEncoders.Get().(*envelopeEncoder)
+	e.buf.Reset()
+	var body []byte
+	if err := e.enc.Encode(env); err != nil {
 		status, body = http.StatusOK, []byte(`{"code":500,"message":"系统异常"}`)
 		env.Code = actors.CodeInternal
+	} else {
+		body = bytes.TrimSuffix(e.buf.Bytes(), []byte("\n")) // Encode ends with a newline
 	}
 	writeBody(w, status, env.Code, body)
+	if e.buf.Cap() <= 64<<10 { // a rare huge answer does not pin its buffer in the pool
+		envelopeEncoders.Put(e)
+	}
 }
 
 // jsonContentType is shared by every answer; assigning it directly skips the key

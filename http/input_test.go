@@ -140,6 +140,19 @@ func TestListLimitAndOffsetBeyondInt(t *testing.T) {
 	}
 }
 
+// Node's JSON.stringify writes & < > as they are; so do the answers.
+func TestAnswersDoNotEscapeHTMLCharacters(t *testing.T) {
+	s := newServer(t, serverOpts{})
+	_, raw := s.rawDo(t, "POST", "/login", "application/json", `{"name":"Tom & Jerry <3>"}`)
+	if !strings.Contains(string(raw), `"name":"Tom & Jerry <3>"`) {
+		t.Fatalf("login answer: %s", raw)
+	}
+	_, raw = s.rawDo(t, "POST", "/live/play", "application/json", `{"uid":1,"roomId":"a&b<c>"}`)
+	if !strings.Contains(string(raw), "a&b<c>") {
+		t.Fatalf("error answer: %s", raw)
+	}
+}
+
 // Aliyun's callbacks are answered 200 also when they come as POST, with the parameters in
 // the query or in a form body.
 func TestCallbacksAcceptPOST(t *testing.T) {

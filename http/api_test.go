@@ -36,8 +36,9 @@ type server struct {
 }
 
 type serverOpts struct {
-	adminToken string
-	maxBody    int64
+	adminToken      string
+	maxBody         int64
+	bodyReadTimeout time.Duration
 	// Callback authentication and the MNS info route (callbackauth_test.go, mnsinfo_test.go).
 	callbackAuthKey string
 	callbackMaxSkew time.Duration
@@ -84,7 +85,7 @@ func newServer(t *testing.T, o serverOpts) *server {
 		Engine: eng, Gateway: gw, Ready: store.Ping, URLs: urls,
 		Tokens:       apihttp.NewTokenSigner([]byte("test-secret"), cmp.Or(o.tokenTTL, time.Hour)),
 		AuthRequired: o.authRequired, RateLimit: o.rateLimit, RateBurst: o.rateBurst, CORSOrigins: o.corsOrigins,
-		MaxBodyBytes: o.maxBody, AdminToken: o.adminToken, Logger: log,
+		MaxBodyBytes: o.maxBody, BodyReadTimeout: o.bodyReadTimeout, AdminToken: o.adminToken, Logger: log,
 		Registerer: reg, Gatherer: reg,
 		MNSInfo: o.mnsInfo, CallbackAuthKey: o.callbackAuthKey, CallbackRtmpHost: "push.example",
 		CallbackMaxSkew: o.callbackMaxSkew, Now: o.now,

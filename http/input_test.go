@@ -1,11 +1,16 @@
 package http_test
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -187,4 +192,83 @@ func TestMixResultMessageWithLiteralPercent(t *testing.T) {
 		t.Fatalf("raw callback answered %d", code)
 	}
 	checkFrame(t, sub.next(), 16, a.RoomID, 5, map[string]any{"code": "InternalError", "message": "100% bad %zz value"})
+}
+
+// A client that sends less body than it announced is answered and cut off after the body
+// read timeout, on an API route as on an unknown one; the connection is not held.
+func TestSlowBodyIsTimedOut(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	s := newServer(t, serverOpts{bodyReadTimeout: timeout})
+	for _, c := range []struct {
+		path         string
+		status, code int
+		msg          string
+	}{
+		{"/login", 200, 400, "读取请求体超时"},
+		{"/nope", 404, 404, "Not Found"},
+	} {
+		conn, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		start := time.Now()
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":", c.path)
+		br := bufio.NewReader(conn)
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: no answer: %v", c.path, err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		elapsed := time.Since(start)
+		var r reply
+		_ = json.Unmarshal(body, &r)
+		if res.StatusCode != c.status || r.Code != c.code || !strings.Contains(r.Message, c.msg) || !res.Close {
+			t.Fatalf("%s: HTTP %d close=%v %s", c.path, res.StatusCode, res.Close, body)
+		}
+		if elapsed < timeout || elapsed > timeout+3*time.Second {
+			t.Fatalf("%s: answered after %v, want about %v", c.path, elapsed, timeout)
+		}
+		if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+			t.Fatalf("%s: connection not closed after the answer: %v", c.path, err)
+		}
+	}
+}
+
+// The body deadline ends with the body: a keep-alive connection idle for longer, a slow
+// handler and a WebSocket subscriber are not cut.
+func TestBodyTimeoutSparesKeepAliveAndWebSockets(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	s := newServer(t, serverOpts{bodyReadTimeout: timeout})
+	mustOK(t, s.post(t, "/login", "name", "alice"), nil)
+	var room roomObject
+	mustOK(t, s.post(t, "/live/create", "uid", "1"), &room)
+	sub := s.subscribe(t, "topic="+room.RoomID)
+
+	conn, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	for i := range 2 {
+		body := fmt.Sprintf(`{"uid":1,"roomId":"%s","comment":"c%d"}`, room.RoomID, i)
+		fmt.Fprintf(conn, "POST /live/comment HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d on the kept-alive connection: %v", i+1, err)
+		}
+		raw, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || res.Close || !strings.Contains(string(raw), `"code":200`) {
+			t.Fatalf("request %d: HTTP %d close=%v %s", i+1, res.StatusCode, res.Close, raw)
+		}
+		time.Sleep(3 * timeout) // idle well past the body timeout
+	}
+	for i := range 2 {
+		checkFrame(t, sub.next(), 6, room.RoomID, 8, map[string]any{"comment": fmt.Sprint("c", i)})
+	}
 }

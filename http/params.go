@@ -11,6 +11,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -48,7 +49,12 @@ var knownParams = map[string]bool{
 var errTooLarge = errors.New("request body too large")
 
 // badInput is a malformed request: answered with code 400 in the envelope, nothing changes.
-type badInput struct{ msg string }
+// bodyUnread marks a body that could not be read to its end (timeout, broken connection):
+// the connection is closed after the answer, as what is left on it is not a request.
+type badInput struct {
+	msg        string
+	bodyUnread bool
+}
 
 func (e *badInput) Error() string { return e.msg }
 
@@ -67,10 +73,13 @@ func decodeParams(r *http.Request, maxBody int64) (params, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+		switch {
+		case errors.As(err, &tooLarge):
 			return nil, errTooLarge
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, &badInput{msg: "读取请求体超时", bodyUnread: true}
 		}
-		return nil, &badInput{msg: "读取请求体失败"}
+		return nil, &badInput{msg: "读取请求体失败", bodyUnread: true}
 	}
 	body = bytes.TrimSpace(bytes.TrimPrefix(body, utf8BOM))
 	if len(body) == 0 {

@@ -3,6 +3,7 @@ package http
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -30,6 +31,10 @@ type Options struct {
 	Tokens *TokenSigner
 	// MaxBodyBytes limits request bodies (SPEC: http.maxBodyBytes).
 	MaxBodyBytes int64
+	// BodyReadTimeout bounds the time from a request's arrival at the handler to the end of
+	// its body (default 10 s), so a client that sends less than its Content-Length cannot
+	// hold a connection; a request without a body (such as a /ws upgrade) is not affected.
+	BodyReadTimeout time.Duration
 	// AdminToken enables /reset; empty disables it.
 	AdminToken string
 	// TemplateName is the mix template suffix stripped from mix callback stream names.
@@ -78,6 +83,9 @@ func NewHandler(opts Options) *Handler {
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 64 << 10
+	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = 10 * time.Second
 	}
 	if opts.TemplateName == "" {
 		opts.TemplateName = "_mix"
@@ -145,7 +153,29 @@ func NewHandler(opts Options) *Handler {
 	return h
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.outer.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if hasBody(r) {
+		// The server has no ReadTimeout (it would cut WebSockets and slow handlers), so
+		// the body gets its own deadline here. It stays set until the body is read (see
+		// api), also for the routes that never read it: net/http then discards the rest of
+		// the body before answering, and that read must not wait forever either.
+		h.setReadDeadline(w, time.Now().Add(h.opts.BodyReadTimeout))
+	}
+	h.outer.ServeHTTP(w, r)
+}
+
+// hasBody reports whether the request comes with a body (Content-Length > 0 or chunked).
+func hasBody(r *http.Request) bool { return r.Body != nil && r.Body != http.NoBody }
+
+// setReadDeadline sets the read deadline of the request's connection (through the
+// space-tolerant listener's connections too, which pass it to the socket). A writer that
+// has no connection (an in-process request, a test recorder) cannot, and needs none.
+func (h *Handler) setReadDeadline(w http.ResponseWriter, t time.Time) {
+	err := http.NewResponseController(w).SetReadDeadline(t)
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		h.log.Debug("read deadline not set", "err", err)
+	}
+}
 
 // apiFunc handles one API request: it returns the data to answer with, or an error.
 type apiFunc func(ctx context.Context, p params, r *http.Request) (any, error)
@@ -165,8 +195,17 @@ func (h *Handler) api(methods, path string, fn apiFunc) {
 		defer func() { metrics.observe(rec.code, time.Since(start)) }()
 		p, err := decodeParams(r, h.opts.MaxBodyBytes)
 		if err != nil {
+			var bad *badInput
+			if errors.As(err, &bad) && bad.bodyUnread {
+				// What is left of the body is still on the connection: close it after the
+				// answer. The body deadline stays, so nothing waits for those bytes.
+				w.Header().Set("Connection", "close")
+			}
 			writeError(rec, err)
 			return
+		}
+		if hasBody(r) {
+			h.setReadDeadline(w, time.Time{}) // the body is read: lift its deadline
 		}
 		data, err := fn(r.Context(), p, r)
 		if err != nil {

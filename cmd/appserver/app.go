@@ -25,6 +25,10 @@ import (
 // drainTimeout bounds how long SIGTERM waits for in-flight requests.
 const drainTimeout = 15 * time.Second
 
+// readTimeout bounds reading a request's headers and, separately, its body. There is no
+// whole-connection ReadTimeout: it would cut the long-lived /ws connections.
+const readTimeout = 10 * time.Second
+
 type app struct {
 	cfg       *config.Config
 	log       *slog.Logger
@@ -123,6 +127,9 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		Registerer:   reg,
 		Gatherer:     reg,
 
+		// A client sending less than its Content-Length is answered and cut off.
+		BodyReadTimeout: readTimeout,
+
 		MNSInfo: apihttp.MNSInfo{
 			AccessKeyID: cfg.Ali.AccessKeyID, AccessKeySecret: cfg.Ali.AccessKeySecret,
 			OwnerID: cfg.Ali.OwnerID, Region: cfg.MNSRegionName(), Version: cfg.Ali.MNSVersion,
@@ -149,7 +156,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	a.engine = engine
 	a.server = &nethttp.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.With("component", "net/http").Handler(), slog.LevelWarn),
 	}

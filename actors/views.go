@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 )
@@ -106,9 +107,21 @@ type pushBody struct {
 	Time int64 `json:"time"`
 }
 
+// marshalJSON encodes v as Node's JSON.stringify does, without escaping &, < and > (a URL
+// with auth_key keeps its "&"; old clients may compare URLs byte for byte).
+func marshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 // EncodePush builds the message every backend delivers: {"data", "type", "time"}.
 func EncodePush(topic, tag string, importance, typ int, data any, now time.Time) Push {
-	body, err := json.Marshal(pushBody{Data: data, Type: typ, Time: now.UnixMilli()})
+	body, err := marshalJSON(pushBody{Data: data, Type: typ, Time: now.UnixMilli()})
 	if err != nil {
 		// Payloads are plain structs of strings and numbers; this cannot fail.
 		panic("actors: encode push: " + err.Error())

@@ -188,7 +188,7 @@ func TestMNSEndToEnd(t *testing.T) {
 	after := time.Now()
 	waitFor(t, 5*time.Second, "three messages published", func() bool { return len(fake.Messages(R)) == 3 })
 	msgs := fake.Messages(R)
-	checkMessage(t, msgs[0], R, 8, 6, `{"uid":"2","name":"bob","comment":"say \"hi\" \u0026 'bye' 你好"}`, before, after)
+	checkMessage(t, msgs[0], R, 8, 6, `{"uid":"2","name":"bob","comment":"say \"hi\" & 'bye' 你好"}`, before, after)
 	checkMessage(t, msgs[1], R, 9, 7, `{"uid":"2","name":"bob"}`, before, after)
 	checkMessage(t, msgs[2], "2", 4, 1, `{"inviterUid":"1","inviterName":"alice","inviterType":2,"type":"side_by_side"}`, before, after)
 	// The gateway got the same pushes through the fan-out.

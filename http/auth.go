@@ -56,9 +56,19 @@ func (h *Handler) signedIn(as actingUser, fn apiFunc) apiFunc {
 	}
 }
 
+// bearerToken returns the credentials of an "Authorization: Bearer ..." header. The scheme
+// is matched without regard to case (RFC 7235): some client libraries send "bearer".
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
+}
+
 // tokenUser checks the request's token and returns its user.
 func (h *Handler) tokenUser(r *http.Request, p params) (string, error) {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	token, ok := bearerToken(r)
 	if !ok {
 		token = p.get("token")
 	}

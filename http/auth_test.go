@@ -41,6 +41,11 @@ func TestAuthRequired(t *testing.T) {
 		t.Fatalf("bob ending alice's room: %+v", r)
 	}
 	mustOK(t, s.do(t, "GET", "/live/list?roomId=-1", "", "", bearer(bob.Token)...), nil)
+	// The scheme is case-insensitive (RFC 7235); some client libraries send "bearer".
+	mustOK(t, s.do(t, "GET", "/live/list?roomId=-1", "", "", "Authorization", "bearer "+bob.Token), nil)
+	if r := s.do(t, "GET", "/live/list", "", "", "Authorization", "Basic "+bob.Token); r.Status != 401 {
+		t.Fatalf("list with another scheme: %+v", r)
+	}
 	if r := s.get(t, "/live/list"); r.Status != 401 {
 		t.Fatalf("list without a token: %+v", r)
 	}
@@ -93,10 +98,14 @@ func TestRateLimitPerIP(t *testing.T) {
 	s := newServer(t, serverOpts{rateLimit: 1, rateBurst: 3})
 	codes := []int{}
 	for range 5 {
-		codes = append(codes, s.get(t, "/live/list").Status)
+		r := s.get(t, "/live/list")
+		if r.Status != 200 {
+			t.Fatalf("HTTP %d: an API answer is HTTP 200 even when limited (SPEC §1)", r.Status)
+		}
+		codes = append(codes, r.Code)
 	}
 	if codes[0] != 200 || codes[2] != 200 || codes[4] != 429 {
-		t.Fatalf("statuses with burst 3: %v", codes)
+		t.Fatalf("codes with burst 3: %v", codes)
 	}
 	if r := s.get(t, "/live/list"); r.Code != 429 || !strings.Contains(r.Message, "频繁") {
 		t.Fatalf("limited answer: %+v", r)

@@ -78,8 +78,15 @@ func (h *Handler) limitAndCORS(next http.Handler) http.Handler {
 			return
 		}
 		if h.limiter != nil && !exemptFromLimit(r.URL.Path) && !h.limiter.allow(clientIP(r), h.opts.Now()) {
+			// HTTP 200 like every API answer (SPEC §1: old clients read code, and only 401,
+			// 403 and 413 set the status); /ws is no API route and a WebSocket client needs a
+			// non-101 status anyway, so it gets 429.
+			status := http.StatusOK
+			if r.URL.Path == "/ws" {
+				status = http.StatusTooManyRequests
+			}
 			w.Header().Set("Retry-After", strconv.Itoa(1))
-			writeEnvelope(w, http.StatusTooManyRequests, envelope{Code: http.StatusTooManyRequests, Message: "请求过于频繁，请稍后重试"})
+			writeEnvelope(w, status, envelope{Code: http.StatusTooManyRequests, Message: "请求过于频繁，请稍后重试"})
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -248,7 +248,7 @@ func (h *Handler) checkAdmin(r *http.Request) error {
 	if h.opts.AdminToken == "" {
 		return actors.Errorf(actors.CodeForbidden, "管理接口未启用（未配置admin.token）")
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	got, ok := bearerToken(r)
 	if !ok || got == "" {
 		return actors.Errorf(actors.CodeUnauthorized, "需要管理员令牌")
 	}

@@ -24,13 +24,23 @@ const (
 	CodeUnavailable     = 503
 )
 
-// Error is a failure a client sees: a code of the envelope and a short message.
+// Error is a failure a client sees: a code of the envelope and a short message. cause, when
+// set, is the internal reason: it goes to the log (Error, Unwrap), never to the client,
+// because it may name internal addresses.
 type Error struct {
 	Code    int
 	Message string
+	cause   error
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
+func (e *Error) Error() string {
+	if e.cause != nil {
+		return fmt.Sprintf("%d: %s (%v)", e.Code, e.Message, e.cause)
+	}
+	return fmt.Sprintf("%d: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.cause }
 
 // Errorf builds an *Error.
 func Errorf(code int, format string, args ...any) *Error {
@@ -55,7 +65,7 @@ func ErrInCall(roomID string) *Error {
 // ErrStoreUnavailable is the 503 answer when a change could not be made durable; the change
 // was not applied.
 func ErrStoreUnavailable(err error) *Error {
-	return Errorf(CodeUnavailable, "存储不可用，请稍后重试: %v", err)
+	return &Error{Code: CodeUnavailable, Message: "存储不可用，请稍后重试", cause: err}
 }
 
 // HasCode reports whether err is an *Error with the given code.

@@ -126,6 +126,22 @@ func writeRawData(w http.ResponseWriter, data []byte) {
 	_, _ = w.Write(rawSuffix)
 }
 
+// errorCode is the envelope code writeError answers err with.
+func errorCode(err error) int {
+	var domain *actors.Error
+	if errors.As(err, &domain) {
+		return domain.Code
+	}
+	var bad *badInput
+	switch {
+	case errors.As(err, &bad):
+		return 400
+	case errors.Is(err, errTooLarge):
+		return actors.CodeTooLarge
+	}
+	return actors.CodeInternal
+}
+
 // writeError maps an error to the envelope. Domain errors keep their code; malformed input
 // is 400; a body over the limit is 413 (also as HTTP status, SPEC §1); 401/403 set the HTTP
 // status too. Anything else is a 500 whose details stay in the log.

@@ -209,6 +209,11 @@ func (h *Handler) api(methods, path string, fn apiFunc) {
 		}
 		data, err := fn(r.Context(), p, r)
 		if err != nil {
+			if code := errorCode(err); code >= 500 {
+				// The client gets a short message; the reason (which may name internal
+				// addresses) is only logged.
+				h.log.Warn("request failed", "route", path, "code", code, "err", err)
+			}
 			writeError(rec, err)
 			return
 		}

@@ -249,6 +249,9 @@ func TestRedisOutage(t *testing.T) {
 			maxOK = max(maxOK, r.took)
 		case r.code == 503 && r.op.persists:
 			unavailable = append(unavailable, r.took)
+			if strings.Contains(r.message, "127.0.0.1") || strings.Contains(r.message, "dial") {
+				t.Errorf("%s: the 503 message shows internals: %q", r.op.name, r.message)
+			}
 		case r.code == 3020 && r.op.name == "feedback":
 			// The call registry reserves both rooms while an admission is in flight, so an
 			// accept racing one (which then fails with 503) is told the room is busy.

@@ -240,12 +240,7 @@ func (d discardResponse) WriteHeader(int)             {}
 // serve listens until ctx ends, then drains: stop accepting, finish in-flight requests,
 // close push connections, stop the actors (every acknowledged change is already durable)
 // and close the store.
-func (a *app) serve(ctx context.Context) error {
-	ln, err := net.Listen("tcp", a.cfg.Addr())
-	if err != nil {
-		a.shutdownEngine()
-		return err
-	}
+func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	ln = apihttp.SpaceTolerant(ln) // Aliyun's MixResult callback has raw spaces in its query
 	a.log.Info("listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -35,16 +36,35 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	// Listen before anything starts: an address that cannot be used (a port in use, an ip
+	// that is not this machine's) stops start-up with one line naming the keys, like any
+	// other configuration error.
+	ln, err := net.Listen("tcp", cfg.Addr())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "config: ip/port: cannot listen on %s: %v\n", cfg.Addr(), listenReason(err))
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	app, err := newApp(ctx, cfg, os.Stderr)
 	if err != nil {
+		_ = ln.Close()
 		fmt.Fprintln(os.Stderr, "appserver:", err)
 		return 1
 	}
-	if err := app.serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	if err := app.serve(ctx, ln); err != nil && !errors.Is(err, context.Canceled) {
 		app.log.Error("server stopped", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// listenReason is the innermost error of a failed listen ("bind: address already in use",
+// "no such host"), without the operation and address the message already names.
+func listenReason(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
 }

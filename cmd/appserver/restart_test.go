@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -302,5 +303,26 @@ func TestBadConfigStopsStartup(t *testing.T) {
 		if len(lines) != 1 || !strings.Contains(strings.ToLower(lines[0]), strings.ToLower(c.want)) {
 			t.Fatalf("%s: want one line naming %s, got:\n%s", c.env, c.want, out)
 		}
+	}
+
+	// A port already in use is found before anything starts (no store is opened, no actor
+	// system started): one line naming the keys, exit 2.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := taken.Addr().(*net.TCPAddr).Port
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "APPSERVER_IP=127.0.0.1", fmt.Sprintf("APPSERVER_PORT=%d", port),
+		"APPSERVER_DATADIR="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("port in use: %v, want exit 2; output:\n%s", err, out)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 1 ||
+		!strings.Contains(lines[0], "ip/port") || !strings.Contains(lines[0], "address already in use") {
+		t.Fatalf("port in use: want one line naming ip/port, got:\n%s", out)
 	}
 }

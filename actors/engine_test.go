@@ -322,3 +322,64 @@ func TestResetWipesEverythingButTheIDCounter(t *testing.T) {
 		t.Fatalf("user after reset: %v", err)
 	}
 }
+
+// listingPublisher lists the rooms at the moment a push of type typ is published, the way a
+// client that reacts to that push by calling /live/list would, only without any delay.
+type listingPublisher struct {
+	*recPublisher
+	eng    func() *Engine
+	typ    int
+	listed chan []byte
+}
+
+func (p *listingPublisher) Publish(m Push) {
+	p.recPublisher.Publish(m)
+	if m.Type == p.typ {
+		data, err := p.eng().List(context.Background(), ListQuery{RoomID: "-1"})
+		if err != nil {
+			panic(err)
+		}
+		p.listed <- data
+	}
+}
+
+// A client that lists rooms in reaction to a push sees the rooms as the push says: the
+// registry hears of the change before the push leaves.
+func TestListAfterPushSeesTheChange(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		typ  int
+		act  func(h *harness, roomID string)
+	}{
+		{"leave (type 8)", 8, func(h *harness, roomID string) { _ = h.eng.Leave(bg, roomID) }},
+		{"publish (type 9)", 9, func(h *harness, roomID string) { _ = h.eng.StreamPublished(bg, roomID) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var eng *Engine
+			pub := &listingPublisher{recPublisher: newRecPublisher(), eng: func() *Engine { return eng }, typ: c.typ, listed: make(chan []byte, 1)}
+			h := newHarnessWith(t, nil, nil, func(cfg *EngineConfig) { cfg.Publisher = pub })
+			eng = h.eng
+			host := mustLogin(t, h.eng, "host")
+			room, err := h.eng.CreateRoom(bg, host.ID, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go c.act(h, room.ID)
+			data := <-pub.listed
+			var rooms []map[string]any
+			if err := json.Unmarshal(data, &rooms); err != nil {
+				t.Fatal(err)
+			}
+			switch c.typ {
+			case 8:
+				if len(rooms) != 0 {
+					t.Fatalf("listed at push 8: %s", data)
+				}
+			case 9:
+				if len(rooms) != 1 || rooms[0]["status"] != float64(1) {
+					t.Fatalf("listed at push 9: %s", data)
+				}
+			}
+		})
+	}
+}

@@ -248,6 +248,15 @@ func (a *roomActor) commit(ctx actor.Context, st roomStep) {
 	if st.clearAudience {
 		clear(a.audience)
 	}
+	// The registry is told before anything is pushed. Lists are answered from its mailbox,
+	// so a client that reacts to a push (type 8, 9…) by listing rooms already sees the room
+	// as the push says.
+	if changed {
+		ctx.Send(a.deps.rooms, roomChanged{room: a.room, exists: a.exists})
+	}
+	if st.stop {
+		ctx.Send(a.deps.rooms, roomGone{roomID: a.room.ID})
+	}
 	if st.createTopic {
 		a.deps.publisher.CreateTopic(a.room.ID)
 	}
@@ -265,12 +274,6 @@ func (a *roomActor) commit(ctx actor.Context, st roomStep) {
 	a.reconcileTimers()
 	if st.notifyCall != nil {
 		ctx.Send(a.deps.calls, *st.notifyCall)
-	}
-	if changed {
-		ctx.Send(a.deps.rooms, roomChanged{room: a.room, exists: a.exists})
-	}
-	if st.stop {
-		ctx.Send(a.deps.rooms, roomGone{roomID: a.room.ID})
 	}
 }
 

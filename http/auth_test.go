@@ -63,7 +63,27 @@ func TestAuthRequired(t *testing.T) {
 	if err != nil {
 		t.Fatalf("/ws with a token: %v", err)
 	}
+	// bob reads the room's messages and his own, never those addressed to another user:
+	// an invitation to carol (tagged with her uid) on this topic does not reach him.
+	var carol struct{ ID, Token string }
+	mustOK(t, s.post(t, "/login", "name", "carol"), &carol)
+	mustOK(t, s.do(t, "POST", "/videocall/invite", "application/json",
+		`{"inviterUid":"1","inviteeUid":"`+carol.ID+`","liveRoomId":"`+room.RoomID+`","inviterType":2}`, bearer(alice.Token)...), nil)
+	mustOK(t, s.do(t, "POST", "/live/comment", "application/json",
+		`{"uid":"2","roomId":"`+room.RoomID+`","comment":"hi"}`, bearer(bob.Token)...), nil)
+	_, frame, err := conn.Read(ctx)
+	if err != nil || !strings.Contains(string(frame), `"type":6`) {
+		t.Fatalf("bob's first frame: %s %v, want the comment (type 6), not carol's invitation", frame, err)
+	}
 	conn.CloseNow()
+	if _, res, err := websocket.Dial(ctx, wsURL+"&tags="+carol.ID+"&token="+bob.Token, nil); err == nil || res == nil || res.StatusCode != http.StatusForbidden {
+		t.Fatalf("/ws with another user's tag: %v", err)
+	}
+	own, _, err := websocket.Dial(ctx, wsURL+"&tags="+room.RoomID+","+bob.ID+"&token="+bob.Token, nil)
+	if err != nil {
+		t.Fatalf("/ws with the room's and his own tag: %v", err)
+	}
+	own.CloseNow()
 	mustOK(t, s.do(t, "POST", "/live/leave", "application/json", `{"roomId":"`+room.RoomID+`"}`, bearer(alice.Token)...), nil)
 }
 

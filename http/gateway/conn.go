@@ -73,14 +73,18 @@ func (g *Gateway) serve(c *conn, t *topic, missed []*frame, name string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.helpers.Go(func() { c.readLoop(ctx, cancel) })
 
-	code, reason := c.writeLoop(ctx, missed)
+	end := c.writeLoop(ctx, missed)
 
 	g.unsubscribe(t, c)
-	if code != 0 {
-		if code == websocket.StatusTryAgainLater {
-			g.log.Info("closing slow push client", "topic", name)
-		}
-		_ = ws.Close(code, reason)
+	g.metrics.ended(end.cause)
+	switch end.cause {
+	case EndQueueFull:
+		g.log.Info("closing slow push client", "topic", name)
+	case EndWriteFailed:
+		g.log.Info("dropping stuck push client", "topic", name, "writeTimeout", g.opts.WriteTimeout)
+	}
+	if end.code != 0 {
+		_ = ws.Close(end.code, end.reason)
 	}
 	_ = ws.CloseNow()
 	cancel()
@@ -103,11 +107,28 @@ func (c *conn) readLoop(ctx context.Context, cancel context.CancelFunc) {
 	}
 }
 
+// Why a connection ended, as the label of roomengine_ws_disconnects_total.
+const (
+	EndClientGone   = "client_gone"   // the client closed, went away or missed a ping
+	EndWriteFailed  = "write_failed"  // a write did not finish within WriteTimeout (a stuck client)
+	EndQueueFull    = "queue_full"    // an important frame could not be queued: closed with 1013
+	EndShutdown     = "shutdown"      // the server shut down: closed with 1001
+	EndTopicDeleted = "topic_deleted" // the room's topic was deleted: closed with 1000
+)
+
+// ending is how writeLoop ended: the close code to send (0: none, the socket is gone or
+// stuck) and the cause counted in the metrics.
+type ending struct {
+	code   websocket.StatusCode
+	reason string
+	cause  string
+}
+
 // writeLoop sends the replay, then live frames until the client leaves, the queue
-// overflows or the gateway shuts down. A non-zero code asks serve to close with it.
-func (c *conn) writeLoop(ctx context.Context, missed []*frame) (websocket.StatusCode, string) {
+// overflows, the topic is deleted or the gateway shuts down.
+func (c *conn) writeLoop(ctx context.Context, missed []*frame) ending {
 	if err := c.write(ctx, missed); err != nil {
-		return 0, ""
+		return c.writeFailed(ctx)
 	}
 	ping := time.NewTicker(c.g.opts.PingInterval)
 	defer ping.Stop()
@@ -118,25 +139,34 @@ func (c *conn) writeLoop(ctx context.Context, missed []*frame) (websocket.Status
 			ended := c.q.ended.Load()
 			batch, failed := c.q.take(c.spare)
 			if failed {
-				return websocket.StatusTryAgainLater, reasonQueueFull
+				return ending{websocket.StatusTryAgainLater, reasonQueueFull, EndQueueFull}
 			}
 			err := c.write(ctx, batch)
 			clear(batch) // let the history alone decide how long frames live
 			c.spare = batch[:0]
 			if err != nil {
-				return 0, ""
+				return c.writeFailed(ctx)
 			}
 			if ended {
-				return websocket.StatusNormalClosure, reasonDeleted
+				return ending{websocket.StatusNormalClosure, reasonDeleted, EndTopicDeleted}
 			}
 		case <-ping.C:
 			c.ping(ctx)
 		case <-ctx.Done():
-			return 0, ""
+			return ending{cause: EndClientGone}
 		case <-c.g.shutdown:
-			return websocket.StatusGoingAway, reasonShutdown
+			return ending{websocket.StatusGoingAway, reasonShutdown, EndShutdown}
 		}
 	}
+}
+
+// writeFailed classifies a failed write: after the client left, the write fails because of
+// that; otherwise the client stopped taking data (no close frame can get through then).
+func (c *conn) writeFailed(ctx context.Context) ending {
+	if ctx.Err() != nil {
+		return ending{cause: EndClientGone}
+	}
+	return ending{cause: EndWriteFailed}
 }
 
 // write sends frames in order, each within WriteTimeout. It stops early once the queue

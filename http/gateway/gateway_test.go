@@ -216,7 +216,8 @@ func TestRequestErrors(t *testing.T) {
 }
 
 func TestDeleteTopic(t *testing.T) {
-	g, srv := startGateway(t, Options{})
+	reg := prometheus.NewRegistry()
+	g, srv := startGateway(t, Options{Registerer: reg})
 	g.Publish(comment("gone", 1))
 	g.Publish(comment("gone", 2))
 	g.DeleteTopic("gone")
@@ -249,6 +250,9 @@ func TestDeleteTopic(t *testing.T) {
 		st := g.Stats()
 		return st.Topics == 0 && st.Connections == 0
 	})
+	if got := gatheredValue(t, reg, "roomengine_ws_disconnects_total", EndTopicDeleted); got != 1 {
+		t.Fatalf("topic_deleted disconnects = %v, want 1", got)
+	}
 
 	g.CreateTopic("idle") // a no-op: nothing to hold yet
 	if n := g.Stats().Topics; n != 0 {
@@ -382,6 +386,33 @@ func TestSlowClientShedsLikesBeforeCommentsThenCloses1013(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("replay after reconnect: %v, want %v", got, want)
+	}
+	waitUntil(t, "the disconnect to be counted", func() bool {
+		return gatheredValue(t, reg, "roomengine_ws_disconnects_total", EndQueueFull) == 1
+	})
+}
+
+// A client that stops reading altogether blocks the writer; after WriteTimeout the
+// connection is dropped (no close frame can get through a full socket) and counted as
+// write_failed, so operators can tell stuck clients from clients that left.
+func TestStuckClientIsDroppedAfterWriteTimeout(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	g := New(Options{WriteTimeout: 200 * time.Millisecond, PingInterval: time.Hour, Logger: quietLogger(), Registerer: reg})
+	srv := httptest.NewUnstartedServer(g)
+	srv.Listener = pinnedSendBuffers{srv.Listener}
+	srv.Start()
+	t.Cleanup(func() { stopGateway(t, g, srv) })
+
+	c := dial(t, srv, "topic=r1") // never reads
+	defer c.CloseNow()
+	waitSubscribers(t, g, "r1", 1)
+	g.Publish(push("r1", "r1", 5, 9, fmt.Sprintf(`{"pad":"%s"}`, strings.Repeat("x", 1<<20))))
+	waitUntil(t, "the stuck client to be dropped", func() bool { return g.Subscribers("r1") == 0 })
+	if got := gatheredValue(t, reg, "roomengine_ws_disconnects_total", EndWriteFailed); got != 1 {
+		t.Fatalf("write_failed disconnects = %v, want 1", got)
+	}
+	if got := gatheredValue(t, reg, "roomengine_ws_disconnects_total", EndClientGone); got != 0 {
+		t.Fatalf("client_gone disconnects = %v, want 0", got)
 	}
 }
 

@@ -27,6 +27,7 @@ type metrics struct {
 	shedCtr     prometheus.Counter
 	droppedCtr  prometheus.Counter
 	closedCtr   prometheus.Counter
+	endings     *prometheus.CounterVec
 	connections atomic.Int64
 	nPublished  atomic.Uint64
 	nSent       atomic.Uint64
@@ -52,7 +53,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "roomengine_push_dropped_total",
 		Help: "Frames that did not reach a client, by reason.",
 	}, []string{"reason"})
+	endings := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "roomengine_ws_disconnects_total",
+		Help: "WebSocket push connections that ended, by cause.",
+	}, []string{"cause"})
+	for _, cause := range []string{EndClientGone, EndWriteFailed, EndQueueFull, EndShutdown, EndTopicDeleted} {
+		endings.WithLabelValues(cause) // exported at zero from the start
+	}
 	if reg != nil {
+		endings = register(reg, endings)
 		connGauge = register(reg, connGauge)
 		published = register(reg, published)
 		framesSent = register(reg, framesSent)
@@ -60,6 +69,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	return &metrics{
 		connGauge:  connGauge,
+		endings:    endings,
 		published:  published,
 		framesSent: framesSent,
 		// Resolving the labels once also exports every reason at zero from the start,
@@ -89,6 +99,8 @@ func (m *metrics) connOpened() {
 	m.connections.Add(1)
 	m.connGauge.Inc()
 }
+
+func (m *metrics) ended(cause string) { m.endings.WithLabelValues(cause).Inc() }
 
 func (m *metrics) connClosed() {
 	m.connections.Add(-1)

@@ -349,7 +349,7 @@ func (r *roomRegistry) render(room Room) []byte {
 	if room.Ended() {
 		return nil
 	}
-	b, err := marshalJSON(ViewOf(room, r.deps.urls))
+	b, err := MarshalJSON(ViewOf(room, r.deps.urls))
 	if err != nil {
 		panic("actors: encode room view: " + err.Error()) // plain strings and numbers
 	}

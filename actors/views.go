@@ -107,9 +107,9 @@ type pushBody struct {
 	Time int64 `json:"time"`
 }
 
-// marshalJSON encodes v as Node's JSON.stringify does, without escaping &, < and > (a URL
+// MarshalJSON encodes v as Node's JSON.stringify does, without escaping &, < and > (a URL
 // with auth_key keeps its "&"; old clients may compare URLs byte for byte).
-func marshalJSON(v any) ([]byte, error) {
+func MarshalJSON(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -121,7 +121,7 @@ func marshalJSON(v any) ([]byte, error) {
 
 // EncodePush builds the message every backend delivers: {"data", "type", "time"}.
 func EncodePush(topic, tag string, importance, typ int, data any, now time.Time) Push {
-	body, err := marshalJSON(pushBody{Data: data, Type: typ, Time: now.UnixMilli()})
+	body, err := MarshalJSON(pushBody{Data: data, Type: typ, Time: now.UnixMilli()})
 	if err != nil {
 		// Payloads are plain structs of strings and numbers; this cannot fail.
 		panic("actors: encode push: " + err.Error())

@@ -1,11 +1,12 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
 	"hash/maphash"
 	"slices"
 	"sync"
+
+	"roomengine/actors"
 )
 
 // frame is one encoded push as every subscriber of its topic receives it. The bytes are
@@ -31,26 +32,15 @@ type wireFrame struct {
 // upstream, but dropping the message would hide it from clients and from the seq order.
 func encodeFrame(topic string, seq uint64, tag string, importance int, body []byte) ([]byte, bool) {
 	w := wireFrame{Topic: topic, Seq: seq, Tag: tag, Importance: importance, Message: body}
-	if b, err := marshal(w); err == nil {
+	if b, err := actors.MarshalJSON(w); err == nil {
 		return b, true
 	}
-	s, _ := marshal(string(body))
+	s, _ := actors.MarshalJSON(string(body))
 	w.Message = s
-	b, _ := marshal(w)
+	b, _ := actors.MarshalJSON(w)
 	return b, false
 }
 
-// marshal leaves <, > and & alone: the frame is not HTML, and the body should reach clients
-// byte for byte as it would through MNS.
-func marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
 
 // topic is the per-room state. Everything in it is guarded by mu, which is also what makes
 // replay and live delivery seamless: a subscriber is added and the history copied in the

@@ -383,3 +383,46 @@ func TestListAfterPushSeesTheChange(t *testing.T) {
 		})
 	}
 }
+
+// A store that times out after carrying out the write (a Redis that hung and then ran the
+// command): the creation is answered 503, and the room that landed in the store anyway is
+// deleted once the store works again, so it does not reappear after a restart.
+func TestFailedCreationIsUndoneInTheStore(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	host := mustLogin(t, h.eng, "host")
+	h.store.mu.Lock()
+	h.store.timeoutAfterWrite = context.DeadlineExceeded
+	h.store.mu.Unlock()
+	if _, err := h.eng.CreateRoom(bg, host.ID, ""); codeOf(err) != CodeUnavailable {
+		t.Fatalf("create during the hang: %v, want 503", err)
+	}
+	stored := func() int {
+		rooms, _ := h.store.LoadRooms(bg)
+		return len(rooms)
+	}
+	if n := stored(); n != 1 {
+		t.Fatalf("%d rooms in the store: the fake should have carried out the write", n)
+	}
+	h.clock.Advance(time.Second) // the store still fails: the delete is retried
+	h.store.mu.Lock()
+	h.store.timeoutAfterWrite = nil
+	h.store.mu.Unlock()
+	for range 3 {
+		h.clock.Advance(5 * time.Second)
+	}
+	waitFor(t, "the room to be deleted from the store", func() bool { return stored() == 0 })
+	if n := len(listAll(t, h.eng)); n != 0 {
+		t.Fatalf("%d rooms listed", n)
+	}
+	// A later creation is not touched.
+	room, err := h.eng.CreateRoom(bg, host.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		h.clock.Advance(5 * time.Second)
+	}
+	if _, err := h.eng.Room(bg, room.ID); err != nil || stored() != 1 {
+		t.Fatalf("the next room: %v, %d stored", err, stored())
+	}
+}

@@ -23,7 +23,10 @@ type memStore struct {
 	audiences map[string]map[string]User
 	calls     map[string]Call
 	fail      error // when set, every write fails with it
-	writes    int
+	// timeoutAfterWrite, when set, makes every write apply and then fail with it, like a
+	// store that timed out although the command was (or will be) carried out.
+	timeoutAfterWrite error
+	writes            int
 }
 
 func newMemStore() *memStore {
@@ -41,7 +44,7 @@ func (s *memStore) write(f func()) error {
 	}
 	s.writes++
 	f()
-	return nil
+	return s.timeoutAfterWrite
 }
 
 func (s *memStore) CreateUser(_ context.Context, name string) (u User, err error) {

@@ -189,6 +189,7 @@ func (a *roomActor) handle(ctx actor.Context, req roomRequest) {
 		ctx.Respond(roomReply{room: a.room, err: ErrStoreUnavailable(err)})
 		if !a.exists {
 			ctx.Send(a.deps.rooms, roomGone{roomID: st.next.ID}) // a creation that failed leaves nothing
+			undoCreation(a.deps, st.next.ID, 0, false)
 		}
 		return
 	}
@@ -338,4 +339,30 @@ func (a *roomActor) cancel(kind timerKind) {
 func (a *roomActor) cancelTimers() {
 	a.cancel(timerNoPublish)
 	a.cancel(timerTopicDelete)
+}
+
+// undoCreation deletes from the store a room whose creation was answered 503. A store that
+// timed out may still apply the write later (a Redis that hung runs the command when it
+// resumes), and a room its host was told does not exist must not reappear after a restart.
+// The delete is retried with backoff until the store takes it (for about an hour at most),
+// then made once more a second later, because the original write may land after the first
+// delete. Room ids are random and never reused, so the delete cannot hit another room.
+func undoCreation(deps *roomDeps, id string, attempt int, deleted bool) {
+	const maxAttempts = 720
+	delay := min(time.Second<<min(attempt, 3), 5*time.Second)
+	deps.clock.AfterFunc(delay, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), deps.storeTimeout)
+		err := deps.store.DeleteRoom(ctx, id)
+		cancel()
+		switch {
+		case err == nil && deleted:
+			deps.log.Info("undone a room creation that had failed", "room", id)
+		case err == nil:
+			undoCreation(deps, id, 0, true)
+		case attempt+1 < maxAttempts:
+			undoCreation(deps, id, attempt+1, deleted)
+		default:
+			deps.log.Error("could not undo a room creation that had failed; the room may reappear after a restart", "room", id, "err", err)
+		}
+	})
 }

@@ -143,8 +143,8 @@ func (l *legacyImport) run(ctx context.Context) error {
 	defer store.Close()
 	importer, ok := store.(userImporter)
 	if !ok && !l.dryRun {
-		return fmt.Errorf("store %s cannot import users with their ids yet; import into store: redis "+
-			"(nothing was written)", l.cfg.Store)
+		// Both stores can; this guards a store added later without that ability.
+		return fmt.Errorf("store %s cannot import users with their ids (nothing was written)", l.cfg.Store)
 	}
 
 	plan, err := l.plan(ctx, store, data)

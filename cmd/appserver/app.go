@@ -282,8 +282,8 @@ func (a *app) shutdownEngine() {
 	}
 }
 
-// gatewayURLs points topicLocation at the built-in gateway when no MNS endpoint is set, so a
-// client always gets a place to subscribe.
+// gatewayURLs points topicLocation at the built-in gateway unless messages go to MNS, so a
+// client always gets the place where its messages are.
 type gatewayURLs struct {
 	*aliyun.URLBuilder
 	wsBase string
@@ -300,7 +300,11 @@ func newURLs(cfg *config.Config) actors.URLs {
 	b := &aliyun.URLBuilder{
 		AppName: cfg.AppName, RtmpHost: cfg.RtmpHost, PlayHost: cfg.PlayHost,
 		TemplateName: cfg.Videocall.TemplateName, AuthKey: cfg.AuthKey, CenterPush: cfg.IsCenterPush,
-		TopicBase: aliyun.MNSEndpoint(cfg.Ali.OwnerID, cfg.MNSRegionName(), cfg.Ali.MNSEndpoint),
+	}
+	// topicLocation names the MNS topic only when messages go there: with WebSocket push
+	// alone it is this server's /ws URL, even if the Aliyun account is configured.
+	if cfg.HasPush(config.PushMNS) {
+		b.TopicBase = aliyun.MNSEndpoint(cfg.Ali.OwnerID, cfg.MNSRegionName(), cfg.Ali.MNSEndpoint)
 	}
 	base := strings.TrimSuffix(cfg.HTTP.PublicURL, "/")
 	if base == "" {

@@ -162,12 +162,23 @@ func (a *callActor) admit(ctx actor.Context, req admitRequest) {
 	if call.Inviter.Type == TypeHost {
 		topic = call.Inviter.RoomID
 	}
-	a.deps.publisher.Publish(EncodePush(topic, call.Inviter.UID, 4, 2, acceptedData{
-		InviteeUID: call.Invitee.UID, InviteeName: call.Invitee.Name,
-		InviteeRoomID: call.Invitee.RoomID, InviterRoomID: call.Inviter.RoomID,
-		InviteePlayURL: a.deps.urls.ShortDelayPlayURL(call.Invitee.RoomID), RtmpURL: rooms[0].PushURL,
-		Type: call.Layout, InviterType: call.Inviter.Type, InviteeType: call.Invitee.Type, Status: 1,
-	}, a.deps.clock.Now()))
+	// Push 2 is sent by the room itself, so it is ordered with the room's own end: a host who
+	// left while this accept was being admitted has already had its type 8 pushed, and then
+	// the room refuses, the admission is undone and the accept answers 2003.
+	announce := evAnnounceCall{callID: id, push: outPush{topic: topic, tag: call.Inviter.UID, importance: 4, typ: 2,
+		data: acceptedData{
+			InviteeUID: call.Invitee.UID, InviteeName: call.Invitee.Name,
+			InviteeRoomID: call.Invitee.RoomID, InviterRoomID: call.Inviter.RoomID,
+			InviteePlayURL: a.deps.urls.ShortDelayPlayURL(call.Invitee.RoomID), RtmpURL: rooms[0].PushURL,
+			Type: call.Layout, InviterType: call.Inviter.Type, InviteeType: call.Invitee.Type, Status: 1,
+		}}}
+	if _, err := a.ask(ctx, a.deps.rooms, roomRequest{roomID: topic, ev: announce}); err != nil {
+		if err := a.save(call, true); err != nil {
+			a.deps.log.Warn("snapshot of an undone call not deleted", "call", id, "err", err)
+		}
+		fail(err)
+		return
+	}
 	ctx.Respond(admitReply{call: call, inviterRoom: rooms[0], inviteeRoom: rooms[1]})
 	a.apply(ctx, stepCall(a.call, evCallStart{}, a.deps.urls.MixPlayURL))
 }

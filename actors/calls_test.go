@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Fifty viewers accept an invitation to the same host room at once: exactly one call is
@@ -248,4 +249,66 @@ func TestAdmissionRefusals(t *testing.T) {
 	if len(calls) != 1 {
 		t.Fatalf("%d calls stored, want 1", len(calls))
 	}
+}
+
+// An accept racing the host's leave: either the accept wins (push 2 before the room's 8, the
+// call then closes because the room ended) or the leave wins (the accept answers 2003 and
+// leaves nothing). Never "accepted" for a room whose end was already announced.
+func TestAcceptRacingHostLeave(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	const rounds = 40
+	wins := 0
+	for i := range rounds {
+		host := mustLogin(t, h.eng, fmt.Sprint("host", i))
+		room, err := h.eng.CreateRoom(bg, host.ID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		viewers := make([]User, 4)
+		for j := range viewers {
+			viewers[j] = mustLogin(t, h.eng, fmt.Sprint("viewer", i, "-", j))
+		}
+		codes := make([]int, len(viewers))
+		var wg sync.WaitGroup
+		for j, v := range viewers {
+			wg.Go(func() {
+				_, err := h.eng.Feedback(bg, FeedbackRequest{Status: FeedbackAccept, InviterUID: host.ID,
+					InviteeUID: v.ID, InviterType: TypeHost, InviteeType: TypeViewer})
+				codes[j] = codeOf(err)
+			})
+		}
+		wg.Go(func() {
+			// Staggered so that the leave lands at every point of an admission in some round.
+			time.Sleep(time.Duration(i%10) * 150 * time.Microsecond)
+			_ = h.eng.Leave(bg, room.ID)
+		})
+		wg.Wait()
+		types := h.pub.types(room.ID)
+		end := slices.Index(types, 8)
+		if end < 0 {
+			t.Fatalf("round %d: no type 8 on the host room: %v", i, types)
+		}
+		if slices.Contains(types[end+1:], 2) {
+			t.Fatalf("round %d: push 2 after the room's type 8: %v (accept codes %v)", i, types, codes)
+		}
+		accepted := 0
+		for _, c := range codes {
+			switch c {
+			case CodeOK:
+				accepted++
+			case CodeInCall, CodeNoSuchRoom, CodeBadState: // 4000: the host had no room any more
+			default:
+				t.Fatalf("round %d: accept code %d", i, c)
+			}
+		}
+		if n := slices.Index(types, 2); (n >= 0) != (accepted == 1) || accepted > 1 {
+			t.Fatalf("round %d: %d accepts answered 200, pushes %v", i, accepted, types)
+		}
+		wins += accepted
+	}
+	waitFor(t, "every call to end with its host room", func() bool {
+		calls, _ := h.store.LoadCalls(bg)
+		return len(calls) == 0 && len(listAll(t, h.eng)) == 0
+	})
+	t.Logf("the accept won %d of %d rounds", wins, rounds)
 }

@@ -52,6 +52,12 @@ type (
 		mixed       *bool
 		mixedStatus *int
 	}
+	// evAnnounceCall has the room push its call's "accepted" message (type 2) if it is still
+	// live and in that call; otherwise it is refused (2003) and the admission is undone.
+	evAnnounceCall struct {
+		callID string
+		push   outPush
+	}
 	// queryRoom reads the room; it changes nothing.
 	queryRoom struct{}
 	// evRoomMixResult is a MixResult callback for a room that is in no call.
@@ -230,6 +236,13 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 		if r.Type == TypeHost {
 			st.pushes = []outPush{{topic: r.ID, tag: r.ID, importance: 5, typ: 16, data: mixStatusOf(e.notice)}}
 		}
+
+	case evAnnounceCall:
+		if !live || r.CallID != e.callID {
+			st.err = ErrNoSuchRoom(r.ID)
+			return st
+		}
+		st.pushes = []outPush{e.push}
 
 	case evCallFlags:
 		if !live || r.CallID != e.callID {

@@ -384,6 +384,9 @@ func TestRoomInCallTable(t *testing.T) {
 		{"publish goes to every host room", "created", evPublish{}, want{callID: "C", save: true, isMixed: true, mixedSet: 1, topics: "9@abcdef0123 9@hostroom02"}},
 		{"publish_done goes to every host room", "publishing", evPublishDone{}, want{callID: "C", save: true, isMixed: true, mixedSet: 1, topics: "10@abcdef0123 10@hostroom02"}},
 		{"mix-available tells the call", "publishing", evMixAvailable{}, want{callID: "C", save: true, isMixed: true, mixedSet: 1, notify: "actors.evCallMixReady"}},
+		{"announce its call's accept (push 2)", "publishing", evAnnounceCall{callID: "C", push: outPush{topic: "abcdef0123", tag: "1", importance: 4, typ: 2}}, want{callID: "C", isMixed: true, mixedSet: 1, topics: "2@abcdef0123"}},
+		{"announce on a room that ended first", "ended", evAnnounceCall{callID: "C", push: outPush{topic: "abcdef0123", typ: 2}}, want{err: CodeNoSuchRoom, callID: "C", isMixed: true, mixedSet: 1}},
+		{"announce another call's accept", "publishing", evAnnounceCall{callID: "D", push: outPush{topic: "abcdef0123", typ: 2}}, want{err: CodeNoSuchRoom, callID: "C", isMixed: true, mixedSet: 1}},
 		{"leave ends the room and tells the call", "publishing", evLeave{}, want{callID: "C", save: true, ended: true, isMixed: true, mixedSet: 1, topics: "8@abcdef0123", notify: "actors.evCallClose"}},
 	}
 	for _, c := range cases {

@@ -192,19 +192,34 @@ func (c *conn) write(ctx context.Context, frames []*frame) error {
 		return nil
 	}
 	c.raw.begin()
+	pending := 0 // bytes collected since the last flush
 	for _, f := range frames {
 		if c.q.failed.Load() {
 			break
 		}
-		// Into memory: no deadline needed, the flush below carries it.
+		// Into memory: no deadline needed, the flush carries it.
 		if err := c.ws.Write(ctx, websocket.MessageText, f.data); err != nil {
 			_ = c.raw.flush(time.Now().Add(c.g.opts.WriteTimeout))
 			return err
 		}
 		sent++
+		// A batch leaves in chunks, each with its own deadline: a client that reads slowly
+		// but steadily keeps up chunk by chunk (its queue sheds and, at worst, it is told
+		// 1013), instead of being cut off because a whole megabyte batch took over
+		// WriteTimeout.
+		if pending += len(f.data); pending >= flushChunk {
+			if err := c.raw.flush(time.Now().Add(c.g.opts.WriteTimeout)); err != nil {
+				return err
+			}
+			c.raw.begin()
+			pending = 0
+		}
 	}
 	return c.raw.flush(time.Now().Add(c.g.opts.WriteTimeout))
 }
+
+// flushChunk is how many bytes of frames a writer collects before it writes them out.
+const flushChunk = 64 << 10
 
 // ping runs beside the writer because Ping waits for the pong, and a frame burst must not
 // wait behind a round trip. A client that does not answer within one interval is cut off.

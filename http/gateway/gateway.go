@@ -22,8 +22,8 @@ type Options struct {
 	HistorySize int
 	// QueueSize bounds the frames waiting for each connection's writer. Default 256.
 	QueueSize int
-	// WriteTimeout bounds writing one frame; a client that cannot take it in time is
-	// disconnected. Default 5s.
+	// WriteTimeout bounds each socket write: one chunk of up to 64 KiB of frames (or one
+	// larger frame). A client that cannot take it in time is disconnected. Default 5s.
 	WriteTimeout time.Duration
 	// PingInterval is how often idle and busy connections alike are pinged; a client that
 	// does not answer within the interval is disconnected. Default 20s.

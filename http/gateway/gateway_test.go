@@ -416,6 +416,36 @@ func TestStuckClientIsDroppedAfterWriteTimeout(t *testing.T) {
 	}
 }
 
+// A client that reads slowly but steadily (here about 1.6 MB/s) is not mistaken for a stuck
+// one: a 4 MB backlog leaves in 64 KiB chunks, each within WriteTimeout, and every frame
+// arrives. Written as one batch under one deadline, it would be cut off after WriteTimeout.
+func TestSlowSteadyReaderKeepsUp(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	g := New(Options{QueueSize: 1024, WriteTimeout: time.Second, PingInterval: time.Hour,
+		SeqOrigin: zeroOrigin, Logger: quietLogger(), Registerer: reg})
+	srv := httptest.NewUnstartedServer(g)
+	srv.Listener = pinnedSendBuffers{srv.Listener}
+	srv.Start()
+	t.Cleanup(func() { stopGateway(t, g, srv) })
+
+	c := dial(t, srv, "topic=r1")
+	waitSubscribers(t, g, "r1", 1)
+	const frames = 500
+	pad := strings.Repeat("x", 8<<10)
+	for i := range frames {
+		g.Publish(push("r1", "r1", 8, 6, fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, pad)))
+	}
+	for want := uint64(1); want <= frames; want++ {
+		if f := readFrame(t, c); f.Seq != want {
+			t.Fatalf("frame seq %d, want %d", f.Seq, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := gatheredValue(t, reg, "roomengine_ws_disconnects_total", EndWriteFailed); got != 0 {
+		t.Fatalf("write_failed disconnects = %v, want 0", got)
+	}
+}
+
 func onlyConn(t *testing.T, g *Gateway) *conn {
 	t.Helper()
 	// A connection is subscribed before its handshake and tracked only once it is served,

@@ -41,7 +41,6 @@ func encodeFrame(topic string, seq uint64, tag string, importance int, body []by
 	return b, false
 }
 
-
 // topic is the per-room state. Everything in it is guarded by mu, which is also what makes
 // replay and live delivery seamless: a subscriber is added and the history copied in the
 // same critical section that Publish uses to assign seq and fan out.

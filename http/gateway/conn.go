@@ -43,6 +43,14 @@ type conn struct {
 // t.seq is in missed, every later one goes to the queue.
 func (g *Gateway) subscribe(name string, tags []string, since uint64, replay bool) (*conn, *topic, []*frame) {
 	c := &conn{g: g, tags: tags, q: newQueue(g.opts.QueueSize)}
+	if missed, ok := g.topics.deleted(name, since, tags, replay); ok {
+		// The room's topic was deleted a moment ago: replay what the client missed, then
+		// close with 1000 "topic deleted", as its connection would have been closed. The
+		// connection belongs to no topic (a detached, dead one makes release a no-op).
+		c.q.end()
+		g.metrics.connOpened()
+		return c, &topic{name: name, dead: true}, missed
+	}
 	t := g.topics.lock(name)
 	var missed []*frame
 	if replay {

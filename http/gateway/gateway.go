@@ -35,6 +35,9 @@ type Options struct {
 	// of silently skipping its first frames. A topic would have to publish more than one
 	// frame per microsecond of its life to break this. Tests set a fixed origin.
 	SeqOrigin func() uint64
+	// DeletedTopicGrace is how long a deleted topic's history stays for clients that
+	// reconnect with since (they get the frames they missed, then a close). Default 1m.
+	DeletedTopicGrace time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the gateway's metrics; nil registers none.
@@ -76,13 +79,16 @@ func New(opts Options) *Gateway {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.DeletedTopicGrace <= 0 {
+		opts.DeletedTopicGrace = time.Minute
+	}
 	if opts.SeqOrigin == nil {
 		opts.SeqOrigin = clockOrigin
 	}
 	return &Gateway{
 		opts:     opts,
 		log:      opts.Logger,
-		topics:   newTopics(opts.SeqOrigin),
+		topics:   newTopics(opts.SeqOrigin, opts.DeletedTopicGrace),
 		metrics:  newMetrics(opts.Registerer),
 		conns:    make(map[*conn]struct{}),
 		shutdown: make(chan struct{}),

@@ -639,3 +639,49 @@ func TestSinceFromAPreviousServerReplaysTheNewHistory(t *testing.T) {
 		t.Fatalf("seqs before the restart %v, replayed after it %v: want the new life above the old", seen, replayed)
 	}
 }
+
+// A client that was away when the room's topic was deleted (a room that expired, say) and
+// reconnects with since gets what it missed, the type 8 included, then close 1000 — not
+// silence on a fresh, empty topic. Without since it is told at once. After the grace the
+// name is a new, empty topic again.
+func TestReconnectAfterTopicDeletion(t *testing.T) {
+	g, srv := startGateway(t, Options{DeletedTopicGrace: 300 * time.Millisecond})
+	c := dial(t, srv, "topic=r1")
+	waitSubscribers(t, g, "r1", 1)
+	g.Publish(comment("r1", 1))
+	if got := readSeqs(t, c, 1); got[0] != 1 {
+		t.Fatalf("first frame %v", got)
+	}
+	c.CloseNow() // the client drops off
+	waitSubscribers(t, g, "r1", 0)
+	g.Publish(comment("r1", 2))
+	g.Publish(push("r1", "r1", 5, 8, `{"roomId":"r1"}`)) // the room ended
+	g.DeleteTopic("r1")
+
+	expectClosed := func(c *websocket.Conn) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+			t.Fatalf("after the replay: %v, want close 1000", err)
+		}
+	}
+	again := dial(t, srv, "topic=r1&since=1")
+	if got := readSeqs(t, again, 2); !slices.Equal(got, []uint64{2, 3}) {
+		t.Fatalf("replay after the deletion: %v, want [2 3]", got)
+	}
+	expectClosed(again)
+	expectClosed(dial(t, srv, "topic=r1"))
+
+	waitUntil(t, "the grace to pass", func() bool {
+		_, deleted := g.topics.deleted("r1", 0, nil, false)
+		return !deleted
+	})
+	fresh := dial(t, srv, "topic=r1&since=1")
+	waitSubscribers(t, g, "r1", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, b, err := fresh.Read(ctx); err == nil || websocket.CloseStatus(err) != -1 {
+		t.Fatalf("after the grace: %s %v, want an open, silent connection", b, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"sync"
+	"time"
 
 	"roomengine/actors"
 )
@@ -106,17 +107,27 @@ type topics struct {
 	seed   maphash.Seed
 	shards [shardCount]shard
 	origin func() uint64
+	grace  time.Duration // how long a deleted topic's last frames stay for reconnects
 }
 
 type shard struct {
-	mu sync.Mutex
-	m  map[string]*topic
+	mu    sync.Mutex
+	m     map[string]*topic
+	tombs map[string]*tombstone // deleted topics, for grace
 }
 
-func newTopics(origin func() uint64) *topics {
-	ts := &topics{seed: maphash.MakeSeed(), origin: origin}
+// tombstone is what remains of a deleted topic for a while: its history, so that a client
+// that was away when the room ended and reconnects with since still gets the frames it
+// missed (the type 8 above all) and then a close, instead of silence on an empty topic.
+type tombstone struct {
+	frames []*frame // oldest first
+}
+
+func newTopics(origin func() uint64, grace time.Duration) *topics {
+	ts := &topics{seed: maphash.MakeSeed(), origin: origin, grace: grace}
 	for i := range ts.shards {
 		ts.shards[i].m = make(map[string]*topic)
+		ts.shards[i].tombs = make(map[string]*tombstone)
 	}
 	return ts
 }
@@ -179,6 +190,34 @@ func (ts *topics) delete(name string) {
 	}
 	t.dead = true
 	delete(s.m, name)
+	tomb := &tombstone{frames: t.missed(0, nil)}
+	s.tombs[name] = tomb
+	time.AfterFunc(ts.grace, func() {
+		s.mu.Lock()
+		if s.tombs[name] == tomb {
+			delete(s.tombs, name)
+		}
+		s.mu.Unlock()
+	})
+}
+
+// deleted reports whether name is a recently deleted topic with no new life yet, and then
+// the frames a subscriber with since (replay) missed before the deletion.
+func (ts *topics) deleted(name string, since uint64, tags []string, replay bool) ([]*frame, bool) {
+	s := ts.shard(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tomb := s.tombs[name]
+	if tomb == nil || s.m[name] != nil {
+		return nil, false
+	}
+	var missed []*frame
+	for _, f := range tomb.frames {
+		if replay && f.seq > since && tagMatch(tags, f.tag) {
+			missed = append(missed, f)
+		}
+	}
+	return missed, true
 }
 
 func (ts *topics) count() int {

@@ -40,6 +40,8 @@ type CallSide struct {
 	Name   string `json:"name"`
 	Type   int    `json:"type"` // 1 viewer (in a co-stream room made for the call), 2 host
 	Ready  bool   `json:"ready"`
+	// Announced is true once push 17 went out for this room in this call.
+	Announced bool `json:"announced,omitempty"`
 }
 
 // MixLeg is one CDN mix: one per host side (SPEC §4), main = that host's room.
@@ -188,19 +190,24 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 		}
 		// A repeat is a redelivery, except after a failed Start: then it means the stream is
 		// available (again) and the mix is retried.
-		if s.Ready && n.Phase != PhaseFailed {
+		if (s.Announced && n.Phase != PhaseFailed) || n.Phase == PhaseClosing {
 			return st
 		}
 		s.Ready, st.changed = true, true
-		for _, topic := range n.liveHostRooms() {
-			st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 17,
-				data: mixAvailableData{RoomID: s.RoomID, Type: s.Type}})
-		}
+		announce(&st, s)
 		if n.Phase == PhaseWaiting || n.Phase == PhaseFailed {
 			startIfReady(&st)
 		}
 
 	case evCallStart:
+		// Right after admission: a room whose stream was mix-ready before the call gets its
+		// 17 now, so every call announces each room once whatever the order.
+		for _, s := range []*CallSide{&n.Inviter, &n.Invitee} {
+			if s.Ready && !s.Announced {
+				st.changed = true
+				announce(&st, s)
+			}
+		}
 		if n.Phase == PhaseWaiting {
 			startIfReady(&st)
 		}
@@ -306,6 +313,15 @@ func (c *Call) recordResult(n MixResultNotice) bool {
 	}
 	c.Results = append(c.Results, key)
 	return true
+}
+
+// announce pushes 17 (the room's mix stream is available) to the call's live host rooms.
+func announce(st *callStep, s *CallSide) {
+	s.Announced = true
+	for _, topic := range st.next.liveHostRooms() {
+		st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 17,
+			data: mixAvailableData{RoomID: s.RoomID, Type: s.Type}})
+	}
 }
 
 // startIfReady sends Start for every leg not running yet once both rooms are mix-ready.

@@ -20,8 +20,15 @@ func hostHostCall() Call {
 		CallSide{RoomID: roomB, UID: "2", Name: "bob", Type: TypeHost}, t0)
 }
 
-// callIn builds a host–host call in one of the phases of docs/state-machines.md.
+// callIn builds a host–host call in one of the phases of docs/state-machines.md. A room
+// marked ready has had its 17 in the call.
 func callIn(phase string) Call {
+	c := callInPhase(phase)
+	c.Inviter.Announced, c.Invitee.Announced = c.Inviter.Ready, c.Invitee.Ready
+	return c
+}
+
+func callInPhase(phase string) Call {
 	c := hostHostCall()
 	switch phase {
 	case "waiting":
@@ -451,4 +458,37 @@ func sortedKeys(m map[string]int) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Push 17 goes out once per room per call, whatever the order: a room whose stream was
+// mix-ready before the accept is announced right after admission (with the Start), and its
+// later mix-available callbacks change nothing.
+func TestMixAvailableAnnouncedOncePerCall(t *testing.T) {
+	c := hostHostCall()
+	c.Inviter.Ready, c.Invitee.Ready = true, true // both mix-ready before the call
+	st := stepCall(c, evCallStart{}, mixURL)
+	if got := summary(st); got != "17@a 17@b 17@a 17@b start:0 start:1" {
+		t.Fatalf("admission of two ready rooms: %s", got)
+	}
+	again := stepCall(st.next, evCallMixReady{roomID: roomA}, mixURL)
+	if got := summary(again); got != "" {
+		t.Fatalf("mix-available after the announcement: %s", got)
+	}
+
+	// One room ready before the call, the other not: that one is announced at admission,
+	// the other when its callback comes — and then the mix starts.
+	c = hostHostCall()
+	c.Inviter.Ready = true
+	st = stepCall(c, evCallStart{}, mixURL)
+	if got := summary(st); got != "17@a 17@b" {
+		t.Fatalf("admission with A ready: %s", got)
+	}
+	st = stepCall(st.next, evCallMixReady{roomID: roomA}, mixURL)
+	if got := summary(st); got != "" {
+		t.Fatalf("A's repeated mix-available: %s", got)
+	}
+	st = stepCall(st.next, evCallMixReady{roomID: roomB}, mixURL)
+	if got := summary(st); got != "17@a 17@b start:0 start:1" {
+		t.Fatalf("B's mix-available: %s", got)
+	}
 }

@@ -213,11 +213,8 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 		}
 
 	case evStartAnswered:
-		if e.leg < 0 || e.leg >= len(n.Legs) {
-			return st
-		}
-		leg := &n.Legs[e.leg]
-		if leg.State != legStarting || leg.Attempt != e.attempt {
+		leg := n.answeredLeg(e.leg, e.attempt, legStarting)
+		if leg == nil {
 			return st // stale or duplicate answer
 		}
 		st.changed = true
@@ -238,11 +235,8 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 		}
 
 	case evStopAnswered:
-		if e.leg < 0 || e.leg >= len(n.Legs) {
-			return st
-		}
-		leg := &n.Legs[e.leg]
-		if leg.State != legStopping || leg.Attempt != e.attempt {
+		leg := n.answeredLeg(e.leg, e.attempt, legStopping)
+		if leg == nil {
 			return st
 		}
 		// A Stop that failed for good is recorded; the call still ends (the actor already
@@ -289,6 +283,15 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 		finishClose(&st)
 	}
 	return st
+}
+
+// answeredLeg is the leg an answer is for, or nil when the answer is stale or repeated: the
+// leg is not waiting for it (state) or a later attempt was made since.
+func (c *Call) answeredLeg(i, attempt int, state string) *MixLeg {
+	if i < 0 || i >= len(c.Legs) || c.Legs[i].State != state || c.Legs[i].Attempt != attempt {
+		return nil
+	}
+	return &c.Legs[i]
 }
 
 // startOutcomeUnknown reports whether a failed Start may still have started the mix: only

@@ -155,6 +155,11 @@ type Push struct {
 	Importance int
 	Type       int
 	Body       []byte
+	// Fence is the ownership token of the room or call that sends the push (zero in
+	// single-node mode, and for pushes no entity owns, such as invitations). A cluster
+	// backend refuses a push whose fence is stale, so a node that lost a room sends nothing
+	// more for it.
+	Fence Fence
 }
 
 // Publisher delivers pushes. Publish must not block on the network: a backend that talks

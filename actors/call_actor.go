@@ -32,6 +32,8 @@ type callDeps struct {
 	stopBackoff  time.Duration
 	rooms, calls *actor.PID
 	dispatcher   actor.Dispatcher
+	// cluster is set when this node is one of a cluster.
+	cluster *clusterDeps
 }
 
 // callActor is the thin shell around stepCall. Start and Stop run in their own goroutines
@@ -42,10 +44,12 @@ type callActor struct {
 	resume bool
 	self   *actor.PID
 	system *actor.ActorSystem
+	// fence is the call's ownership token in a cluster (zero on a single node).
+	fence Fence
 }
 
-func newCallActor(deps *callDeps, snapshot Call, resume bool) *callActor {
-	return &callActor{deps: deps, call: snapshot, resume: resume}
+func newCallActor(deps *callDeps, snapshot Call, resume bool, fence Fence) *callActor {
+	return &callActor{deps: deps, call: snapshot, resume: resume, fence: fence}
 }
 
 func (a *callActor) Receive(ctx actor.Context) {
@@ -110,6 +114,7 @@ func (a *callActor) admit(ctx actor.Context, req admitRequest) {
 	sides := []*CallSide{&req.inviter, &req.invitee}
 	var created, joined []string
 	fail := func(err *Error) {
+		a.unreserve(req.inviter, req.invitee, created)
 		for _, room := range joined {
 			ctx.Send(a.deps.rooms, roomRequest{roomID: room, ev: evLeaveCall{callID: id}, callback: true})
 		}
@@ -133,6 +138,10 @@ func (a *callActor) admit(ctx actor.Context, req admitRequest) {
 		}
 		s.RoomID, s.Type = reply.room.ID, TypeViewer
 		created = append(created, s.RoomID)
+	}
+	if err := a.reserveCreated(created, req.inviter.UID, req.invitee.UID); err != nil {
+		fail(err)
+		return
 	}
 	var hostRooms []string
 	for _, s := range sides {
@@ -184,6 +193,12 @@ func (a *callActor) admit(ctx actor.Context, req admitRequest) {
 }
 
 func (a *callActor) handle(ctx actor.Context, ev any) {
+	if !a.deps.cluster.member() {
+		if ctx.Sender() != nil {
+			ctx.Respond(callReply{call: a.call, err: errNotMember()})
+		}
+		return
+	}
 	if e, ok := ev.(evCallClose); ok && !e.roomEnded && a.needsStop() && a.deps.mixerReady != nil {
 		// Closing a mixed call needs the CDN; while its breaker is open, refuse fast and
 		// change nothing, so the client can retry.
@@ -195,6 +210,14 @@ func (a *callActor) handle(ctx actor.Context, ev any) {
 	st := stepCall(a.call, ev, a.deps.urls.MixPlayURL)
 	if st.changed {
 		if err := a.save(st.next, st.release); err != nil {
+			if errors.Is(err, ErrFenced) {
+				a.deps.log.Warn("call owned by another node now; this copy stops", "call", a.call.ID, "epoch", a.fence.Epoch)
+				ctx.Send(a.deps.calls, callLost{callID: a.call.ID, fence: a.fence})
+				if ctx.Sender() != nil {
+					ctx.Respond(callReply{call: a.call, err: Errorf(CodeUnavailable, "连麦已迁移，请重试")})
+				}
+				return
+			}
 			if _, command := ev.(evCallClose); command && ctx.Sender() != nil {
 				ctx.Respond(callReply{call: a.call, err: ErrStoreUnavailable(err)})
 				return
@@ -244,12 +267,15 @@ func (a *callActor) apply(ctx actor.Context, st callStep) {
 	}
 	now := a.deps.clock.Now()
 	for _, p := range st.pushes {
-		a.deps.publisher.Publish(EncodePush(p.topic, p.tag, p.importance, p.typ, p.data, now))
+		push := EncodePush(p.topic, p.tag, p.importance, p.typ, p.data, now)
+		push.Fence = a.fence
+		a.deps.publisher.Publish(push)
 	}
 	for _, m := range st.mixes {
 		a.runMix(m)
 	}
 	if st.release {
+		a.unreserve(a.call.Inviter, a.call.Invitee, nil)
 		ctx.Send(a.deps.calls, callGone{callID: a.call.ID})
 		return
 	}
@@ -258,8 +284,40 @@ func (a *callActor) apply(ctx actor.Context, st callStep) {
 	}
 }
 
-func (a *callActor) save(c Call, remove bool) error {
+// reserveCreated adds the co-stream rooms made during an admission to the call's
+// reservations in a cluster, so any node finds the call from them.
+func (a *callActor) reserveCreated(created []string, users ...string) *Error {
+	if a.deps.cluster == nil || len(created) == 0 {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.deps.storeTimeout)
+	defer cancel()
+	busy, err := a.deps.cluster.placement.Reserve(ctx, a.call.ID, created, users)
+	switch {
+	case err != nil:
+		return ErrStoreUnavailable(err)
+	case busy != "":
+		return Errorf(CodeInCall, "%s已经在连麦中", busy)
+	}
+	return nil
+}
+
+// unreserve frees the call's rooms and users in a cluster before the call's end is
+// answered, so an accept that follows a close is not refused as busy.
+func (a *callActor) unreserve(inviter, invitee CallSide, created []string) {
+	if a.deps.cluster == nil {
+		return
+	}
+	rooms := slices.DeleteFunc(append([]string{inviter.RoomID, invitee.RoomID}, created...), func(r string) bool { return r == "" })
+	ctx, cancel := context.WithTimeout(context.Background(), a.deps.storeTimeout)
+	defer cancel()
+	if err := a.deps.cluster.placement.Unreserve(ctx, a.call.ID, rooms, []string{inviter.UID, invitee.UID}); err != nil {
+		a.deps.log.Warn("call reservations not freed", "call", a.call.ID, "err", err)
+	}
+}
+
+func (a *callActor) save(c Call, remove bool) error {
+	ctx, cancel := fencedContext(a.fence, a.deps.storeTimeout)
 	defer cancel()
 	if remove {
 		return a.deps.store.DeleteCall(ctx, c.ID)

@@ -13,6 +13,7 @@ type callRequest struct {
 	callID string
 	ev     any
 	from   string
+	remote bool // from another node: answered here, never forwarded again
 }
 
 // roomCallRequest routes an event to the call a room is in (close, mix results): Aliyun and
@@ -20,6 +21,7 @@ type callRequest struct {
 type roomCallRequest struct {
 	roomID string
 	ev     any
+	remote bool
 }
 
 // callReply answers call requests.
@@ -51,6 +53,8 @@ type callGone struct{ callID string }
 type callEntry struct {
 	pid  *actor.PID
 	call Call
+	// fence is the call's ownership token in a cluster (zero on a single node).
+	fence Fence
 }
 
 // callRegistry is the admission gate: it alone decides which rooms are in which call, one
@@ -61,10 +65,14 @@ type callRegistry struct {
 	calls map[string]*callEntry
 	busy  map[string]string // room id → call id, including calls still being admitted
 	byPID map[string]string // actor id → call id
+	// cl is set in a cluster: admission reserves in the shared store, and calls this node
+	// does not own are resolved to their owner.
+	cl *clusterDeps
 }
 
 func newCallRegistry(deps *callDeps, snapshots []Call) *callRegistry {
-	r := &callRegistry{deps: deps, calls: map[string]*callEntry{}, busy: map[string]string{}, byPID: map[string]string{}}
+	r := &callRegistry{deps: deps, calls: map[string]*callEntry{}, busy: map[string]string{}, byPID: map[string]string{},
+		cl: deps.cluster}
 	for _, c := range snapshots {
 		r.calls[c.ID] = &callEntry{call: c}
 		r.busy[c.Inviter.RoomID] = c.ID
@@ -83,9 +91,17 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 			}
 		}
 	case admitRequest:
+		if r.cl != nil {
+			r.admitInCluster(ctx, msg)
+			return
+		}
 		r.admit(ctx, msg)
 	case callRequest:
 		e, ok := r.calls[msg.callID]
+		if !ok && r.cl != nil {
+			r.resolve(ctx, msg, ctx.Sender())
+			return
+		}
 		if !ok {
 			if msg.from != "" {
 				// The room points at a call that is gone (e.g. a crash between the room's
@@ -98,6 +114,10 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 		}
 		r.forward(ctx, msg.callID, e)
 	case roomCallRequest:
+		if r.cl != nil {
+			r.callOf(ctx, msg, ctx.Sender())
+			return
+		}
 		id, ok := r.busy[msg.roomID]
 		e := r.calls[id]
 		if !ok || e == nil {
@@ -105,7 +125,13 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 			return
 		}
 		r.forward(ctx, id, e)
+	case ownedRequest:
+		ctx.Respond(ownedReply{n: r.ownedCalls()})
 	case busyRequest:
+		if r.cl != nil {
+			r.busyInCluster(ctx, msg, ctx.Sender())
+			return
+		}
 		_, busy := r.busy[msg.roomID]
 		ctx.Respond(busyReply{busy: busy})
 	case callChanged:
@@ -117,6 +143,8 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 		}
 	case callGone:
 		r.release(ctx, msg.callID)
+	case adoptCall, callLost, admitReserved, routeCall, dueCall:
+		r.receiveCluster(ctx, msg)
 	case *actor.Terminated:
 		if id, ok := r.byPID[msg.Who.Id]; ok {
 			delete(r.byPID, msg.Who.Id)
@@ -194,8 +222,8 @@ func (r *callRegistry) forward(ctx actor.Context, id string, e *callEntry) {
 // spawn starts a call actor: for an admission (admit != nil) it starts empty and builds the
 // call; otherwise it resumes from the snapshot.
 func (r *callRegistry) spawn(ctx actor.Context, id string, e *callEntry, admit *admitRequest) *actor.PID {
-	snapshot, resume := e.call, admit == nil
-	props := actor.PropsFromProducer(func() actor.Actor { return newCallActor(r.deps, snapshot, resume) },
+	snapshot, resume, fence := e.call, admit == nil, e.fence
+	props := actor.PropsFromProducer(func() actor.Actor { return newCallActor(r.deps, snapshot, resume, fence) },
 		actor.WithDispatcher(r.deps.dispatcher))
 	e.pid = ctx.Spawn(props)
 	r.byPID[e.pid.Id] = id

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -44,6 +45,9 @@ type EngineConfig struct {
 	// doubling).
 	StopAttempts int
 	StopBackoff  time.Duration
+
+	// Cluster makes this engine one node of a cluster (nil: a single node).
+	Cluster *ClusterConfig
 }
 
 // Engine is the Go API of the room engine: every method sends a message to an actor and
@@ -61,6 +65,13 @@ type Engine struct {
 	log        *slog.Logger
 	stopped    sync.Once
 	workers    *workerDispatcher
+	// cluster is set on a node of a cluster; stopSweep ends its deadline sweep.
+	cluster   *clusterDeps
+	stopSweep chan struct{}
+	sweepDone chan struct{}
+	// leaving is set when a cluster node starts its graceful leave: peers are told to ask
+	// the placement again instead of waiting for a node that is stopping.
+	leaving atomic.Bool
 }
 
 // NewEngine loads the rooms and calls from the store and starts the registries. Rooms are
@@ -87,9 +98,13 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load rooms: %w", err)
 	}
-	calls, err := cfg.Store.LoadCalls(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("load calls: %w", err)
+	// In a cluster a call is activated by its owner on demand (or by the sweep when its
+	// Start or Stop was in flight), never by every node at start-up.
+	var calls []Call
+	if cfg.Cluster == nil {
+		if calls, err = cfg.Store.LoadCalls(ctx); err != nil {
+			return nil, fmt.Errorf("load calls: %w", err)
+		}
 	}
 	if cfg.MixTimeout <= 0 {
 		cfg.MixTimeout = 30 * time.Second
@@ -101,6 +116,14 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		cfg.StopBackoff = time.Second
 	}
 	logger := cfg.Logger
+	var cl *clusterDeps
+	if cfg.Cluster != nil {
+		cl = &clusterDeps{placement: cfg.Cluster.Placement, lease: cfg.Cluster.Lease, transport: cfg.Cluster.Transport,
+			log: cfg.Logger, storeTimeout: cfg.StoreTimeout, askTimeout: cfg.AskTimeout, retry: cfg.Cluster.RetryInterval}
+		if cl.retry <= 0 {
+			cl.retry = 100 * time.Millisecond
+		}
+	}
 	workers := newWorkerDispatcher(0, 300)
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return logger.With("component", "protoactor")
@@ -153,7 +176,11 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{workers: workers, system: system, rooms: rooms, users: users, calls: callsReg, publisher: cfg.Publisher, urlBuilder: cfg.URLs,
-		mixerReady: cfg.MixerReady, timeout: cfg.AskTimeout, clock: cfg.Clock, log: cfg.Logger}
+		mixerReady: cfg.MixerReady, timeout: cfg.AskTimeout, clock: cfg.Clock, log: cfg.Logger, cluster: cl}
+	if cl != nil {
+		e.startSweep(cfg.Cluster.SweepInterval)
+		return e, nil
+	}
 	e.healOrphans(snapshots, calls)
 	return e, nil
 }
@@ -177,6 +204,7 @@ func (e *Engine) healOrphans(rooms []Room, calls []Call) {
 // It is safe to call more than once.
 func (e *Engine) Shutdown() {
 	e.stopped.Do(func() {
+		e.endSweep()
 		// Poison queues behind what the registries already hold; a registry stops its rooms
 		// only after they too have finished their mailboxes.
 		_ = e.system.Root.PoisonFuture(e.calls).Wait()
@@ -195,6 +223,9 @@ func (e *Engine) ask(ctx context.Context, pid *actor.PID, msg any) (any, error) 
 	}
 	if timeout <= 0 {
 		return nil, Errorf(CodeUnavailable, "请求超时")
+	}
+	if !e.cluster.member() {
+		return nil, errNotMember()
 	}
 	res, err := e.system.Root.RequestFuture(pid, msg, timeout).Result()
 	if err != nil {

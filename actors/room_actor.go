@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"runtime/debug"
 	"slices"
@@ -17,6 +18,8 @@ type roomRequest struct {
 	roomID   string
 	ev       any
 	callback bool
+	// remote marks a request from another node: answered here, never forwarded again.
+	remote bool
 }
 
 // roomReply answers a roomRequest.
@@ -72,6 +75,8 @@ type roomDeps struct {
 	// stopOnPanic supervises room actors: a room that panicked stops (its state is suspect)
 	// and the registry re-spawns it from its snapshot.
 	stopOnPanic actor.SupervisorStrategy
+	// cluster is set when this node is one of a cluster.
+	cluster *clusterDeps
 }
 
 // roomActor is the thin shell around stepRoom: it feeds events in, performs the effects in
@@ -87,10 +92,13 @@ type roomActor struct {
 	timers         [2]armedTimer
 	self           *actor.PID
 	system         *actor.ActorSystem
+	// fence is the room's ownership token in a cluster (zero on a single node): every
+	// write and push carries it.
+	fence Fence
 }
 
-func newRoomActor(deps *roomDeps, snapshot Room, exists bool) *roomActor {
-	return &roomActor{deps: deps, room: snapshot, exists: exists, audience: map[string]User{}}
+func newRoomActor(deps *roomDeps, snapshot Room, exists bool, fence Fence) *roomActor {
+	return &roomActor{deps: deps, room: snapshot, exists: exists, audience: map[string]User{}, fence: fence}
 }
 
 func (a *roomActor) Receive(ctx actor.Context) {
@@ -161,6 +169,10 @@ func needsAudience(ev any) bool {
 }
 
 func (a *roomActor) handle(ctx actor.Context, req roomRequest) {
+	if !a.deps.cluster.member() {
+		ctx.Respond(roomReply{room: a.room, err: errNotMember()})
+		return
+	}
 	if !a.audienceLoaded && needsAudience(req.ev) {
 		if err := a.loadAudience(); err != nil {
 			ctx.Respond(roomReply{room: a.room, err: ErrStoreUnavailable(err)})
@@ -187,6 +199,9 @@ func (a *roomActor) handle(ctx actor.Context, req roomRequest) {
 	if err := a.persist(st); err != nil {
 		a.deps.log.Warn("room change not persisted", "room", st.next.ID, "err", err)
 		ctx.Respond(roomReply{room: a.room, err: ErrStoreUnavailable(err)})
+		if a.fenced(ctx, err) {
+			return
+		}
 		if !a.exists {
 			ctx.Send(a.deps.rooms, roomGone{roomID: st.next.ID}) // a creation that failed leaves nothing
 			undoCreation(a.deps, st.next.ID, 0, false)
@@ -207,8 +222,14 @@ func (a *roomActor) fire(ctx actor.Context, t timerFired) {
 	if t.kind == timerTopicDelete {
 		ev = evTopicDeleteDue{}
 	}
+	if !a.deps.cluster.member() {
+		return // not a member: the room's new owner fires it
+	}
 	st := stepRoom(a.deps.cfg, a.room, a.exists, a.isMember, ev, a.deps.clock.Now())
 	if err := a.persist(st); err != nil {
+		if a.fenced(ctx, err) {
+			return
+		}
 		a.deps.log.Warn("timer effect not persisted, retrying", "room", a.room.ID, "err", err)
 		a.arm(t.kind, a.deps.clock.Now().Add(time.Second))
 		return
@@ -221,7 +242,7 @@ func (a *roomActor) persist(st roomStep) error {
 	if !st.save && !st.remove && st.audienceAdd == nil && st.audienceRemove == "" {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), a.deps.storeTimeout)
+	ctx, cancel := fencedContext(a.fence, a.deps.storeTimeout)
 	defer cancel()
 	id := st.next.ID
 	switch {
@@ -267,7 +288,9 @@ func (a *roomActor) commit(ctx actor.Context, st roomStep) {
 		if topic == "" {
 			topic = a.room.ID
 		}
-		a.deps.publisher.Publish(EncodePush(topic, p.tag, p.importance, p.typ, p.data, now))
+		push := EncodePush(topic, p.tag, p.importance, p.typ, p.data, now)
+		push.Fence = a.fence
+		a.deps.publisher.Publish(push)
 	}
 	if st.deleteTopic {
 		a.deps.publisher.DeleteTopic(a.room.ID)
@@ -276,6 +299,18 @@ func (a *roomActor) commit(ctx actor.Context, st roomStep) {
 	if st.notifyCall != nil {
 		ctx.Send(a.deps.calls, *st.notifyCall)
 	}
+}
+
+// fenced handles a write the store refused because another node owns the room now: this
+// copy stops acting at once and the registry forgets that it owned the room.
+func (a *roomActor) fenced(ctx actor.Context, err error) bool {
+	if !errors.Is(err, ErrFenced) {
+		return false
+	}
+	a.deps.log.Warn("room owned by another node now; this copy stops", "room", a.room.ID, "epoch", a.fence.Epoch)
+	a.cancelTimers()
+	ctx.Send(a.deps.rooms, roomLost{roomID: a.room.ID, fence: a.fence})
+	return true
 }
 
 func (a *roomActor) isMember(uid string) bool {

@@ -50,6 +50,13 @@ type roomEntry struct {
 	stopping bool         // passivating: messages wait in pending until it has stopped
 	pending  []pendingMsg // messages for the room while it stops
 	wake     func() bool  // stops the wake-up timer armed for a deadline while not running
+
+	// In a cluster: owned is true while this node owns the room (fence is its token); an
+	// entry that is not owned is only the read model's copy, kept current from the feed,
+	// and remote is the owner last seen, tried first.
+	owned  bool
+	fence  Fence
+	remote *Owner
 }
 
 // pendingMsg is a message held for a room that is stopping, with who to answer.
@@ -86,11 +93,13 @@ type roomRegistry struct {
 	idleTimeout time.Duration
 	self        *actor.PID
 	system      *actor.ActorSystem
+	// cl is set in a cluster: rooms this node does not own are resolved through it.
+	cl *clusterDeps
 }
 
 func newRoomRegistry(deps *roomDeps, snapshots []Room, onLive func(int), idleTimeout time.Duration) *roomRegistry {
 	r := &roomRegistry{deps: deps, entries: make(map[string]*roomEntry, len(snapshots)),
-		byPID: map[string]string{}, onLive: onLive, idleTimeout: idleTimeout}
+		byPID: map[string]string{}, onLive: onLive, idleTimeout: idleTimeout, cl: deps.cluster}
 	for _, s := range snapshots {
 		e := &roomEntry{room: s, exists: true, view: r.render(s)}
 		r.entries[s.ID] = e
@@ -132,10 +141,14 @@ func (r *roomRegistry) Receive(ctx actor.Context) {
 		}
 	case activeRequest:
 		ctx.Respond(activeReply{running: len(r.byPID), rooms: len(r.entries)})
+	case ownedRequest:
+		ctx.Respond(ownedReply{n: r.ownedRooms()})
 	case createRoomRequest:
 		r.create(ctx, msg)
 	case roomRequest:
-		r.route(ctx, msg)
+		r.route(ctx, msg, ctx.Sender())
+	case adoptRoom, roomLost, roomOwnerSeen, feedRoom, feedRoomGone, dueRoom, createClaimed:
+		r.receiveCluster(ctx, msg)
 	case roomChanged:
 		r.changed(msg)
 	case roomGone:
@@ -173,7 +186,8 @@ func (r *roomRegistry) Receive(ctx actor.Context) {
 // Terminated without holding on to the actor.
 func (r *roomRegistry) spawn(ctx actor.Context, id string, e *roomEntry) *actor.PID {
 	snapshot, exists := e.room, e.exists
-	props := actor.PropsFromProducer(func() actor.Actor { return newRoomActor(r.deps, snapshot, exists) },
+	fence := e.fence
+	props := actor.PropsFromProducer(func() actor.Actor { return newRoomActor(r.deps, snapshot, exists, fence) },
 		actor.WithDispatcher(r.deps.dispatcher), actor.WithGuardian(r.deps.stopOnPanic))
 	e.pid = ctx.ActorSystem().Root.Spawn(props)
 	ctx.Watch(e.pid)
@@ -191,7 +205,9 @@ func (r *roomRegistry) spawn(ctx actor.Context, id string, e *roomEntry) *actor.
 // timers survive both passivation and a restart without starting every room at once.
 func (r *roomRegistry) armWake(id string, e *roomEntry) {
 	at := earliest(e.room.NoPublishDeadline, e.room.TopicDeleteDeadline)
-	if at.IsZero() || e.pid != nil {
+	// In a cluster only the owner arms a room's deadline; the sweep of the due set wakes a
+	// room whose owner is gone.
+	if at.IsZero() || e.pid != nil || (r.cl != nil && !e.owned) {
 		return
 	}
 	if e.wake != nil {
@@ -253,6 +269,15 @@ func (r *roomRegistry) stopped(ctx actor.Context, id string, e *roomEntry) {
 
 func (r *roomRegistry) create(ctx actor.Context, req createRoomRequest) {
 	id := r.newRoomID()
+	if r.cl != nil {
+		r.claimNew(ctx, req, id, ctx.Sender())
+		return
+	}
+	r.createOwned(ctx, req, id, Fence{}, ctx.Sender())
+}
+
+// createOwned spawns a new room's actor and has it create the room.
+func (r *roomRegistry) createOwned(ctx actor.Context, req createRoomRequest, id string, fence Fence, sender *actor.PID) {
 	now := r.deps.clock.Now()
 	room := Room{
 		ID: id, UID: req.host.ID, Name: req.host.Name, Description: req.description,
@@ -261,10 +286,10 @@ func (r *roomRegistry) create(ctx actor.Context, req createRoomRequest) {
 	}
 	// The entry exists (without a snapshot) from now on, so the id is never handed out twice
 	// and messages for the room queue behind its creation in the room's mailbox.
-	e := &roomEntry{room: Room{ID: id}}
+	e := &roomEntry{room: Room{ID: id}, owned: fence.Epoch > 0, fence: fence}
 	r.entries[id] = e
 	pid := r.spawn(ctx, id, e)
-	ctx.RequestWithCustomSender(pid, roomRequest{roomID: id, ev: evCreate{room: room}}, ctx.Sender())
+	ctx.RequestWithCustomSender(pid, roomRequest{roomID: id, ev: evCreate{room: room}}, sender)
 }
 
 func (r *roomRegistry) newRoomID() string {
@@ -278,8 +303,12 @@ func (r *roomRegistry) newRoomID() string {
 	}
 }
 
-func (r *roomRegistry) route(ctx actor.Context, req roomRequest) {
+func (r *roomRegistry) route(ctx actor.Context, req roomRequest, sender *actor.PID) {
 	e, ok := r.entries[req.roomID]
+	if r.cl != nil && (!ok || !e.owned) {
+		r.resolve(ctx, req, sender, e)
+		return
+	}
 	if !ok {
 		if req.callback {
 			ctx.Respond(roomReply{})
@@ -289,7 +318,7 @@ func (r *roomRegistry) route(ctx actor.Context, req roomRequest) {
 		return
 	}
 	if e.stopping {
-		e.pending = append(e.pending, pendingMsg{msg: req, sender: ctx.Sender()})
+		e.pending = append(e.pending, pendingMsg{msg: req, sender: sender})
 		return
 	}
 	pid := e.pid
@@ -297,7 +326,7 @@ func (r *roomRegistry) route(ctx actor.Context, req roomRequest) {
 		pid = r.spawn(ctx, req.roomID, e)
 	}
 	e.lastSeen = r.deps.clock.Now()
-	ctx.Forward(pid)
+	ctx.RequestWithCustomSender(pid, req, sender)
 }
 
 func (r *roomRegistry) changed(msg roomChanged) {

@@ -1,0 +1,228 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// The call registry's part in a cluster: admission reserves both rooms and both users in
+// the shared store in one atomic step (Placement.Reserve), "which call is this room in" is
+// read from those reservations, and calls this node does not own are resolved to their
+// owner (cluster_routing.go). Calls this node owns run here as on a single node.
+
+type (
+	// adoptCall: this node claimed the call; resume it from snapshot, then deliver req.
+	adoptCall struct {
+		call   Call
+		fence  Fence
+		req    *callRequest
+		sender *actor.PID
+	}
+	// callLost: a write of the call was refused (another node owns it now).
+	callLost struct {
+		callID string
+		fence  Fence
+	}
+	// admitReserved: both rooms and users are reserved for a new call owned by this node.
+	admitReserved struct {
+		req    admitRequest
+		id     string
+		fence  Fence
+		sender *actor.PID
+	}
+	// routeCall: the call a room is in was found; deliver req to it.
+	routeCall struct {
+		req    callRequest
+		sender *actor.PID
+	}
+	// dueCall: the sweep found the call with a Start or Stop outstanding.
+	dueCall struct{ callID string }
+)
+
+func (r *callRegistry) receiveCluster(ctx actor.Context, msg any) {
+	switch m := msg.(type) {
+	case adoptCall:
+		e, ok := r.calls[m.call.ID]
+		if ok && e.fence != m.fence {
+			r.drop(ctx, m.call.ID, e)
+			ok = false
+		}
+		if !ok {
+			e = &callEntry{call: m.call, fence: m.fence}
+			r.calls[m.call.ID] = e
+		}
+		if m.req != nil {
+			r.deliver(ctx, m.call.ID, e, *m.req, m.sender)
+		} else if e.pid == nil {
+			r.spawn(ctx, m.call.ID, e, nil)
+		}
+	case callLost:
+		if e, ok := r.calls[m.callID]; ok && e.fence == m.fence {
+			r.drop(ctx, m.callID, e)
+		}
+	case admitReserved:
+		e := &callEntry{call: Call{ID: m.id, Inviter: m.req.inviter, Invitee: m.req.invitee}, fence: m.fence}
+		r.calls[m.id] = e
+		pid := r.spawn(ctx, m.id, e, &m.req)
+		ctx.RequestWithCustomSender(pid, m.req, m.sender)
+	case routeCall:
+		if e, ok := r.calls[m.req.callID]; ok {
+			r.deliver(ctx, m.req.callID, e, m.req, m.sender)
+			return
+		}
+		r.resolve(ctx, m.req, m.sender)
+	case dueCall:
+		if e, ok := r.calls[m.callID]; ok {
+			if e.pid == nil {
+				r.spawn(ctx, m.callID, e, nil)
+			}
+			return
+		}
+		r.resolve(ctx, callRequest{callID: m.callID}, nil)
+	}
+}
+
+// deliver hands req to the call's actor (spawning it from its snapshot if needed).
+func (r *callRegistry) deliver(ctx actor.Context, id string, e *callEntry, req callRequest, sender *actor.PID) {
+	pid := e.pid
+	if pid == nil {
+		pid = r.spawn(ctx, id, e, nil)
+	}
+	ctx.RequestWithCustomSender(pid, req, sender)
+}
+
+// drop forgets a call this node no longer owns, without touching its reservations or
+// rooms: they are the new owner's.
+func (r *callRegistry) drop(ctx actor.Context, id string, e *callEntry) {
+	delete(r.calls, id)
+	if e.pid != nil {
+		delete(r.byPID, e.pid.Id)
+		ctx.Poison(e.pid)
+	}
+}
+
+// resolve sends req to the call's owner, or makes this node the owner. A nil ev is a
+// sweep's wake: only activate the call (re-issuing its Start or Stop) if its owner is gone.
+func (r *callRegistry) resolve(ctx actor.Context, req callRequest, sender *actor.PID) {
+	if !r.cl.member() {
+		if sender != nil {
+			ctx.Send(sender, callReply{err: errNotMember()})
+		}
+		return
+	}
+	root, self, rooms := ctx.ActorSystem().Root, ctx.Self(), r.deps.rooms
+	var msg any
+	if req.ev != nil {
+		msg = req
+	}
+	res := resolution{kind: KindCall, id: req.callID, msg: msg, sender: sender, remote: req.remote || req.ev == nil}
+	res.load = func(ctx context.Context) (any, bool, error) {
+		call, err := r.cl.placement.LoadCall(ctx, req.callID)
+		if errors.Is(err, ErrNotFound) {
+			return nil, false, nil
+		}
+		return call, err == nil, err
+	}
+	res.unknown = func() {
+		if req.from != "" {
+			// The room points at a call that is gone: release the room.
+			root.Send(rooms, roomRequest{roomID: req.from, ev: evLeaveCall{callID: req.callID}, callback: true})
+			return
+		}
+		if sender != nil {
+			root.Send(sender, callReply{})
+		}
+	}
+	res.adopt = func(f Fence, snapshot any) {
+		a := adoptCall{call: snapshot.(Call), fence: f, sender: sender}
+		if req.ev != nil {
+			a.req = &req
+		}
+		root.Send(self, a)
+	}
+	go r.cl.resolve(root, res)
+}
+
+// callOf finds the call a room is reserved for and routes the event to it.
+func (r *callRegistry) callOf(ctx actor.Context, msg roomCallRequest, sender *actor.PID) {
+	root, self, cl := ctx.ActorSystem().Root, ctx.Self(), r.cl
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), cl.storeTimeout)
+		id, err := cl.placement.CallOf(c, msg.roomID)
+		cancel()
+		switch {
+		case err != nil:
+			root.Send(sender, callReply{err: ErrStoreUnavailable(err)})
+		case id == "":
+			root.Send(sender, callReply{})
+		default:
+			root.Send(self, routeCall{req: callRequest{callID: id, ev: msg.ev, remote: msg.remote}, sender: sender})
+		}
+	}()
+}
+
+func (r *callRegistry) busyInCluster(ctx actor.Context, msg busyRequest, sender *actor.PID) {
+	root, cl := ctx.ActorSystem().Root, r.cl
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), cl.storeTimeout)
+		id, err := cl.placement.CallOf(c, msg.roomID)
+		cancel()
+		if err != nil {
+			cl.log.Warn("call reservation not read", "room", msg.roomID, "err", err)
+		}
+		root.Send(sender, busyReply{busy: id != ""})
+	}()
+}
+
+// admitInCluster reserves the call's rooms and users on every node's behalf, then claims
+// the new call: of concurrent accepts of one room sent to different nodes exactly one wins.
+func (r *callRegistry) admitInCluster(ctx actor.Context, req admitRequest) {
+	if err := admissible(req); err != nil {
+		ctx.Respond(admitReply{err: err})
+		return
+	}
+	root, self, sender, cl := ctx.ActorSystem().Root, ctx.Self(), ctx.Sender(), r.cl
+	id := newCallID()
+	rooms, users := reservedBy(req)
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), cl.storeTimeout)
+		defer cancel()
+		busy, err := cl.placement.Reserve(c, id, rooms, users)
+		switch {
+		case err != nil:
+			root.Send(sender, admitReply{err: ErrStoreUnavailable(err)})
+			return
+		case busy != "" && slices.Contains(rooms, busy):
+			root.Send(sender, admitReply{err: ErrInCall(busy)})
+			return
+		case busy != "":
+			root.Send(sender, admitReply{err: Errorf(CodeInCall, "用户%s已经在连麦中", busy)})
+			return
+		}
+		o, err := cl.placement.Claim(c, KindCall, id)
+		if err != nil || !o.Mine {
+			_ = cl.placement.Unreserve(c, id, rooms, users)
+			root.Send(sender, admitReply{err: Errorf(CodeUnavailable, "连麦暂时不可用，请稍后重试")})
+			return
+		}
+		root.Send(self, admitReserved{req: req, id: id, fence: Fence{Kind: KindCall, ID: id, Node: o.Node, Epoch: o.Epoch}, sender: sender})
+	}()
+}
+
+// reservedBy lists what an admission reserves: the rooms that exist (a co-stream room is
+// made, and reserved, during the admission) and both users.
+func reservedBy(req admitRequest) (rooms, users []string) {
+	for _, s := range []CallSide{req.inviter, req.invitee} {
+		if s.RoomID != "" {
+			rooms = append(rooms, s.RoomID)
+		}
+		users = append(users, s.UID)
+	}
+	return rooms, users
+}
+
+// ownedCalls counts the calls this node acts for.
+func (r *callRegistry) ownedCalls() int { return len(r.calls) }

@@ -1,0 +1,216 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// This file is how a message finds the node that owns its room or call in a cluster. The
+// registries call it for every entity they do not own; it runs off their mailboxes, in its
+// own goroutine, and ends in exactly one of: the message delivered to the owner on another
+// node (and its answer sent to the asker), this node becoming the owner (the registry
+// adopts the entity and delivers the message itself), or an answer saying why neither
+// happened (unknown entity, 503 when no owner could be reached in time).
+
+// Transport carries a request to another node and brings back its answer.
+type Transport interface {
+	Send(ctx context.Context, addr string, req PeerRequest) (PeerReply, error)
+}
+
+// ClusterConfig turns an Engine into one node of a cluster (nil: single node).
+type ClusterConfig struct {
+	Placement Placement
+	Lease     LeaseValid
+	Transport Transport
+	// SweepInterval is how often this node looks for due deadlines whose owner is gone
+	// (default 500 ms).
+	SweepInterval time.Duration
+	// RetryInterval paces the attempts to reach an owner that does not answer (default 100 ms).
+	RetryInterval time.Duration
+}
+
+// clusterDeps is what the registries and actors of a cluster node share.
+type clusterDeps struct {
+	placement    Placement
+	lease        LeaseValid
+	transport    Transport
+	log          *slog.Logger
+	storeTimeout time.Duration
+	askTimeout   time.Duration
+	retry        time.Duration
+}
+
+// member reports whether this node may act now.
+func (c *clusterDeps) member() bool { return c == nil || c.lease == nil || c.lease() }
+
+// errNotMember is the answer of a node whose membership lease has lapsed: it must not act
+// for any entity until it has rejoined (it exits and its supervisor restarts it).
+func errNotMember() *Error { return Errorf(CodeUnavailable, "节点不在集群中，请稍后重试") }
+
+// movedReply answers a peer's request for an entity this node does not own.
+type movedReply struct{ owner *Owner }
+
+// resolution is one message on its way to the owner of its entity.
+type resolution struct {
+	kind, id string
+	msg      any        // roomRequest, callRequest or roomCallRequest; nil for a sweep's wake
+	sender   *actor.PID // who waits for the answer (nil: nobody)
+	remote   bool       // came from a peer: never forwarded again
+	known    bool       // the entity is known to exist (skip the existence check)
+	hint     *Owner     // the owner last seen, tried first
+	// load reads the entity's snapshot once this node owns it; exists is false when it
+	// does not exist (any more).
+	load func(ctx context.Context) (snapshot any, exists bool, err error)
+	// unknown answers a message for an entity that does not exist.
+	unknown func()
+	// adopt hands the loaded entity and the message to the registry (this node owns it).
+	adopt func(f Fence, snapshot any)
+	// seen tells the registry which node owns the entity, to try it first next time.
+	seen func(o Owner)
+}
+
+// resolve runs res to its end. It blocks; call it in its own goroutine.
+func (c *clusterDeps) resolve(root *actor.RootContext, res resolution) {
+	deadline := time.Now().Add(c.askTimeout)
+	reply := func(msg any) {
+		if res.sender != nil && msg != nil {
+			root.Send(res.sender, msg)
+		}
+	}
+	unavailable := func(cause error) {
+		if cause != nil {
+			c.log.Warn("no owner reachable", "kind", res.kind, "id", res.id, "err", cause)
+		}
+		if res.kind == KindRoom {
+			reply(roomReply{err: Errorf(CodeUnavailable, "房间暂时不可用，请稍后重试")})
+		} else {
+			reply(callReply{err: Errorf(CodeUnavailable, "连麦暂时不可用，请稍后重试")})
+		}
+	}
+	owner := res.hint
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if time.Now().Add(c.retry).After(deadline) {
+				unavailable(lastErr)
+				return
+			}
+			time.Sleep(c.retry)
+		}
+		if !c.member() {
+			reply(errReplyOf(res.kind, errNotMember()))
+			return
+		}
+		if owner == nil {
+			if !res.known {
+				_, exists, err := c.loadBounded(res.load)
+				if err != nil {
+					lastErr = err
+					continue
+				}
+				if !exists {
+					res.unknown()
+					return
+				}
+				res.known = true
+			}
+			o, err := c.claim(res.kind, res.id)
+			if err != nil {
+				lastErr = err
+				if errors.Is(err, ErrFenced) {
+					reply(errReplyOf(res.kind, errNotMember()))
+					return
+				}
+				continue
+			}
+			if o.Mine {
+				if c.adoptClaimed(res, o) {
+					return
+				}
+				continue
+			}
+			owner = &o
+		}
+		if res.remote || res.msg == nil {
+			// A peer asked us, or a sweep found a live owner: its owner answers for it.
+			if res.remote {
+				reply(movedReply{owner: owner})
+			}
+			return
+		}
+		rep, err := c.send(owner.Addr, res.msg, deadline)
+		switch {
+		case err != nil:
+			lastErr, owner = err, nil
+		case rep.Status == PeerOK:
+			if res.seen != nil {
+				res.seen(*owner)
+			}
+			reply(answerOf(res.kind, rep))
+			return
+		case rep.Status == PeerMoved && rep.Owner != nil && rep.Owner.Node != owner.Node && !rep.Owner.Mine:
+			owner = rep.Owner
+		default:
+			owner = nil
+		}
+	}
+}
+
+// adoptClaimed loads the entity this node now owns and hands it to the registry. It
+// reports false when the snapshot could not be read (the caller tries again).
+func (c *clusterDeps) adoptClaimed(res resolution, o Owner) bool {
+	snapshot, exists, err := c.loadBounded(res.load)
+	if err != nil {
+		return false
+	}
+	fence := Fence{Kind: res.kind, ID: res.id, Node: o.Node, Epoch: o.Epoch}
+	if !exists {
+		// Gone between the check and the claim: give the claim back.
+		ctx, cancel := context.WithTimeout(context.Background(), c.storeTimeout)
+		_ = c.placement.Release(ctx, res.kind, res.id, o.Epoch)
+		cancel()
+		res.unknown()
+		return true
+	}
+	res.adopt(fence, snapshot)
+	return true
+}
+
+func (c *clusterDeps) loadBounded(load func(context.Context) (any, bool, error)) (any, bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.storeTimeout)
+	defer cancel()
+	return load(ctx)
+}
+
+func (c *clusterDeps) claim(kind, id string) (Owner, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.storeTimeout)
+	defer cancel()
+	return c.placement.Claim(ctx, kind, id)
+}
+
+func (c *clusterDeps) send(addr string, msg any, deadline time.Time) (PeerReply, error) {
+	req, err := peerRequestOf(msg)
+	if err != nil {
+		return PeerReply{}, err
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	return c.transport.Send(ctx, addr, req)
+}
+
+func errReplyOf(kind string, err *Error) any {
+	if kind == KindRoom {
+		return roomReply{err: err}
+	}
+	return callReply{err: err}
+}
+
+// fencedContext bounds one store call of an owned entity and carries its fence.
+func fencedContext(f Fence, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	return WithFence(ctx, f), cancel
+}

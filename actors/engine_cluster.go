@@ -1,0 +1,141 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// The Engine's cluster API: what the peer transport, the cluster feed, the admin route and
+// the metrics call on a node of a cluster.
+
+type (
+	ownedRequest struct{}
+	ownedReply   struct{ n int }
+)
+
+// ServePeer answers a request another node sent for an entity it believes this node owns.
+func (e *Engine) ServePeer(ctx context.Context, req PeerRequest) PeerReply {
+	if e.cluster == nil || e.leaving.Load() || !e.cluster.member() {
+		return PeerReply{Status: PeerRetry}
+	}
+	msg, err := localMessage(req)
+	if err != nil {
+		e.log.Warn("peer request refused", "err", err)
+		return PeerReply{Status: PeerOK, Code: CodeInternal, Message: "bad peer request"}
+	}
+	target := e.rooms
+	if req.Kind != PeerRoom {
+		target = e.calls
+	}
+	timeout := e.timeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		timeout = time.Until(d)
+	}
+	res, err := e.system.Root.RequestFuture(target, msg, timeout).Result()
+	if err != nil {
+		if e.leaving.Load() {
+			return PeerReply{Status: PeerRetry}
+		}
+		return PeerReply{Status: PeerOK, Code: CodeUnavailable, Message: "请求超时，请稍后重试"}
+	}
+	return peerReplyOf(res)
+}
+
+// FeedRoom applies a room's change seen on the cluster feed to this node's read model.
+func (e *Engine) FeedRoom(room Room) { e.system.Root.Send(e.rooms, feedRoom{room: room}) }
+
+// FeedRoomGone applies a room's deletion seen on the cluster feed.
+func (e *Engine) FeedRoomGone(roomID string) { e.system.Root.Send(e.rooms, feedRoomGone{roomID: roomID}) }
+
+// Owned reports how many rooms and calls this node acts for.
+func (e *Engine) Owned(ctx context.Context) (rooms, calls int, err error) {
+	r, err := e.ask(ctx, e.rooms, ownedRequest{})
+	if err != nil {
+		return 0, 0, err
+	}
+	c, err := e.ask(ctx, e.calls, ownedRequest{})
+	if err != nil {
+		return 0, 0, err
+	}
+	return r.(ownedReply).n, c.(ownedReply).n, nil
+}
+
+// OwnerOf names the node that acts for a room now, placing it on this node if it has no
+// live owner. An unknown room is 2003.
+func (e *Engine) OwnerOf(ctx context.Context, roomID string) (Owner, error) {
+	if e.cluster == nil {
+		return Owner{}, Errorf(CodeBadState, "not a cluster")
+	}
+	p := e.cluster.placement
+	if _, err := p.LoadRoom(ctx, roomID); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return Owner{}, ErrNoSuchRoom(roomID)
+		}
+		return Owner{}, ErrStoreUnavailable(err)
+	}
+	o, err := p.Claim(ctx, KindRoom, roomID)
+	if err != nil {
+		return Owner{}, ErrStoreUnavailable(err)
+	}
+	return o, nil
+}
+
+// BeginLeave marks the start of a graceful leave: peers asking this node from now on are
+// told to look the owner up again (they find the next owner once this node has released
+// its entities).
+func (e *Engine) BeginLeave() { e.leaving.Store(true) }
+
+// startSweep looks for due deadlines every interval: a room's no-publish expiry or topic
+// deletion, a call's outstanding Start or Stop. The owner's own timers handle its entities;
+// the sweep is what finds the ones whose owner is gone, claims them, and lets their
+// activation fire what is overdue. Exactly once comes from the entity, not the sweep: the
+// firing is a fenced write of a state change that only one owner can make.
+func (e *Engine) startSweep(interval time.Duration) {
+	if interval <= 0 {
+		interval = 500 * time.Millisecond
+	}
+	e.stopSweep, e.sweepDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(e.sweepDone)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-e.stopSweep:
+				return
+			case <-t.C:
+				e.sweepOnce()
+			}
+		}
+	}()
+}
+
+func (e *Engine) sweepOnce() {
+	if !e.cluster.member() || e.leaving.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.cluster.storeTimeout)
+	due, err := e.cluster.placement.Due(ctx, e.clock.Now(), 256)
+	cancel()
+	if err != nil {
+		e.log.Warn("due deadlines not read", "err", err)
+		return
+	}
+	for _, d := range due {
+		switch d.Kind {
+		case KindRoom:
+			e.system.Root.Send(e.rooms, dueRoom{roomID: d.ID})
+		case KindCall:
+			e.system.Root.Send(e.calls, dueCall{callID: d.ID})
+		}
+	}
+}
+
+func (e *Engine) endSweep() {
+	if e.stopSweep == nil {
+		return
+	}
+	close(e.stopSweep)
+	<-e.sweepDone
+}

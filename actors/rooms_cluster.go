@@ -1,0 +1,225 @@
+package actors
+
+import (
+	"context"
+	"errors"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// The room registry's part in a cluster: rooms this node owns run here as in single-node
+// mode; every other room is a read-model entry (kept current from the cluster feed) and
+// messages for it are resolved to its owner (cluster_routing.go).
+
+type (
+	// adoptRoom: this node claimed the room; run it from snapshot, then deliver req (if any).
+	adoptRoom struct {
+		room   Room
+		fence  Fence
+		req    *roomRequest
+		sender *actor.PID
+	}
+	// roomLost: a write of the room was refused (another node owns it now).
+	roomLost struct {
+		roomID string
+		fence  Fence
+	}
+	// roomOwnerSeen: the node that answered for the room, to try first next time.
+	roomOwnerSeen struct {
+		roomID string
+		owner  Owner
+	}
+	// feedRoom and feedRoomGone: a room's change on the cluster feed (read model).
+	feedRoom     struct{ room Room }
+	feedRoomGone struct{ roomID string }
+	// dueRoom: the sweep found the room's deadline due.
+	dueRoom struct{ roomID string }
+	// createClaimed: a new room's id is claimed by this node; create it.
+	createClaimed struct {
+		req    createRoomRequest
+		id     string
+		fence  Fence
+		sender *actor.PID
+	}
+)
+
+func (r *roomRegistry) receiveCluster(ctx actor.Context, msg any) {
+	switch m := msg.(type) {
+	case adoptRoom:
+		r.adopt(ctx, m)
+	case roomLost:
+		if e, ok := r.entries[m.roomID]; ok && e.owned && e.fence == m.fence {
+			r.disown(ctx, e)
+		}
+	case roomOwnerSeen:
+		if e, ok := r.entries[m.roomID]; ok && !e.owned {
+			o := m.owner
+			e.remote = &o
+		}
+	case feedRoom:
+		r.feedChanged(m.room)
+	case feedRoomGone:
+		if e, ok := r.entries[m.roomID]; ok && !e.owned {
+			delete(r.entries, m.roomID)
+			r.countLive(e.view, nil)
+			r.invalidate()
+		}
+	case dueRoom:
+		e, ok := r.entries[m.roomID]
+		switch {
+		case ok && e.owned && e.pid == nil && !e.stopping:
+			r.spawn(ctx, m.roomID, e) // activation fires what is overdue
+		case !ok || !e.owned:
+			r.resolve(ctx, roomRequest{roomID: m.roomID}, nil, e)
+		}
+	case createClaimed:
+		if _, taken := r.entries[m.id]; taken {
+			// The feed brought a room with this id meanwhile: pick another.
+			r.create(ctx, m.req)
+			return
+		}
+		r.createOwned(ctx, m.req, m.id, m.fence, m.sender)
+	}
+}
+
+// resolve sends req to the room's owner, or makes this node the owner. A nil ev is a
+// sweep's wake: nothing to deliver, only to activate the room if its owner is gone.
+func (r *roomRegistry) resolve(ctx actor.Context, req roomRequest, sender *actor.PID, e *roomEntry) {
+	if !r.cl.member() {
+		if sender != nil {
+			ctx.Send(sender, roomReply{err: errNotMember()})
+		}
+		return
+	}
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	var msg any
+	if req.ev != nil {
+		msg = req
+	}
+	res := resolution{kind: KindRoom, id: req.roomID, msg: msg, sender: sender, remote: req.remote || req.ev == nil,
+		known: e != nil && e.exists}
+	if e != nil && e.remote != nil {
+		o := *e.remote
+		res.hint = &o
+	}
+	res.load = func(ctx context.Context) (any, bool, error) {
+		room, err := r.cl.placement.LoadRoom(ctx, req.roomID)
+		if errors.Is(err, ErrNotFound) {
+			return nil, false, nil
+		}
+		return room, err == nil, err
+	}
+	res.unknown = func() {
+		switch {
+		case sender == nil:
+		case req.callback || req.ev == nil:
+			root.Send(sender, roomReply{})
+		default:
+			root.Send(sender, roomReply{err: ErrNoSuchRoom(req.roomID)})
+		}
+	}
+	res.adopt = func(f Fence, snapshot any) {
+		a := adoptRoom{room: snapshot.(Room), fence: f, sender: sender}
+		if req.ev != nil {
+			a.req = &req
+		}
+		root.Send(self, a)
+	}
+	res.seen = func(o Owner) { root.Send(self, roomOwnerSeen{roomID: req.roomID, owner: o}) }
+	go r.cl.resolve(root, res)
+}
+
+// adopt runs a room this node has just claimed. A copy owned under another fence is
+// stopped first: the claim is the newest word on who owns the room.
+func (r *roomRegistry) adopt(ctx actor.Context, m adoptRoom) {
+	e, ok := r.entries[m.room.ID]
+	if !ok {
+		e = &roomEntry{}
+		r.entries[m.room.ID] = e
+	}
+	if !e.owned || e.fence != m.fence {
+		if e.owned {
+			r.disown(ctx, e)
+		}
+		before := e.view
+		e.owned, e.fence, e.remote = true, m.fence, nil
+		e.room, e.exists = m.room, true
+		e.view = r.render(m.room)
+		r.countLive(before, e.view)
+		r.invalidate()
+	}
+	if m.req != nil {
+		r.route(ctx, *m.req, m.sender)
+		return
+	}
+	if e.pid == nil && !e.stopping {
+		r.spawn(ctx, m.room.ID, e)
+	}
+}
+
+// disown stops acting for a room: its actor stops, its entry stays as a read-model copy.
+func (r *roomRegistry) disown(ctx actor.Context, e *roomEntry) {
+	e.owned, e.fence = false, Fence{}
+	if e.wake != nil {
+		e.wake()
+		e.wake = nil
+	}
+	if e.pid != nil {
+		delete(r.byPID, e.pid.Id)
+		ctx.Poison(e.pid)
+		e.pid = nil
+	}
+	e.stopping = false
+	for _, p := range e.pending {
+		if p.msg != nil && p.sender != nil {
+			ctx.Send(p.sender, roomReply{err: Errorf(CodeUnavailable, "房间已迁移，请重试")})
+		}
+	}
+	e.pending = nil
+}
+
+// feedChanged applies a room's change from the cluster feed to the read model. The owner's
+// own actor is the newer word for rooms this node owns.
+func (r *roomRegistry) feedChanged(room Room) {
+	e, ok := r.entries[room.ID]
+	if ok && e.owned {
+		return
+	}
+	if !ok {
+		e = &roomEntry{}
+		r.entries[room.ID] = e
+	}
+	before := e.view
+	e.room, e.exists = room, true
+	e.view = r.render(room)
+	r.countLive(before, e.view)
+	r.invalidate()
+}
+
+// claimNew claims a new room's id before the room is created here.
+func (r *roomRegistry) claimNew(ctx actor.Context, req createRoomRequest, id string, sender *actor.PID) {
+	root, self, cl := ctx.ActorSystem().Root, ctx.Self(), r.cl
+	go func() {
+		o, err := cl.claim(KindRoom, id)
+		switch {
+		case err != nil:
+			cl.log.Warn("room id not claimed", "room", id, "err", err)
+			root.Send(sender, roomReply{err: ErrStoreUnavailable(err)})
+		case !o.Mine:
+			root.RequestWithCustomSender(self, req, sender) // taken by another node: try another id
+		default:
+			root.Send(self, createClaimed{req: req, id: id, fence: Fence{Kind: KindRoom, ID: id, Node: o.Node, Epoch: o.Epoch}, sender: sender})
+		}
+	}()
+}
+
+// ownedRooms counts the rooms this node acts for.
+func (r *roomRegistry) ownedRooms() int {
+	n := 0
+	for _, e := range r.entries {
+		if e.owned {
+			n++
+		}
+	}
+	return n
+}

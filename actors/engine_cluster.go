@@ -46,7 +46,9 @@ func (e *Engine) ServePeer(ctx context.Context, req PeerRequest) PeerReply {
 func (e *Engine) FeedRoom(room Room) { e.system.Root.Send(e.rooms, feedRoom{room: room}) }
 
 // FeedRoomGone applies a room's deletion seen on the cluster feed.
-func (e *Engine) FeedRoomGone(roomID string) { e.system.Root.Send(e.rooms, feedRoomGone{roomID: roomID}) }
+func (e *Engine) FeedRoomGone(roomID string) {
+	e.system.Root.Send(e.rooms, feedRoomGone{roomID: roomID})
+}
 
 // Owned reports how many rooms and calls this node acts for.
 func (e *Engine) Owned(ctx context.Context) (rooms, calls int, err error) {

@@ -69,9 +69,9 @@ type (
 		Known bool   `json:"known"`
 		Text  string `json:"text,omitempty"`
 	}
-	wireUIDEv     struct{ UID string }
-	wireCallIDEv  struct{ CallID, Peer string }
-	wireJoinCall  struct {
+	wireUIDEv    struct{ UID string }
+	wireCallIDEv struct{ CallID, Peer string }
+	wireJoinCall struct {
 		CallID    string
 		HostRooms []string
 	}

@@ -132,11 +132,11 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	roomsPID, callsPID := actor.NewPID(system.Address(), "rooms"), actor.NewPID(system.Address(), "calls")
 	deps := &roomDeps{cfg: cfg.Room, store: cfg.Store, publisher: cfg.Publisher, clock: cfg.Clock,
 		urls: cfg.URLs, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, rooms: roomsPID, calls: callsPID,
-		dispatcher: workers}
+		dispatcher: workers, cluster: cl}
 	cdeps := &callDeps{store: cfg.Store, publisher: cfg.Publisher, mixer: cfg.Mixer, mixerReady: cfg.MixerReady,
 		urls: cfg.URLs, clock: cfg.Clock, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, askTimeout: cfg.AskTimeout,
 		mixTimeout: cfg.MixTimeout, stopAttempts: cfg.StopAttempts, stopBackoff: cfg.StopBackoff,
-		rooms: roomsPID, calls: callsPID, dispatcher: workers}
+		rooms: roomsPID, calls: callsPID, dispatcher: workers, cluster: cl}
 
 	// A room actor that panics is stopped, not restarted in place: its in-memory state is
 	// suspect, and the registry re-spawns it from its last durable snapshot on demand.

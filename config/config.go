@@ -149,12 +149,20 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
-// Cluster is reserved for clustering; it is parsed and not yet used.
+// Cluster makes this process one node of a cluster: nodes that share one Redis (store redis,
+// the same redis.* and keyprefix) find each other there; nobody lists its peers.
 type Cluster struct {
-	Enabled  bool       `yaml:"enabled"`
-	Name     string     `yaml:"name"`
-	Nodes    StringList `yaml:"nodes"`
-	BindAddr string     `yaml:"bindAddr"`
+	Enabled bool `yaml:"enabled"`
+	// BindAddr is where this node listens for the other nodes (port 0: any free port).
+	BindAddr string `yaml:"bindAddr"`
+	// AdvertiseAddr is the address the other nodes use (empty: BindAddr with the port
+	// actually bound); required when BindAddr's host is a wildcard.
+	AdvertiseAddr string `yaml:"advertiseAddr"`
+	// Node names this node in logs, metrics and /admin/cluster (empty: generated).
+	Node string `yaml:"node"`
+	// MemberTTL: a node that has not renewed its membership for this long is dead and its
+	// rooms and calls move to live nodes.
+	MemberTTL time.Duration `yaml:"memberTTL"`
 }
 
 // Accepted values of the enumerated keys.
@@ -199,6 +207,7 @@ func Default() *Config {
 		Auth:      Auth{TokenTTL: 720 * time.Hour},
 		HTTP:      HTTP{MaxBodyBytes: 64 << 10, RequestTimeout: 5 * time.Second},
 		Actors:    Actors{AskTimeout: 5 * time.Second, IdleTimeout: 10 * time.Minute},
+		Cluster:   Cluster{BindAddr: "127.0.0.1:0", MemberTTL: 3 * time.Second},
 		Log:       Log{Level: "info", Format: "text"},
 	}
 }

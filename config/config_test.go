@@ -141,7 +141,7 @@ func TestFullConfigLoads(t *testing.T) {
 		RequestTimeout: 2 * time.Second, PublicURL: "https://api.example.test"}
 	want.Actors = Actors{AskTimeout: time.Second, IdleTimeout: time.Hour}
 	want.Log = Log{Level: "debug", Format: "json"}
-	want.Cluster = Cluster{Enabled: true, Name: "prod", Nodes: StringList{"a:7946", "b:7946"}, BindAddr: "0.0.0.0:7946"}
+	want.Cluster = Cluster{Enabled: true, BindAddr: "0.0.0.0:7946", AdvertiseAddr: "10.0.0.5:7946", Node: "api-1", MemberTTL: 5 * time.Second}
 	c.sources = nil
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("full config:\n got %+v\nwant %+v", *c, *want)
@@ -341,6 +341,16 @@ func TestErrors(t *testing.T) {
 			[]string{"config: ", "app.yaml"}},
 		{"redis port", "store: redis\nredis: {port: 99999}\n", nil,
 			[]string{"config: redis.port: port 99999 out of range 1-65535"}},
+		{"cluster on the embedded store", "cluster: {enabled: true}\n", nil,
+			[]string{"config: cluster.enabled: needs store: redis"}},
+		{"cluster wildcard without advertise", "store: redis\ncluster: {enabled: true, bindAddr: '0.0.0.0:7946'}\n", nil,
+			[]string{"config: cluster.advertiseAddr: must be set"}},
+		{"cluster bad bindAddr", "", []string{"APPSERVER_STORE=redis", "APPSERVER_CLUSTER_ENABLED=true", "APPSERVER_CLUSTER_BINDADDR=localhost"},
+			[]string{`config: APPSERVER_CLUSTER_BINDADDR: invalid address "localhost"`}},
+		{"cluster short ttl", "store: redis\ncluster: {enabled: true, memberTTL: 10ms}\n", nil,
+			[]string{"config: cluster.memberTTL: 10ms is too short"}},
+		{"cluster node name", "store: redis\ncluster: {enabled: true, node: 'a b'}\n", nil,
+			[]string{`config: cluster.node: invalid name "a b"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""

@@ -2,6 +2,8 @@ package config
 
 import (
 	"math"
+	"net"
+	"regexp"
 	"net/url"
 	"strconv"
 	"strings"
@@ -19,6 +21,7 @@ func (c *Config) Validate() error {
 		c.validateDurations,
 		c.validateHTTP,
 		c.validateMisc,
+		c.validateCluster,
 	} {
 		if err := check(); err != nil {
 			return err
@@ -199,4 +202,48 @@ func checkHTTPURL(s string) string {
 		return "invalid URL " + strconv.Quote(s) + " (want http(s)://host[:port][/path])"
 	}
 	return ""
+}
+
+// nodeName is what a cluster node may be called: it appears in Redis keys, metrics labels
+// and logs.
+var nodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+func (c *Config) validateCluster() error {
+	cl := c.Cluster
+	if !cl.Enabled {
+		return nil
+	}
+	if c.Store != StoreRedis {
+		return c.errorf("cluster.enabled", "needs store: redis (the nodes share one Redis; the embedded store is one process's)")
+	}
+	if cl.MemberTTL < 500*time.Millisecond {
+		return c.errorf("cluster.memberTTL", "%v is too short (at least 500ms)", cl.MemberTTL)
+	}
+	host, port, err := net.SplitHostPort(cl.BindAddr)
+	if err != nil {
+		return c.errorf("cluster.bindAddr", "invalid address %q (want host:port)", cl.BindAddr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return c.errorf("cluster.bindAddr", "invalid port in %q", cl.BindAddr)
+	}
+	if cl.AdvertiseAddr != "" {
+		ah, ap, err := net.SplitHostPort(cl.AdvertiseAddr)
+		if err != nil || ah == "" || isWildcard(ah) {
+			return c.errorf("cluster.advertiseAddr", "invalid address %q (want a host:port the other nodes can reach)", cl.AdvertiseAddr)
+		}
+		if p, err := strconv.Atoi(ap); err != nil || p < 1 || p > 65535 {
+			return c.errorf("cluster.advertiseAddr", "invalid port in %q", cl.AdvertiseAddr)
+		}
+	} else if host == "" || isWildcard(host) {
+		return c.errorf("cluster.advertiseAddr", "must be set when cluster.bindAddr listens on every interface (%q)", cl.BindAddr)
+	}
+	if cl.Node != "" && !nodeName.MatchString(cl.Node) {
+		return c.errorf("cluster.node", "invalid name %q (letters, digits, '.', '_', '-'; at most 63)", cl.Node)
+	}
+	return nil
+}
+
+func isWildcard(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
 }

@@ -3,8 +3,8 @@ package config
 import (
 	"math"
 	"net"
-	"regexp"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"

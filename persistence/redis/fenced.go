@@ -136,7 +136,10 @@ func (s *Store) fencedDeleteCall(ctx context.Context, f actors.Fence, callID str
 
 // fenced runs one op of fencedWrite for the entity kind:id under fence f, as the Store's
 // member. A fence for another entity, or a node that is not this Store's member, is
-// refused like a stale one: the write cannot be proven current.
+// refused like a stale one: the write cannot be proven current. A fence carries no
+// incarnation: the Store's current member supplies it. That is enough because a new
+// incarnation of a node name never owns what the old one did without claiming it, which
+// raises the epoch, so an old incarnation's fence never matches again.
 func (s *Store) fenced(ctx context.Context, f actors.Fence, kind, id, op string, keys []string, args ...any) error {
 	m := s.member.Load()
 	var refuse error

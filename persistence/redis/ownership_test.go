@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -135,5 +136,32 @@ func TestOwnedCountsByKind(t *testing.T) {
 	}
 	if _, err := a.Claim(t.Context(), "user", "1"); err == nil {
 		t.Fatal("Claim of an unknown kind succeeded")
+	}
+}
+
+// TestRejoinedNameTakesOverAsNewIncarnation: a node that was expelled and joins again under
+// its name owns nothing of its old incarnation until it claims it, at a new epoch, so the
+// old incarnation's fences stay refused.
+func TestRejoinedNameTakesOverAsNewIncarnation(t *testing.T) {
+	c := newCluster(t)
+	s, old := c.join("a", time.Minute)
+	staleCtx, _ := own(t, old, actors.KindRoom, "r")
+	c.kill(old)
+	fresh, err := s.Join(t.Context(), "a", "127.0.0.1:7a", time.Minute)
+	if err != nil {
+		t.Fatalf("rejoin: %v", err)
+	}
+	if owned, _ := fresh.Owned(t.Context()); len(owned) != 0 {
+		t.Fatalf("the new incarnation starts owning %v", owned)
+	}
+	if _, ok, _ := fresh.Lookup(t.Context(), actors.KindRoom, "r"); ok {
+		t.Fatal("the old incarnation still counts as the owner")
+	}
+	o, err := fresh.Claim(t.Context(), actors.KindRoom, "r")
+	if err != nil || !o.Mine || o.Epoch != 2 {
+		t.Fatalf("Claim by the new incarnation = %+v, %v; want Mine at epoch 2", o, err)
+	}
+	if err := s.SaveRoom(staleCtx, actors.Room{ID: "r"}); !errors.Is(err, actors.ErrFenced) {
+		t.Fatalf("the old incarnation's fence = %v, want ErrFenced", err)
 	}
 }

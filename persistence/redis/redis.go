@@ -14,6 +14,18 @@
 //	{p}:user:req:{nonce}   short-lived marker that makes a retried CreateUser return the
 //	                       user its first attempt created
 //
+// and, when nodes form a cluster (membership.go, ownership.go, fenced.go, due.go,
+// reservations.go say why each exists):
+//
+//	{p}:member:{node}      "{incarnation}|{addr}" with a TTL: the node is alive while it exists
+//	{p}:members            set of node names that joined (dead ones are dropped lazily)
+//	{p}:owner:{kind}:{id}  hash {node, inc, addr, epoch}: who acts for a room or call
+//	{p}:owned:{node}       set of "{kind}:{id}" the node's current incarnation owns
+//	{p}:due                zset "{kind}:{id}" -> unix ms of its next deadline
+//	{p}:feed               stream of room changes {k: room|roomdel, id, v: JSON}
+//	{p}:busy:room:{id}     id of the call the room is reserved for
+//	{p}:busy:user:{uid}    id of the call the user is reserved for
+//
 // A nil error means Redis acknowledged the write; it is durable only as far as the server is
 // configured to make it so (appendonly yes, appendfsync always, as the tests run it).
 //
@@ -28,6 +40,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -67,6 +80,9 @@ type Options struct {
 	// Timeout bounds each call (each round trip for LoadRooms and Reset(""), which may
 	// need several) unless the caller's context ends sooner. Default DefaultTimeout.
 	Timeout time.Duration
+	// Logger receives what a background loop (Member.Run) cannot return: transient
+	// errors it retries. Nil discards them.
+	Logger *slog.Logger
 }
 
 // Store is the Redis-backed actors.Store. Methods are safe for concurrent use.
@@ -88,6 +104,22 @@ type Store struct {
 	callPrefix  string // + call id
 	reqPrefix   string // + nonce
 	scanPattern string // every key under prefix, glob-escaped
+
+	// Cluster keys (see the package comment).
+	memberPrefix   string // + node
+	membersKey     string
+	ownerPrefix    string // + kind:id
+	ownedPrefix    string // + node
+	dueKey         string
+	feedKey        string
+	busyRoomPrefix string // + room id
+	busyUserPrefix string // + uid
+
+	log *slog.Logger
+	// member is this node's current membership: the identity fenced writes are checked
+	// against (set by Join).
+	member atomic.Pointer[Member]
+	stats  clusterCounters
 }
 
 // Open connects to Redis and checks that it answers within Options.Timeout.
@@ -132,6 +164,20 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		callPrefix:  p + "call:",
 		reqPrefix:   p + "user:req:",
 		scanPattern: globEscape(p) + "*",
+
+		memberPrefix:   p + "member:",
+		membersKey:     p + "members",
+		ownerPrefix:    p + "owner:",
+		ownedPrefix:    p + "owned:",
+		dueKey:         p + "due",
+		feedKey:        p + "feed",
+		busyRoomPrefix: p + "busy:room:",
+		busyUserPrefix: p + "busy:user:",
+
+		log: opts.Logger,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	if err := s.ping(ctx); err != nil {
 		rdb.Close()
@@ -246,6 +292,12 @@ func (s *Store) SaveRoom(ctx context.Context, room actors.Room) error {
 	if err != nil {
 		return fmt.Errorf("redis: save room %s: %w", room.ID, err)
 	}
+	if f, ok := actors.FenceOf(ctx); ok {
+		if err := s.fencedSaveRoom(ctx, f, room, val); err != nil {
+			return fmt.Errorf("redis: save room %s: %w", room.ID, err)
+		}
+		return nil
+	}
 	_, err = s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		p.Set(ctx, s.roomPrefix+room.ID, val, 0)
 		p.SAdd(ctx, s.roomsKey, room.ID)
@@ -267,6 +319,12 @@ func (s *Store) DeleteRoom(ctx context.Context, roomID string) error {
 	defer cancel()
 	if roomID == "" {
 		return errors.New("redis: delete room: empty room id")
+	}
+	if f, ok := actors.FenceOf(ctx); ok {
+		if err := s.fencedDeleteRoom(ctx, f, roomID); err != nil {
+			return fmt.Errorf("redis: delete room %s: %w", roomID, err)
+		}
+		return nil
 	}
 	if err := s.deleteRoom(ctx, roomID); err != nil {
 		return fmt.Errorf("redis: delete room %s: %w", roomID, err)
@@ -308,6 +366,12 @@ func (s *Store) SaveCall(ctx context.Context, call actors.Call) error {
 	if err != nil {
 		return fmt.Errorf("redis: save call %s: %w", call.ID, err)
 	}
+	if f, ok := actors.FenceOf(ctx); ok {
+		if err := s.fencedSaveCall(ctx, f, call, val); err != nil {
+			return fmt.Errorf("redis: save call %s: %w", call.ID, err)
+		}
+		return nil
+	}
 	_, err = s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		p.Set(ctx, s.callPrefix+call.ID, val, 0)
 		p.SAdd(ctx, s.callsKey, call.ID)
@@ -329,6 +393,12 @@ func (s *Store) DeleteCall(ctx context.Context, callID string) error {
 	defer cancel()
 	if callID == "" {
 		return errors.New("redis: delete call: empty call id")
+	}
+	if f, ok := actors.FenceOf(ctx); ok {
+		if err := s.fencedDeleteCall(ctx, f, callID); err != nil {
+			return fmt.Errorf("redis: delete call %s: %w", callID, err)
+		}
+		return nil
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		p.Del(ctx, s.callPrefix+callID)
@@ -418,6 +488,12 @@ func (s *Store) AddAudience(ctx context.Context, roomID string, member actors.Us
 	if err != nil {
 		return fmt.Errorf("redis: add audience %s to room %s: %w", member.ID, roomID, err)
 	}
+	if f, ok := actors.FenceOf(ctx); ok {
+		if err := s.fencedAddAudience(ctx, f, roomID, member.ID, val); err != nil {
+			return fmt.Errorf("redis: add audience %s to room %s: %w", member.ID, roomID, err)
+		}
+		return nil
+	}
 	if err := s.rdb.HSet(ctx, s.audPrefix+roomID, member.ID, val).Err(); err != nil {
 		return fmt.Errorf("redis: add audience %s to room %s: %w", member.ID, roomID, err)
 	}
@@ -434,6 +510,12 @@ func (s *Store) RemoveAudience(ctx context.Context, roomID, uid string) error {
 	defer cancel()
 	if roomID == "" || uid == "" {
 		return fmt.Errorf("redis: remove audience %q from room %q: empty id", uid, roomID)
+	}
+	if f, ok := actors.FenceOf(ctx); ok {
+		if err := s.fencedRemoveAudience(ctx, f, roomID, uid); err != nil {
+			return fmt.Errorf("redis: remove audience %s from room %s: %w", uid, roomID, err)
+		}
+		return nil
 	}
 	if err := s.rdb.HDel(ctx, s.audPrefix+roomID, uid).Err(); err != nil {
 		return fmt.Errorf("redis: remove audience %s from room %s: %w", uid, roomID, err)
@@ -467,10 +549,10 @@ func (s *Store) LoadAudience(ctx context.Context, roomID string) ([]actors.User,
 	return users, nil
 }
 
-// Reset with a key deletes the user and the room (with its audience) that key names, in
-// one transaction; unknown keys are not an error. Reset("") deletes every key under the
-// prefix except the user id counter, scanning (never KEYS) and deleting in batches; it is
-// not atomic, so writes racing it may survive it.
+// Reset with a key deletes the user and the room (with its audience and its deadline) that
+// key names, in one transaction; unknown keys are not an error. Reset("") deletes every key
+// under the prefix except those keepOnReset names, scanning (never KEYS) and deleting in
+// batches; it is not atomic, so writes racing it may survive it.
 func (s *Store) Reset(ctx context.Context, key string) error {
 	if key == "" {
 		if err := s.resetAll(ctx); err != nil {
@@ -490,6 +572,7 @@ func (s *Store) Reset(ctx context.Context, key string) error {
 		}
 		p.Del(ctx, s.roomPrefix+key, s.audPrefix+key)
 		p.SRem(ctx, s.roomsKey, key)
+		p.ZRem(ctx, s.dueKey, actors.KindRoom+":"+key)
 		return nil
 	})
 	if err != nil {
@@ -509,7 +592,7 @@ func (s *Store) resetAll(ctx context.Context) error {
 			if err != nil {
 				return 0, err
 			}
-			keys = slices.DeleteFunc(keys, func(k string) bool { return k == s.counterKey })
+			keys = slices.DeleteFunc(keys, s.keepOnReset)
 			if len(keys) > 0 {
 				// UNLINK frees the memory off the main thread: audiences may be big.
 				if err := s.rdb.Unlink(ctx, keys...).Err(); err != nil {
@@ -526,6 +609,20 @@ func (s *Store) resetAll(ctx context.Context) error {
 		}
 		cursor = next
 	}
+}
+
+// keepOnReset names the keys Reset("") leaves alone:
+//   - the user id counter, so ids are never reused;
+//   - the membership keys: the nodes are still running after a reset, and wiping their
+//     member keys would expel every one of them;
+//   - the cluster feed: readers hold positions in it, and a room wiped by the reset is
+//     no different to them from one that still exists until they reload.
+//
+// Ownership, deadlines and reservations go: the entities they are about are gone too (a
+// wiped owner hash refuses its old owner's next write, so that copy stops).
+func (s *Store) keepOnReset(key string) bool {
+	return key == s.counterKey || key == s.membersKey || key == s.feedKey ||
+		strings.HasPrefix(key, s.memberPrefix)
 }
 
 // begin checks that the call may proceed and bounds it by the store's timeout.

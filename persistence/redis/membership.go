@@ -1,0 +1,321 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Membership is the cluster's only failure detector: a node is alive exactly while its key
+// {p}:member:{node} exists and holds its incarnation. Ownership (ownership.go) and every
+// fenced write (fenced.go) check that same key inside the same Lua script, so a node the
+// others consider dead can neither claim nor write: there is no second opinion to disagree
+// with the fence.
+
+// ErrNodeNameTaken is returned by Join when a live member already has the name.
+var ErrNodeNameTaken = errors.New("node name taken by a live member")
+
+// ErrExpelled is returned by every call on a Member whose key expired or was taken over
+// (the cluster declared it dead). It never recovers: its entities may have moved, so the
+// node must stop acting and join again as a new member.
+var ErrExpelled = errors.New("expelled from the cluster: membership lapsed")
+
+// ErrLeft is returned by every call on a Member after Leave.
+var ErrLeft = errors.New("left the cluster")
+
+// monoOrigin anchors the default monotonic clock: time.Since reads the monotonic reading
+// of both times, which keeps running while the process is stopped (SIGSTOP), unlike what
+// the process itself could count.
+var monoOrigin = time.Now()
+
+func monoNow() time.Duration { return time.Since(monoOrigin) }
+
+// Member is this node's membership, and its view of ownership (it implements
+// actors.Placement, see ownership.go). Join makes it the Store's identity for fenced
+// writes. Methods are safe for concurrent use.
+type Member struct {
+	s        *Store
+	node     string
+	inc      string
+	addr     string
+	ttl      time.Duration
+	key      string // {p}:member:{node}
+	ownedKey string // {p}:owned:{node}
+
+	expelled atomic.Bool
+	left     atomic.Bool
+
+	// mono reads the monotonic clock; a field so a test can simulate a freeze.
+	mono func() time.Duration
+	// leaseUntil is the mono reading until which LeaseValid holds.
+	leaseUntil atomic.Int64
+}
+
+// MemberInfo is one live member as Members lists it.
+type MemberInfo struct {
+	Node string `json:"node"`
+	Addr string `json:"addr"`
+}
+
+// join creates the member key only if no live member has the name. The new incarnation's
+// owned set starts empty: what an earlier incarnation of the name owned is not this one's
+// (its owner hashes name the dead incarnation, and any node may take them over).
+// KEYS: member key, owned key, members set. ARGV: value, ttl ms, node.
+var join = goredis.NewScript(`
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('GET', KEYS[1]) or ''
+end
+redis.call('DEL', KEYS[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+return false
+`)
+
+// Join makes this node a member named node, listening for the other nodes at addr, alive
+// while it renews within ttl (Run). A name held by a live member is refused with an error
+// wrapping ErrNodeNameTaken. The returned Member becomes the Store's identity for fenced
+// writes, replacing any earlier one (a node that was expelled joins again).
+func (s *Store) Join(ctx context.Context, node, addr string, ttl time.Duration) (*Member, error) {
+	if node == "" {
+		return nil, errors.New("redis: join: empty node name")
+	}
+	if ttl < 4*time.Millisecond {
+		return nil, fmt.Errorf("redis: join %s: ttl %v too short", node, ttl)
+	}
+	inc, err := newNonce()
+	if err != nil {
+		return nil, fmt.Errorf("redis: join %s: %w", node, err)
+	}
+	m := &Member{
+		s: s, node: node, inc: inc, addr: addr, ttl: ttl,
+		key:      s.memberPrefix + node,
+		ownedKey: s.ownedPrefix + node,
+		mono:     monoNow,
+	}
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("redis: join %s: %w", node, err)
+	}
+	defer cancel()
+	sent := m.mono()
+	held, err := join.Run(ctx, s.rdb, []string{m.key, m.ownedKey, s.membersKey},
+		inc+"|"+addr, ttl.Milliseconds(), node).Text()
+	switch {
+	case errors.Is(err, goredis.Nil):
+	case err != nil:
+		return nil, fmt.Errorf("redis: join %s: %w", node, err)
+	default:
+		_, holder, _ := strings.Cut(held, "|")
+		return nil, fmt.Errorf("redis: join %s: %w (held by the member at %s)", node, ErrNodeNameTaken, holder)
+	}
+	m.extendLease(sent)
+	s.member.Store(m)
+	return m, nil
+}
+
+// Node is this node's name.
+func (m *Member) Node() string { return m.node }
+
+// Incarnation identifies this membership: a node that joins again under the same name is
+// another incarnation, and nothing owned by the old one is the new one's.
+func (m *Member) Incarnation() string { return m.inc }
+
+// Addr is where this node listens for the other nodes.
+func (m *Member) Addr() string { return m.addr }
+
+// TTL is the membership's time to live.
+func (m *Member) TTL() time.Duration { return m.ttl }
+
+// leaseMargin is what LeaseValid takes off the ttl. Redis starts the key's ttl when it runs
+// the renew, after we sent it, so our lease (counted from the send) already ends before the
+// key does; the margin also covers the two clocks ticking at slightly different rates and
+// the time between checking LeaseValid and the action it guards.
+func (m *Member) leaseMargin() time.Duration { return m.ttl / 5 }
+
+// LeaseValid reports, by this process's monotonic clock and without asking Redis, whether
+// the membership still holds: now < (send time of the last successful renew, or of Join)
+// + ttl − ttl/5. A node resumed after a freeze longer than that (SIGSTOP/SIGCONT) sees
+// false at once, before any Redis call tells it that it was expelled; it must not act
+// until a renew succeeds (and if the key expired meanwhile, none ever will).
+func (m *Member) LeaseValid() bool {
+	if m.gone() != nil {
+		return false
+	}
+	return m.mono() < time.Duration(m.leaseUntil.Load())
+}
+
+// extendLease moves the lease to sent + ttl − margin unless it already reaches further
+// (renews may finish out of order).
+func (m *Member) extendLease(sent time.Duration) {
+	until := int64(sent + m.ttl - m.leaseMargin())
+	for {
+		cur := m.leaseUntil.Load()
+		if until <= cur || m.leaseUntil.CompareAndSwap(cur, until) {
+			return
+		}
+	}
+}
+
+// gone returns ErrLeft or ErrExpelled once either happened.
+func (m *Member) gone() error {
+	if m.left.Load() {
+		return ErrLeft
+	}
+	if m.expelled.Load() {
+		return ErrExpelled
+	}
+	return nil
+}
+
+// renew extends the key only while it still holds our incarnation: once it expired,
+// another node may have joined under the name, and this one must not revive it.
+// KEYS: member key, members set. ARGV: incarnation, ttl ms, node.
+var renew = goredis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return 1
+`)
+
+// Renew extends the membership by ttl. If the key expired (or holds another incarnation)
+// the member is expelled: this and every later call returns an error wrapping ErrExpelled.
+func (m *Member) Renew(ctx context.Context) error {
+	if err := m.gone(); err != nil {
+		return fmt.Errorf("redis: renew %s: %w", m.node, err)
+	}
+	ctx, cancel, err := m.s.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("redis: renew %s: %w", m.node, err)
+	}
+	defer cancel()
+	sent := m.mono()
+	ok, err := renew.Run(ctx, m.s.rdb, []string{m.key, m.s.membersKey},
+		m.inc, m.ttl.Milliseconds(), m.node).Int()
+	if err != nil {
+		return fmt.Errorf("redis: renew %s: %w", m.node, err)
+	}
+	if ok == 0 {
+		m.expelled.Store(true)
+		return fmt.Errorf("redis: renew %s: %w", m.node, ErrExpelled)
+	}
+	m.extendLease(sent)
+	return nil
+}
+
+// Run renews the membership every ttl/4 until ctx ends or the member is expelled, when it
+// calls onExpelled (if not nil) once and returns. Other errors (Redis briefly away) are
+// logged and retried on the next tick: three more chances before the key expires.
+func (m *Member) Run(ctx context.Context, onExpelled func()) {
+	t := time.NewTicker(m.ttl / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := m.Renew(ctx)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrExpelled):
+			m.s.log.Error("cluster membership lapsed: this node was declared dead", "node", m.node)
+			if onExpelled != nil {
+				onExpelled()
+			}
+			return
+		case errors.Is(err, ErrLeft) || ctx.Err() != nil:
+			return
+		default:
+			m.s.log.Warn("cluster membership renew failed; retrying", "node", m.node, "err", err)
+		}
+	}
+}
+
+// leave releases every entity this incarnation owns (keeping their epochs), then removes
+// the member key, in one step, so no other node sees the member gone while it still owns
+// something. A key that is no longer ours (we were expelled) stops it before it touches
+// anything: the owned set may then be a new incarnation's.
+// KEYS: member key, owned key, members set. ARGV: incarnation, node, owner key prefix.
+var leave = goredis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then return -1 end
+local owned = redis.call('SMEMBERS', KEYS[2])
+for _, e in ipairs(owned) do
+  local k = ARGV[3] .. e
+  local o = redis.call('HMGET', k, 'node', 'inc')
+  if o[1] == ARGV[2] and o[2] == ARGV[1] then
+    redis.call('HDEL', k, 'node', 'inc', 'addr')
+  end
+end
+redis.call('DEL', KEYS[2], KEYS[1])
+redis.call('SREM', KEYS[3], ARGV[2])
+return #owned
+`)
+
+// Leave hands every owned entity back (the next message for each activates it on another
+// node at once) and ends the membership. Later calls return ErrLeft.
+func (m *Member) Leave(ctx context.Context) error {
+	if err := m.gone(); err != nil {
+		return fmt.Errorf("redis: leave %s: %w", m.node, err)
+	}
+	ctx, cancel, err := m.s.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("redis: leave %s: %w", m.node, err)
+	}
+	defer cancel()
+	n, err := leave.Run(ctx, m.s.rdb, []string{m.key, m.ownedKey, m.s.membersKey},
+		m.inc, m.node, m.s.ownerPrefix).Int()
+	if err != nil {
+		return fmt.Errorf("redis: leave %s: %w", m.node, err)
+	}
+	if n < 0 {
+		m.expelled.Store(true)
+		return fmt.Errorf("redis: leave %s: %w", m.node, ErrExpelled)
+	}
+	m.left.Store(true)
+	m.s.member.CompareAndSwap(m, nil)
+	return nil
+}
+
+// members lists the live members as node, value pairs and drops the dead ones from the
+// set in the same step, so a node joining meanwhile cannot be dropped by mistake.
+// KEYS: members set. ARGV: member key prefix.
+var members = goredis.NewScript(`
+local out = {}
+for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local v = redis.call('GET', ARGV[1] .. n)
+  if v then
+    out[#out + 1] = n
+    out[#out + 1] = v
+  else
+    redis.call('SREM', KEYS[1], n)
+  end
+end
+return out
+`)
+
+// Members returns the live members ordered by node name.
+func (s *Store) Members(ctx context.Context) ([]MemberInfo, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("redis: members: %w", err)
+	}
+	defer cancel()
+	pairs, err := members.Run(ctx, s.rdb, []string{s.membersKey}, s.memberPrefix).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("redis: members: %w", err)
+	}
+	out := make([]MemberInfo, 0, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		_, addr, _ := strings.Cut(pairs[i+1], "|")
+		out = append(out, MemberInfo{Node: pairs[i], Addr: addr})
+	}
+	slices.SortFunc(out, func(a, b MemberInfo) int { return strings.Compare(a.Node, b.Node) })
+	return out, nil
+}

@@ -102,6 +102,10 @@ func (s *Store) FeedHead(ctx context.Context) (string, error) {
 func (f *Follower) Run(ctx context.Context, from string, h FeedHandler) error {
 	rdb := goredis.NewClient(f.opts)
 	defer rdb.Close()
+	// A blocked XREAD does not watch its context; closing the connection ends it, so a
+	// node leaving does not wait out the block.
+	stop := context.AfterFunc(ctx, func() { rdb.Close() })
+	defer stop()
 	f.mu.Lock()
 	f.lastID = from
 	f.mu.Unlock()

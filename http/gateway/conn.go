@@ -16,6 +16,7 @@ const (
 	reasonQueueFull = "queue full, reconnect with since"
 	reasonShutdown  = "server shutting down"
 	reasonDeleted   = "topic deleted"
+	reasonFeedGap   = "frames missed, reconnect with since"
 )
 
 // clientReadLimit bounds what a client may send: the protocol is push-only, so anything
@@ -31,6 +32,9 @@ type conn struct {
 	tags  []string
 	q     *queue
 	spare []*frame
+	// after, in cluster mode, is the last seq the since replay sent: queued frames up to it
+	// were delivered while the history was read, and are skipped (0: nothing to skip).
+	after uint64
 
 	pinging atomic.Bool
 	helpers sync.WaitGroup // the reader and any ping in flight
@@ -122,6 +126,7 @@ const (
 	EndQueueFull    = "queue_full"    // an important frame could not be queued: closed with 1013
 	EndShutdown     = "shutdown"      // the server shut down: closed with 1001
 	EndTopicDeleted = "topic_deleted" // the room's topic was deleted: closed with 1000
+	EndFeedGap      = "feed_gap"      // the node's cluster feed lost frames: closed with 1013
 )
 
 // ending is how writeLoop ended: the close code to send (0: none, the socket is gone or
@@ -147,7 +152,13 @@ func (c *conn) writeLoop(ctx context.Context, missed []*frame) ending {
 			ended := c.q.ended.Load()
 			batch, failed := c.q.take(c.spare)
 			if failed {
+				if c.q.gap.Load() {
+					return ending{websocket.StatusTryAgainLater, reasonFeedGap, EndFeedGap}
+				}
 				return ending{websocket.StatusTryAgainLater, reasonQueueFull, EndQueueFull}
+			}
+			if c.after != 0 {
+				batch = c.skipReplayed(batch)
 			}
 			err := c.write(ctx, batch)
 			clear(batch) // let the history alone decide how long frames live

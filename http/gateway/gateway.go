@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the gateway's metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// History, when set, puts the gateway in cluster mode (cluster.go): frames arrive
+	// numbered through Deliver, and since is replayed from this shared history.
+	History HistorySource
+	// FeedLag, in cluster mode, is how far the node's feed follower is behind; it backs
+	// roomengine_push_feed_lag_seconds.
+	FeedLag func() time.Duration
 }
 
 // Gateway is the WebSocket push gateway. It is an actors.Publisher and an http.Handler for
@@ -57,6 +64,8 @@ type Gateway struct {
 	conns    map[*conn]struct{}
 	shutdown chan struct{} // closed by Shutdown; every writer selects on it
 	running  sync.WaitGroup
+
+	warnedPublish atomic.Bool // a Publish in cluster mode was logged
 }
 
 var _ actors.Publisher = (*Gateway)(nil)
@@ -85,6 +94,12 @@ func New(opts Options) *Gateway {
 	if opts.SeqOrigin == nil {
 		opts.SeqOrigin = clockOrigin
 	}
+	if opts.History != nil {
+		// Seqs come from the cluster; a topic known here only by its subscribers has
+		// seen none yet.
+		opts.SeqOrigin = noOrigin
+		registerFeedLag(opts.Registerer, opts.FeedLag)
+	}
 	return &Gateway{
 		opts:     opts,
 		log:      opts.Logger,
@@ -102,10 +117,20 @@ func clockOrigin() uint64 { return uint64(time.Now().UnixMicro()) }
 // queues it for every matching subscriber. It never waits for a connection: a full queue
 // sheds or, for an important frame, marks the connection for closing.
 func (g *Gateway) Publish(p actors.Push) {
+	if g.opts.History != nil {
+		g.misrouted(p)
+		return
+	}
 	t := g.topics.lock(p.Topic)
 	t.seq++
-	data, ok := encodeFrame(p.Topic, t.seq, p.Tag, p.Importance, p.Body)
-	f := &frame{seq: t.seq, tag: p.Tag, importance: p.Importance, data: data}
+	g.fanOut(t, p.Tag, p.Importance, p.Body, p.Type)
+}
+
+// fanOut encodes the frame numbered t.seq, records it in the history and queues it for
+// every matching subscriber, then unlocks t.
+func (g *Gateway) fanOut(t *topic, tag string, importance int, body []byte, typ int) {
+	data, ok := encodeFrame(t.name, t.seq, tag, importance, body)
+	f := &frame{seq: t.seq, tag: tag, importance: importance, data: data}
 	t.record(f, g.opts.HistorySize)
 	for _, c := range t.subs {
 		if tagMatch(c.tags, f.tag) {
@@ -116,7 +141,7 @@ func (g *Gateway) Publish(p actors.Push) {
 	g.metrics.publishedOne()
 	if !ok {
 		g.log.Warn("push body is not valid JSON; sent as a string",
-			"topic", p.Topic, "type", p.Type, "seq", f.seq)
+			"topic", t.name, "type", typ, "seq", f.seq)
 	}
 }
 

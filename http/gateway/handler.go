@@ -51,7 +51,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// Subscribe before the handshake completes: a client that sees its upgrade succeed and
 	// then causes a push (a comment, say) must receive it.
-	c, t, missed := g.subscribe(topic, tags, since, replay)
+	c, t, missed, err := g.subscribeAny(r.Context(), topic, tags, since, replay)
+	if err != nil {
+		g.log.Warn("push history unavailable", "topic", topic, "err", err)
+		writeEnvelope(w, http.StatusServiceUnavailable, 503, "推送历史暂不可用")
+		return
+	}
 	cw := &coalescingWriter{ResponseWriter: w}
 	ws, err := websocket.Accept(cw, r, acceptOptions)
 	if err != nil {

@@ -57,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "roomengine_ws_disconnects_total",
 		Help: "WebSocket push connections that ended, by cause.",
 	}, []string{"cause"})
-	for _, cause := range []string{EndClientGone, EndWriteFailed, EndQueueFull, EndShutdown, EndTopicDeleted} {
+	for _, cause := range []string{EndClientGone, EndWriteFailed, EndQueueFull, EndShutdown, EndTopicDeleted, EndFeedGap} {
 		endings.WithLabelValues(cause) // exported at zero from the start
 	}
 	if reg != nil {

@@ -35,6 +35,8 @@ type queue struct {
 	failed atomic.Bool
 	// ended is set when the topic is deleted: the writer sends what is queued, then closes.
 	ended atomic.Bool
+	// gap is set with failed when the node's cluster feed lost frames (resync).
+	gap atomic.Bool
 
 	// wake has room for one signal: a push that finds it full knows the writer has a wake-up
 	// pending and will see the new frame when it takes.
@@ -87,6 +89,18 @@ func (q *queue) push(f *frame) pushResult {
 	q.mu.Unlock()
 	q.signal()
 	return res
+}
+
+// resync fails the queue although it has room: the node missed frames (a gap in the
+// cluster feed), so the client must reconnect with since (1013).
+func (q *queue) resync() {
+	q.mu.Lock()
+	q.gap.Store(true)
+	q.failed.Store(true)
+	clear(q.items)
+	q.items = q.items[:0]
+	q.mu.Unlock()
+	q.signal()
 }
 
 // end tells the writer that nothing more will come: its topic was deleted.

@@ -95,6 +95,7 @@ type Store struct {
 	timeout time.Duration
 	closed  atomic.Bool
 
+	prefix      string // KeyPrefix + ":"; the cluster's keys (push feed) are built from it
 	counterKey  string
 	roomsKey    string
 	userPrefix  string // + id
@@ -155,6 +156,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s := &Store{
 		rdb:         rdb,
 		timeout:     opts.Timeout,
+		prefix:      p,
 		counterKey:  p + "user:nextid",
 		roomsKey:    p + "rooms",
 		userPrefix:  p + "user:",

@@ -1,0 +1,405 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	goredis "github.com/redis/go-redis/v9"
+
+	"roomengine/actors"
+)
+
+// The cluster's push stream. Every push of every node goes through one Lua script that
+// checks the sender's fence, numbers the push in its topic and appends it to two streams:
+//
+//	{p}:seq:{topic}        the topic's last seq (INCR); created at Redis TIME in µs, so a
+//	                       topic's next life numbers above its previous one, as on one node
+//	{p}:topic:{topic}      the topic's replay history: stream of s=seq g=tag i=importance
+//	                       b=body, MAXLEN ~ HistoryCap
+//	{p}:feed               the cluster feed every node follows (see feed.go): k=push t=topic
+//	                       s g i b, k=topicdel t=topic, and the room entries the fenced room
+//	                       saves append (k=room id v, k=roomdel id); MAXLEN ~ FeedCap
+//	{p}:pushdedup:{pub}    the last queue number a publisher instance had applied, so a batch
+//	                       resent after a broken connection is not applied twice
+//
+// A deleted topic's seq and history expire a minute later (late reconnects with since get
+// the frames they missed); a push to it meanwhile starts its next life.
+
+// Defaults of PublisherOptions.
+const (
+	DefaultHistoryCap = 256 // the gateway's default history size
+	DefaultFeedCap    = 100000
+	DefaultPushQueue  = 1 << 16
+)
+
+// pushBatch bounds the scripts of one pipeline: big enough to keep up with a burst, small
+// enough that one round trip stays short.
+const pushBatch = 256
+
+// dedupTTL outlives any retry of a batch; an idle publisher's marker then goes away.
+const dedupTTL = 10 * time.Minute
+
+// topicGrace is how long a deleted topic's history stays (the gateway's tombstone grace).
+const topicGrace = time.Minute
+
+// PublisherOptions configures a Publisher.
+type PublisherOptions struct {
+	// Node and Incarnation are this node's membership ({p}:member:{Node} holds
+	// "{Incarnation}|{addr}"). A push without a fence (an invitation, a topic deletion)
+	// is refused unless that membership is alive. Empty Incarnation: not checked.
+	Node, Incarnation string
+	// HistoryCap bounds each topic's replay history (MAXLEN ~). Default DefaultHistoryCap;
+	// set it to the gateway's HistorySize.
+	HistoryCap int
+	// FeedCap bounds the cluster feed (MAXLEN ~). Default DefaultFeedCap.
+	FeedCap int
+	// QueueSize bounds the pushes waiting for Redis. A push beyond it is dropped and
+	// logged: only a Redis outage long enough to fill it gets there. Default DefaultPushQueue.
+	QueueSize int
+	// Refused, if set, counts pushes refused for a stale fence or a lapsed membership
+	// (the wiring passes roomengine_fenced_writes_total{result="refused"}).
+	Refused prometheus.Counter
+	Logger  *slog.Logger
+}
+
+// Publisher is the cluster's actors.Publisher: every node's pushes go through one Redis
+// script, so a topic has one seq and one order however many nodes publish to it. Publish
+// only queues; one writer goroutine sends the queue in order (pipelined), so the pushes of
+// one Publisher reach the feed in the order Publish was called.
+type Publisher struct {
+	rdb        *goredis.Client
+	prefix     string
+	node       string
+	inc        atomic.Pointer[string]
+	dedupKey   string
+	historyCap string
+	feedCap    string
+	limit      int
+	log        *slog.Logger
+	refusedCtr prometheus.Counter
+
+	mu      sync.Mutex
+	queue   []pushOp
+	next    uint64 // queue number of the next op
+	closing bool
+	wake    chan struct{}
+	stop    context.CancelFunc
+	done    chan struct{}
+
+	nRefused atomic.Uint64
+	nDropped atomic.Uint64
+}
+
+// pushOp is one queued Publish or DeleteTopic.
+type pushOp struct {
+	n    uint64
+	p    actors.Push
+	drop bool // DeleteTopic(p.Topic)
+}
+
+var _ actors.Publisher = (*Publisher)(nil)
+
+// NewPublisher starts a publisher on the store's connections. Close it before the store.
+func (s *Store) NewPublisher(opts PublisherOptions) *Publisher {
+	if opts.HistoryCap <= 0 {
+		opts.HistoryCap = DefaultHistoryCap
+	}
+	if opts.FeedCap <= 0 {
+		opts.FeedCap = DefaultFeedCap
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = DefaultPushQueue
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	nonce, err := newNonce()
+	if err != nil { // crypto/rand does not fail on the systems we run on
+		panic(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Publisher{
+		rdb:        s.rdb,
+		prefix:     s.prefix,
+		node:       opts.Node,
+		dedupKey:   s.prefix + "pushdedup:" + opts.Node + ":" + nonce,
+		historyCap: strconv.Itoa(opts.HistoryCap),
+		feedCap:    strconv.Itoa(opts.FeedCap),
+		limit:      opts.QueueSize,
+		log:        opts.Logger,
+		refusedCtr: opts.Refused,
+		next:       1,
+		wake:       make(chan struct{}, 1),
+		stop:       cancel,
+		done:       make(chan struct{}),
+	}
+	p.SetIncarnation(opts.Incarnation)
+	go p.run(ctx)
+	return p
+}
+
+// SetIncarnation changes the membership unfenced pushes are checked against (a node that
+// rejoined as a new member).
+func (p *Publisher) SetIncarnation(inc string) { p.inc.Store(&inc) }
+
+// Publish queues the push; it never waits for Redis.
+func (p *Publisher) Publish(push actors.Push) { p.enqueue(pushOp{p: push}) }
+
+// CreateTopic does nothing: a topic's seq and history are created by its first push.
+func (p *Publisher) CreateTopic(string) {}
+
+// DeleteTopic queues the deletion behind the topic's pushes: every node's gateway ends the
+// topic's subscriptions after delivering them.
+func (p *Publisher) DeleteTopic(topic string) {
+	p.enqueue(pushOp{p: actors.Push{Topic: topic}, drop: true})
+}
+
+func (p *Publisher) enqueue(op pushOp) {
+	p.mu.Lock()
+	if p.closing || len(p.queue) >= p.limit {
+		p.mu.Unlock()
+		p.nDropped.Add(1)
+		p.log.Error("push dropped: the Redis push queue is full or closed",
+			"topic", op.p.Topic, "type", op.p.Type)
+		return
+	}
+	op.n = p.next
+	p.next++
+	p.queue = append(p.queue, op)
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Refused is the number of pushes Redis refused for a stale fence or lapsed membership.
+func (p *Publisher) Refused() uint64 { return p.nRefused.Load() }
+
+// Dropped is the number of pushes dropped because the queue was full or closed.
+func (p *Publisher) Dropped() uint64 { return p.nDropped.Load() }
+
+// Close stops taking pushes, sends what is queued and stops. If ctx ends first, what is
+// still queued is dropped and ctx's error returned.
+func (p *Publisher) Close(ctx context.Context) error {
+	p.mu.Lock()
+	p.closing = true
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		p.stop()
+		<-p.done
+		return ctx.Err()
+	}
+}
+
+// run is the single writer: taking the queue in order and sending each batch until Redis
+// has answered it is what keeps every topic's pushes in Publish order.
+func (p *Publisher) run(ctx context.Context) {
+	defer close(p.done)
+	var batch []pushOp
+	for {
+		p.mu.Lock()
+		n := min(len(p.queue), pushBatch)
+		batch = append(batch[:0], p.queue[:n]...)
+		p.queue = p.queue[n:]
+		if len(p.queue) == 0 {
+			p.queue = nil // let a burst's backing array go
+		}
+		closing := p.closing
+		p.mu.Unlock()
+		if n == 0 {
+			if closing {
+				return
+			}
+			select {
+			case <-p.wake:
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		if !p.send(ctx, batch) {
+			return
+		}
+		clear(batch)
+	}
+}
+
+// send pipelines the batch until Redis answers it, retrying with backoff through an outage.
+// A resend is safe: the script skips the ops the dedup marker says were applied. It
+// returns false when ctx ends first.
+func (p *Publisher) send(ctx context.Context, batch []pushOp) bool {
+	backoff := 20 * time.Millisecond
+	for {
+		err := p.sendOnce(ctx, batch)
+		if err == nil {
+			return true
+		}
+		if goredis.HasErrorPrefix(err, "NOSCRIPT") {
+			// First use, or Redis restarted: load the scripts and resend at once; the ops
+			// that did run are skipped by the dedup marker.
+			if err = loadScripts(ctx, p.rdb); err == nil {
+				continue
+			}
+		}
+		p.log.Warn("push feed: Redis write failed, retrying", "err", err, "pushes", len(batch))
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return false
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
+	inc := *p.inc.Load()
+	pipe := p.rdb.Pipeline()
+	cmds := make([]*goredis.Cmd, len(batch))
+	for i, op := range batch {
+		if op.drop {
+			cmds[i] = topicDelScript.EvalSha(ctx, pipe, p.deleteKeys(op.p.Topic), op.n,
+				dedupTTL.Milliseconds(), inc, op.p.Topic, p.feedCap, topicGrace.Milliseconds())
+			continue
+		}
+		cmds[i] = p.evalPush(ctx, pipe, op, inc)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		return err
+	}
+	for i, cmd := range cmds {
+		res, err := cmd.Int64()
+		switch {
+		case err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT"):
+			return err
+		case err == nil && res == 0:
+			p.refused(batch[i].p)
+		case err == nil:
+		case isServerError(err):
+			// The script failed on this op (a key of the wrong type, say): resending
+			// would fail again, so it is logged and skipped.
+			p.log.Error("push feed: script failed", "err", err, "topic", batch[i].p.Topic)
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Publisher) evalPush(ctx context.Context, pipe goredis.Pipeliner, op pushOp, inc string) *goredis.Cmd {
+	t := op.p.Topic
+	keys := []string{p.prefix + "seq:" + t, p.prefix + "topic:" + t, p.prefix + "feed", p.dedupKey}
+	f := op.p.Fence
+	if f.IsZero() {
+		keys = append(keys, p.prefix+"member:"+p.node, p.prefix+"member:"+p.node)
+		return pushScript.EvalSha(ctx, pipe, keys, op.n, dedupTTL.Milliseconds(), "0", p.node, inc,
+			t, op.p.Tag, op.p.Importance, op.p.Body, p.historyCap, p.feedCap)
+	}
+	keys = append(keys, p.prefix+"owner:"+f.Kind+":"+f.ID, p.prefix+"member:"+f.Node)
+	return pushScript.EvalSha(ctx, pipe, keys, op.n, dedupTTL.Milliseconds(), "1", f.Node,
+		strconv.FormatInt(f.Epoch, 10), t, op.p.Tag, op.p.Importance, op.p.Body, p.historyCap, p.feedCap)
+}
+
+func (p *Publisher) deleteKeys(topic string) []string {
+	member := p.prefix + "member:" + p.node
+	return []string{p.prefix + "seq:" + topic, p.prefix + "topic:" + topic, p.prefix + "feed",
+		p.dedupKey, member, member}
+}
+
+func (p *Publisher) refused(push actors.Push) {
+	p.nRefused.Add(1)
+	if p.refusedCtr != nil {
+		p.refusedCtr.Inc()
+	}
+	p.log.Warn("push refused: ownership or membership lost", "topic", push.Topic,
+		"type", push.Type, "fence", push.Fence)
+}
+
+// isServerError tells a reply error (the script ran and failed) from a broken connection.
+func isServerError(err error) bool {
+	var rerr goredis.Error
+	return errors.As(err, &rerr) && !errors.Is(err, goredis.Nil)
+}
+
+func loadScripts(ctx context.Context, rdb *goredis.Client) error {
+	for _, s := range []*goredis.Script{pushScript, topicDelScript} {
+		if err := s.Load(ctx, rdb).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pushDedup is the head of both scripts: ARGV[1] is the op's queue number, ARGV[2] the
+// dedup marker's TTL and KEYS[4] the marker; an op already applied returns -1.
+const pushDedup = `
+local n = tonumber(ARGV[1])
+if n <= tonumber(redis.call('GET', KEYS[4]) or '0') then return -1 end
+redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
+`
+
+// memberAlive refuses (0) unless the membership at KEYS[6] is the incarnation in the
+// local inc ("" skips the check).
+const memberAlive = `
+if inc ~= '' then
+  local m = redis.call('GET', KEYS[6])
+  if not m or string.sub(m, 1, #inc + 1) ~= inc .. '|' then return 0 end
+end
+`
+
+// pushScript: KEYS seq, history, feed, dedup marker, owner hash (or unused), member;
+// ARGV n, dedup TTL, fenced ("1"/"0"), node, epoch (fenced) or incarnation, topic, tag,
+// importance, body, history cap, feed cap. Returns the push's seq, 0 when refused, -1
+// when already applied. A fenced push is refused unless the owner hash still names the
+// fence's node and epoch and that node's membership is the incarnation that claimed it.
+var pushScript = goredis.NewScript(pushDedup + `
+local inc
+if ARGV[3] == '1' then
+  local o = redis.call('HMGET', KEYS[5], 'node', 'epoch', 'inc')
+  if o[1] ~= ARGV[4] or o[2] ~= ARGV[5] or not o[3] or o[3] == '' then return 0 end
+  inc = o[3]
+else
+  inc = ARGV[5]
+end
+` + memberAlive + `
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 then
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[1], string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])))
+elseif ttl >= 0 then
+  -- A push to a topic deleted less than a minute ago: its next life. The seq goes on
+  -- (above the previous life), the previous life's history goes.
+  redis.call('PERSIST', KEYS[1])
+  redis.call('DEL', KEYS[2])
+end
+local seq = string.format('%.0f', redis.call('INCR', KEYS[1]))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[10], '*', 's', seq, 'g', ARGV[7], 'i', ARGV[8], 'b', ARGV[9])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[11], '*', 'k', 'push', 't', ARGV[6], 's', seq,
+  'g', ARGV[7], 'i', ARGV[8], 'b', ARGV[9])
+return tonumber(seq)
+`)
+
+// topicDelScript: KEYS seq, history, feed, dedup marker, (unused), member; ARGV n, dedup
+// TTL, incarnation, topic, feed cap, grace (ms). Returns 1, 0 when refused, -1 when applied
+// before.
+var topicDelScript = goredis.NewScript(pushDedup + `
+local inc = ARGV[3]
+` + memberAlive + `
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'k', 'topicdel', 't', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return 1
+`)

@@ -1,0 +1,290 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"roomengine/actors"
+	"roomengine/persistence/redis/redistest"
+)
+
+// feedEntry is one entry a recorder received, as a comparable value.
+type feedEntry struct {
+	Kind  string // push, topicdel, room, roomdel, gap
+	Topic string // or room id
+	Seq   uint64
+	Tag   string
+	Imp   int
+	Body  string
+}
+
+// recorder is a FeedHandler that keeps everything in order.
+type recorder struct {
+	mu      sync.Mutex
+	entries []feedEntry
+}
+
+func (r *recorder) add(e feedEntry) {
+	r.mu.Lock()
+	r.entries = append(r.entries, e)
+	r.mu.Unlock()
+}
+
+func (r *recorder) Room(room actors.Room) { r.add(feedEntry{Kind: "room", Topic: room.ID}) }
+func (r *recorder) RoomDeleted(id string) { r.add(feedEntry{Kind: "roomdel", Topic: id}) }
+func (r *recorder) TopicDeleted(t string) { r.add(feedEntry{Kind: "topicdel", Topic: t}) }
+func (r *recorder) Gap()                  { r.add(feedEntry{Kind: "gap"}) }
+func (r *recorder) Push(topic string, seq uint64, tag string, imp int, body []byte) {
+	r.add(feedEntry{Kind: "push", Topic: topic, Seq: seq, Tag: tag, Imp: imp, Body: string(body)})
+}
+
+func (r *recorder) snapshot() []feedEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.entries)
+}
+
+// waitFor polls cond, which another goroutine makes true, within a bounded time.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (r *recorder) waitLen(t *testing.T, n int) []feedEntry {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d feed entries", n), func() bool { return len(r.snapshot()) >= n })
+	return r.snapshot()
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// feedFixture is one store with its raw client, for tests that arrange membership keys.
+type feedFixture struct {
+	srv    *redistest.Server
+	store  *Store
+	rdb    *goredis.Client
+	prefix string
+}
+
+func newFeedFixture(t *testing.T) *feedFixture {
+	srv := redistest.Start(t)
+	prefix := newPrefix("feed")
+	s := openT(t, Options{Addr: srv.Addr(), KeyPrefix: prefix})
+	rdb := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	return &feedFixture{srv: srv, store: s, rdb: rdb, prefix: prefix + ":"}
+}
+
+func (fx *feedFixture) publisher(t *testing.T, opts PublisherOptions) *Publisher {
+	opts.Logger = discardLogger()
+	p := fx.store.NewPublisher(opts)
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	return p
+}
+
+// follow runs a follower from the feed's start until the test ends.
+func (fx *feedFixture) follow(t *testing.T, name, from string) (*Follower, *recorder) {
+	f := fx.store.NewFollower(FollowerOptions{Name: name, Logger: discardLogger()})
+	rec := &recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = f.Run(ctx, from, rec)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return f, rec
+}
+
+func (fx *feedFixture) join(t *testing.T, node, inc string) {
+	if err := fx.rdb.Set(t.Context(), fx.prefix+"member:"+node, inc+"|127.0.0.1:1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (fx *feedFixture) own(t *testing.T, kind, id, node, inc string, epoch int64) {
+	err := fx.rdb.HSet(t.Context(), fx.prefix+"owner:"+kind+":"+id, "node", node, "epoch", epoch, "inc", inc).Err()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func flush(t *testing.T, p *Publisher) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := p.Close(ctx); err != nil {
+		t.Fatalf("close publisher: %v", err)
+	}
+}
+
+func body(n int) []byte { return fmt.Appendf(nil, `{"data":{"n":%d},"type":6,"time":1}`, n) }
+
+// The ordering guarantee: one publisher's pushes reach the feed in Publish order, each
+// topic numbered 1 by 1 from a clock-based origin, and every follower reads the same.
+func TestPushesReachTheFeedInPublishOrder(t *testing.T) {
+	fx := newFeedFixture(t)
+	_, rec := fx.follow(t, "f1", "0-0")
+	p := fx.publisher(t, PublisherOptions{})
+	before := uint64(time.Now().UnixMicro())
+	topics := []string{"ra", "rb", "rc"}
+	const n = 600
+	for i := range n {
+		p.Publish(actors.Push{Topic: topics[i%3], Tag: "tag", Importance: 8, Type: 6, Body: body(i)})
+	}
+	entries := rec.waitLen(t, n)
+	last := map[string]uint64{}
+	for i, e := range entries {
+		want := feedEntry{Kind: "push", Topic: topics[i%3], Tag: "tag", Imp: 8, Body: string(body(i))}
+		got := e
+		got.Seq = 0
+		if got != want {
+			t.Fatalf("entry %d = %+v, want %+v", i, got, want)
+		}
+		if prev, ok := last[e.Topic]; ok && e.Seq != prev+1 {
+			t.Fatalf("entry %d: %s seq %d after %d", i, e.Topic, e.Seq, prev)
+		}
+		if _, ok := last[e.Topic]; !ok && (e.Seq <= before || e.Seq > uint64(time.Now().UnixMicro())+1) {
+			t.Fatalf("first seq of %s is %d, want the Redis clock in µs (about %d)", e.Topic, e.Seq, before)
+		}
+		last[e.Topic] = e.Seq
+	}
+}
+
+// A push is applied once even when its batch is sent again (the connection broke after
+// Redis ran it): the dedup marker skips what was applied.
+func TestResentBatchIsAppliedOnce(t *testing.T) {
+	fx := newFeedFixture(t)
+	p := fx.publisher(t, PublisherOptions{})
+	batch := []pushOp{{n: 1, p: actors.Push{Topic: "r", Body: body(1)}}, {n: 2, p: actors.Push{Topic: "r", Body: body(2)}}}
+	for range 2 {
+		if err := p.sendOnce(t.Context(), batch); err != nil {
+			if err = loadScripts(t.Context(), fx.rdb); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.sendOnce(t.Context(), batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := fx.rdb.XLen(t.Context(), fx.prefix+"feed").Val(); n != 2 {
+		t.Fatalf("feed holds %d entries, want 2", n)
+	}
+}
+
+func TestFencedPushes(t *testing.T) {
+	fx := newFeedFixture(t)
+	fx.join(t, "n1", "i1")
+	fx.own(t, actors.KindRoom, "r1", "n1", "i1", 2)
+	p := fx.publisher(t, PublisherOptions{Node: "n1", Incarnation: "i1"})
+	fence := func(epoch int64) actors.Fence {
+		return actors.Fence{Kind: actors.KindRoom, ID: "r1", Node: "n1", Epoch: epoch}
+	}
+	p.Publish(actors.Push{Topic: "r1", Body: body(1), Fence: fence(2)}) // current: sent
+	p.Publish(actors.Push{Topic: "r1", Body: body(2), Fence: fence(1)}) // stale epoch
+	p.Publish(actors.Push{Topic: "r1", Body: body(3)})                  // unfenced, member alive: sent
+	otherNode := fence(2)
+	otherNode.Node = "n2"
+	p.Publish(actors.Push{Topic: "r1", Body: body(4), Fence: otherNode}) // not the owner
+	flush(t, p)
+	if got := p.Refused(); got != 2 {
+		t.Fatalf("refused %d, want 2", got)
+	}
+
+	// The owner's membership lapses: its fenced and unfenced pushes are refused alike.
+	fx.rdb.Del(t.Context(), fx.prefix+"member:n1")
+	p2 := fx.publisher(t, PublisherOptions{Node: "n1", Incarnation: "i1"})
+	p2.Publish(actors.Push{Topic: "r1", Body: body(5), Fence: fence(2)})
+	p2.Publish(actors.Push{Topic: "r1", Body: body(6)})
+	p2.DeleteTopic("r1")
+	// It rejoins as a new incarnation: the owner hash still names the old one.
+	fx.join(t, "n1", "i2")
+	p2.Publish(actors.Push{Topic: "r1", Body: body(7), Fence: fence(2)})
+	flush(t, p2)
+	if got := p2.Refused(); got != 4 {
+		t.Fatalf("refused %d, want 4", got)
+	}
+
+	var bodies []string
+	for _, m := range fx.rdb.XRange(t.Context(), fx.prefix+"feed", "-", "+").Val() {
+		bodies = append(bodies, m.Values["b"].(string))
+	}
+	if want := []string{string(body(1)), string(body(3))}; !slices.Equal(bodies, want) {
+		t.Fatalf("feed bodies %q, want %q", bodies, want)
+	}
+}
+
+func TestReadHistory(t *testing.T) {
+	fx := newFeedFixture(t)
+	p := fx.publisher(t, PublisherOptions{HistoryCap: 1000})
+	for i := range 10 {
+		p.Publish(actors.Push{Topic: "r1", Tag: fmt.Sprint("t", i%2), Importance: 5 + i%2, Body: body(i)})
+	}
+	flush(t, p)
+	var seqs []uint64
+	var all []feedEntry
+	read := func(since uint64) (uint64, bool) {
+		t.Helper()
+		seqs, all = nil, nil
+		applied, deleted, err := fx.store.ReadHistory(t.Context(), "r1", since, func(seq uint64, tag string, imp int, b []byte) {
+			seqs = append(seqs, seq)
+			all = append(all, feedEntry{Kind: "push", Topic: "r1", Seq: seq, Tag: tag, Imp: imp, Body: string(b)})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return applied, deleted
+	}
+	read(0)
+	if len(seqs) != 10 {
+		t.Fatalf("history holds %d, want 10", len(seqs))
+	}
+	first := seqs[0]
+	if want := (feedEntry{Kind: "push", Topic: "r1", Seq: first + 3, Tag: "t1", Imp: 6, Body: string(body(3))}); all[3] != want {
+		t.Fatalf("entry 3 = %+v, want %+v", all[3], want)
+	}
+	if applied, deleted := read(first + 6); applied != first+6 || deleted ||
+		!slices.Equal(seqs, []uint64{first + 7, first + 8, first + 9}) {
+		t.Fatalf("since %d: seqs %v applied %d deleted %v", first+6, seqs, applied, deleted)
+	}
+	// A since from a previous life (above the current seq): everything held is news.
+	if applied, _ := read(first + 100); applied != 0 || len(seqs) != 10 {
+		t.Fatalf("since above the topic: applied %d, %d frames; want 0 and all 10", applied, len(seqs))
+	}
+
+	p2 := fx.publisher(t, PublisherOptions{})
+	p2.DeleteTopic("r1")
+	flush(t, p2)
+	if _, deleted := read(first + 8); !deleted || !slices.Equal(seqs, []uint64{first + 9}) {
+		t.Fatalf("after deletion: deleted %v seqs %v", deleted, seqs)
+	}
+	for _, k := range []string{"seq:r1", "topic:r1"} {
+		if ttl := fx.rdb.PTTL(t.Context(), fx.prefix+k).Val(); ttl <= 0 || ttl > time.Minute {
+			t.Fatalf("%s expires in %v, want within a minute", k, ttl)
+		}
+	}
+	// The topic's next life numbers above the previous one and starts a fresh history.
+	p3 := fx.publisher(t, PublisherOptions{})
+	p3.Publish(actors.Push{Topic: "r1", Body: body(99)})
+	flush(t, p3)
+	if _, deleted := read(first + 9); deleted || !slices.Equal(seqs, []uint64{first + 10}) {
+		t.Fatalf("next life: deleted %v seqs %v", deleted, seqs)
+	}
+	if ttl := fx.rdb.PTTL(t.Context(), fx.prefix+"seq:r1").Val(); ttl != -1 {
+		t.Fatalf("next life's seq expires in %v", ttl)
+	}
+}

@@ -53,17 +53,6 @@ func (r *recorder) snapshot() []feedEntry {
 }
 
 // waitFor polls cond, which another goroutine makes true, within a bounded time.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func (r *recorder) waitLen(t *testing.T, n int) []feedEntry {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("%d feed entries", n), func() bool { return len(r.snapshot()) >= n })

@@ -211,12 +211,21 @@ type MixRequest struct {
 	MainStream string
 	MixStream  string
 	Template   string
+	// MixID (Stop only) is the id the Start answered (MixStarted.ID), empty when the Start
+	// had no answer (a timeout) or the driver has no ids (mix: aliyun, simulator).
+	MixID string
+	// Adopt (Start only) says the leg's previous Start may have created the mix (it failed
+	// without a definite refusal, or the process restarted while it was in flight): a
+	// driver whose Start is not idempotent reuses a running mix instead of making another.
+	Adopt bool
 }
 
-// MixStarted is what a successful StartMixStreamsService returned: the stream names the mix
-// is playable under (SPEC §4, MixStreamsInfoList).
+// MixStarted is what a successful Start returned: the stream names the mix is playable
+// under (SPEC §4, MixStreamsInfoList) and, for drivers that have one, the mix's id (the
+// Live API's MixStreamId), which the call stores and hands to Stop.
 type MixStarted struct {
 	Streams []string
+	ID      string
 }
 
 // Mixer starts and stops CDN mixes (Aliyun CDN OpenAPI, or the simulator). Calls block for

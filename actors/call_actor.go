@@ -62,6 +62,8 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.handle(ctx, msg.ev)
 	case roomCallRequest:
 		a.handle(ctx, msg.ev)
+	case mixCallRequest:
+		a.handle(ctx, msg.ev)
 	}
 }
 
@@ -83,10 +85,12 @@ func (a *callActor) reissue() {
 	for i, leg := range a.call.Legs {
 		switch leg.State {
 		case legStarting:
+			// The Start may have created the mix before the process died: adopt it.
 			a.runMix(mixCall{leg: i, attempt: leg.Attempt, start: true,
-				req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix, Template: a.call.Layout}})
+				req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix, Template: a.call.Layout, Adopt: true}})
 		case legStopping:
-			a.runMix(mixCall{leg: i, attempt: leg.Attempt, req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix}})
+			a.runMix(mixCall{leg: i, attempt: leg.Attempt,
+				req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix, MixID: leg.MixID}})
 		}
 	}
 }
@@ -277,7 +281,7 @@ func (a *callActor) runMix(m mixCall) {
 			started, err := d.mixer.StartMix(ctx, m.req)
 			cancel()
 			root.Send(calls, callRequest{callID: id, ev: evStartAnswered{leg: m.leg, attempt: m.attempt,
-				streams: started.Streams, err: asError(err)}})
+				streams: started.Streams, id: started.ID, err: asError(err)}})
 			return
 		}
 		var err error

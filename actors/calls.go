@@ -22,6 +22,13 @@ type roomCallRequest struct {
 	ev     any
 }
 
+// mixCallRequest routes an event to the call that has a mix with this id (MixLeg.MixID):
+// the Live API's mix callbacks may name only the mix. No such call gets an empty success.
+type mixCallRequest struct {
+	mixID string
+	ev    any
+}
+
 // callReply answers call requests.
 type callReply struct {
 	call Call
@@ -105,6 +112,16 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 			return
 		}
 		r.forward(ctx, id, e)
+	case mixCallRequest:
+		for id, e := range r.calls {
+			for _, leg := range e.call.Legs {
+				if msg.mixID != "" && leg.MixID == msg.mixID {
+					r.forward(ctx, id, e)
+					return
+				}
+			}
+		}
+		ctx.Respond(callReply{})
 	case busyRequest:
 		_, busy := r.busy[msg.roomID]
 		ctx.Respond(busyReply{busy: busy})

@@ -245,6 +245,19 @@ type MixResultNotice struct {
 	Code, Message                            string
 }
 
+// MixEvent is a callback of the Live API's mix (CallbackConfig, /ali/mix/callback), as far
+// as it was recognised: Aliyun does not document its body. It names its mix by MixID (the
+// MixStreamId) or, failing that, by MainRoom (the output stream without the template
+// suffix).
+type MixEvent struct {
+	MixID, MainRoom      string
+	Event, Code, Message string
+	// Failed marks an event recognised as the mix failing; ErrCode is its envelope code
+	// (3000/3400/3404/3500) for push 14.
+	Failed  bool
+	ErrCode int
+}
+
 // Publishers is several backends as one (push: websocket,mns). Each backend queues on its
 // own, so a slow one does not hold up the others.
 type Publishers []Publisher

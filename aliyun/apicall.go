@@ -161,7 +161,7 @@ func (m *mixAPI) send(ctx context.Context, req apiRequest, out any) error {
 	}
 	msg := scrub(shorten(ea.Message, maxAliyunMessage))
 	ce := &callError{
-		err:    actors.Errorf(mixErrorCode(ea.Code), "CDN %s failed: %s: %s", action, ea.Code, msg),
+		err:    actors.Errorf(MixErrorCode(ea.Code), "CDN %s failed: %s: %s", action, ea.Code, msg),
 		outage: resp.StatusCode >= 500,
 	}
 	log.Warn("mix error answer", "status", resp.StatusCode, "code", ea.Code, "message", msg,
@@ -196,8 +196,9 @@ func (m *mixAPI) transportError(ctx context.Context, action string, err error, s
 	return ce
 }
 
-// mixErrorCode maps an Aliyun error Code to the envelope code (SPEC §4).
-func mixErrorCode(code string) int {
+// MixErrorCode maps an Aliyun error Code to the envelope code (SPEC §4): 3400, 3404, 3500
+// or 3000.
+func MixErrorCode(code string) int {
 	switch code {
 	case "InvalidArgument":
 		return actors.CodeMixInvalidArg

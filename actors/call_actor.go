@@ -184,7 +184,15 @@ func (a *callActor) admit(ctx actor.Context, req admitRequest) {
 		return
 	}
 	ctx.Respond(admitReply{call: call, inviterRoom: rooms[0], inviteeRoom: rooms[1]})
-	a.apply(ctx, stepCall(a.call, evCallStart{}, a.deps.urls.MixPlayURL))
+	// Saved before the Starts go out, like every step: a process that dies while they are
+	// in flight finds the call starting and re-issues them (adopting what they created).
+	st := stepCall(a.call, evCallStart{}, a.deps.urls.MixPlayURL)
+	if st.changed {
+		if err := a.save(st.next, st.release); err != nil {
+			a.deps.log.Warn("call snapshot not persisted", "call", a.call.ID, "err", err)
+		}
+	}
+	a.apply(ctx, st)
 }
 
 func (a *callActor) handle(ctx actor.Context, ev any) {

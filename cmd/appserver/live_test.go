@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -25,11 +24,10 @@ const (
 	liveSecret = "live-secret-never-logged"
 )
 
-// liveEnv is the environment of an appserver mixing with mix: aliyun-live against fake.
-func liveEnv(t *testing.T, fake *livetest.Server, port int, dataDir string, extra ...string) []string {
-	t.Helper()
+// liveEnv is the environment of an appserver on port mixing with mix: aliyun-live against
+// fake (APPSERVER_PORT and APPSERVER_IP left to the caller).
+func liveEnv(fake *livetest.Server, port int, dataDir string, extra ...string) []string {
 	return append([]string{
-		fmt.Sprint("APPSERVER_PORT=", port), "APPSERVER_IP=127.0.0.1",
 		"APPSERVER_MIX=aliyun-live", "APPSERVER_ALI_ACCESSKEYID=" + liveKeyID, "APPSERVER_ALI_ACCESSKEYSECRET=" + liveSecret,
 		"APPSERVER_ALI_URLS_LIVE_URL=" + fake.URL, "APPSERVER_DATADIR=" + dataDir,
 		fmt.Sprintf("APPSERVER_HTTP_PUBLICURL=http://127.0.0.1:%d", port), "APPSERVER_LOG_LEVEL=error",
@@ -42,7 +40,9 @@ func liveEnv(t *testing.T, fake *livetest.Server, port int, dataDir string, extr
 func startLiveApp(t *testing.T, fake *livetest.Server, extra ...string) *proc {
 	t.Helper()
 	port := freePort(t)
-	cfg, err := config.Load("", liveEnv(t, fake, port, t.TempDir(), extra...))
+	env := append([]string{fmt.Sprint("APPSERVER_PORT=", port), "APPSERVER_IP=127.0.0.1"},
+		liveEnv(fake, port, t.TempDir(), extra...)...)
+	cfg, err := config.Load("", env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,18 +64,7 @@ func startLiveApp(t *testing.T, fake *livetest.Server, extra ...string) *proc {
 // code posts a form and returns the envelope's code and data (any code).
 func (p *proc) code(t *testing.T, path string, form url.Values) (int, json.RawMessage) {
 	t.Helper()
-	res, err := http.PostForm(p.base+path, form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var env struct {
-		Code int
-		Data json.RawMessage
-	}
-	if err := json.NewDecoder(res.Body).Decode(&env); err != nil {
-		t.Fatal(err)
-	}
+	env := p.post(t, path, form)
 	return env.Code, env.Data
 }
 
@@ -526,5 +515,66 @@ func TestLiveBreakerOutage(t *testing.T) {
 	creates, deletes := callsFor(fake, livetest.ActionCreate, other.outputs()), callsFor(fake, livetest.ActionDelete, other.outputs())
 	if len(creates) < 2 || len(deletes) != len(creates) {
 		t.Fatalf("%d creates, %d deletes", len(creates), len(deletes))
+	}
+}
+
+// TestLiveKillNineAndRestart: a process killed with SIGKILL while CreateMixStream was in
+// flight (Aliyun made the mix, the answer was lost) or after the mix started: after a
+// restart the call goes on, no second mix is created, and closing it deletes every mix —
+// found with DescribeMixStreamList when the id was never answered, by the stored id
+// otherwise.
+func TestLiveKillNineAndRestart(t *testing.T) {
+	bin := binary(t)
+	for name, tc := range map[string]struct {
+		inFlight bool
+	}{
+		"killed between CreateMixStream and its answer": {inFlight: true},
+		"killed after the mix started":                  {inFlight: false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			fake := livetest.New(liveKeyID, liveSecret)
+			t.Cleanup(fake.Close)
+			port := freePort(t)
+			// A Start waits long enough to be in flight when the process dies.
+			env := liveEnv(fake, port, t.TempDir(), "APPSERVER_ALI_TIMEOUT=30s")
+			p := start(t, bin, port, env...)
+			c := newLiveCall(t, p, true, 1)
+			if tc.inFlight {
+				fake.SetDelay(time.Hour)
+			}
+			c.do("publishA", false)
+			c.do("publishB", false)
+			if code := c.accept(); code != 200 {
+				t.Fatalf("accept: %d", code)
+			}
+			waitUntil(t, "both CreateMixStream calls", func() bool { return len(fake.Calls(livetest.ActionCreate)) == 2 })
+			if !tc.inFlight {
+				for _, w := range c.watches() {
+					waitUntil(t, "push 5", func() bool { return w.count(5) == 1 })
+				}
+			}
+			created := fake.Mixes()
+			fake.Succeed()
+			p = p.killAndRestart(t, bin, port, env...)
+
+			if tc.inFlight {
+				// The re-issued Starts adopt the mixes Aliyun made.
+				waitUntil(t, "the mix adopted", func() bool { return len(fake.Calls(livetest.ActionDescribe)) >= 2 })
+			}
+			p.call(t, "/videocall/close", url.Values{"closeRoomId": {c.roomA}})
+			waitUntil(t, "every mix deleted", func() bool { return len(fake.Mixes()) == 0 })
+			deletes := fake.Calls(livetest.ActionDelete)
+			if len(fake.Calls(livetest.ActionCreate)) != 2 || len(deletes) != 2 || len(created) != 2 {
+				t.Fatalf("%d creates, %d deletes, %d mixes before the kill", len(fake.Calls(livetest.ActionCreate)), len(deletes), len(created))
+			}
+			for _, m := range created {
+				if !slices.ContainsFunc(deletes, func(d livetest.Call) bool { return d.MixStreamID == m.ID }) {
+					t.Fatalf("mix %s not deleted by its id: %+v", m.ID, deletes)
+				}
+			}
+			if !tc.inFlight && len(fake.Calls(livetest.ActionDescribe)) != 0 {
+				t.Fatal("the stored ids were not used: DescribeMixStreamList was called")
+			}
+		})
 	}
 }

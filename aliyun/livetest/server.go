@@ -32,6 +32,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"roomengine/aliyun/internal/apifake"
 )
 
 // Actions the fake serves.
@@ -110,16 +112,8 @@ type Server struct {
 	calls    []Call
 	requests int
 	mixes    map[string]*Mix
-	fail     *failure
-	delay    time.Duration
+	faults   apifake.Faults
 	seq      int
-}
-
-type failure struct {
-	action        string // "" = every action
-	status        int
-	code, message string
-	remaining     int // < 0 = until Succeed
 }
 
 // New starts a fake that accepts the given credentials. Close it when done.
@@ -175,33 +169,23 @@ func (s *Server) Mixes() []Mix {
 // FailWith makes every verified call of action ("" = any) answer HTTP status with the
 // given Code and Message, without effect, until Succeed.
 func (s *Server) FailWith(action string, status int, code, message string) {
-	s.setFail(&failure{action: action, status: status, code: code, message: message, remaining: -1})
+	s.faults.Fail(action, -1, status, code, message)
 }
 
 // FailNext makes the next n verified calls of action ("" = any) fail like FailWith.
 func (s *Server) FailNext(action string, n, status int, code, message string) {
-	s.setFail(&failure{action: action, status: status, code: code, message: message, remaining: n})
-}
-
-func (s *Server) setFail(f *failure) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fail = f
+	s.faults.Fail(action, n, status, code, message)
 }
 
 // Succeed clears injected failures and the delay.
 func (s *Server) Succeed() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fail, s.delay = nil, 0
+	s.faults.Clear()
 }
 
 // SetDelay makes every verified call wait d after its effect before it is answered. The wait
 // ends early (without an answer) when the client goes away or the server closes.
 func (s *Server) SetDelay(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.delay = d
+	s.faults.SetDelay(d)
 }
 
 // SetNow sets the clock x-acs-date is checked against (default time.Now).
@@ -209,16 +193,6 @@ func (s *Server) SetNow(now func() time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.now = now
-}
-
-type apiError struct {
-	status  int
-	Code    string
-	Message string
-}
-
-func errf(status int, code, format string, args ...any) *apiError {
-	return &apiError{status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
@@ -230,51 +204,34 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 	call, aerr := s.verify(r)
 	if aerr != nil {
-		s.answerError(w, r, requestID, aerr)
+		apifake.WriteError(w, r, requestID, aerr)
 		return
 	}
+	fail, delay := s.faults.Take(call.Action)
 	s.mu.Lock()
-	var fail *failure
-	if f := s.fail; f != nil && (f.action == "" || f.action == call.Action) {
-		fail = f
-		if f.remaining > 0 {
-			if f.remaining--; f.remaining == 0 {
-				s.fail = nil
-			}
-		}
-	}
 	var answer map[string]any
 	if fail == nil {
 		answer, aerr = s.apply(&call)
 	}
 	s.calls = append(s.calls, call)
-	delay := s.delay
 	s.mu.Unlock()
 
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			return
-		case <-s.closing:
-			return
-		}
+	if !apifake.Wait(r, s.closing, delay) {
+		return
 	}
 	switch {
 	case fail != nil:
-		s.answerError(w, r, requestID, &apiError{status: fail.status, Code: fail.code, Message: fail.message})
+		apifake.WriteError(w, r, requestID, &apifake.Error{Status: fail.Status, Code: fail.Code, Message: fail.Message})
 	case aerr != nil:
-		s.answerError(w, r, requestID, aerr)
+		apifake.WriteError(w, r, requestID, aerr)
 	default:
 		answer["RequestId"] = requestID
-		writeJSON(w, http.StatusOK, answer)
+		apifake.WriteJSON(w, http.StatusOK, answer)
 	}
 }
 
 // apply performs a verified call (s.mu held).
-func (s *Server) apply(c *Call) (map[string]any, *apiError) {
+func (s *Server) apply(c *Call) (map[string]any, *apifake.Error) {
 	p := c.Params
 	switch c.Action {
 	case ActionCreate:
@@ -285,14 +242,14 @@ func (s *Server) apply(c *Call) (map[string]any, *apiError) {
 	case ActionUpdate:
 		m, ok := s.mixes[c.MixStreamID]
 		if !ok || m.DomainName != p.Get("DomainName") {
-			return nil, errf(http.StatusNotFound, "MixStreamNotFound", "mix stream %q not found", c.MixStreamID)
+			return nil, apifake.Errf(http.StatusNotFound, "MixStreamNotFound", "mix stream %q not found", c.MixStreamID)
 		}
 		m.Inputs, m.LayoutID = c.Inputs, p.Get("LayoutId")
 		return map[string]any{"MixStreamId": m.ID}, nil
 	case ActionDelete:
 		m, ok := s.mixes[c.MixStreamID]
 		if !ok || m.DomainName != p.Get("DomainName") {
-			return nil, errf(http.StatusNotFound, "MixStreamNotFound", "mix stream %q not found", c.MixStreamID)
+			return nil, apifake.Errf(http.StatusNotFound, "MixStreamNotFound", "mix stream %q not found", c.MixStreamID)
 		}
 		delete(s.mixes, c.MixStreamID)
 		return map[string]any{"MixStreamId": m.ID}, nil
@@ -323,39 +280,39 @@ var required = map[string][]string{
 }
 
 // verify runs Aliyun's checks and returns the call of a valid request.
-func (s *Server) verify(r *http.Request) (Call, *apiError) {
+func (s *Server) verify(r *http.Request) (Call, *apifake.Error) {
 	if r.URL.Path != "/" {
-		return Call{}, errf(http.StatusNotFound, "InvalidAction.NotFound", "path %q not found", r.URL.Path)
+		return Call{}, apifake.Errf(http.StatusNotFound, "InvalidAction.NotFound", "path %q not found", r.URL.Path)
 	}
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
-		return Call{}, errf(http.StatusBadRequest, "UnsupportedHTTPMethod", "method %s", r.Method)
+		return Call{}, apifake.Errf(http.StatusBadRequest, "UnsupportedHTTPMethod", "method %s", r.Method)
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
-		return Call{}, errf(http.StatusBadRequest, "InvalidParameter", "body: %v", err)
+		return Call{}, apifake.Errf(http.StatusBadRequest, "InvalidParameter", "body: %v", err)
 	}
 	params, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return Call{}, errf(http.StatusBadRequest, "InvalidParameter", "malformed query: %v", err)
+		return Call{}, apifake.Errf(http.StatusBadRequest, "InvalidParameter", "malformed query: %v", err)
 	}
 	for k, v := range params {
 		if len(v) != 1 {
-			return Call{}, errf(http.StatusBadRequest, "InvalidParameter", "parameter %q given %d times", k, len(v))
+			return Call{}, apifake.Errf(http.StatusBadRequest, "InvalidParameter", "parameter %q given %d times", k, len(v))
 		}
 	}
 	h := func(name string) string { return r.Header.Get(name) }
 	for _, name := range []string{"Authorization", "x-acs-action", "x-acs-version", "x-acs-date",
 		"x-acs-signature-nonce", "x-acs-content-sha256"} {
 		if h(name) == "" {
-			return Call{}, errf(http.StatusBadRequest, "MissingParameter", "header %s is missing", name)
+			return Call{}, apifake.Errf(http.StatusBadRequest, "MissingParameter", "header %s is missing", name)
 		}
 	}
 	if v := h("x-acs-version"); v != s.Version {
-		return Call{}, errf(http.StatusBadRequest, "InvalidVersion", "Specified parameter Version %q is not valid.", v)
+		return Call{}, apifake.Errf(http.StatusBadRequest, "InvalidVersion", "Specified parameter Version %q is not valid.", v)
 	}
 	sum := sha256.Sum256(body)
 	if hex.EncodeToString(sum[:]) != h("x-acs-content-sha256") {
-		return Call{}, errf(http.StatusBadRequest, "ContentSHA256NotMatched", "x-acs-content-sha256 does not match the body")
+		return Call{}, apifake.Errf(http.StatusBadRequest, "ContentSHA256NotMatched", "x-acs-content-sha256 does not match the body")
 	}
 	algo, rest, _ := strings.Cut(h("Authorization"), " ")
 	fields := map[string]string{}
@@ -364,16 +321,16 @@ func (s *Server) verify(r *http.Request) (Call, *apiError) {
 		fields[k] = v
 	}
 	if algo != "ACS3-HMAC-SHA256" {
-		return Call{}, errf(http.StatusBadRequest, "InvalidSignatureMethod", "unsupported algorithm %q", algo)
+		return Call{}, apifake.Errf(http.StatusBadRequest, "InvalidSignatureMethod", "unsupported algorithm %q", algo)
 	}
 	if fields["Credential"] != s.AccessKeyID {
-		return Call{}, errf(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+		return Call{}, apifake.Errf(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
 	}
 	signed := strings.Split(fields["SignedHeaders"], ";")
 	for _, must := range []string{"host", "x-acs-action", "x-acs-content-sha256", "x-acs-date",
 		"x-acs-signature-nonce", "x-acs-version"} {
 		if !contains(signed, must) {
-			return Call{}, errf(http.StatusBadRequest, "IncompleteSignature", "header %s is not signed", must)
+			return Call{}, apifake.Errf(http.StatusBadRequest, "IncompleteSignature", "header %s is not signed", must)
 		}
 	}
 	headers := map[string]string{}
@@ -386,12 +343,12 @@ func (s *Server) verify(r *http.Request) (Call, *apiError) {
 	}
 	want := Signature(r.Method, r.URL.Path, params, headers, h("x-acs-content-sha256"), s.AccessKeySecret)
 	if !hmac.Equal([]byte(want), []byte(fields["Signature"])) {
-		return Call{}, errf(http.StatusBadRequest, "SignatureDoesNotMatch",
+		return Call{}, apifake.Errf(http.StatusBadRequest, "SignatureDoesNotMatch",
 			"Specified signature is not matched with our calculation.")
 	}
 	date, err := time.Parse(dateFormat, h("x-acs-date"))
 	if err != nil {
-		return Call{}, errf(http.StatusBadRequest, "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.")
+		return Call{}, apifake.Errf(http.StatusBadRequest, "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.")
 	}
 	s.mu.Lock()
 	now := s.now()
@@ -399,22 +356,22 @@ func (s *Server) verify(r *http.Request) (Call, *apiError) {
 	s.nonces[h("x-acs-signature-nonce")] = true
 	s.mu.Unlock()
 	if d := now.Sub(date); d > MaxSkew || d < -MaxSkew {
-		return Call{}, errf(http.StatusBadRequest, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
+		return Call{}, apifake.Errf(http.StatusBadRequest, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
 	}
 	if used {
-		return Call{}, errf(http.StatusBadRequest, "SignatureNonceUsed", "Specified signature nonce was used already.")
+		return Call{}, apifake.Errf(http.StatusBadRequest, "SignatureNonceUsed", "Specified signature nonce was used already.")
 	}
 	action := h("x-acs-action")
 	need, ok := required[action]
 	if !ok {
-		return Call{}, errf(http.StatusNotFound, "InvalidAction.NotFound", "Specified api %q is not found.", action)
+		return Call{}, apifake.Errf(http.StatusNotFound, "InvalidAction.NotFound", "Specified api %q is not found.", action)
 	}
 	if params.Get("RegionId") == "" {
 		need = append(need, "RegionId")
 	}
 	for _, n := range need {
 		if params.Get(n) == "" {
-			return Call{}, errf(http.StatusBadRequest, "MissingParameter",
+			return Call{}, apifake.Errf(http.StatusBadRequest, "MissingParameter",
 				"The input parameter %q that is mandatory for processing this request is not supplied.", n)
 		}
 	}
@@ -428,14 +385,14 @@ func (s *Server) verify(r *http.Request) (Call, *apiError) {
 }
 
 // decodeMixParams checks the JSON parameters of Create and Update.
-func decodeMixParams(c *Call) *apiError {
+func decodeMixParams(c *Call) *apifake.Error {
 	p := c.Params
 	layout := p.Get("LayoutId")
 	if !contains(Layouts, layout) {
-		return errf(http.StatusBadRequest, "InvalidParameter", "LayoutId %q is not valid", layout)
+		return apifake.Errf(http.StatusBadRequest, "InvalidParameter", "LayoutId %q is not valid", layout)
 	}
-	bad := func(format string, args ...any) *apiError {
-		return errf(http.StatusBadRequest, "InvalidParameter", format, args...)
+	bad := func(format string, args ...any) *apifake.Error {
+		return apifake.Errf(http.StatusBadRequest, "InvalidParameter", format, args...)
 	}
 	dec := json.NewDecoder(strings.NewReader(p.Get("InputStreamList")))
 	dec.DisallowUnknownFields()
@@ -498,16 +455,6 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func (s *Server) answerError(w http.ResponseWriter, r *http.Request, requestID string, e *apiError) {
-	writeJSON(w, e.status, map[string]string{"RequestId": requestID, "HostId": r.Host, "Code": e.Code, "Message": e.Message})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json;charset=utf-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
 func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
@@ -522,7 +469,7 @@ func newID() string {
 func Signature(method, path string, query url.Values, headers map[string]string, payloadHash, secret string) string {
 	pairs := make([]string, 0, len(query))
 	for k := range query {
-		pairs = append(pairs, encode(k)+"="+encode(query.Get(k)))
+		pairs = append(pairs, apifake.Encode(k)+"="+apifake.Encode(query.Get(k)))
 	}
 	sort.Strings(pairs)
 	names := make([]string, 0, len(headers))
@@ -543,11 +490,4 @@ func Signature(method, path string, query url.Values, headers map[string]string,
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write([]byte("ACS3-HMAC-SHA256\n" + hex.EncodeToString(digest[:])))
 	return hex.EncodeToString(m.Sum(nil))
-}
-
-func encode(s string) string {
-	e := url.QueryEscape(s)
-	e = strings.ReplaceAll(e, "+", "%20")
-	e = strings.ReplaceAll(e, "*", "%2A")
-	return strings.ReplaceAll(e, "%7E", "~")
 }

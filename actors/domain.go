@@ -221,7 +221,7 @@ type MixRequest struct {
 }
 
 // MixStarted is what a successful Start returned: the stream names the mix is playable
-// under (SPEC §4, MixStreamsInfoList) and, for drivers that have one, the mix's id (the
+// under (MixStreamsInfoList of the CDN API) and, for drivers that have one, the mix's id (the
 // Live API's MixStreamId), which the call stores and hands to Stop.
 type MixStarted struct {
 	Streams []string

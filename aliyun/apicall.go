@@ -19,7 +19,7 @@ import (
 
 // mixAPI is what the mix drivers (CDNClient, LiveClient) share: one Aliyun OpenAPI endpoint
 // behind a circuit breaker, a timeout per call, and the mapping of answers to *actors.Error
-// (SPEC §4): 3400/3404/3500 for the Codes InvalidArgument/NoSuchStream/InternalError, 3000
+// (docs/aliyun.md): 3400/3404/3500 for the Codes InvalidArgument/NoSuchStream/InternalError, 3000
 // for any other error answer, 503 when the API could not be asked (timeout, network error,
 // breaker open). The breaker counts only 5xx answers, timeouts and network errors.
 type mixAPI struct {
@@ -196,7 +196,7 @@ func (m *mixAPI) transportError(ctx context.Context, action string, err error, s
 	return ce
 }
 
-// MixErrorCode maps an Aliyun error Code to the envelope code (SPEC §4): 3400, 3404, 3500
+// MixErrorCode maps an Aliyun error Code to the envelope code: 3400, 3404, 3500
 // or 3000.
 func MixErrorCode(code string) int {
 	switch code {

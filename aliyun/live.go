@@ -11,7 +11,7 @@ import (
 	"roomengine/actors"
 )
 
-// Live API defaults (SPEC §4b).
+// Live API defaults (docs/aliyun.md).
 const (
 	DefaultLiveURL     = "https://live.aliyuncs.com"
 	DefaultLiveVersion = "2016-11-01"

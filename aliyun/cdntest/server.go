@@ -20,7 +20,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"sort"
 	"strings"
@@ -59,18 +58,15 @@ type Server struct {
 	// Version is the API version the fake requires, 2014-11-11.
 	Version string
 
-	srv       *httptest.Server
-	closing   chan struct{}
-	closeOnce sync.Once
+	web *apifake.Server
 
-	mu       sync.Mutex
-	now      func() time.Time
-	nonces   map[string]bool
-	calls    []Call
-	requests int
-	faults   apifake.Faults
-	streams  func(main, mix string) []string
-	seq      int
+	mu      sync.Mutex
+	now     func() time.Time
+	nonces  map[string]bool
+	calls   []Call
+	faults  apifake.Faults
+	streams func(main, mix string) []string
+	seq     int
 }
 
 // New starts a fake that accepts the given credentials. Close it when done.
@@ -79,31 +75,23 @@ func New(accessKeyID, accessKeySecret string) *Server {
 		AccessKeyID:     accessKeyID,
 		AccessKeySecret: accessKeySecret,
 		Version:         "2014-11-11",
-		closing:         make(chan struct{}),
 		now:             time.Now,
 		nonces:          map[string]bool{},
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	s.URL = s.srv.URL
+	s.web = apifake.Start(s.serve)
+	s.URL = s.web.URL
 	return s
 }
 
 // Close stops the server; delayed requests are cut short.
-func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.closing) })
-	s.srv.Close()
-}
+func (s *Server) Close() { s.web.Close() }
 
 // Refuse closes the listener (and every idle connection): from now on a connection to URL
 // is refused. Calls and Requests stay readable.
 func (s *Server) Refuse() { s.Close() }
 
 // Requests is the number of HTTP requests that reached the server, verified or not.
-func (s *Server) Requests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests
-}
+func (s *Server) Requests() int { return s.web.Requests() }
 
 // Calls returns the verified calls in the order they arrived.
 func (s *Server) Calls() []Call {
@@ -159,7 +147,6 @@ var mixParams = []string{
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	s.requests++
 	s.seq++
 	requestID := fmt.Sprintf("FAKE-%08d", s.seq)
 	s.mu.Unlock()
@@ -180,7 +167,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	fail, delay := s.faults.Take(call.Action)
-	if !apifake.Wait(r, s.closing, delay) {
+	if !s.web.Wait(r, delay) {
 		return
 	}
 	if fail != nil {

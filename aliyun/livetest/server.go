@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"sort"
 	"strings"
@@ -102,44 +101,34 @@ type Server struct {
 	AccessKeySecret string
 	Version         string // 2016-11-01
 
-	srv       *httptest.Server
-	closing   chan struct{}
-	closeOnce sync.Once
+	web *apifake.Server
 
-	mu       sync.Mutex
-	now      func() time.Time
-	nonces   map[string]bool
-	calls    []Call
-	requests int
-	mixes    map[string]*Mix
-	faults   apifake.Faults
-	seq      int
+	mu     sync.Mutex
+	now    func() time.Time
+	nonces map[string]bool
+	calls  []Call
+	mixes  map[string]*Mix
+	faults apifake.Faults
+	seq    int
 }
 
 // New starts a fake that accepts the given credentials. Close it when done.
 func New(accessKeyID, accessKeySecret string) *Server {
 	s := &Server{AccessKeyID: accessKeyID, AccessKeySecret: accessKeySecret, Version: "2016-11-01",
-		closing: make(chan struct{}), now: time.Now, nonces: map[string]bool{}, mixes: map[string]*Mix{}}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	s.URL = s.srv.URL
+		now: time.Now, nonces: map[string]bool{}, mixes: map[string]*Mix{}}
+	s.web = apifake.Start(s.serve)
+	s.URL = s.web.URL
 	return s
 }
 
 // Close stops the server; delayed requests are cut short.
-func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.closing) })
-	s.srv.Close()
-}
+func (s *Server) Close() { s.web.Close() }
 
 // Refuse closes the listener: from now on a connection to URL is refused.
 func (s *Server) Refuse() { s.Close() }
 
 // Requests is the number of HTTP requests that reached the server, verified or not.
-func (s *Server) Requests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests
-}
+func (s *Server) Requests() int { return s.web.Requests() }
 
 // Calls returns the verified calls in the order they arrived (of one action when given).
 func (s *Server) Calls(action ...string) []Call {
@@ -197,7 +186,6 @@ func (s *Server) SetNow(now func() time.Time) {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	s.requests++
 	s.seq++
 	requestID := fmt.Sprintf("LIVE-FAKE-%08d", s.seq)
 	s.mu.Unlock()
@@ -216,7 +204,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.calls = append(s.calls, call)
 	s.mu.Unlock()
 
-	if !apifake.Wait(r, s.closing, delay) {
+	if !s.web.Wait(r, delay) {
 		return
 	}
 	switch {

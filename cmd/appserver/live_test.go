@@ -400,6 +400,7 @@ func TestLiveCoStreamingErrors(t *testing.T) {
 		inject     func(fake *livetest.Server)
 		wantCode   float64
 		wantStopIn bool // close deletes what the failed Start created
+		unsure     bool // the Start failed without a definite refusal: close looks for its mix
 	}{
 		"refused (InvalidArgument) → 3400, nothing to stop": {
 			inject:   func(f *livetest.Server) { f.FailWith(livetest.ActionCreate, 400, "InvalidArgument", "bad input") },
@@ -409,18 +410,21 @@ func TestLiveCoStreamingErrors(t *testing.T) {
 			inject:   func(f *livetest.Server) { f.FailWith(livetest.ActionCreate, 404, "NoSuchStream", "no stream") },
 			wantCode: 3404,
 		},
-		"other error → 3000": {
+		"other error → 3000, unsure (not a definite refusal): stopped on close": {
 			inject:   func(f *livetest.Server) { f.FailWith(livetest.ActionCreate, 403, "Forbidden.RAM", "no permission") },
 			wantCode: 3000,
+			unsure:   true,
 		},
 		"InternalError → 3500, unsure: stopped on close": {
 			inject:   func(f *livetest.Server) { f.FailWith(livetest.ActionCreate, 500, "InternalError", "oops") },
 			wantCode: 3500,
+			unsure:   true,
 		},
 		"timeout → 503, the mix Aliyun made anyway is deleted on close": {
 			inject:     func(f *livetest.Server) { f.SetDelay(time.Hour) },
 			wantCode:   503,
 			wantStopIn: true,
+			unsure:     true,
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -446,10 +450,16 @@ func TestLiveCoStreamingErrors(t *testing.T) {
 			for _, w := range c.watches() {
 				waitUntil(t, "push 4", func() bool { return w.count(4) == 1 })
 			}
+			if tc.unsure {
+				waitUntil(t, "both legs looked up", func() bool { return len(fake.Calls(livetest.ActionDescribe)) == 2 })
+			}
 			waitUntil(t, "no mix left", func() bool { return mixesFor(fake, c.outputs()) == 0 })
 			deletes := callsFor(fake, livetest.ActionDelete, c.outputs())
 			if tc.wantStopIn && len(deletes) != 2 || !tc.wantStopIn && len(deletes) != 0 {
 				t.Fatalf("%d deletes", len(deletes))
+			}
+			if looked := len(fake.Calls(livetest.ActionDescribe)); tc.unsure != (looked == 2) || looked > 2 {
+				t.Fatalf("%d DescribeMixStreamList calls (unsure %v)", looked, tc.unsure)
 			}
 			for _, w := range c.watches() {
 				if w.count(15) != 0 {

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -117,3 +119,37 @@ func Encode(s string) string {
 	e = strings.ReplaceAll(e, "*", "%2A")
 	return strings.ReplaceAll(e, "%7E", "~")
 }
+
+// Server is the HTTP side every fake shares: a loopback httptest server that cuts delayed
+// answers short when it closes, and the count of the requests that reached it.
+type Server struct {
+	URL       string
+	srv       *httptest.Server
+	closing   chan struct{}
+	closeOnce sync.Once
+	requests  atomic.Int64
+}
+
+// Start serves h on a loopback port.
+func Start(h http.HandlerFunc) *Server {
+	s := &Server{closing: make(chan struct{})}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		h(w, r)
+	}))
+	s.URL = s.srv.URL
+	return s
+}
+
+// Close stops the server (and every idle connection): delayed answers are cut short, and a
+// later connection is refused.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.srv.Close()
+}
+
+// Requests is the number of HTTP requests that reached the server, verified or not.
+func (s *Server) Requests() int { return int(s.requests.Load()) }
+
+// Wait waits d before an answer to r; false means do not answer (see the package Wait).
+func (s *Server) Wait(r *http.Request, d time.Duration) bool { return Wait(r, s.closing, d) }

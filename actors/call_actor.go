@@ -66,6 +66,8 @@ func (a *callActor) Receive(ctx actor.Context) {
 		a.handle(ctx, msg.ev)
 	case roomCallRequest:
 		a.handle(ctx, msg.ev)
+	case mixCallRequest:
+		a.handle(ctx, msg.ev)
 	}
 }
 
@@ -87,10 +89,12 @@ func (a *callActor) reissue() {
 	for i, leg := range a.call.Legs {
 		switch leg.State {
 		case legStarting:
+			// The Start may have created the mix before the process died: adopt it.
 			a.runMix(mixCall{leg: i, attempt: leg.Attempt, start: true,
-				req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix, Template: a.call.Layout}})
+				req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix, Template: a.call.Layout, Adopt: true}})
 		case legStopping:
-			a.runMix(mixCall{leg: i, attempt: leg.Attempt, req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix}})
+			a.runMix(mixCall{leg: i, attempt: leg.Attempt,
+				req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix, MixID: leg.MixID}})
 		}
 	}
 }
@@ -189,7 +193,15 @@ func (a *callActor) admit(ctx actor.Context, req admitRequest) {
 		return
 	}
 	ctx.Respond(admitReply{call: call, inviterRoom: rooms[0], inviteeRoom: rooms[1]})
-	a.apply(ctx, stepCall(a.call, evCallStart{}, a.deps.urls.MixPlayURL))
+	// Saved before the Starts go out, like every step: a process that dies while they are
+	// in flight finds the call starting and re-issues them (adopting what they created).
+	st := stepCall(a.call, evCallStart{}, a.deps.urls.MixPlayURL)
+	if st.changed {
+		if err := a.save(st.next, st.release); err != nil {
+			a.deps.log.Warn("call snapshot not persisted", "call", a.call.ID, "err", err)
+		}
+	}
+	a.apply(ctx, st)
 }
 
 func (a *callActor) handle(ctx actor.Context, ev any) {
@@ -335,7 +347,7 @@ func (a *callActor) runMix(m mixCall) {
 			started, err := d.mixer.StartMix(ctx, m.req)
 			cancel()
 			root.Send(calls, callRequest{callID: id, ev: evStartAnswered{leg: m.leg, attempt: m.attempt,
-				streams: started.Streams, err: asError(err)}})
+				streams: started.Streams, id: started.ID, err: asError(err)}})
 			return
 		}
 		var err error

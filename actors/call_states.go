@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"time"
@@ -59,6 +60,10 @@ type MixLeg struct {
 	// outage, an internal error): the CDN may be mixing anyway, so closing the call stops
 	// this leg too rather than leave a mix running that nobody owns.
 	Unsure bool `json:"unsure,omitempty"`
+	// MixID is the id the last successful Start answered (the Live API's MixStreamId), so a
+	// Stop after a restart, or from another node, deletes that mix. Empty for drivers
+	// without ids and for an unsure Start (the driver then finds the mix itself).
+	MixID string `json:"mixId,omitempty"`
 }
 
 // Call is the durable snapshot of a co-streaming call.
@@ -127,6 +132,7 @@ type (
 	evStartAnswered struct {
 		leg, attempt int
 		streams      []string
+		id           string // MixStarted.ID
 		err          *Error
 	}
 	evStopAnswered struct {
@@ -134,6 +140,8 @@ type (
 		err          *Error
 	}
 	evMixResult struct{ notice MixResultNotice }
+	// evMixEvent is a Live API mix callback (/ali/mix/callback) for one of the call's mixes.
+	evMixEvent struct{ event MixEvent }
 	// evCallStart starts the mix right after admission if both rooms were already ready.
 	evCallStart struct{}
 	// evCallClose ends the call: from /videocall/close (roomEnded false) or because one of
@@ -222,7 +230,7 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 			leg.State, leg.Code, leg.Message = legFailed, e.err.Code, e.err.Message
 			leg.Unsure = startOutcomeUnknown(e.err)
 		} else {
-			leg.State, leg.Streams, leg.Ran = legStarted, e.streams, true
+			leg.State, leg.Streams, leg.Ran, leg.MixID = legStarted, e.streams, true, e.id
 		}
 		switch n.Phase {
 		case PhaseStarting:
@@ -250,18 +258,24 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 		}
 
 	case evMixResult:
-		if !n.recordResult(e.notice) {
+		applyMixResult(&st, e.notice, 16, mixStatusOf(e.notice))
+
+	case evMixEvent:
+		leg := n.legOf(e.event)
+		if leg == nil {
 			return st
 		}
-		st.changed = true
-		status := mixedStatusOf(e.notice.Code)
-		for _, r := range []string{n.Inviter.RoomID, n.Invitee.RoomID} {
-			st.flags = append(st.flags, roomFlag{roomID: r, mixedStatus: &status})
+		// As a MixResult of the leg's pair: a repeat changes nothing; a recognised failure
+		// is push 14 (mixedStatus 0), anything else push 16.
+		notice := MixResultNotice{MainMixStream: leg.Main, MixStream: leg.Mix, MixTemplate: n.Layout,
+			Event: e.event.Event, Code: e.event.Code, Message: e.event.Message}
+		if !e.event.Failed {
+			applyMixResult(&st, notice, 16, mixStatusOf(notice))
+			break
 		}
-		data := mixStatusOf(e.notice)
-		for _, topic := range n.liveHostRooms() {
-			st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: 16, data: data})
-		}
+		notice.Code = "failed:" + cmp.Or(notice.Code, notice.Event) // never Success: mixedStatus 0
+		applyMixResult(&st, notice, 14, mixFailedData{mixParties: parties(n),
+			Message: mixError{Code: cmp.Or(e.event.ErrCode, CodeMixFailed), Message: e.event.Message}})
 
 	case evCallClose:
 		if n.Phase == PhaseClosing {
@@ -283,6 +297,34 @@ func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
 		finishClose(&st)
 	}
 	return st
+}
+
+// applyMixResult records a MixResult-like notice of a (main, mix) pair; unless it repeats
+// the pair's last code, it sets mixedStatus on both rooms (1 on Success) and pushes typ with
+// data to each live host room.
+func applyMixResult(st *callStep, notice MixResultNotice, typ int, data any) {
+	n := &st.next
+	if !n.recordResult(notice) {
+		return
+	}
+	st.changed = true
+	status := mixedStatusOf(notice.Code)
+	for _, r := range []string{n.Inviter.RoomID, n.Invitee.RoomID} {
+		st.flags = append(st.flags, roomFlag{roomID: r, mixedStatus: &status})
+	}
+	for _, topic := range n.liveHostRooms() {
+		st.pushes = append(st.pushes, callPush{topic: topic, tag: topic, importance: 5, typ: typ, data: data})
+	}
+}
+
+// legOf is the leg a mix callback is about: by its MixStreamId, else by its main room.
+func (c *Call) legOf(ev MixEvent) *MixLeg {
+	for i := range c.Legs {
+		if (ev.MixID != "" && c.Legs[i].MixID == ev.MixID) || (ev.MixID == "" && c.Legs[i].Main == ev.MainRoom) {
+			return &c.Legs[i]
+		}
+	}
+	return nil
 }
 
 // answeredLeg is the leg an answer is for, or nil when the answer is stale or repeated: the
@@ -339,10 +381,12 @@ func startIfReady(st *callStep) {
 		if leg.State == legStarted {
 			continue
 		}
-		leg.State, leg.Code, leg.Message, leg.Unsure = legStarting, 0, "", false
+		// After an unsure Start the mix may exist: the driver adopts it rather than make a second.
+		adopt := leg.Unsure
+		leg.State, leg.Code, leg.Message, leg.Unsure, leg.MixID = legStarting, 0, "", false, ""
 		leg.Attempt++
 		st.mixes = append(st.mixes, mixCall{leg: i, attempt: leg.Attempt, start: true,
-			req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix, Template: n.Layout}})
+			req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix, Template: n.Layout, Adopt: adopt}})
 	}
 }
 
@@ -391,7 +435,7 @@ func stopLeg(st *callStep, i int) {
 	leg.State = legStopping
 	leg.Attempt++
 	st.mixes = append(st.mixes, mixCall{leg: i, attempt: leg.Attempt,
-		req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix}})
+		req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix, MixID: leg.MixID}})
 }
 
 // finishClose ends a closing call once no Start or Stop is outstanding: push 15 if a mix

@@ -43,6 +43,7 @@ func callInPhase(phase string) Call {
 		c.Inviter.Ready, c.Invitee.Ready, c.Phase = true, true, PhaseMixed
 		for i := range c.Legs {
 			c.Legs[i].State, c.Legs[i].Attempt, c.Legs[i].Ran, c.Legs[i].Streams = legStarted, 1, true, []string{c.Legs[i].Main + "_mixed"}
+			c.Legs[i].MixID = fmt.Sprintf("m%d", i)
 		}
 	case "failed":
 		c.Inviter.Ready, c.Invitee.Ready, c.Phase = true, true, PhaseFailed
@@ -50,7 +51,7 @@ func callInPhase(phase string) Call {
 		c.Legs[1].State, c.Legs[1].Attempt, c.Legs[1].Ran = legStopped, 2, true
 	case "closing":
 		c.Inviter.Ready, c.Invitee.Ready, c.Phase, c.Closer = true, true, PhaseClosing, roomA
-		c.Legs[0].State, c.Legs[0].Attempt, c.Legs[0].Ran = legStopping, 2, true
+		c.Legs[0].State, c.Legs[0].Attempt, c.Legs[0].Ran, c.Legs[0].MixID = legStopping, 2, true, "m0"
 		c.Legs[1].State, c.Legs[1].Attempt = legStarting, 1 // closed while its Start was in flight
 	case "closed":
 		c.Phase = PhaseClosed
@@ -60,7 +61,8 @@ func callInPhase(phase string) Call {
 	return c
 }
 
-// summary renders a step's effects compactly: pushes as type@topic, mixes as start/stop:leg.
+// summary renders a step's effects compactly: pushes as type@topic, mixes as start/stop:leg
+// (a Stop with the mix id it carries, a Start that adopts with "(adopt)").
 func summary(st callStep) string {
 	var parts []string
 	for _, p := range st.pushes {
@@ -71,7 +73,14 @@ func summary(st callStep) string {
 		if m.start {
 			verb = "start"
 		}
-		parts = append(parts, fmt.Sprintf("%s:%d", verb, m.leg))
+		part := fmt.Sprintf("%s:%d", verb, m.leg)
+		if m.req.MixID != "" {
+			part += "(" + m.req.MixID + ")"
+		}
+		if m.req.Adopt {
+			part += "(adopt)"
+		}
+		parts = append(parts, part)
 	}
 	for _, f := range st.flags {
 		switch {
@@ -100,7 +109,7 @@ func TestCallStateTable(t *testing.T) {
 		{"mix-available unknown room", evCallMixReady{roomID: "zzzzzzzzzz"}},
 		{"start (after admission)", evCallStart{}},
 		{"Start answered OK leg0", evStartAnswered{leg: 0, attempt: 1, streams: []string{"s0"}}},
-		{"Start answered OK leg1", evStartAnswered{leg: 1, attempt: 1, streams: []string{"s1"}}},
+		{"Start answered OK leg1", evStartAnswered{leg: 1, attempt: 1, streams: []string{"s1"}, id: "id1"}},
 		{"Start failed leg0", evStartAnswered{leg: 0, attempt: 1, err: Errorf(CodeMixNoSuchStream, "no stream")}},
 		{"Start answer stale", evStartAnswered{leg: 0, attempt: 9}},
 		{"Stop answered leg0", evStopAnswered{leg: 0, attempt: 2}},
@@ -108,6 +117,9 @@ func TestCallStateTable(t *testing.T) {
 		{"mix-result InternalError", notice("InternalError")},
 		{"close by A", evCallClose{roomID: roomA}},
 		{"room B ended", evCallClose{roomID: roomB, roomEnded: true}},
+		{"mix callback: failure of A's mix", evMixEvent{event: MixEvent{MainRoom: roomA, Event: "MixStreamFailed", Code: "InternalError", Failed: true, ErrCode: CodeMixInternal}}},
+		{"mix callback: other event of mix m1", evMixEvent{event: MixEvent{MixID: "m1", Event: "MixStreamStarted", Code: "Success"}}},
+		{"mix callback: unknown mix", evMixEvent{event: MixEvent{MixID: "zz", Event: "MixStreamFailed", Failed: true}}},
 	}
 	// One row per phase, one cell per event above: next phase | effects.
 	table := map[string][]string{
@@ -121,6 +133,7 @@ func TestCallStateTable(t *testing.T) {
 			"waiting | 16@a 16@b status=0@a status=0@b",
 			"closed | 4@a 4@b mixed=false@a mixed=false@b release",
 			"closed | 4@a mixed=false@a mixed=false@b release",
+			"waiting | 14@a 14@b status=0@a status=0@b", "waiting | ", "waiting | ",
 		},
 		"waiting(A ready)": {
 			"waiting(A ready) | ",
@@ -132,6 +145,7 @@ func TestCallStateTable(t *testing.T) {
 			"waiting(A ready) | 16@a 16@b status=0@a status=0@b",
 			"closed | 4@a 4@b mixed=false@a mixed=false@b release",
 			"closed | 4@a mixed=false@a mixed=false@b release",
+			"waiting(A ready) | 14@a 14@b status=0@a status=0@b", "waiting(A ready) | ", "waiting(A ready) | ",
 		},
 		"starting": {
 			"starting | ", "starting | ", "starting | ", "starting | ",
@@ -144,14 +158,16 @@ func TestCallStateTable(t *testing.T) {
 			"starting | 16@a 16@b status=0@a status=0@b",
 			"closing | 4@a 4@b",
 			"closing | 4@a",
+			"starting | 14@a 14@b status=0@a status=0@b", "starting | ", "starting | ",
 		},
 		"mixed": {
 			"mixed | ", "mixed | ", "mixed | ", "mixed | ",
 			"mixed | ", "mixed | ", "mixed | ", "mixed | ", "mixed | ",
 			"mixed | 16@a 16@b status=1@a status=1@b",
 			"mixed | 16@a 16@b status=0@a status=0@b",
-			"closing | 4@a 4@b stop:0 stop:1",
-			"closing | 4@a stop:0 stop:1",
+			"closing | 4@a 4@b stop:0(m0) stop:1(m1)",
+			"closing | 4@a stop:0(m0) stop:1(m1)",
+			"mixed | 14@a 14@b status=0@a status=0@b", "mixed | 16@a 16@b status=1@a status=1@b", "mixed | ",
 		},
 		"failed": {
 			// A repeated mix-available retries: the stream is (again) available.
@@ -164,11 +180,12 @@ func TestCallStateTable(t *testing.T) {
 			"failed | 16@a 16@b status=0@a status=0@b",
 			"closed | 4@a 4@b 15@a 15@b mixed=false@a mixed=false@b release",
 			"closed | 4@a 15@a mixed=false@a mixed=false@b release",
+			"failed | 14@a 14@b status=0@a status=0@b", "failed | ", "failed | ",
 		},
 		"closing": {
 			"closing | ", "closing | ", "closing | ", "closing | ",
 			"closing | ",
-			"closing | stop:1",
+			"closing | stop:1(id1)",
 			"closing | ",
 			"closing | ",
 			"closing | ",
@@ -176,10 +193,12 @@ func TestCallStateTable(t *testing.T) {
 			"closing | 16@a 16@b status=0@a status=0@b",
 			"closing | ",
 			"closing | ",
+			"closing | 14@a 14@b status=0@a status=0@b", "closing | ", "closing | ",
 		},
 		"closed": {
 			"closed | ", "closed | ", "closed | ", "closed | ", "closed | ", "closed | ", "closed | ",
 			"closed | ", "closed | ", "closed | ", "closed | ", "closed | ", "closed | ",
+			"closed | ", "closed | ", "closed | ",
 		},
 	}
 	phaseName := func(phase string, c Call) string {
@@ -490,5 +509,44 @@ func TestMixAvailableAnnouncedOncePerCall(t *testing.T) {
 	st = stepCall(st.next, evCallMixReady{roomID: roomB}, mixURL)
 	if got := summary(st); got != "17@a 17@b start:0 start:1" {
 		t.Fatalf("B's mix-available: %s", got)
+	}
+}
+
+// The id a Start answered is stored with its leg (durably: it is in the snapshot) and
+// handed to the Stop; an unsure Start has none, and its retry asks the driver to adopt a
+// mix it may have created.
+func TestMixIDCarriedToStop(t *testing.T) {
+	for name, tc := range map[string]struct {
+		answer    evStartAnswered
+		then      any
+		wantMixes string
+	}{
+		"started: close stops it by id": {answer: evStartAnswered{leg: 0, attempt: 1, id: "mix-0"},
+			then: evCallClose{roomID: roomA}, wantMixes: "stop:0(mix-0) stop:1(mix-1)"},
+		"unsure: close stops it without an id": {answer: evStartAnswered{leg: 0, attempt: 1, err: Errorf(CodeUnavailable, "timeout")},
+			then: evCallClose{roomID: roomA}, wantMixes: "stop:0"}, // leg 1 was stopped (by id) when the Start failed
+		"unsure: the retry adopts": {answer: evStartAnswered{leg: 0, attempt: 1, err: Errorf(CodeUnavailable, "timeout")},
+			then: evCallMixReady{roomID: roomA}, wantMixes: "start:0(adopt) start:1"},
+		"refused: the retry creates": {answer: evStartAnswered{leg: 0, attempt: 1, err: Errorf(CodeMixNoSuchStream, "no")},
+			then: evCallMixReady{roomID: roomA}, wantMixes: "start:0 start:1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := callIn("starting")
+			c = stepCall(c, evStartAnswered{leg: 1, attempt: 1, id: "mix-1"}, mixURL).next
+			st := stepCall(c, tc.answer, mixURL)
+			if !st.changed || st.next.Legs[1].MixID != "mix-1" || st.next.Legs[0].MixID != tc.answer.id {
+				t.Fatalf("legs %+v", st.next.Legs)
+			}
+			st = stepCall(st.next, tc.then, mixURL)
+			var mixes []string
+			for _, part := range strings.Fields(summary(st)) {
+				if strings.HasPrefix(part, "st") {
+					mixes = append(mixes, part)
+				}
+			}
+			if got := strings.Join(mixes, " "); got != tc.wantMixes {
+				t.Fatalf("mixes %q, want %q", got, tc.wantMixes)
+			}
+		})
 	}
 }

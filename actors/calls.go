@@ -24,6 +24,13 @@ type roomCallRequest struct {
 	remote bool
 }
 
+// mixCallRequest routes an event to the call that has a mix with this id (MixLeg.MixID):
+// the Live API's mix callbacks may name only the mix. No such call gets an empty success.
+type mixCallRequest struct {
+	mixID, mainRoom string
+	ev              any
+}
+
 // callReply answers call requests.
 type callReply struct {
 	call Call
@@ -127,6 +134,28 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 		r.forward(ctx, id, e)
 	case ownedRequest:
 		ctx.Respond(ownedReply{n: r.ownedCalls()})
+	case mixCallRequest:
+		for id, e := range r.calls {
+			for _, leg := range e.call.Legs {
+				if msg.mixID != "" && leg.MixID == msg.mixID {
+					r.forward(ctx, id, e)
+					return
+				}
+			}
+		}
+		// Not a mix of this node's calls: in a cluster the call may be another node's; it is
+		// found through its main room (the call still matches the mix id, so a stale mix's
+		// callback changes nothing).
+		switch id, ok := r.busy[msg.mainRoom]; {
+		case msg.mainRoom == "":
+			ctx.Respond(callReply{})
+		case r.cl != nil:
+			r.callOf(ctx, roomCallRequest{roomID: msg.mainRoom, ev: msg.ev}, ctx.Sender())
+		case ok && r.calls[id] != nil:
+			r.forward(ctx, id, r.calls[id])
+		default:
+			ctx.Respond(callReply{})
+		}
 	case busyRequest:
 		if r.cl != nil {
 			r.busyInCluster(ctx, msg, ctx.Sender())

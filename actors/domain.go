@@ -211,12 +211,21 @@ type MixRequest struct {
 	MainStream string
 	MixStream  string
 	Template   string
+	// MixID (Stop only) is the id the Start answered (MixStarted.ID), empty when the Start
+	// had no answer (a timeout) or the driver has no ids (mix: aliyun, simulator).
+	MixID string
+	// Adopt (Start only) says the leg's previous Start may have created the mix (it failed
+	// without a definite refusal, or the process restarted while it was in flight): a
+	// driver whose Start is not idempotent reuses a running mix instead of making another.
+	Adopt bool
 }
 
-// MixStarted is what a successful StartMixStreamsService returned: the stream names the mix
-// is playable under (SPEC §4, MixStreamsInfoList).
+// MixStarted is what a successful Start returned: the stream names the mix is playable
+// under (MixStreamsInfoList of the CDN API) and, for drivers that have one, the mix's id (the
+// Live API's MixStreamId), which the call stores and hands to Stop.
 type MixStarted struct {
 	Streams []string
+	ID      string
 }
 
 // Mixer starts and stops CDN mixes (Aliyun CDN OpenAPI, or the simulator). Calls block for
@@ -234,6 +243,19 @@ type MixResultNotice struct {
 	MixDomain, MixApp, MixStream             string
 	MixType, MixTemplate, Event              string
 	Code, Message                            string
+}
+
+// MixEvent is a callback of the Live API's mix (CallbackConfig, /ali/mix/callback), as far
+// as it was recognised: Aliyun does not document its body. It names its mix by MixID (the
+// MixStreamId) or, failing that, by MainRoom (the output stream without the template
+// suffix).
+type MixEvent struct {
+	MixID, MainRoom      string
+	Event, Code, Message string
+	// Failed marks an event recognised as the mix failing; ErrCode is its envelope code
+	// (3000/3400/3404/3500) for push 14.
+	Failed  bool
+	ErrCode int
 }
 
 // Publishers is several backends as one (push: websocket,mns). Each backend queues on its

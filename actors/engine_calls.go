@@ -204,6 +204,18 @@ func (e *Engine) MixResult(ctx context.Context, n MixResultNotice, templateSuffi
 	return nil
 }
 
+// MixEvent applies a Live API mix callback to the call whose mix it names (by MixStreamId,
+// else by main room). A callback for no call of this engine changes nothing.
+func (e *Engine) MixEvent(ctx context.Context, ev MixEvent) error {
+	if ev.MixID != "" {
+		return e.askCall(ctx, mixCallRequest{mixID: ev.MixID, mainRoom: ev.MainRoom, ev: evMixEvent{event: ev}})
+	}
+	if ev.MainRoom == "" {
+		return nil
+	}
+	return e.askCall(ctx, roomCallRequest{roomID: ev.MainRoom, ev: evMixEvent{event: ev}})
+}
+
 func (e *Engine) askCall(ctx context.Context, msg any) error {
 	_, err := e.askCallReply(ctx, msg)
 	return err

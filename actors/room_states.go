@@ -6,10 +6,15 @@ import "time"
 // (room, event, now) → (room', effects, reply). It does no I/O and knows nothing of actors, so
 // the same code runs in the room actor and in table-driven tests without goroutines.
 
-// RoomConfig holds the timings of a room's life.
+// RoomConfig holds the timings of a room's life and where its mix readiness comes from.
 type RoomConfig struct {
 	NoPublishTimeout time.Duration
 	TopicDeleteDelay time.Duration
+	// MixReadyOnPublish makes a room ready to be mixed (isMixReady, and the call's readiness
+	// input) once its stream publishes, as the Live API's CreateMixStream needs (mix:
+	// aliyun-live). Otherwise readiness is Aliyun's mix-available callback (mix: aliyun,
+	// simulator), and that callback is the only source of it.
+	MixReadyOnPublish bool
 }
 
 // Events a room reacts to. Commands carry what the room needs to know about the world (the
@@ -162,7 +167,12 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 		}
 
 	case evPublish:
-		// Repeated publish notifications change nothing and push nothing.
+		if live && cfg.MixReadyOnPublish {
+			// In this mode a publish is the room's readiness input too (a repeat tells the
+			// call again: after a failed Start, that is what retries it).
+			st = mixReady(st)
+		}
+		// Repeated publish notifications change nothing else and push nothing.
 		if !live || r.Publishing {
 			return st
 		}
@@ -189,16 +199,11 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 		st.pushes = streamPushes(r, 10)
 
 	case evMixAvailable:
-		if !live {
+		// Readiness from publish: the mix-available callback is accepted and changes nothing.
+		if !live || cfg.MixReadyOnPublish {
 			return st
 		}
-		if r.CallID != "" {
-			// The call dedupes repeats itself; telling it every time heals a lost notice.
-			st.notifyCall = &callRequest{callID: r.CallID, ev: evCallMixReady{roomID: r.ID}, from: r.ID}
-		}
-		if !r.IsMixReady {
-			st.next.IsMixReady, st.save = true, true
-		}
+		st = mixReady(st)
 
 	case evJoinCall:
 		switch {
@@ -274,6 +279,20 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 		}
 		st.remove, st.deleteTopic, st.stop = true, true, true
 		st.exists = false
+	}
+	return st
+}
+
+// mixReady is the room's readiness input (mix-available, or publish with
+// MixReadyOnPublish): isMixReady is set, and the call the room is in is told.
+func mixReady(st roomStep) roomStep {
+	r := st.next
+	if r.CallID != "" {
+		// The call dedupes repeats itself; telling it every time heals a lost notice.
+		st.notifyCall = &callRequest{callID: r.CallID, ev: evCallMixReady{roomID: r.ID}, from: r.ID}
+	}
+	if !r.IsMixReady {
+		st.next.IsMixReady, st.save = true, true
 	}
 	return st
 }

@@ -11,7 +11,9 @@ import (
 
 var (
 	testCfg = RoomConfig{NoPublishTimeout: 180 * time.Second, TopicDeleteDelay: 60 * time.Second}
-	t0      = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	// publishCfg takes mix readiness from publish (mix: aliyun-live).
+	publishCfg = RoomConfig{NoPublishTimeout: 180 * time.Second, TopicDeleteDelay: 60 * time.Second, MixReadyOnPublish: true}
+	t0         = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
 )
 
 // roomIn builds a room in one of the states of the table in docs/state-machines.md.
@@ -72,25 +74,30 @@ func TestRoomStateTable(t *testing.T) {
 		name string
 		ev   any
 		at   time.Duration // time since t0 when the event happens
+		cfg  *RoomConfig   // nil: testCfg (readiness from mix-available)
 	}{
-		{"create", evCreate{room: Room{ID: "abcdef0123", UID: "1", Name: "alice", Type: TypeHost, CreateTime: t0}}, 0},
-		{"play(new viewer)", evPlay{member: newcomer, userKnown: true}, time.Second},
-		{"play(member again)", evPlay{member: member, userKnown: true}, time.Second},
-		{"play(unknown user)", evPlay{member: User{ID: "999"}}, time.Second},
-		{"audience-leave(member)", evAudienceLeave{uid: member.ID}, time.Second},
-		{"audience-leave(stranger)", evAudienceLeave{uid: newcomer.ID}, time.Second},
-		{"leave", evLeave{}, time.Second},
-		{"comment", evComment{user: member, userKnown: true, text: "hi"}, time.Second},
-		{"comment(unknown user)", evComment{user: User{ID: "999"}, text: "hi"}, time.Second},
-		{"like", evLike{user: member, userKnown: true}, time.Second},
-		{"publish", evPublish{}, time.Second},
-		{"publish_done", evPublishDone{}, time.Second},
-		{"mix-available", evMixAvailable{}, time.Second},
-		{"no-publish-due(early)", evNoPublishDue{}, time.Minute},
-		{"no-publish-due", evNoPublishDue{}, testCfg.NoPublishTimeout},
-		{"topic-delete-due(early)", evTopicDeleteDue{}, time.Second},
-		{"topic-delete-due", evTopicDeleteDue{}, testCfg.TopicDeleteDelay},
-		{"mix-result outside a call", evRoomMixResult{notice: MixResultNotice{MainMixStream: "abcdef0123", MixStream: "x", Code: "Success"}}, time.Second},
+		{"create", evCreate{room: Room{ID: "abcdef0123", UID: "1", Name: "alice", Type: TypeHost, CreateTime: t0}}, 0, nil},
+		{"play(new viewer)", evPlay{member: newcomer, userKnown: true}, time.Second, nil},
+		{"play(member again)", evPlay{member: member, userKnown: true}, time.Second, nil},
+		{"play(unknown user)", evPlay{member: User{ID: "999"}}, time.Second, nil},
+		{"audience-leave(member)", evAudienceLeave{uid: member.ID}, time.Second, nil},
+		{"audience-leave(stranger)", evAudienceLeave{uid: newcomer.ID}, time.Second, nil},
+		{"leave", evLeave{}, time.Second, nil},
+		{"comment", evComment{user: member, userKnown: true, text: "hi"}, time.Second, nil},
+		{"comment(unknown user)", evComment{user: User{ID: "999"}, text: "hi"}, time.Second, nil},
+		{"like", evLike{user: member, userKnown: true}, time.Second, nil},
+		{"publish", evPublish{}, time.Second, nil},
+		{"publish_done", evPublishDone{}, time.Second, nil},
+		{"mix-available", evMixAvailable{}, time.Second, nil},
+		{"no-publish-due(early)", evNoPublishDue{}, time.Minute, nil},
+		{"no-publish-due", evNoPublishDue{}, testCfg.NoPublishTimeout, nil},
+		{"topic-delete-due(early)", evTopicDeleteDue{}, time.Second, nil},
+		{"topic-delete-due", evTopicDeleteDue{}, testCfg.TopicDeleteDelay, nil},
+		{"mix-result outside a call", evRoomMixResult{notice: MixResultNotice{MainMixStream: "abcdef0123", MixStream: "x", Code: "Success"}}, time.Second, nil},
+		// Readiness from publish: a publish also makes the room mix-ready (saved), even a
+		// repeat; mix-available changes nothing.
+		{"publish (ready on publish)", evPublish{}, time.Second, &publishCfg},
+		{"mix-available (ready on publish)", evMixAvailable{}, time.Second, &publishCfg},
 	}
 	none := expect{next: "none", err: CodeNoSuchRoom}
 	noneQuiet := expect{next: "none"}
@@ -103,6 +110,7 @@ func TestRoomStateTable(t *testing.T) {
 			none, none, none, noneQuiet, noneQuiet, none, none, none, none,
 			noneQuiet, noneQuiet, noneQuiet, noneQuiet, noneQuiet, noneQuiet, noneQuiet,
 			noneQuiet,
+			noneQuiet, noneQuiet,
 		},
 		"created": {
 			{next: "created", err: CodeBadState},
@@ -123,6 +131,8 @@ func TestRoomStateTable(t *testing.T) {
 			{next: "created"},
 			{next: "created"},
 			{next: "created", durable: "save", pushes: []int{16}},
+			{next: "publishing", durable: "save", pushes: []int{9}},
+			{next: "created"},
 		},
 		"publishing": {
 			{next: "publishing", err: CodeBadState},
@@ -143,6 +153,8 @@ func TestRoomStateTable(t *testing.T) {
 			{next: "publishing"},
 			{next: "publishing"},
 			{next: "publishing", durable: "save", pushes: []int{16}},
+			{next: "publishing", durable: "save"},
+			{next: "publishing"},
 		},
 		"costream": {
 			{next: "costream", err: CodeBadState},
@@ -163,6 +175,8 @@ func TestRoomStateTable(t *testing.T) {
 			{next: "costream"},
 			{next: "costream"},
 			{next: "costream", durable: "save"},
+			{next: "costream-publishing", durable: "save", pushes: []int{9}},
+			{next: "costream"},
 		},
 		"costream-publishing": {
 			{next: "costream-publishing", err: CodeBadState},
@@ -183,6 +197,8 @@ func TestRoomStateTable(t *testing.T) {
 			{next: "costream-publishing"},
 			{next: "costream-publishing"},
 			{next: "costream-publishing", durable: "save"},
+			{next: "costream-publishing", durable: "save"},
+			{next: "costream-publishing"},
 		},
 		"ended": {
 			{next: "ended", err: CodeBadState},
@@ -190,6 +206,7 @@ func TestRoomStateTable(t *testing.T) {
 			endedQuiet, endedQuiet, endedQuiet, endedQuiet, endedQuiet, endedQuiet,
 			{next: "none", durable: "remove", topic: "delete"},
 			endedQuiet,
+			endedQuiet, endedQuiet,
 		},
 	}
 	for state, row := range table {
@@ -201,8 +218,16 @@ func TestRoomStateTable(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/%s", state, ev.name), func(t *testing.T) {
 				r, exists := roomIn(state)
 				isMember := func(uid string) bool { return uid == member.ID }
-				st := stepRoom(testCfg, r, exists, isMember, ev.ev, t0.Add(ev.at))
+				cfg := testCfg
+				if ev.cfg != nil {
+					cfg = *ev.cfg
+				}
+				st := stepRoom(cfg, r, exists, isMember, ev.ev, t0.Add(ev.at))
 				checkStep(t, st, want)
+				if want.err == 0 && want.next != "none" && want.next != "ended" &&
+					st.next.IsMixReady != (ev.name == "mix-available" || ev.name == "publish (ready on publish)") {
+					t.Errorf("isMixReady = %v", st.next.IsMixReady)
+				}
 			})
 		}
 	}
@@ -372,26 +397,30 @@ func TestRoomInCallTable(t *testing.T) {
 		state string
 		ev    any
 		want  want
+		cfg   *RoomConfig // nil: testCfg
 	}{
-		{"join the same call again", "publishing", evJoinCall{callID: "C"}, want{callID: "C", isMixed: true, mixedSet: 1}},
-		{"join another call", "publishing", evJoinCall{callID: "D"}, want{err: CodeInCall, callID: "C", isMixed: true, mixedSet: 1}},
-		{"leave another call", "publishing", evLeaveCall{callID: "D"}, want{callID: "C", isMixed: true, mixedSet: 1}},
-		{"host room leaves its call", "publishing", evLeaveCall{callID: "C"}, want{save: true}},
-		{"co-stream room leaves its call: it ends", "costream", evLeaveCall{callID: "C"}, want{save: true, ended: true, topics: "8@abcdef0123"}},
-		{"flags of another call", "publishing", evCallFlags{callID: "D", mixed: new(bool), mixedStatus: new(int)}, want{callID: "C", isMixed: true, mixedSet: 1}},
-		{"flags of its call", "publishing", evCallFlags{callID: "C", mixed: new(bool), mixedStatus: new(int)}, want{callID: "C", save: true}},
-		{"same flags again", "publishing", evCallFlags{callID: "C", mixed: &yes, mixedStatus: &one}, want{callID: "C", isMixed: true, mixedSet: 1}},
-		{"publish goes to every host room", "created", evPublish{}, want{callID: "C", save: true, isMixed: true, mixedSet: 1, topics: "9@abcdef0123 9@hostroom02"}},
-		{"publish_done goes to every host room", "publishing", evPublishDone{}, want{callID: "C", save: true, isMixed: true, mixedSet: 1, topics: "10@abcdef0123 10@hostroom02"}},
-		{"mix-available tells the call", "publishing", evMixAvailable{}, want{callID: "C", save: true, isMixed: true, mixedSet: 1, notify: "actors.evCallMixReady"}},
-		{"announce its call's accept (push 2)", "publishing", evAnnounceCall{callID: "C", push: outPush{topic: "abcdef0123", tag: "1", importance: 4, typ: 2}}, want{callID: "C", isMixed: true, mixedSet: 1, topics: "2@abcdef0123"}},
-		{"announce on a room that ended first", "ended", evAnnounceCall{callID: "C", push: outPush{topic: "abcdef0123", typ: 2}}, want{err: CodeNoSuchRoom, callID: "C", isMixed: true, mixedSet: 1}},
-		{"announce another call's accept", "publishing", evAnnounceCall{callID: "D", push: outPush{topic: "abcdef0123", typ: 2}}, want{err: CodeNoSuchRoom, callID: "C", isMixed: true, mixedSet: 1}},
-		{"leave ends the room and tells the call", "publishing", evLeave{}, want{callID: "C", save: true, ended: true, isMixed: true, mixedSet: 1, topics: "8@abcdef0123", notify: "actors.evCallClose"}},
+		{"join the same call again", "publishing", evJoinCall{callID: "C"}, want{callID: "C", isMixed: true, mixedSet: 1}, nil},
+		{"join another call", "publishing", evJoinCall{callID: "D"}, want{err: CodeInCall, callID: "C", isMixed: true, mixedSet: 1}, nil},
+		{"leave another call", "publishing", evLeaveCall{callID: "D"}, want{callID: "C", isMixed: true, mixedSet: 1}, nil},
+		{"host room leaves its call", "publishing", evLeaveCall{callID: "C"}, want{save: true}, nil},
+		{"co-stream room leaves its call: it ends", "costream", evLeaveCall{callID: "C"}, want{save: true, ended: true, topics: "8@abcdef0123"}, nil},
+		{"flags of another call", "publishing", evCallFlags{callID: "D", mixed: new(bool), mixedStatus: new(int)}, want{callID: "C", isMixed: true, mixedSet: 1}, nil},
+		{"flags of its call", "publishing", evCallFlags{callID: "C", mixed: new(bool), mixedStatus: new(int)}, want{callID: "C", save: true}, nil},
+		{"same flags again", "publishing", evCallFlags{callID: "C", mixed: &yes, mixedStatus: &one}, want{callID: "C", isMixed: true, mixedSet: 1}, nil},
+		{"publish goes to every host room", "created", evPublish{}, want{callID: "C", save: true, isMixed: true, mixedSet: 1, topics: "9@abcdef0123 9@hostroom02"}, nil},
+		{"publish_done goes to every host room", "publishing", evPublishDone{}, want{callID: "C", save: true, isMixed: true, mixedSet: 1, topics: "10@abcdef0123 10@hostroom02"}, nil},
+		{"mix-available tells the call", "publishing", evMixAvailable{}, want{callID: "C", save: true, isMixed: true, mixedSet: 1, notify: "actors.evCallMixReady"}, nil},
+		{"ready on publish: publish tells the call", "created", evPublish{}, want{callID: "C", save: true, isMixed: true, mixedSet: 1, topics: "9@abcdef0123 9@hostroom02", notify: "actors.evCallMixReady"}, &publishCfg},
+		{"ready on publish: a repeated publish tells the call again", "publishing", evPublish{}, want{callID: "C", save: true, isMixed: true, mixedSet: 1, notify: "actors.evCallMixReady"}, &publishCfg},
+		{"ready on publish: mix-available does not", "publishing", evMixAvailable{}, want{callID: "C", isMixed: true, mixedSet: 1}, &publishCfg},
+		{"announce its call's accept (push 2)", "publishing", evAnnounceCall{callID: "C", push: outPush{topic: "abcdef0123", tag: "1", importance: 4, typ: 2}}, want{callID: "C", isMixed: true, mixedSet: 1, topics: "2@abcdef0123"}, nil},
+		{"announce on a room that ended first", "ended", evAnnounceCall{callID: "C", push: outPush{topic: "abcdef0123", typ: 2}}, want{err: CodeNoSuchRoom, callID: "C", isMixed: true, mixedSet: 1}, nil},
+		{"announce another call's accept", "publishing", evAnnounceCall{callID: "D", push: outPush{topic: "abcdef0123", typ: 2}}, want{err: CodeNoSuchRoom, callID: "C", isMixed: true, mixedSet: 1}, nil},
+		{"leave ends the room and tells the call", "publishing", evLeave{}, want{callID: "C", save: true, ended: true, isMixed: true, mixedSet: 1, topics: "8@abcdef0123", notify: "actors.evCallClose"}, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			st := stepRoom(testCfg, inCall(c.state), true, no, c.ev, t0.Add(time.Second))
+			st := stepRoom(*cmp.Or(c.cfg, &testCfg), inCall(c.state), true, no, c.ev, t0.Add(time.Second))
 			got := want{callID: st.next.CallID, save: st.save, ended: st.next.Ended(),
 				isMixed: st.next.IsMixed, mixedSet: st.next.MixedStatus}
 			if st.err != nil {

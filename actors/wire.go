@@ -98,6 +98,7 @@ type (
 	wireMixAnswer struct {
 		Leg, Attempt int
 		Streams      []string
+		ID           string
 		Code         int
 		Message      string
 	}
@@ -187,13 +188,15 @@ var wireEvents = map[string]wireEvent{
 		func(w wireRoomIDEv) evCallMixReady { return evCallMixReady{roomID: w.RoomID} }),
 	"mixResult": shaped(func(e evMixResult) wireNotice { return wireNotice{Notice: e.notice} },
 		func(w wireNotice) evMixResult { return evMixResult{notice: w.Notice} }),
+	"mixEvent": shaped(func(e evMixEvent) MixEvent { return e.event },
+		func(w MixEvent) evMixEvent { return evMixEvent{event: w} }),
 	"callClose": shaped(func(e evCallClose) wireCallClose { return wireCallClose{RoomID: e.roomID, RoomEnded: e.roomEnded} },
 		func(w wireCallClose) evCallClose { return evCallClose{roomID: w.RoomID, roomEnded: w.RoomEnded} }),
 	"startAnswered": shaped(func(e evStartAnswered) wireMixAnswer {
 		code, msg := wireCodeOf(e.err)
-		return wireMixAnswer{Leg: e.leg, Attempt: e.attempt, Streams: e.streams, Code: code, Message: msg}
+		return wireMixAnswer{Leg: e.leg, Attempt: e.attempt, Streams: e.streams, ID: e.id, Code: code, Message: msg}
 	}, func(w wireMixAnswer) evStartAnswered {
-		return evStartAnswered{leg: w.Leg, attempt: w.Attempt, streams: w.Streams, err: errorOf(w.Code, w.Message)}
+		return evStartAnswered{leg: w.Leg, attempt: w.Attempt, streams: w.Streams, id: w.ID, err: errorOf(w.Code, w.Message)}
 	}),
 	"stopAnswered": shaped(func(e evStopAnswered) wireMixAnswer {
 		code, msg := wireCodeOf(e.err)

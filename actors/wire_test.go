@@ -34,8 +34,10 @@ func TestEveryPeerEventRoundTrips(t *testing.T) {
 		"callMixReady":  evCallMixReady{roomID: "a"},
 		"mixResult":     evMixResult{notice: notice},
 		"callClose":     evCallClose{roomID: "a", roomEnded: true},
-		"startAnswered": evStartAnswered{leg: 1, attempt: 2, streams: []string{"a_mix"}, err: Errorf(CodeMixNoSuchStream, "no")},
+		"startAnswered": evStartAnswered{leg: 1, attempt: 2, streams: []string{"a_mix"}, id: "mix-9", err: Errorf(CodeMixNoSuchStream, "no")},
 		"stopAnswered":  evStopAnswered{leg: 0, attempt: 3},
+		"mixEvent": evMixEvent{event: MixEvent{MixID: "mix-9", MainRoom: "a", Event: "fail", Code: "E1",
+			Message: "<x & y>", Failed: true, ErrCode: CodeMixFailed}},
 	}
 	require.Len(t, cases, len(wireEvents)-1, "a case per wire event (announceCall below)")
 	for name, ev := range cases {

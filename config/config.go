@@ -35,8 +35,9 @@ type Config struct {
 	Store   string     `yaml:"store"`
 	DataDir string     `yaml:"dataDir"`
 	Push    StringList `yaml:"push"`
-	// Mix is "simulator" or "aliyun". Left empty it is derived by Load: aliyun when
-	// ali.accessKeyID is set, else simulator.
+	// Mix is "simulator", "aliyun" (the 2014 CDN API) or "aliyun-live" (the Live API's
+	// CreateMixStream). Left empty it is derived by Load: aliyun when ali.accessKeyID is
+	// set, else simulator.
 	Mix string `yaml:"mix"`
 
 	Live    Live    `yaml:"live"`
@@ -72,14 +73,16 @@ type Ali struct {
 	// Region is the seed's name for the MNS region; MNSRegion wins when both are set.
 	Region string `yaml:"region"`
 	// CommonParams is accepted so a seed config loads; the RPC client sets these itself.
-	CommonParams       map[string]string `yaml:"commonParams"`
-	MNSTopic           MNSTopic          `yaml:"mnsTopic"`
-	URLs               AliURLs           `yaml:"urls"`
-	MNSEndpoint        string            `yaml:"mnsEndpoint"`
-	CallbackAuthKey    string            `yaml:"callbackAuthKey" secret:"true"`
-	CallbackMaxSkew    time.Duration     `yaml:"callbackMaxSkew"`
-	Timeout            time.Duration     `yaml:"timeout"`
-	BreakerOpenTimeout time.Duration     `yaml:"breakerOpenTimeout"`
+	CommonParams map[string]string `yaml:"commonParams"`
+	MNSTopic     MNSTopic          `yaml:"mnsTopic"`
+	URLs         AliURLs           `yaml:"urls"`
+	// LiveRegion is the RegionId of the Live API calls (mix: aliyun-live).
+	LiveRegion         string        `yaml:"liveRegion"`
+	MNSEndpoint        string        `yaml:"mnsEndpoint"`
+	CallbackAuthKey    string        `yaml:"callbackAuthKey" secret:"true"`
+	CallbackMaxSkew    time.Duration `yaml:"callbackMaxSkew"`
+	Timeout            time.Duration `yaml:"timeout"`
+	BreakerOpenTimeout time.Duration `yaml:"breakerOpenTimeout"`
 }
 
 // MNSTopic configures MNS topic subscriptions and the WebSocket server the old clients use.
@@ -90,7 +93,8 @@ type MNSTopic struct {
 
 // AliURLs are the Aliyun OpenAPI endpoints.
 type AliURLs struct {
-	CDN Endpoint `yaml:"cdn"`
+	CDN  Endpoint `yaml:"cdn"`
+	Live Endpoint `yaml:"live"`
 }
 
 // Endpoint is an OpenAPI endpoint and the API version spoken there.
@@ -173,8 +177,9 @@ const (
 	PushWebSocket = "websocket"
 	PushMNS       = "mns"
 
-	MixSimulator = "simulator"
-	MixAliyun    = "aliyun"
+	MixSimulator  = "simulator"
+	MixAliyun     = "aliyun"
+	MixAliyunLive = "aliyun-live"
 )
 
 // Default returns the configuration used when neither a file nor the environment says
@@ -189,9 +194,11 @@ func Default() *Config {
 			Timeout:   500 * time.Millisecond,
 		},
 		Ali: Ali{
-			MNSVersion:         "2015-06-06",
-			MNSTopic:           MNSTopic{SubscriptionEndpoint: "WebSocket"},
-			URLs:               AliURLs{CDN: Endpoint{URL: "https://cdn.aliyuncs.com", Version: "2014-11-11"}},
+			MNSVersion: "2015-06-06",
+			MNSTopic:   MNSTopic{SubscriptionEndpoint: "WebSocket"},
+			URLs: AliURLs{CDN: Endpoint{URL: "https://cdn.aliyuncs.com", Version: "2014-11-11"},
+				Live: Endpoint{URL: "https://live.aliyuncs.com", Version: "2016-11-01"}},
+			LiveRegion:         "cn-shanghai",
 			CallbackMaxSkew:    5 * time.Minute,
 			Timeout:            5 * time.Second,
 			BreakerOpenTimeout: 10 * time.Second,

@@ -109,18 +109,25 @@ func (c *Config) validateMix() error {
 	switch mix {
 	case MixSimulator:
 		return nil
-	case MixAliyun:
+	case MixAliyun, MixAliyunLive:
 	default:
-		return c.errorf("mix", "unknown mix %q (want simulator or aliyun)", c.Mix)
+		return c.errorf("mix", "unknown mix %q (want simulator, aliyun or aliyun-live)", c.Mix)
 	}
 	if c.Ali.AccessKeyID == "" || c.Ali.AccessKeySecret == "" {
-		return c.errorf("mix", "mix aliyun needs ali.accessKeyID and ali.accessKeySecret")
+		return c.errorf("mix", "mix %s needs ali.accessKeyID and ali.accessKeySecret", mix)
 	}
-	if err := checkHTTPURL(c.Ali.URLs.CDN.URL); err != "" {
-		return c.errorf("ali.urls.cdn.url", "%s", err)
+	api, endpoint := "cdn", c.Ali.URLs.CDN
+	if mix == MixAliyunLive {
+		api, endpoint = "live", c.Ali.URLs.Live
+		if c.Ali.LiveRegion == "" {
+			return c.errorf("ali.liveRegion", "must not be empty with mix aliyun-live")
+		}
 	}
-	if c.Ali.URLs.CDN.Version == "" {
-		return c.errorf("ali.urls.cdn.version", "must not be empty with mix aliyun")
+	if err := checkHTTPURL(endpoint.URL); err != "" {
+		return c.errorf("ali.urls."+api+".url", "%s", err)
+	}
+	if endpoint.Version == "" {
+		return c.errorf("ali.urls."+api+".version", "must not be empty with mix %s", mix)
 	}
 	return nil
 }

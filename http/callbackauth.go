@@ -74,7 +74,8 @@ type callbackAuth struct {
 }
 
 // callbackRoutes are the /ali/* routes; their refusal series are exported from the start.
-var callbackRoutes = []string{"/ali/stream/notify", "/ali/mix/availability/notify", "/ali/mix/status/notify"}
+var callbackRoutes = []string{"/ali/stream/notify", "/ali/mix/availability/notify", "/ali/mix/status/notify",
+	mixCallbackRoute}
 
 func newCallbackAuth(opts Options) *callbackAuth {
 	if opts.CallbackAuthKey == "" {

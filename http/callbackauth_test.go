@@ -189,7 +189,15 @@ func TestCallbackAuthRefusesAndAccepts(t *testing.T) {
 	if !roomStatus(t, s, R).IsMixReady {
 		t.Fatal("a signed MixAvailable did not make the room mix-ready")
 	}
-	for route, reason := range map[string]string{"/ali/mix/availability/notify": "missing", "/ali/mix/status/notify": "stale"} {
+	// The Live API's mix callback too: unsigned is refused, signed answers 200 whatever
+	// its body says.
+	if r := s.do(t, "POST", "/ali/mix/callback", "application/json", `{"MixStreamId":"m"}`); r.Status != http.StatusForbidden || r.Code != 403 {
+		t.Fatalf("unsigned mix callback: HTTP %d %+v", r.Status, r)
+	}
+	mustOK(t, s.do(t, "POST", "/ali/mix/callback", "application/json", `{"MixStreamId":"m","Event":"x"}`,
+		signedHeaders("push.example", key, time.Now())...), nil)
+	for route, reason := range map[string]string{"/ali/mix/availability/notify": "missing", "/ali/mix/status/notify": "stale",
+		"/ali/mix/callback": "missing"} {
 		if got := metricValue(t, reg, "roomengine_callbacks_refused_total", map[string]string{"route": route, "reason": reason}); got != 1 {
 			t.Errorf("refused{route=%s,reason=%s} = %v, want 1", route, reason, got)
 		}

@@ -132,6 +132,9 @@ func NewHandler(opts Options) *Handler {
 	h.api("GET,POST", "/ali/stream/notify", cb.wrap("/ali/stream/notify", h.streamNotify))
 	h.api("GET,POST", "/ali/mix/availability/notify", cb.wrap("/ali/mix/availability/notify", h.mixAvailable))
 	h.api("GET,POST", "/ali/mix/status/notify", cb.wrap("/ali/mix/status/notify", h.mixStatus))
+	for _, m := range []string{"GET", "POST"} {
+		r.Handle(m, mixCallbackRoute, h.mixCallback(cb))
+	}
 
 	r.HandlerFunc("GET", "/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeEnvelope(w, http.StatusOK, envelope{Code: 200, Message: "ok"})

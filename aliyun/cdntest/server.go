@@ -18,15 +18,15 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"roomengine/aliyun/internal/apifake"
 )
 
 // Actions the fake serves.
@@ -58,25 +58,15 @@ type Server struct {
 	// Version is the API version the fake requires, 2014-11-11.
 	Version string
 
-	srv       *httptest.Server
-	closing   chan struct{}
-	closeOnce sync.Once
+	web *apifake.Server
 
-	mu       sync.Mutex
-	now      func() time.Time
-	nonces   map[string]bool
-	calls    []Call
-	requests int
-	fail     *failure
-	delay    time.Duration
-	streams  func(main, mix string) []string
-	seq      int
-}
-
-type failure struct {
-	status        int
-	code, message string
-	remaining     int // calls left to fail; < 0 means until Succeed
+	mu      sync.Mutex
+	now     func() time.Time
+	nonces  map[string]bool
+	calls   []Call
+	faults  apifake.Faults
+	streams func(main, mix string) []string
+	seq     int
 }
 
 // New starts a fake that accepts the given credentials. Close it when done.
@@ -85,31 +75,23 @@ func New(accessKeyID, accessKeySecret string) *Server {
 		AccessKeyID:     accessKeyID,
 		AccessKeySecret: accessKeySecret,
 		Version:         "2014-11-11",
-		closing:         make(chan struct{}),
 		now:             time.Now,
 		nonces:          map[string]bool{},
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	s.URL = s.srv.URL
+	s.web = apifake.Start(s.serve)
+	s.URL = s.web.URL
 	return s
 }
 
 // Close stops the server; delayed requests are cut short.
-func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.closing) })
-	s.srv.Close()
-}
+func (s *Server) Close() { s.web.Close() }
 
 // Refuse closes the listener (and every idle connection): from now on a connection to URL
 // is refused. Calls and Requests stay readable.
 func (s *Server) Refuse() { s.Close() }
 
 // Requests is the number of HTTP requests that reached the server, verified or not.
-func (s *Server) Requests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests
-}
+func (s *Server) Requests() int { return s.web.Requests() }
 
 // Calls returns the verified calls in the order they arrived.
 func (s *Server) Calls() []Call {
@@ -121,31 +103,23 @@ func (s *Server) Calls() []Call {
 // FailWith makes every verified call answer HTTP status with the given Aliyun Code and
 // Message until Succeed is called.
 func (s *Server) FailWith(status int, code, message string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fail = &failure{status: status, code: code, message: message, remaining: -1}
+	s.faults.Fail("", -1, status, code, message)
 }
 
 // FailNext makes the next n verified calls answer like FailWith, then succeed again.
 func (s *Server) FailNext(n, status int, code, message string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fail = &failure{status: status, code: code, message: message, remaining: n}
+	s.faults.Fail("", n, status, code, message)
 }
 
 // Succeed clears injected failures and the delay.
 func (s *Server) Succeed() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.fail, s.delay = nil, 0
+	s.faults.Clear()
 }
 
 // SetDelay makes every verified call wait d before it is answered (to provoke client
 // timeouts). The wait ends early when the client goes away or the server closes.
 func (s *Server) SetDelay(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.delay = d
+	s.faults.SetDelay(d)
 }
 
 // SetStreams sets the stream names a Start answers; by default one, main + "_" + mix.
@@ -162,17 +136,6 @@ func (s *Server) SetNow(now func() time.Time) {
 	s.now = now
 }
 
-// apiError is Aliyun's error answer.
-type apiError struct {
-	status  int
-	Code    string
-	Message string
-}
-
-func errf(status int, code, format string, args ...any) *apiError {
-	return &apiError{status: status, Code: code, Message: fmt.Sprintf(format, args...)}
-}
-
 var commonParams = []string{
 	"Action", "Format", "Version", "AccessKeyId", "SignatureMethod", "SignatureVersion",
 	"SignatureNonce", "Timestamp", "Signature",
@@ -184,14 +147,13 @@ var mixParams = []string{
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	s.requests++
 	s.seq++
 	requestID := fmt.Sprintf("FAKE-%08d", s.seq)
 	s.mu.Unlock()
 
 	params, aerr := s.verify(r)
 	if aerr != nil {
-		s.answerError(w, r, requestID, aerr)
+		apifake.WriteError(w, r, requestID, aerr)
 		return
 	}
 	call := Call{
@@ -201,34 +163,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	s.calls = append(s.calls, call)
-	delay := s.delay
-	var fail *failure
-	if s.fail != nil {
-		f := *s.fail
-		fail = &f
-		if s.fail.remaining > 0 {
-			s.fail.remaining--
-			if s.fail.remaining == 0 {
-				s.fail = nil
-			}
-		}
-	}
 	streams := s.streams
 	s.mu.Unlock()
 
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			return
-		case <-s.closing:
-			return
-		}
+	fail, delay := s.faults.Take(call.Action)
+	if !s.web.Wait(r, delay) {
+		return
 	}
 	if fail != nil {
-		s.answerError(w, r, requestID, &apiError{status: fail.status, Code: fail.code, Message: fail.message})
+		apifake.WriteError(w, r, requestID, &apifake.Error{Status: fail.Status, Code: fail.Code, Message: fail.Message})
 		return
 	}
 
@@ -246,59 +189,59 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		answer["MixStreamsInfoList"] = map[string]any{"MixStreamsInfo": infos}
 	}
-	writeJSON(w, http.StatusOK, answer)
+	apifake.WriteJSON(w, http.StatusOK, answer)
 }
 
 // verify runs Aliyun's checks and returns the parameters of a valid request.
-func (s *Server) verify(r *http.Request) (url.Values, *apiError) {
+func (s *Server) verify(r *http.Request) (url.Values, *apifake.Error) {
 	if r.URL.Path != "/" {
-		return nil, errf(http.StatusNotFound, "InvalidAction.NotFound", "path %q not found", r.URL.Path)
+		return nil, apifake.Errf(http.StatusNotFound, "InvalidAction.NotFound", "path %q not found", r.URL.Path)
 	}
 	if r.Method != http.MethodGet {
-		return nil, errf(http.StatusBadRequest, "UnsupportedHTTPMethod", "this fake serves GET only")
+		return nil, apifake.Errf(http.StatusBadRequest, "UnsupportedHTTPMethod", "this fake serves GET only")
 	}
 	params, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, errf(http.StatusBadRequest, "InvalidParameter", "malformed query: %v", err)
+		return nil, apifake.Errf(http.StatusBadRequest, "InvalidParameter", "malformed query: %v", err)
 	}
 	for k, v := range params {
 		if len(v) != 1 {
-			return nil, errf(http.StatusBadRequest, "InvalidParameter", "parameter %q given %d times", k, len(v))
+			return nil, apifake.Errf(http.StatusBadRequest, "InvalidParameter", "parameter %q given %d times", k, len(v))
 		}
 	}
 	if aerr := missing(params, commonParams); aerr != nil {
 		return nil, aerr
 	}
 	if f := params.Get("Format"); f != "JSON" {
-		return nil, errf(http.StatusBadRequest, "InvalidParameter", "this fake answers Format JSON only, got %q", f)
+		return nil, apifake.Errf(http.StatusBadRequest, "InvalidParameter", "this fake answers Format JSON only, got %q", f)
 	}
 	if v := params.Get("Version"); v != s.Version {
-		return nil, errf(http.StatusBadRequest, "InvalidVersion", "specified parameter Version %q is not valid", v)
+		return nil, apifake.Errf(http.StatusBadRequest, "InvalidVersion", "specified parameter Version %q is not valid", v)
 	}
 	if m := params.Get("SignatureMethod"); m != "HMAC-SHA1" {
-		return nil, errf(http.StatusBadRequest, "InvalidSignatureMethod", "unsupported SignatureMethod %q", m)
+		return nil, apifake.Errf(http.StatusBadRequest, "InvalidSignatureMethod", "unsupported SignatureMethod %q", m)
 	}
 	if v := params.Get("SignatureVersion"); v != "1.0" {
-		return nil, errf(http.StatusBadRequest, "InvalidSignatureVersion", "unsupported SignatureVersion %q", v)
+		return nil, apifake.Errf(http.StatusBadRequest, "InvalidSignatureVersion", "unsupported SignatureVersion %q", v)
 	}
 	if id := params.Get("AccessKeyId"); id != s.AccessKeyID {
-		return nil, errf(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+		return nil, apifake.Errf(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
 	}
 	ts, err := time.Parse("2006-01-02T15:04:05Z", params.Get("Timestamp"))
 	if err != nil {
-		return nil, errf(http.StatusBadRequest, "InvalidTimeStamp.Format",
+		return nil, apifake.Errf(http.StatusBadRequest, "InvalidTimeStamp.Format",
 			"Specified time stamp or date value is not well formatted.")
 	}
 	s.mu.Lock()
 	now := s.now()
 	s.mu.Unlock()
 	if d := now.Sub(ts); d > MaxSkew || d < -MaxSkew {
-		return nil, errf(http.StatusBadRequest, "InvalidTimeStamp.Expired",
+		return nil, apifake.Errf(http.StatusBadRequest, "InvalidTimeStamp.Expired",
 			"Specified time stamp or date value is expired.")
 	}
 	want := Signature(r.Method, params, s.AccessKeySecret)
 	if !hmac.Equal([]byte(want), []byte(params.Get("Signature"))) {
-		return nil, errf(http.StatusBadRequest, "SignatureDoesNotMatch",
+		return nil, apifake.Errf(http.StatusBadRequest, "SignatureDoesNotMatch",
 			"Specified signature is not matched with our calculation.")
 	}
 	nonce := params.Get("SignatureNonce")
@@ -307,7 +250,7 @@ func (s *Server) verify(r *http.Request) (url.Values, *apiError) {
 	s.nonces[nonce] = true
 	s.mu.Unlock()
 	if used {
-		return nil, errf(http.StatusBadRequest, "SignatureNonceUsed", "Specified signature nonce was used already.")
+		return nil, apifake.Errf(http.StatusBadRequest, "SignatureNonceUsed", "Specified signature nonce was used already.")
 	}
 	switch a := params.Get("Action"); a {
 	case ActionStart:
@@ -319,36 +262,24 @@ func (s *Server) verify(r *http.Request) (url.Values, *apiError) {
 			return nil, aerr
 		}
 	default:
-		return nil, errf(http.StatusNotFound, "InvalidAction.NotFound", "Specified api %q is not found.", a)
+		return nil, apifake.Errf(http.StatusNotFound, "InvalidAction.NotFound", "Specified api %q is not found.", a)
 	}
 	return params, nil
 }
 
-func missing(params url.Values, names []string) *apiError {
+func missing(params url.Values, names []string) *apifake.Error {
 	for _, n := range names {
 		if params.Get(n) == "" {
-			return errf(http.StatusBadRequest, "MissingParameter",
+			return apifake.Errf(http.StatusBadRequest, "MissingParameter",
 				"The input parameter %q that is mandatory for processing this request is not supplied.", n)
 		}
 	}
 	return nil
 }
 
-func (s *Server) answerError(w http.ResponseWriter, r *http.Request, requestID string, e *apiError) {
-	writeJSON(w, e.status, map[string]string{
-		"RequestId": requestID, "HostId": r.Host, "Code": e.Code, "Message": e.Message,
-	})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json;charset=utf-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
 // Signature is Aliyun's RPC signature v1 of a request's parameters (Signature itself left
 // out): parameters sorted by name, names and values percent-encoded (RFC 3986),
-// StringToSign = method + "&%2F&" + encode(canonical query), key = secret + "&",
+// StringToSign = method + "&%2F&" + apifake.Encode(canonical query), key = secret + "&",
 // base64(HMAC-SHA1). It is written independently of package aliyun's signer, in the style of
 // Aliyun's SDKs, so the two check each other.
 func Signature(method string, params url.Values, secret string) string {
@@ -364,18 +295,10 @@ func Signature(method string, params url.Values, secret string) string {
 		if i > 0 {
 			b.WriteByte('&')
 		}
-		b.WriteString(encode(k) + "=" + encode(params.Get(k)))
+		b.WriteString(apifake.Encode(k) + "=" + apifake.Encode(params.Get(k)))
 	}
-	toSign := method + "&" + encode("/") + "&" + encode(b.String())
+	toSign := method + "&" + apifake.Encode("/") + "&" + apifake.Encode(b.String())
 	m := hmac.New(sha1.New, []byte(secret+"&"))
 	m.Write([]byte(toSign))
 	return base64.StdEncoding.EncodeToString(m.Sum(nil))
-}
-
-// encode is the SDKs' percentEncode: QueryEscape, then space as %20, * as %2A, ~ literal.
-func encode(s string) string {
-	e := url.QueryEscape(s)
-	e = strings.ReplaceAll(e, "+", "%20")
-	e = strings.ReplaceAll(e, "*", "%2A")
-	return strings.ReplaceAll(e, "%7E", "~")
 }

@@ -28,14 +28,6 @@ func TestSignaturePublishedVector(t *testing.T) {
 	}
 }
 
-func TestEncode(t *testing.T) {
-	for in, want := range map[string]string{"a b": "a%20b", "*": "%2A", "~": "~", "+": "%2B", "/": "%2F", "é": "%C3%A9"} {
-		if got := encode(in); got != want {
-			t.Errorf("encode(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // signedQuery builds a valid request query for the fake, signed with its own signer.
 func signedQuery(s *Server, action, nonce string, ts time.Time, drop string) string {
 	p := url.Values{

@@ -85,7 +85,9 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	}
 	urls := newURLs(cfg)
 	engine, err := actors.NewEngine(actors.EngineConfig{
-		Room:       actors.RoomConfig{NoPublishTimeout: cfg.Live.NoPublishTimeout, TopicDeleteDelay: cfg.Live.TopicDeleteDelay},
+		Room: actors.RoomConfig{NoPublishTimeout: cfg.Live.NoPublishTimeout, TopicDeleteDelay: cfg.Live.TopicDeleteDelay,
+			// CreateMixStream mixes live streams: a room is ready once it publishes.
+			MixReadyOnPublish: cfg.Mix == config.MixAliyunLive},
 		Store:      store,
 		Publisher:  publisher,
 		Mixer:      mixer,
@@ -195,22 +197,42 @@ func (a *app) publisher(reg prometheus.Registerer, breakers *prometheus.GaugeVec
 
 // mixer builds the CDN mixer of cfg.mix and, for Aliyun, the readiness check of its breaker.
 func (a *app) mixer(breakers *prometheus.GaugeVec) (actors.Mixer, func() error, error) {
-	if a.cfg.Mix != config.MixAliyun {
+	var client interface {
+		actors.Mixer
+		BreakerState() string
+	}
+	var err error
+	onChange := func(_, _, to string) { breakers.WithLabelValues("cdn").Set(breakerValue(to)) }
+	ali := a.cfg.Ali
+	switch a.cfg.Mix {
+	case config.MixAliyun:
+		client, err = aliyun.NewCDNClient(aliyun.CDNConfig{
+			URL: ali.URLs.CDN.URL, Version: ali.URLs.CDN.Version,
+			AccessKeyID: ali.AccessKeyID, AccessKeySecret: ali.AccessKeySecret,
+			AppName: a.cfg.AppName, PlayHost: a.cfg.PlayHost,
+			Timeout: ali.Timeout, BreakerOpenTimeout: ali.BreakerOpenTimeout,
+			Logger: a.log.With("component", "cdn"), OnBreakerStateChange: onChange,
+		})
+	case config.MixAliyunLive:
+		callback := ""
+		if base := strings.TrimSuffix(a.cfg.HTTP.PublicURL, "/"); base != "" {
+			callback = base + "/ali/mix/callback"
+		}
+		client, err = aliyun.NewLiveClient(aliyun.LiveConfig{
+			URL: ali.URLs.Live.URL, Version: ali.URLs.Live.Version, Region: ali.LiveRegion,
+			AccessKeyID: ali.AccessKeyID, AccessKeySecret: ali.AccessKeySecret,
+			AppName: a.cfg.AppName, PlayHost: a.cfg.PlayHost, TemplateName: a.cfg.Videocall.TemplateName,
+			CallbackURL: callback, Timeout: ali.Timeout, BreakerOpenTimeout: ali.BreakerOpenTimeout,
+			Logger: a.log.With("component", "live"), OnBreakerStateChange: onChange,
+		})
+	default:
 		a.simulator = &aliyun.Simulator{Domain: a.cfg.PlayHost, App: a.cfg.AppName}
 		return a.simulator, nil, nil
 	}
-	breakers.WithLabelValues("cdn").Set(0)
-	client, err := aliyun.NewCDNClient(aliyun.CDNConfig{
-		URL: a.cfg.Ali.URLs.CDN.URL, Version: a.cfg.Ali.URLs.CDN.Version,
-		AccessKeyID: a.cfg.Ali.AccessKeyID, AccessKeySecret: a.cfg.Ali.AccessKeySecret,
-		AppName: a.cfg.AppName, PlayHost: a.cfg.PlayHost,
-		Timeout: a.cfg.Ali.Timeout, BreakerOpenTimeout: a.cfg.Ali.BreakerOpenTimeout,
-		Logger:               a.log.With("component", "cdn"),
-		OnBreakerStateChange: func(_, _, to string) { breakers.WithLabelValues("cdn").Set(breakerValue(to)) },
-	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("mix aliyun: %w", err)
+		return nil, nil, fmt.Errorf("mix %s: %w", a.cfg.Mix, err)
 	}
+	breakers.WithLabelValues("cdn").Set(0)
 	ready := func() error {
 		if client.BreakerState() == aliyun.BreakerOpen {
 			return errors.New("circuit breaker open")

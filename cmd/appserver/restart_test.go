@@ -143,20 +143,33 @@ func dialTopic(t *testing.T, ctx context.Context, port int, topic string) *webso
 
 func (p *proc) call(t *testing.T, path string, form url.Values) json.RawMessage {
 	t.Helper()
+	env := p.post(t, path, form)
+	if env.Code != 200 {
+		t.Fatalf("%s %v: code %d %s", path, form, env.Code, env.Message)
+	}
+	return env.Data
+}
+
+// apiAnswer is the envelope of an API answer.
+type apiAnswer struct {
+	Code    int
+	Message string
+	Data    json.RawMessage
+}
+
+// post posts a form and returns the envelope, whatever its code.
+func (p *proc) post(t *testing.T, path string, form url.Values) apiAnswer {
+	t.Helper()
 	res, err := http.PostForm(p.base+path, form)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var env struct {
-		Code    int
-		Message string
-		Data    json.RawMessage
+	var env apiAnswer
+	if err := json.NewDecoder(res.Body).Decode(&env); err != nil {
+		t.Fatalf("%s %v: %v", path, form, err)
 	}
-	if err := json.NewDecoder(res.Body).Decode(&env); err != nil || env.Code != 200 {
-		t.Fatalf("%s %v: code %d %s (%v)", path, form, env.Code, env.Message, err)
-	}
-	return env.Data
+	return env
 }
 
 func field(t *testing.T, raw json.RawMessage, name string) string {

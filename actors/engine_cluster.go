@@ -50,6 +50,10 @@ func (e *Engine) FeedRoomGone(roomID string) {
 	e.system.Root.Send(e.rooms, feedRoomGone{roomID: roomID})
 }
 
+// FeedResync replaces the read model with rooms, every room the store holds, after the
+// node's feed follower lost entries (a trimmed position).
+func (e *Engine) FeedResync(rooms []Room) { e.system.Root.Send(e.rooms, feedResync{rooms: rooms}) }
+
 // Owned reports how many rooms and calls this node acts for.
 func (e *Engine) Owned(ctx context.Context) (rooms, calls int, err error) {
 	r, err := e.ask(ctx, e.rooms, ownedRequest{})

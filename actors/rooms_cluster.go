@@ -32,6 +32,8 @@ type (
 	// feedRoom and feedRoomGone: a room's change on the cluster feed (read model).
 	feedRoom     struct{ room Room }
 	feedRoomGone struct{ roomID string }
+	// feedResync: the feed lost entries; these are every room the store holds now.
+	feedResync struct{ rooms []Room }
 	// dueRoom: the sweep found the room's deadline due.
 	dueRoom struct{ roomID string }
 	// createClaimed: a new room's id is claimed by this node; create it.
@@ -64,6 +66,8 @@ func (r *roomRegistry) receiveCluster(ctx actor.Context, msg any) {
 			r.countLive(e.view, nil)
 			r.invalidate()
 		}
+	case feedResync:
+		r.resync(m.rooms)
 	case dueRoom:
 		e, ok := r.entries[m.roomID]
 		switch {
@@ -194,6 +198,23 @@ func (r *roomRegistry) feedChanged(room Room) {
 	e.view = r.render(room)
 	r.countLive(before, e.view)
 	r.invalidate()
+}
+
+// resync replaces the read model with the store's rooms after the feed lost entries: a
+// change it missed is applied, a room deleted meanwhile is forgotten.
+func (r *roomRegistry) resync(rooms []Room) {
+	present := make(map[string]bool, len(rooms))
+	for _, room := range rooms {
+		present[room.ID] = true
+		r.feedChanged(room)
+	}
+	for id, e := range r.entries {
+		if !e.owned && !present[id] {
+			delete(r.entries, id)
+			r.countLive(e.view, nil)
+			r.invalidate()
+		}
+	}
 }
 
 // claimNew claims a new room's id before the room is created here.

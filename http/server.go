@@ -35,8 +35,10 @@ type Options struct {
 	// its body (default 10 s), so a client that sends less than its Content-Length cannot
 	// hold a connection; a request without a body (such as a /ws upgrade) is not affected.
 	BodyReadTimeout time.Duration
-	// AdminToken enables /reset; empty disables it.
+	// AdminToken enables /reset and /admin/cluster; empty disables them.
 	AdminToken string
+	// Cluster answers /admin/cluster; nil on a single node.
+	Cluster ClusterView
 	// TemplateName is the mix template suffix stripped from mix callback stream names.
 	TemplateName string
 	Logger       *slog.Logger
@@ -126,6 +128,7 @@ func NewHandler(opts Options) *Handler {
 	h.api("POST", "/videocall/feedback", h.signedIn(param("inviteeUid"), h.feedback))
 	h.api("POST", "/videocall/close", h.signedIn(hostOf("closeRoomId", "closeRooomId"), h.closeCall))
 	h.api("POST", "/reset", h.reset)
+	h.api("GET", "/admin/cluster", h.adminCluster)
 	h.api("POST", "/mns/topic/websocket/info", h.signedIn(anyUser, h.mnsTopicWebsocketInfo))
 	// Aliyun calls back with GET; POST (query and/or form body) is answered the same way, so
 	// no callback meets a 405 (SPEC §3: callbacks are always answered 200).

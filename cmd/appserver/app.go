@@ -38,7 +38,12 @@ type app struct {
 	mns       *aliyun.MNSPublisher // nil unless push includes mns
 	simulator *aliyun.Simulator    // nil unless mix: simulator
 	server    *nethttp.Server
+	cluster   *clusterNode // nil on a single node
 }
+
+// historySize is how many frames of a topic are kept for replay with since (per node on a
+// single node; in Redis, shared, in a cluster).
+const historySize = 256
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.SlogLevel()}
@@ -48,17 +53,27 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// newApp wires the parts. Options that belong to later work (cluster mode) are refused with
-// one clear line instead of being silently ignored. ctx bounds start-up (the wait for Redis).
+// newApp wires the parts. ctx bounds start-up (the wait for Redis).
 func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, error) {
 	log := newLogger(cfg, logOut)
-	if cfg.Cluster.Enabled {
-		return nil, errors.New("cluster mode is not available in this build yet")
-	}
 	log.Info("starting roomengine", "config", cfg)
 
 	store, storeTimeout, err := openStore(ctx, cfg, log)
 	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: log, store: store}
+	if cfg.Cluster.Enabled {
+		if a.cluster, err = joinCluster(ctx, cfg, store, log); err != nil {
+			_ = store.Close()
+			return nil, err
+		}
+	}
+	fail := func(err error) (*app, error) {
+		if a.cluster != nil {
+			a.cluster.leave()
+		}
+		_ = store.Close()
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
@@ -69,22 +84,29 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	breakers := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roomengine_breaker_open",
 		Help: "1 while the circuit breaker of an Aliyun API is open (0.5 half-open)."}, []string{"api"})
 	reg.MustRegister(breakers)
-	a := &app{cfg: cfg, log: log, store: store}
 	// 1,024 queued frames per client ride out a 50 ms stall at 20,000 messages/s.
-	gw := gateway.New(gateway.Options{QueueSize: 1024, Logger: log.With("component", "gateway"), Registerer: reg})
+	gwOpts := gateway.Options{QueueSize: 1024, HistorySize: historySize, Logger: log.With("component", "gateway"), Registerer: reg}
+	var clusterCfg *actors.ClusterConfig
+	ready := store.Ping
+	if a.cluster != nil {
+		// Frames come numbered from the cluster feed; since replays from the shared history.
+		gwOpts.History, gwOpts.FeedLag = a.cluster.store, a.cluster.follower.Lag
+		clusterCfg, ready = a.cluster.engineConfig(), a.cluster.ready
+		reg.MustRegister(newClusterCollector(a.cluster))
+	}
+	gw := gateway.New(gwOpts)
 	a.gateway = gw
 	publisher, err := a.publisher(reg, breakers)
 	if err != nil {
-		_ = store.Close()
-		return nil, err
+		return fail(err)
 	}
 	mixer, mixerReady, err := a.mixer(breakers)
 	if err != nil {
-		_ = store.Close()
-		return nil, err
+		return fail(err)
 	}
 	urls := newURLs(cfg)
 	engine, err := actors.NewEngine(actors.EngineConfig{
+		Cluster: clusterCfg,
 		Room: actors.RoomConfig{NoPublishTimeout: cfg.Live.NoPublishTimeout, TopicDeleteDelay: cfg.Live.TopicDeleteDelay,
 			// CreateMixStream mixes live streams: a room is ready once it publishes.
 			MixReadyOnPublish: cfg.Mix == config.MixAliyunLive},
@@ -102,8 +124,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		IdleTimeout:  cfg.Actors.IdleTimeout,
 	})
 	if err != nil {
-		_ = store.Close()
-		return nil, err
+		return fail(err)
 	}
 	secret := []byte(cfg.Auth.Secret)
 	if len(secret) == 0 {
@@ -112,10 +133,15 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		secret = make([]byte, 32)
 		_, _ = rand.Read(secret)
 	}
+	var view apihttp.ClusterView
+	if a.cluster != nil {
+		view = clusterView{node: a.cluster, engine: engine}
+	}
 	handler := apihttp.NewHandler(apihttp.Options{
+		Cluster:      view,
 		Engine:       engine,
 		Gateway:      gw,
-		Ready:        store.Ping,
+		Ready:        ready,
 		URLs:         urls,
 		Tokens:       apihttp.NewTokenSigner(secret, cfg.Auth.TokenTTL),
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
@@ -156,6 +182,9 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		}
 	}
 	a.engine = engine
+	if a.cluster != nil {
+		a.cluster.start(engine, gw)
+	}
 	a.server = &nethttp.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: readTimeout,
@@ -168,7 +197,11 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 // publisher builds the push backends of cfg.push: the WebSocket gateway, Aliyun MNS, or both.
 func (a *app) publisher(reg prometheus.Registerer, breakers *prometheus.GaugeVec) (actors.Publisher, error) {
 	var backends actors.Publishers
-	if a.cfg.HasPush(config.PushWebSocket) {
+	switch {
+	case a.cfg.HasPush(config.PushWebSocket) && a.cluster != nil:
+		// Every node's pushes are numbered in Redis and reach every gateway by the feed.
+		backends = append(backends, a.cluster.publisher)
+	case a.cfg.HasPush(config.PushWebSocket):
 		backends = append(backends, a.gateway)
 	}
 	if a.cfg.HasPush(config.PushMNS) {
@@ -267,13 +300,24 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(ln) }()
+	var expelled <-chan struct{} // nil (never ready) on a single node
+	if a.cluster != nil {
+		expelled = a.cluster.expelled
+	}
 	select {
 	case err := <-errc:
 		a.shutdownEngine()
 		return err
 	case <-ctx.Done():
+	case <-expelled:
+		a.abort()
+		return errExpelled
 	}
 	a.log.Info("draining")
+	if a.cluster != nil {
+		// Peers stop sending this node requests for its rooms and find the next owner.
+		a.engine.BeginLeave()
+	}
 	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	if err := a.server.Shutdown(dctx); err != nil {
@@ -299,9 +343,29 @@ func (a *app) shutdownEngine() {
 		}
 		cancel()
 	}
+	if a.cluster != nil {
+		a.cluster.leave()
+	}
 	if err := a.store.Close(); err != nil {
 		a.log.Warn("close store", "err", err)
 	}
+}
+
+// abort stops a node the cluster declared dead, without a drain: whatever it would still
+// write or push is refused by Redis anyway, and its clients are better served elsewhere.
+func (a *app) abort() {
+	a.log.Error("stopping: " + errExpelled.Error())
+	_ = a.server.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = a.gateway.Shutdown(ctx)
+	a.engine.Shutdown()
+	if a.simulator != nil {
+		a.simulator.Wait()
+	}
+	_ = a.cluster.publisher.Close(ctx)
+	a.cluster.stop()
+	_ = a.store.Close()
 }
 
 // gatewayURLs points topicLocation at the built-in gateway unless messages go to MNS, so a

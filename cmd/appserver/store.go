@@ -44,7 +44,9 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (actor
 		return store, cfg.Actors.AskTimeout, nil
 	case config.StoreRedis:
 		goredis.SetLogger(newRedisLogger(log.With("component", "redis"), cfg.Redis.Password))
-		store, err := openRedis(ctx, redisOptions(cfg), redisStartupWait, log)
+		opts := redisOptions(cfg)
+		opts.Logger = log.With("component", "redis")
+		store, err := openRedis(ctx, opts, redisStartupWait, log)
 		if err != nil {
 			return nil, 0, err
 		}

@@ -189,10 +189,13 @@ func (m *Member) Renew(ctx context.Context) error {
 	if err := m.gone(); err != nil {
 		return fmt.Errorf("redis: renew %s: %w", m.node, err)
 	}
-	ctx, cancel, err := m.s.begin(ctx)
-	if err != nil {
+	if err := m.s.check(ctx); err != nil {
 		return fmt.Errorf("redis: renew %s: %w", m.node, err)
 	}
+	// A renewal may take longer than a store call (redis.timeout) before it is given up:
+	// the lease counts from when it was sent, so a slow answer still extends it, and on a
+	// loaded machine a renewal cut short is what would get a healthy node declared dead.
+	ctx, cancel := context.WithTimeout(ctx, max(m.s.timeout, m.ttl/4))
 	defer cancel()
 	sent := m.mono()
 	ok, err := renew.Run(ctx, m.s.rdb, []string{m.key, m.s.membersKey},
@@ -212,7 +215,8 @@ func (m *Member) Renew(ctx context.Context) error {
 // calls onExpelled (if not nil) once and returns. Other errors (Redis briefly away) are
 // logged and retried on the next tick: three more chances before the key expires.
 func (m *Member) Run(ctx context.Context, onExpelled func()) {
-	t := time.NewTicker(m.ttl / 4)
+	every := m.ttl / 4
+	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
 		select {
@@ -221,6 +225,12 @@ func (m *Member) Run(ctx context.Context, onExpelled func()) {
 		case <-t.C:
 		}
 		err := m.Renew(ctx)
+		// After a failed renewal the next one goes out soon rather than a full period later.
+		next := every
+		if err != nil {
+			next = every / 4
+		}
+		t.Reset(next)
 		switch {
 		case err == nil:
 		case errors.Is(err, ErrExpelled):

@@ -42,6 +42,7 @@ type clusterDeps struct {
 	storeTimeout time.Duration
 	askTimeout   time.Duration
 	retry        time.Duration
+	watch        time.Duration // how often a forwarded request checks its owner is alive
 }
 
 // member reports whether this node may act now.
@@ -142,7 +143,7 @@ func (c *clusterDeps) resolve(root *actor.RootContext, res resolution) {
 			}
 			return
 		}
-		rep, err := c.send(owner.Addr, res.msg, deadline)
+		rep, err := c.sendWatched(res.kind, res.id, *owner, res.msg, deadline)
 		switch {
 		case err != nil:
 			lastErr, owner = err, nil
@@ -192,13 +193,52 @@ func (c *clusterDeps) claim(kind, id string) (Owner, error) {
 	return c.placement.Claim(ctx, kind, id)
 }
 
-func (c *clusterDeps) send(addr string, msg any, deadline time.Time) (PeerReply, error) {
+// errOwnerLost ends a forwarded request whose owner stopped being the live owner while it
+// waited for the answer (a frozen or dead node): the entity is claimed again.
+var errOwnerLost = errors.New("the owner lost its membership while the request waited")
+
+// sendWatched sends msg to owner and, while the answer is awaited, checks every watch
+// interval that owner is still the entity's live owner. A node that froze holding the
+// entity never answers; without the watch every request for the entity would wait out its
+// whole deadline although another node may act for it once the frozen node's membership
+// lapsed. A frozen node that resumes applies nothing (its lease is gone, its writes are
+// fenced), so the request abandoned here is not applied twice; a request the node applied
+// just before freezing, whose answer was lost, may be (at most once more, as on a retry).
+func (c *clusterDeps) sendWatched(kind, id string, owner Owner, msg any, deadline time.Time) (PeerReply, error) {
+	type result struct {
+		rep PeerReply
+		err error
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	done := make(chan result, 1)
+	go func() {
+		rep, err := c.sendCtx(ctx, owner.Addr, msg)
+		done <- result{rep, err}
+	}()
+	tick := time.NewTicker(c.watch)
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-done:
+			return r.rep, r.err
+		case <-tick.C:
+			lctx, lcancel := context.WithTimeout(ctx, c.storeTimeout)
+			o, live, err := c.placement.Lookup(lctx, kind, id)
+			lcancel()
+			if err == nil && (!live || o.Node != owner.Node || o.Epoch != owner.Epoch) {
+				cancel()
+				return PeerReply{}, errOwnerLost
+			}
+		}
+	}
+}
+
+func (c *clusterDeps) sendCtx(ctx context.Context, addr string, msg any) (PeerReply, error) {
 	req, err := peerRequestOf(msg)
 	if err != nil {
 		return PeerReply{}, err
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
 	return c.transport.Send(ctx, addr, req)
 }
 

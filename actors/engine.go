@@ -123,6 +123,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		if cl.retry <= 0 {
 			cl.retry = 100 * time.Millisecond
 		}
+		cl.watch = 250 * time.Millisecond
 	}
 	workers := newWorkerDispatcher(0, 300)
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {

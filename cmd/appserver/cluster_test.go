@@ -163,3 +163,213 @@ func TestClusterServesAsOne(t *testing.T) {
 		assert.Contains(t, metrics, m)
 	}
 }
+
+// kill -9 of the node that owns a room, a pending deadline and a call: the room answers
+// from the other nodes within memberTTL + 2 s with nothing acknowledged lost, the deadline
+// fires once at most memberTTL + 2 s late, and the call can still be closed.
+func TestClusterNodeLoss(t *testing.T) {
+	const ttl, noPublish = 3 * time.Second, 6 * time.Second
+	c := newTestCluster(t, ttl, "APPSERVER_LIVE_NOPUBLISHTIMEOUT="+noPublish.String(), "APPSERVER_LIVE_TOPICDELETEDELAY=1s")
+	nodes := c.start("n1", "n2", "n3")
+	victim, n2, n3 := nodes[0], nodes[1], nodes[2]
+	login := func(n *clNode, name string) string { return field(t, n.call(t, "/login", url.Values{"name": {name}}), "id") }
+	host, guest, viewer, late := login(n2, "host"), login(n3, "guest"), login(n2, "viewer"), login(n3, "late")
+
+	// Rooms created through the victim are owned by it.
+	roomA := field(t, victim.call(t, "/live/create", url.Values{"uid": {host}, "desc": {"kept"}}), "roomId")
+	roomB := field(t, victim.call(t, "/live/create", url.Values{"uid": {guest}}), "roomId")
+	victim.call(t, "/live/play", url.Values{"roomId": {roomA}, "uid": {viewer}})
+	subA := subscribe(t, n2, roomA, 0)
+	for _, r := range []string{roomA, roomB} {
+		victim.get(t, "/ali/stream/notify?action=publish&id="+r)
+		victim.get(t, "/ali/mix/availability/notify?Stream="+r+"_mix&Event=MixAvailable")
+	}
+	victim.call(t, "/videocall/feedback", url.Values{"status": {"1"}, "inviterUid": {host}, "inviteeUid": {guest},
+		"inviterType": {"2"}, "inviteeType": {"2"}, "type": {"side_by_side"}})
+	createdAfter := time.Now()
+	roomD := field(t, victim.call(t, "/live/create", url.Values{"uid": {late}}), "roomId")
+	createdBefore := time.Now()
+	for _, r := range []string{roomA, roomD} {
+		require.Equal(t, victim.name, c.ownerOf(n2, r).name, "room %s placed on its creator", r)
+	}
+	subD := subscribe(t, n3, roomD, 0)
+	subA.waitFrames(t, 10*time.Second, "mix succeeded before the kill", hasType(5, 1))
+
+	victim.signal(t, 9)
+	killed := time.Now()
+	took := eventually(t, ttl+2*time.Second, "a comment on the dead node's room through n3", func() error {
+		_, err := n3.try("/live/comment", url.Values{"roomId": {roomA}, "uid": {viewer}, "comment": {"still here"}})
+		return err
+	})
+	t.Logf("room answered from another node %v after kill -9", took.Round(time.Millisecond))
+	assert.NotEqual(t, victim.name, c.ownerOf(n2, roomA).name)
+
+	var audience []struct{ ID string }
+	require.NoError(t, json.Unmarshal(n2.call(t, "/im/room/users", url.Values{"roomId": {roomA}}), &audience))
+	require.Len(t, audience, 1, "audience after the takeover")
+	assert.Equal(t, viewer, audience[0].ID)
+	rooms, err := listAll(n2)
+	require.NoError(t, err)
+	assert.True(t, rooms[roomA].IsMixed && rooms[roomB].IsMixed, "the call's rooms after the takeover: %v", rooms)
+
+	// The no-publish deadline armed by the dead node fires once, on time or at most
+	// memberTTL + 2 s after the kill when it fell inside the outage.
+	fs := subD.waitFrames(t, noPublish+ttl+5*time.Second, "D's expiry", hasType(8, 1))
+	fired := time.Now()
+	deadline := createdAfter.Add(noPublish)
+	latest := createdBefore.Add(noPublish)
+	if k := killed.Add(ttl); k.After(latest) {
+		latest = k
+	}
+	assert.False(t, fired.Before(deadline.Add(-100*time.Millisecond)), "fired %v before its deadline", deadline.Sub(fired))
+	assert.False(t, fired.After(latest.Add(2*time.Second)), "fired %v after its latest time", fired.Sub(latest))
+	assert.Equal(t, websocket.StatusNormalClosure, subD.waitClosed(t, 5*time.Second))
+	assert.Equal(t, 1, countType(subD.snapshot(), 8), "D ended once: %s", describeFrames(fs))
+
+	// The call resumes on its new owner: closing it through n3 ends it for both rooms.
+	n3.call(t, "/videocall/close", url.Values{"closeRoomId": {roomA}})
+	subA.waitFrames(t, 5*time.Second, "call ended (4)", hasType(4, 1))
+	eventually(t, time.Second, "rooms no longer mixed", func() error {
+		rooms, err := listAll(n3)
+		if err != nil || rooms[roomA].IsMixed || rooms[roomB].IsMixed {
+			return fmt.Errorf("rooms %v %v", rooms, err)
+		}
+		return nil
+	})
+	requireStrictSeqs(t, subA.snapshot(), "room A")
+}
+
+// SIGSTOP of a room's owner for longer than memberTTL, then SIGCONT: the others take the
+// room over; the resumed node applies nothing and pushes nothing for it (every comment
+// reaches subscribers exactly once, seqs strictly increase) and exits non-zero for its
+// supervisor to restart it.
+func TestClusterNodeFreeze(t *testing.T) {
+	const ttl = 2 * time.Second
+	c := newTestCluster(t, ttl)
+	nodes := c.start("n1", "n2", "n3")
+	victim, n2, n3 := nodes[0], nodes[1], nodes[2]
+	host := field(t, n2.call(t, "/login", url.Values{"name": {"host"}}), "id")
+	viewer := field(t, n3.call(t, "/login", url.Values{"name": {"viewer"}}), "id")
+	room := field(t, victim.call(t, "/live/create", url.Values{"uid": {host}}), "roomId")
+	require.Equal(t, victim.name, c.ownerOf(n2, room).name)
+	sub := subscribe(t, n2, room, 0)
+	acked := 0
+	comment := func(n *clNode) error {
+		_, err := n.try("/live/comment", url.Values{"roomId": {room}, "uid": {viewer}, "comment": {fmt.Sprint("c", acked)}})
+		if err == nil {
+			acked++
+		}
+		return err
+	}
+	require.NoError(t, comment(victim))
+	require.NoError(t, comment(n3))
+
+	victim.signal(t, 19) // SIGSTOP
+	took := eventually(t, ttl+2*time.Second, "a comment through n3 while the owner is frozen", func() error { return comment(n3) })
+	t.Logf("frozen owner's room answered from another node after %v", took.Round(time.Millisecond))
+	for range 3 {
+		require.NoError(t, comment(n2))
+	}
+	victim.signal(t, 18) // SIGCONT
+	// Right after it resumes, the old owner must not act for the room: it refuses (503) or
+	// forwards; either way the comment is delivered once if it is acknowledged.
+	if a := victim.do("/live/comment", url.Values{"roomId": {room}, "uid": {viewer}, "comment": {"after resume"}}); a.err == nil && a.code == 200 {
+		acked++
+	} else if a.err == nil {
+		assert.Equal(t, 503, a.code, "the resumed node answered %d %s", a.code, a.message)
+	}
+	code := victim.exited(t, 10*time.Second)
+	assert.NotEqual(t, 0, code, "a node declared dead exits non-zero")
+	assert.Contains(t, victim.log.String(), "declared dead")
+
+	require.NoError(t, comment(n3))
+	fs := sub.waitFrames(t, 5*time.Second, "every acknowledged comment", hasType(6, acked))
+	requireStrictSeqs(t, fs, "subscriber on n2")
+	assert.Equal(t, acked, countType(fs, 6), "comments delivered: %s", describeFrames(fs))
+}
+
+// SIGTERM: the node finishes what it has, hands its rooms over and leaves with status 0;
+// requests to the other nodes keep succeeding meanwhile, without waiting for memberTTL; its
+// WebSocket clients get 1001 and get what they missed with since on another node.
+func TestClusterGracefulLeave(t *testing.T) {
+	const ttl = 5 * time.Second // long, so a handover that waited for it would show
+	c := newTestCluster(t, ttl)
+	nodes := c.start("n1", "n2", "n3")
+	leaver, n2, n3 := nodes[0], nodes[1], nodes[2]
+	viewer := field(t, n2.call(t, "/login", url.Values{"name": {"viewer"}}), "id")
+	var rooms []string
+	for i := range 3 {
+		host := field(t, leaver.call(t, "/login", url.Values{"name": {fmt.Sprint("host", i)}}), "id")
+		rooms = append(rooms, field(t, leaver.call(t, "/live/create", url.Values{"uid": {host}}), "roomId"))
+	}
+	onLeaver, onN2 := subscribe(t, leaver, rooms[0], 0), subscribe(t, n2, rooms[0], 0)
+
+	// Two clients comment on the leaver's rooms through the other nodes, before, during and
+	// after the leave: bounded in count and time.
+	var (
+		mu       sync.Mutex
+		failures []string
+		slowest  time.Duration
+		sent     int
+		acked0   int // acknowledged comments on rooms[0]
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w, n := range []*clNode{n2, n3} {
+		wg.Go(func() {
+			for i := 0; i < 400; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				_, err := n.try("/live/comment", url.Values{"roomId": {rooms[i%3]}, "uid": {viewer}, "comment": {fmt.Sprint(w, "-", i)}})
+				d := time.Since(start)
+				mu.Lock()
+				sent++
+				slowest = max(slowest, d)
+				if err != nil {
+					failures = append(failures, err.Error())
+				} else if i%3 == 0 {
+					acked0++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	onN2.waitFrames(t, 10*time.Second, "comments flowing", hasType(6, 20))
+	leaver.signal(t, 15) // SIGTERM
+	left := time.Now()
+	assert.Equal(t, websocket.StatusGoingAway, onLeaver.waitClosed(t, 20*time.Second), "the leaver's WebSocket client")
+	assert.Equal(t, 0, leaver.exited(t, 20*time.Second), "exit status after SIGTERM\n%s", leaver.log)
+	t.Logf("the node left %v after SIGTERM", time.Since(left).Round(time.Millisecond))
+	for _, r := range rooms {
+		assert.NotEqual(t, leaver.name, c.ownerOf(n3, r).name)
+	}
+	onN2.waitFrames(t, 10*time.Second, "comments after the leave", hasType(6, countType(onN2.snapshot(), 6)+20))
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	assert.Empty(t, failures, "requests failed during the leave (%d sent)", sent)
+	t.Logf("%d comments, slowest %v during the leave", sent, slowest.Round(time.Millisecond))
+	assert.Less(t, slowest, ttl, "a request waited as long as memberTTL: the handover was not immediate")
+	mu.Unlock()
+
+	// The leaver's client reconnects to n3 with since: it gets exactly what it missed.
+	before := onLeaver.snapshot()
+	require.NotEmpty(t, before)
+	all := onN2.waitFrames(t, 10*time.Second, "every acknowledged comment on n2", hasType(6, acked0))
+	requireStrictSeqs(t, all, "subscriber on n2")
+	assert.Equal(t, acked0, countType(all, 6), "each acknowledged comment once")
+	last := before[len(before)-1].Seq
+	again := subscribe(t, n3, rooms[0], last)
+	var missed []clFrame
+	for _, f := range all {
+		if f.Seq > last {
+			missed = append(missed, f)
+		}
+	}
+	got := again.waitFrames(t, 10*time.Second, "replay on n3", func(fs []clFrame) bool { return len(fs) >= len(missed) })
+	assert.Equal(t, describeFrames(missed), describeFrames(got), "replay with since=%d on another node", last)
+}

@@ -172,7 +172,9 @@ func TestClusterNodeLoss(t *testing.T) {
 	c := newTestCluster(t, ttl, "APPSERVER_LIVE_NOPUBLISHTIMEOUT="+noPublish.String(), "APPSERVER_LIVE_TOPICDELETEDELAY=1s")
 	nodes := c.start("n1", "n2", "n3")
 	victim, n2, n3 := nodes[0], nodes[1], nodes[2]
-	login := func(n *clNode, name string) string { return field(t, n.call(t, "/login", url.Values{"name": {name}}), "id") }
+	login := func(n *clNode, name string) string {
+		return field(t, n.call(t, "/login", url.Values{"name": {name}}), "id")
+	}
 	host, guest, viewer, late := login(n2, "host"), login(n3, "guest"), login(n2, "viewer"), login(n3, "late")
 
 	// Rooms created through the victim are owned by it.

@@ -73,7 +73,7 @@ func joinCluster(ctx context.Context, cfg *config.Config, store actors.Store, lo
 	if name == "" {
 		name = generatedNodeName()
 	}
-	member, err := rs.Join(ctx, name, addr, cfg.Cluster.MemberTTL)
+	member, err := joinAs(ctx, rs, name, addr, cfg.Cluster.MemberTTL, log)
 	if err != nil {
 		_ = ln.Close()
 		if errors.Is(err, redisstore.ErrNodeNameTaken) {
@@ -95,6 +95,30 @@ func joinCluster(ctx context.Context, cfg *config.Config, store actors.Store, lo
 		HistoryCap: historySize, Refused: n.pushRefused, Logger: n.log})
 	n.log.Info("joined the cluster", "addr", addr, "memberTTL", cfg.Cluster.MemberTTL)
 	return n, nil
+}
+
+// joinAs joins under name. A name still held may belong to a process that was killed a
+// moment ago (a supervisor restarting it at once): its key lapses within one ttl unless it
+// is renewed, so the name is tried again until then; a name a live node keeps renewing is
+// refused.
+func joinAs(ctx context.Context, rs *redisstore.Store, name, addr string, ttl time.Duration, log *slog.Logger) (*redisstore.Member, error) {
+	deadline := time.Now().Add(ttl + ttl/2)
+	warned := false
+	for {
+		member, err := rs.Join(ctx, name, addr, ttl)
+		if err == nil || !errors.Is(err, redisstore.ErrNodeNameTaken) || time.Now().After(deadline) {
+			return member, err
+		}
+		if !warned {
+			log.Warn("cluster.node is held by another member; waiting one memberTTL to see whether it is alive", "node", name)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(ttl / 10):
+		}
+	}
 }
 
 // advertised is the address the other nodes use: cluster.advertiseAddr, else bindAddr's host

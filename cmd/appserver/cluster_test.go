@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -374,4 +376,152 @@ func TestClusterGracefulLeave(t *testing.T) {
 	}
 	got := again.waitFrames(t, 10*time.Second, "replay on n3", func(fs []clFrame) bool { return len(fs) >= len(missed) })
 	assert.Equal(t, describeFrames(missed), describeFrames(got), "replay with since=%d on another node", last)
+}
+
+// Of 20 concurrent accepts of one host room sent to three nodes exactly one wins, the others
+// get 3020 and leave nothing behind; 1,000 comments sent through all three nodes at once
+// reach a subscriber on every node, all of them, in one order with the same seqs.
+func TestClusterConcurrentAcceptsAndOneOrder(t *testing.T) {
+	c := newTestCluster(t, 3*time.Second)
+	nodes := c.start("n1", "n2", "n3")
+	host := field(t, nodes[0].call(t, "/login", url.Values{"name": {"host"}}), "id")
+	room := field(t, nodes[1].call(t, "/live/create", url.Values{"uid": {host}}), "roomId")
+	const n = 20
+	viewers := make([]string, n)
+	for i := range viewers {
+		viewers[i] = field(t, nodes[i%3].call(t, "/login", url.Values{"name": {fmt.Sprint("v", i)}}), "id")
+	}
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i, v := range viewers {
+		wg.Go(func() {
+			a := nodes[i%3].do("/videocall/feedback", url.Values{"status": {"1"}, "inviterUid": {host}, "inviteeUid": {v},
+				"inviterType": {"2"}, "inviteeType": {"1"}, "type": {"picture_in_picture"}})
+			codes[i] = a.code
+			if a.err != nil {
+				codes[i] = -1
+			}
+		})
+	}
+	wg.Wait()
+	wins := 0
+	for _, code := range codes {
+		if code == 200 {
+			wins++
+		} else {
+			assert.Equal(t, 3020, code)
+		}
+	}
+	require.Equal(t, 1, wins, "accepts admitted: codes %v", codes)
+	rooms, err := listAll(nodes[2])
+	require.NoError(t, err)
+	assert.Len(t, rooms, 2, "the host's room and one co-stream room: %v", rooms)
+	nodes[2].call(t, "/videocall/close", url.Values{"closeRoomId": {room}})
+	nodes[0].call(t, "/videocall/feedback", url.Values{"status": {"1"}, "inviterUid": {host}, "inviteeUid": {viewers[0]},
+		"inviterType": {"2"}, "inviteeType": {"1"}, "type": {"picture_in_picture"}})
+	nodes[1].call(t, "/videocall/close", url.Values{"closeRoomId": {room}})
+
+	// One topic, three publishing nodes, three subscribers.
+	subs := []*subscriber{subscribe(t, nodes[0], room, 0), subscribe(t, nodes[1], room, 0), subscribe(t, nodes[2], room, 0)}
+	const comments = 1000
+	work := make(chan int)
+	var failed sync.Map
+	for w := 0; w < 12; w++ {
+		wg.Go(func() {
+			for i := range work {
+				if _, err := nodes[i%3].try("/live/comment", url.Values{"roomId": {room}, "uid": {viewers[1]}, "comment": {fmt.Sprint(i)}}); err != nil {
+					failed.Store(i, err)
+				}
+			}
+		})
+	}
+	for i := range comments {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	failed.Range(func(k, v any) bool { t.Errorf("comment %v: %v", k, v); return true })
+	var first []clFrame
+	for i, s := range subs {
+		fs := s.waitFrames(t, 20*time.Second, fmt.Sprint("1000 comments on n", i+1), hasType(6, comments))
+		requireStrictSeqs(t, fs, fmt.Sprint("n", i+1))
+		assert.Equal(t, comments, countType(fs, 6))
+		texts := map[string]bool{}
+		for _, f := range fs {
+			if f.Message.Type == 6 {
+				var d struct{ Comment string }
+				require.NoError(t, json.Unmarshal(f.Message.Data, &d))
+				texts[d.Comment] = true
+			}
+		}
+		assert.Len(t, texts, comments, "distinct comments on n%d", i+1)
+		if i == 0 {
+			first = fs
+			continue
+		}
+		assert.Equal(t, describeAll(first), describeAll(fs), "n%d got another order than n1", i+1)
+	}
+}
+
+func describeAll(fs []clFrame) string {
+	var b strings.Builder
+	for _, f := range fs {
+		fmt.Fprintf(&b, "%d:%d:%s ", f.Seq, f.Message.Type, f.Message.Data)
+	}
+	return b.String()
+}
+
+// Every node killed with kill -9 and started again under the same names: the nodes rejoin
+// (a name whose holder died is free again after one memberTTL), and rooms, audiences, the
+// id counter and a pending deadline are all there.
+func TestClusterColdRestart(t *testing.T) {
+	const ttl, noPublish = 2 * time.Second, 12 * time.Second
+	c := newTestCluster(t, ttl, "APPSERVER_LIVE_NOPUBLISHTIMEOUT="+noPublish.String(), "APPSERVER_LIVE_TOPICDELETEDELAY=1s")
+	nodes := c.start("n1", "n2", "n3")
+	host := field(t, nodes[0].call(t, "/login", url.Values{"name": {"host"}}), "id")
+	viewer := field(t, nodes[1].call(t, "/login", url.Values{"name": {"viewer"}}), "id")
+	waiting := field(t, nodes[2].call(t, "/login", url.Values{"name": {"waiting"}}), "id")
+	live := field(t, nodes[1].call(t, "/live/create", url.Values{"uid": {host}}), "roomId")
+	nodes[2].call(t, "/live/play", url.Values{"roomId": {live}, "uid": {viewer}})
+	nodes[0].get(t, "/ali/stream/notify?action=publish&id="+live)
+	createdAfter := time.Now()
+	pending := field(t, nodes[2].call(t, "/live/create", url.Values{"uid": {waiting}}), "roomId")
+	createdBefore := time.Now()
+
+	for _, n := range nodes {
+		n.signal(t, 9)
+		_ = n.cmd.Wait()
+	}
+	restarted := c.start("n1", "n2", "n3")
+	sub := subscribe(t, restarted[0], pending, 0)
+	rooms, err := listAll(restarted[1])
+	require.NoError(t, err)
+	assert.Equal(t, 1, rooms[live].Status, "the publishing room after the restart")
+	assert.Equal(t, 0, rooms[pending].Status, "the waiting room after the restart")
+	var audience []struct{ ID string }
+	require.NoError(t, json.Unmarshal(restarted[2].call(t, "/im/room/users", url.Values{"roomId": {live}}), &audience))
+	require.Len(t, audience, 1)
+	assert.Equal(t, viewer, audience[0].ID)
+	next := field(t, restarted[0].call(t, "/login", url.Values{"name": {"after"}}), "id")
+	assert.Equal(t, fmt.Sprint(idNum(t, waiting)+1), next, "ids continue without reuse or gap")
+
+	sub.waitFrames(t, noPublish+10*time.Second, "the pending room's expiry", hasType(8, 1))
+	fired := time.Now()
+	assert.False(t, fired.Before(createdAfter.Add(noPublish-100*time.Millisecond)), "expired early")
+	assert.False(t, fired.After(createdBefore.Add(noPublish+2*time.Second)), "expired %v late", fired.Sub(createdBefore.Add(noPublish)))
+}
+
+// A second process under the name of a live node refuses to start, with one line.
+func TestClusterNodeNameTaken(t *testing.T) {
+	c := newTestCluster(t, time.Second)
+	c.start("n1")
+	cmd := exec.Command(c.bin)
+	cmd.Env = append(os.Environ(), append(redisEnv(t, c.redis, c.prefix), "APPSERVER_CLUSTER_ENABLED=true",
+		"APPSERVER_CLUSTER_NODE=n1", "APPSERVER_CLUSTER_MEMBERTTL=1s", "APPSERVER_IP=127.0.0.1",
+		fmt.Sprint("APPSERVER_PORT=", freePort(t)), "APPSERVER_LOG_LEVEL=error")...)
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "a second n1 started:\n%s", out)
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	require.Len(t, lines, 1, "want one line:\n%s", out)
+	assert.Contains(t, lines[0], "cluster.node")
 }

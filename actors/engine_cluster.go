@@ -54,6 +54,19 @@ func (e *Engine) FeedRoomGone(roomID string) {
 // node's feed follower lost entries (a trimmed position).
 func (e *Engine) FeedResync(rooms []Room) { e.system.Root.Send(e.rooms, feedResync{rooms: rooms}) }
 
+// FeedReset applies a /reset another node made: the store no longer holds key (a room or
+// user; "" for everything), so this node forgets its copies and stops its actors for it.
+func (e *Engine) FeedReset(ctx context.Context, key string) error {
+	if _, err := e.ask(ctx, e.calls, resetRequest{key: key, fromFeed: true}); err != nil {
+		return err
+	}
+	if _, err := e.ask(ctx, e.rooms, resetRequest{key: key, fromFeed: true}); err != nil {
+		return err
+	}
+	_, err := e.ask(ctx, e.users, resetUsersRequest{key: key})
+	return err
+}
+
 // Owned reports how many rooms and calls this node acts for.
 func (e *Engine) Owned(ctx context.Context) (rooms, calls int, err error) {
 	r, err := e.ask(ctx, e.rooms, ownedRequest{})

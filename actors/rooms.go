@@ -35,7 +35,12 @@ type listReply struct{ json []byte }
 type hostRoomRequest struct{ uid string }
 type hostRoomReply struct{ roomID string }
 
-type resetRequest struct{ key string }
+// resetRequest wipes the store (key "": everything, else one room or user) and what the
+// registries hold of it; fromFeed: another node wiped the store, only forget.
+type resetRequest struct {
+	key      string
+	fromFeed bool
+}
 type resetReply struct{ err error }
 
 // roomEntry is what the registry knows of one room: its actor (nil while not running) and
@@ -176,7 +181,7 @@ func (r *roomRegistry) Receive(ctx actor.Context) {
 	case hostRoomRequest:
 		ctx.Respond(hostRoomReply{roomID: r.hostRoomOf(msg.uid)})
 	case resetRequest:
-		ctx.Respond(resetReply{err: r.reset(ctx, msg.key)})
+		ctx.Respond(resetReply{err: r.reset(ctx, msg.key, !msg.fromFeed)})
 	}
 }
 
@@ -457,7 +462,7 @@ func joinViews(entries []*roomEntry, keep func(*roomEntry) bool, offset, limit i
 
 // reset stops the affected room actors (letting them finish what is queued), then wipes the
 // store, so no running actor writes a snapshot back after the wipe.
-func (r *roomRegistry) reset(ctx actor.Context, key string) error {
+func (r *roomRegistry) reset(ctx actor.Context, key string, wipeStore bool) error {
 	for id, e := range r.entries {
 		if key != "" && id != key {
 			continue
@@ -470,6 +475,9 @@ func (r *roomRegistry) reset(ctx actor.Context, key string) error {
 		delete(r.entries, id)
 	}
 	r.invalidate()
+	if !wipeStore {
+		return nil
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), r.deps.storeTimeout+time.Second)
 	defer cancel()
 	return r.deps.store.Reset(sctx, key)

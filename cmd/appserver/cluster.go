@@ -175,7 +175,7 @@ func (n *clusterNode) start(engine *actors.Engine, gw *gateway.Gateway) {
 	}()
 	go func() {
 		defer n.done.Done()
-		h := feedHandler{engine: engine, gateway: gw, store: n.store, log: n.log}
+		h := feedHandler{engine: engine, gateway: gw, store: n.store, log: n.log, self: n.member.Incarnation()}
 		if err := n.follower.Run(ctx, n.feedFrom, h); err != nil && ctx.Err() == nil {
 			n.log.Error("cluster feed follower stopped", "err", err)
 		}
@@ -259,6 +259,7 @@ type feedHandler struct {
 	gateway *gateway.Gateway
 	store   *redisstore.Store
 	log     *slog.Logger
+	self    string // this node's incarnation: its own resets are applied already
 }
 
 func (h feedHandler) Room(room actors.Room) { h.engine.FeedRoom(room) }
@@ -267,6 +268,19 @@ func (h feedHandler) Push(topic string, seq uint64, tag string, importance int, 
 	h.gateway.Deliver(topic, seq, tag, importance, body)
 }
 func (h feedHandler) TopicDeleted(topic string) { h.gateway.DeleteTopic(topic) }
+
+// Reset: /reset on another node wiped the store; the node that made it has already
+// forgotten what it held, before it answered.
+func (h feedHandler) Reset(key, from string) {
+	if from == h.self {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.engine.FeedReset(ctx, key); err != nil {
+		h.log.Warn("a reset made on another node not applied here", "key", key, "err", err)
+	}
+}
 
 // Gap: entries were trimmed before this node read them. Its clients reconnect with since
 // (the shared history has what they missed) and the read model is reloaded.

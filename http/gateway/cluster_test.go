@@ -26,6 +26,7 @@ func (s feedSink) Room(actors.Room)          {}
 func (s feedSink) RoomDeleted(string)        {}
 func (s feedSink) TopicDeleted(topic string) { s.g.DeleteTopic(topic) }
 func (s feedSink) Gap()                      { s.g.ReconnectAll() }
+func (s feedSink) Reset(string, string)      {}
 func (s feedSink) Push(topic string, seq uint64, tag string, importance int, body []byte) {
 	s.g.Deliver(topic, seq, tag, importance, body)
 }

@@ -27,6 +27,9 @@ type FeedHandler interface {
 	Push(topic string, seq uint64, tag string, importance int, body []byte)
 	// TopicDeleted ends a topic (k=topicdel), after its last push.
 	TopicDeleted(topic string)
+	// Reset: the store was wiped (key "": everything, else one room or user) by /reset on
+	// the member whose incarnation is from; every node forgets what it held of it.
+	Reset(key, from string)
 	// Gap says entries were trimmed from the feed before this follower read them: whatever
 	// the node derived from the feed may have missed changes (reload it; close push clients
 	// so they reconnect with since). Following goes on from the oldest entry left.
@@ -193,6 +196,8 @@ func dispatch(h FeedHandler, m goredis.XMessage, log *slog.Logger) {
 		h.Room(r)
 	case "roomdel":
 		h.RoomDeleted(str("id"))
+	case "reset":
+		h.Reset(str("key"), str("inc"))
 	default:
 		// A newer node's entry kind: skipping it keeps a mixed-version cluster following.
 		log.Debug("push feed: unknown entry kind", "id", m.ID, "k", k)

@@ -14,6 +14,9 @@ import (
 
 	"roomengine/actors"
 	"roomengine/persistence/redis/redistest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // feedEntry is one entry a recorder received, as a comparable value.
@@ -38,10 +41,11 @@ func (r *recorder) add(e feedEntry) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) Room(room actors.Room) { r.add(feedEntry{Kind: "room", Topic: room.ID}) }
-func (r *recorder) RoomDeleted(id string) { r.add(feedEntry{Kind: "roomdel", Topic: id}) }
-func (r *recorder) TopicDeleted(t string) { r.add(feedEntry{Kind: "topicdel", Topic: t}) }
-func (r *recorder) Gap()                  { r.add(feedEntry{Kind: "gap"}) }
+func (r *recorder) Room(room actors.Room)  { r.add(feedEntry{Kind: "room", Topic: room.ID}) }
+func (r *recorder) RoomDeleted(id string)  { r.add(feedEntry{Kind: "roomdel", Topic: id}) }
+func (r *recorder) TopicDeleted(t string)  { r.add(feedEntry{Kind: "topicdel", Topic: t}) }
+func (r *recorder) Gap()                   { r.add(feedEntry{Kind: "gap"}) }
+func (r *recorder) Reset(key, from string) { r.add(feedEntry{Kind: "reset", Topic: key, Tag: from}) }
 func (r *recorder) Push(topic string, seq uint64, tag string, imp int, body []byte) {
 	r.add(feedEntry{Kind: "push", Topic: topic, Seq: seq, Tag: tag, Imp: imp, Body: string(body)})
 }
@@ -276,4 +280,22 @@ func TestReadHistory(t *testing.T) {
 	if ttl := fx.rdb.PTTL(t.Context(), fx.prefix+"seq:r1").Val(); ttl != -1 {
 		t.Fatalf("next life's seq expires in %v", ttl)
 	}
+}
+
+// /reset on a node of a cluster is on the feed, naming the key and the node's incarnation,
+// so the other nodes forget what the store no longer holds; a single node announces nothing.
+func TestResetIsAnnouncedOnTheFeed(t *testing.T) {
+	fx := newFeedFixture(t)
+	require.NoError(t, fx.store.Reset(t.Context(), "abc"))
+	n, err := fx.rdb.XLen(t.Context(), fx.prefix+"feed").Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "a single node's reset on the feed")
+
+	m, err := fx.store.Join(t.Context(), "n1", "127.0.0.1:1", 5*time.Second)
+	require.NoError(t, err)
+	_, rec := fx.follow(t, "f", "0-0")
+	require.NoError(t, fx.store.Reset(t.Context(), "abc"))
+	require.NoError(t, fx.store.Reset(t.Context(), ""))
+	got := rec.waitLen(t, 2)
+	assert.Equal(t, []feedEntry{{Kind: "reset", Topic: "abc", Tag: m.Incarnation()}, {Kind: "reset", Topic: "", Tag: m.Incarnation()}}, got)
 }

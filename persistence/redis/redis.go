@@ -560,7 +560,7 @@ func (s *Store) Reset(ctx context.Context, key string) error {
 		if err := s.resetAll(ctx); err != nil {
 			return fmt.Errorf("redis: reset all: %w", err)
 		}
-		return nil
+		return s.announceReset(ctx, key)
 	}
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
@@ -579,6 +579,27 @@ func (s *Store) Reset(ctx context.Context, key string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("redis: reset %s: %w", key, err)
+	}
+	return s.announceReset(ctx, key)
+}
+
+// announceReset tells the other nodes of a cluster, on the feed, that the store was reset:
+// their registries and read models still hold what was wiped. Without a membership (a
+// single node) there is no one to tell.
+func (s *Store) announceReset(ctx context.Context, key string) error {
+	m := s.member.Load()
+	if m == nil {
+		return nil
+	}
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("redis: reset %s: %w", key, err)
+	}
+	defer cancel()
+	err = s.rdb.XAdd(ctx, &goredis.XAddArgs{Stream: s.prefix + "feed", MaxLen: feedMaxLen, Approx: true,
+		Values: []string{"k", "reset", "key", key, "inc", m.inc}}).Err()
+	if err != nil {
+		return fmt.Errorf("redis: reset %s: announce: %w", key, err)
 	}
 	return nil
 }

@@ -262,6 +262,24 @@ type MixEvent struct {
 // own, so a slow one does not hold up the others.
 type Publishers []Publisher
 
+// Syncer is a Publisher that queues pushes on their way to a shared store (the cluster's
+// feed): Sync returns once everything queued before it has been written there.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
+// Sync waits for every backend that queues toward a shared store.
+func (ps Publishers) Sync(ctx context.Context) error {
+	for _, b := range ps {
+		if s, ok := b.(Syncer); ok {
+			if err := s.Sync(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (ps Publishers) Publish(p Push) {
 	for _, b := range ps {
 		b.Publish(p)

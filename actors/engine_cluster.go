@@ -39,7 +39,29 @@ func (e *Engine) ServePeer(ctx context.Context, req PeerRequest) PeerReply {
 		}
 		return PeerReply{Status: PeerOK, Code: CodeUnavailable, Message: "请求超时，请稍后重试"}
 	}
+	// The node that asked answers its client after this reply: the pushes this request
+	// caused are written first, as for a request of this node's own clients.
+	if err := e.Settle(ctx); err != nil {
+		return PeerReply{Status: PeerOK, Code: CodeUnavailable, Message: "推送未确认，请稍后重试"}
+	}
 	return peerReplyOf(res)
+}
+
+// Settle returns once the pushes caused by what this node has done so far are written to
+// the shared feed (a cluster); on a single node there is nothing to wait for. The HTTP
+// layer calls it before answering a command, so an acknowledged comment cannot be lost in
+// a queue of a node that is frozen or killed right after answering.
+func (e *Engine) Settle(ctx context.Context) error {
+	s, ok := e.publisher.(Syncer)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	if err := s.Sync(ctx); err != nil {
+		return Errorf(CodeUnavailable, "推送未确认，请稍后重试")
+	}
+	return nil
 }
 
 // FeedRoom applies a room's change seen on the cluster feed to this node's read model.

@@ -214,6 +214,11 @@ func (h *Handler) api(methods, path string, fn apiFunc) {
 			h.setReadDeadline(w, time.Time{}) // the body is read: lift its deadline
 		}
 		data, err := fn(r.Context(), p, r)
+		if err == nil && !readOnlyRoutes[path] {
+			// In a cluster the pushes of this command are written to the shared feed before
+			// the client is told it succeeded (a no-op on a single node).
+			err = h.opts.Engine.Settle(r.Context())
+		}
 		if err != nil {
 			if code := errorCode(err); code >= 500 {
 				// The client gets a short message; the reason (which may name internal
@@ -233,6 +238,10 @@ func (h *Handler) api(methods, path string, fn apiFunc) {
 		h.router.Handle(m, path, handle)
 	}
 }
+
+// readOnlyRoutes cause no push: their answer need not wait for the push feed.
+var readOnlyRoutes = map[string]bool{"/live/list": true, "/im/room/users": true,
+	"/mns/topic/websocket/info": true, "/login": true, "/admin/cluster": true}
 
 // statusRecorder remembers the envelope code for metrics.
 type statusRecorder struct {

@@ -65,9 +65,25 @@ func (c *testCluster) start(names ...string) []*clNode {
 			"APPSERVER_ADMIN_TOKEN="+clusterAdminToken)
 		n := &clNode{proc: start(c.t, c.bin, port, append(env, c.extra...)...), name: name, port: port}
 		c.nodes[name] = n
+		c.t.Cleanup(func() {
+			if c.t.Failed() {
+				c.t.Logf("log of %s (port %d):\n%s", name, port, importantLines(n.log.String()))
+			}
+		})
 		out = append(out, n)
 	}
 	return out
+}
+
+// importantLines keeps the warnings and errors of a node's log.
+func importantLines(log string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // adminCluster is GET /admin/cluster on n.

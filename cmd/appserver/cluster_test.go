@@ -140,7 +140,8 @@ func TestClusterServesAsOne(t *testing.T) {
 	assert.Equal(t, 3020, again.code, "second accept: %s", again.message)
 
 	n3.call(t, "/videocall/close", url.Values{"closeRoomId": {roomA}})
-	sub3.waitFrames(t, 5*time.Second, "call ended (4) on n3", hasType(4, 1))
+	sub3.waitFrames(t, 5*time.Second, "call ended (4) and its mix stopped (15) on n3",
+		func(fs []clFrame) bool { return countType(fs, 4) == 1 && countType(fs, 15) == 1 })
 	n1.call(t, "/live/leave", url.Values{"roomId": {roomA}})
 	for _, s := range []*subscriber{sub1, sub3} {
 		assert.Equal(t, websocket.StatusNormalClosure, s.waitClosed(t, 10*time.Second))
@@ -258,9 +259,12 @@ func TestClusterNodeFreeze(t *testing.T) {
 	room := field(t, victim.call(t, "/live/create", url.Values{"uid": {host}}), "roomId")
 	require.Equal(t, victim.name, c.ownerOf(n2, room).name)
 	sub := subscribe(t, n2, room, 0)
-	acked := 0
+	acked, tries := 0, 0
 	comment := func(n *clNode) error {
-		_, err := n.try("/live/comment", url.Values{"roomId": {room}, "uid": {viewer}, "comment": {fmt.Sprint("c", acked)}})
+		tries++
+		text := fmt.Sprintf("c%d via %s", tries, n.name)
+		_, err := n.try("/live/comment", url.Values{"roomId": {room}, "uid": {viewer}, "comment": {text}})
+		t.Logf("%s: %v", text, err)
 		if err == nil {
 			acked++
 		}
@@ -278,7 +282,9 @@ func TestClusterNodeFreeze(t *testing.T) {
 	victim.signal(t, 18) // SIGCONT
 	// Right after it resumes, the old owner must not act for the room: it refuses (503) or
 	// forwards; either way the comment is delivered once if it is acknowledged.
-	if a := victim.do("/live/comment", url.Values{"roomId": {room}, "uid": {viewer}, "comment": {"after resume"}}); a.err == nil && a.code == 200 {
+	a := victim.do("/live/comment", url.Values{"roomId": {room}, "uid": {viewer}, "comment": {"after resume"}})
+	t.Logf("the resumed node answered %d %s (%v)", a.code, a.message, a.err)
+	if a.err == nil && a.code == 200 {
 		acked++
 	} else if a.err == nil {
 		assert.Equal(t, 503, a.code, "the resumed node answered %d %s", a.code, a.message)

@@ -87,6 +87,8 @@ type Publisher struct {
 	mu      sync.Mutex
 	queue   []pushOp
 	next    uint64 // queue number of the next op
+	written uint64 // ops numbered below this have been answered by Redis
+	waiters []syncWaiter
 	closing bool
 	wake    chan struct{}
 	stop    context.CancelFunc
@@ -94,6 +96,12 @@ type Publisher struct {
 
 	nRefused atomic.Uint64
 	nDropped atomic.Uint64
+}
+
+// syncWaiter is a Sync waiting for the ops numbered below upTo.
+type syncWaiter struct {
+	upTo uint64
+	done chan struct{}
 }
 
 // pushOp is one queued Publish or DeleteTopic.
@@ -135,6 +143,7 @@ func (s *Store) NewPublisher(opts PublisherOptions) *Publisher {
 		log:        opts.Logger,
 		refusedCtr: opts.Refused,
 		next:       1,
+		written:    1,
 		wake:       make(chan struct{}, 1),
 		stop:       cancel,
 		done:       make(chan struct{}),
@@ -177,6 +186,47 @@ func (p *Publisher) enqueue(op pushOp) {
 	case p.wake <- struct{}{}:
 	default:
 	}
+}
+
+// Sync waits until every push queued before it has been answered by Redis (written, or
+// refused for a lost fence). A node answers a client only after Sync, so a push it
+// acknowledged cannot be lost in its queue when it is frozen or killed right after the
+// answer; ctx bounds the wait (a Redis outage).
+func (p *Publisher) Sync(ctx context.Context) error {
+	p.mu.Lock()
+	if p.written >= p.next {
+		p.mu.Unlock()
+		return nil
+	}
+	w := syncWaiter{upTo: p.next, done: make(chan struct{})}
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
+	select {
+	case <-w.done:
+		return nil
+	case <-p.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// answered records that the ops numbered below upTo were answered and releases the Syncs
+// waiting for them.
+func (p *Publisher) answered(upTo uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.written = upTo
+	kept := p.waiters[:0]
+	for _, w := range p.waiters {
+		if w.upTo <= upTo {
+			close(w.done)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(p.waiters[len(kept):])
+	p.waiters = kept
 }
 
 // Refused is the number of pushes Redis refused for a stale fence or lapsed membership.
@@ -234,6 +284,7 @@ func (p *Publisher) run(ctx context.Context) {
 		if !p.send(ctx, batch) {
 			return
 		}
+		p.answered(batch[len(batch)-1].n + 1)
 		clear(batch)
 	}
 }

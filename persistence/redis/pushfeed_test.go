@@ -299,3 +299,28 @@ func TestResetIsAnnouncedOnTheFeed(t *testing.T) {
 	got := rec.waitLen(t, 2)
 	assert.Equal(t, []feedEntry{{Kind: "reset", Topic: "abc", Tag: m.Incarnation()}, {Kind: "reset", Topic: "", Tag: m.Incarnation()}}, got)
 }
+
+// Sync returns once everything queued before it is on the feed (what a node waits for
+// before it answers a client), at once when nothing is queued, and not before Redis
+// answers: during an outage it waits until its context ends.
+func TestSyncWaitsForQueuedPushes(t *testing.T) {
+	fx := newFeedFixture(t)
+	p := fx.publisher(t, PublisherOptions{})
+	require.NoError(t, p.Sync(t.Context()), "nothing queued")
+	const n = 500
+	for i := range n {
+		p.Publish(actors.Push{Topic: "ra", Tag: "tag", Importance: 8, Type: 6, Body: body(i)})
+	}
+	require.NoError(t, p.Sync(t.Context()))
+	got, err := fx.rdb.XLen(t.Context(), fx.prefix+"feed").Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, n, got, "feed entries right after Sync")
+
+	fx.srv.Stop()
+	p.Publish(actors.Push{Topic: "ra", Tag: "tag", Importance: 8, Type: 6, Body: body(n)})
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, p.Sync(ctx), context.DeadlineExceeded, "Sync while Redis is away")
+	fx.srv.Restart()
+	require.NoError(t, p.Sync(t.Context()), "Sync once Redis is back")
+}

@@ -7,7 +7,7 @@ PKGS     := ./...
 FUZZTIME ?= 10s
 BIN      := bin/appserver
 
-.PHONY: run build test test-deps unit fuzz lint bench clean
+.PHONY: run build cluster test test-deps unit fuzz lint bench clean
 
 ## run: build and start the server on :4000 (embedded store, WebSocket push, simulated CDN)
 run: build
@@ -16,13 +16,19 @@ run: build
 build:
 	$(GO) build -o $(BIN) ./cmd/appserver
 
+## cluster: one redis-server and three nodes on 127.0.0.1:4101-4103 sharing it; Ctrl-C stops them
+## (installs redis-server when it is missing; see scripts/cluster.sh for the knobs)
+cluster: build
+	@./scripts/test-deps.sh redis-server
+	./scripts/cluster.sh
+
 ## test: install what the tests need, then vet, race-test everything and fuzz briefly
 test: test-deps lint unit fuzz
 
 # test-deps installs the Debian packages the tests use when they are missing (CI machines
 # start fresh). Nothing here is needed by `make run`.
 test-deps:
-	@./scripts/test-deps.sh redis-server
+	@./scripts/test-deps.sh redis-server nginx
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# cluster.sh — runs a three-node cluster on this machine: one redis-server and three appserver
+# nodes sharing it, every address on the loopback interface. Called by `make cluster` (which
+# builds bin/appserver first). Ctrl-C (or SIGTERM) stops the nodes gracefully (each hands its
+# rooms over and leaves), then Redis; only the processes this script started are signalled.
+# See "Running a cluster" in README.md and docs/cluster.md.
+#
+# Environment:
+#   CLUSTER_NODES=3           how many appserver nodes (1..9)
+#   CLUSTER_PORT=4101         HTTP port of the first node; the others follow (4102, 4103)
+#   CLUSTER_REDIS_PORT=       Redis port; empty picks a free one from 6390 up
+#   CLUSTER_DIR=              where Redis's data and the logs go; empty makes a temporary
+#                             directory that is removed on exit (a given one is kept)
+#   CLUSTER_MEMBER_TTL=3s     cluster.memberTTL of every node
+#   CLUSTER_ADMIN_TOKEN=      admin.token of every node; empty generates one, written (not
+#                             printed) to $CLUSTER_DIR/admin-token
+#   CLUSTER_BIN=bin/appserver the server binary (built with `go build` when missing)
+# Every other APPSERVER_* variable set in the environment reaches every node as usual.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$HOME/go/bin:$PATH"
+
+NODES=${CLUSTER_NODES:-3}
+PORT=${CLUSTER_PORT:-4101}
+REDIS_PORT=${CLUSTER_REDIS_PORT:-}
+TTL=${CLUSTER_MEMBER_TTL:-3s}
+BIN=${CLUSTER_BIN:-bin/appserver}
+
+DIR=
+KEEP_DIR=1
+REDIS_PID=
+NODE_PIDS=()
+die() { echo "cluster: $*" >&2; exit 2; }
+[[ $NODES =~ ^[1-9]$ ]] || die "CLUSTER_NODES=$NODES: want 1..9"
+[[ $PORT =~ ^[0-9]+$ ]] && ((PORT >= 1 && PORT + NODES - 1 <= 65535)) || die "CLUSTER_PORT=$PORT: want a port"
+[[ -z $REDIS_PORT || $REDIS_PORT =~ ^[0-9]+$ ]] || die "CLUSTER_REDIS_PORT=$REDIS_PORT: want a port"
+command -v redis-server >/dev/null || die "redis-server not found: run 'make cluster' (installs it) or 'apt-get install redis-server'"
+command -v redis-cli >/dev/null || die "redis-cli not found: apt-get install redis-tools"
+if [[ ! -x $BIN ]]; then
+  echo "building $BIN"
+  go build -o "$BIN" ./cmd/appserver
+fi
+
+# port_busy PORT: something on the loopback interface accepts connections on PORT.
+port_busy() { { (exec 3<>"/dev/tcp/127.0.0.1/$1"); } 2>/dev/null; }
+
+# http_ok PORT PATH: GET answers 200 (plain bash, no curl needed).
+http_ok() {
+  local line
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+  IFS= read -r -t 2 line <&3 || true
+  exec 3<&- 3>&-
+  [[ $line == "HTTP/1."?" 200"* ]]
+}
+
+for ((i = 0; i < NODES; i++)); do
+  port_busy $((PORT + i)) && die "port $((PORT + i)) is in use (set CLUSTER_PORT to move the nodes)"
+done
+if [[ -z $REDIS_PORT ]]; then
+  for ((REDIS_PORT = 6390; REDIS_PORT < 6490; REDIS_PORT++)); do
+    port_busy "$REDIS_PORT" || break
+  done
+  ((REDIS_PORT < 6490)) || die "no free Redis port in 6390..6489 (set CLUSTER_REDIS_PORT)"
+elif port_busy "$REDIS_PORT"; then
+  die "port $REDIS_PORT is in use (CLUSTER_REDIS_PORT)"
+fi
+
+stopping=0
+
+# stop signals exactly the processes this script started, by PID: the nodes first (SIGTERM: drain,
+# hand over, leave), then Redis once they are gone.
+stop() {
+  ((stopping)) && return
+  stopping=1
+  trap '' INT TERM
+  local pid
+  if ((${#NODE_PIDS[@]})); then
+    echo
+    echo "stopping the nodes (graceful leave)…"
+  fi
+  for pid in "${NODE_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for ((n = 0; n < 150; n++)); do # up to 15 s
+    local alive=0
+    for pid in "${NODE_PIDS[@]}"; do
+      kill -0 "$pid" 2>/dev/null && alive=1
+    done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "${NODE_PIDS[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "node pid $pid did not stop within 15 s: killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  if [[ -n $REDIS_PID ]]; then
+    kill -TERM "$REDIS_PID" 2>/dev/null || true
+  fi
+  wait 2>/dev/null || true
+  if [[ -z $DIR ]]; then
+    return
+  elif ((KEEP_DIR)); then
+    echo "data and logs kept in $DIR"
+  else
+    rm -rf "$DIR"
+  fi
+  ((${#NODE_PIDS[@]})) && echo "stopped"
+  return 0
+}
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
+
+DIR=${CLUSTER_DIR:-}
+if [[ -z $DIR ]]; then
+  DIR=$(mktemp -d -t roomengine-cluster.XXXXXX)
+  KEEP_DIR=0
+fi
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+
+TOKEN=${CLUSTER_ADMIN_TOKEN:-}
+if [[ -z $TOKEN ]]; then
+  TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  (umask 077 && printf '%s\n' "$TOKEN" >"$DIR/admin-token")
+fi
+
+# The supported durability for fencing: append-only file, fsync on every write.
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
+  --appendonly yes --appendfsync always \
+  --dir "$DIR" --logfile "$DIR/redis.log" &
+REDIS_PID=$!
+for ((n = 0; ; n++)); do
+  [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && break
+  kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited at start; see $DIR/redis.log"
+  ((n < 150)) || die "redis-server did not answer within 15 s; see $DIR/redis.log"
+  sleep 0.1
+done
+
+for ((i = 0; i < NODES; i++)); do
+  APPSERVER_STORE=redis \
+    APPSERVER_REDIS_HOST=127.0.0.1 \
+    APPSERVER_REDIS_PORT=$REDIS_PORT \
+    APPSERVER_IP=127.0.0.1 \
+    APPSERVER_PORT=$((PORT + i)) \
+    APPSERVER_ADMIN_TOKEN=$TOKEN \
+    APPSERVER_CLUSTER_ENABLED=true \
+    APPSERVER_CLUSTER_NODE=n$((i + 1)) \
+    APPSERVER_CLUSTER_BINDADDR=127.0.0.1:0 \
+    APPSERVER_CLUSTER_MEMBERTTL=$TTL \
+    "$BIN" >"$DIR/n$((i + 1)).log" 2>&1 &
+  NODE_PIDS+=($!)
+done
+
+for ((i = 0; i < NODES; i++)); do
+  for ((n = 0; ; n++)); do
+    http_ok $((PORT + i)) /readyz && break
+    if ! kill -0 "${NODE_PIDS[i]}" 2>/dev/null; then
+      tail -n 20 "$DIR/n$((i + 1)).log" >&2
+      die "node n$((i + 1)) exited at start (log above, $DIR/n$((i + 1)).log)"
+    fi
+    ((n < 300)) || die "node n$((i + 1)) not ready within 30 s; see $DIR/n$((i + 1)).log"
+    sleep 0.1
+  done
+done
+
+echo "cluster of $NODES nodes on Redis 127.0.0.1:$REDIS_PORT (appendonly, appendfsync always)"
+for ((i = 0; i < NODES; i++)); do
+  echo "  n$((i + 1))  http://127.0.0.1:$((PORT + i))   pid ${NODE_PIDS[i]}   log $DIR/n$((i + 1)).log"
+done
+if [[ -n ${CLUSTER_ADMIN_TOKEN:-} ]]; then
+  auth='$CLUSTER_ADMIN_TOKEN'
+else
+  auth="\$(cat $DIR/admin-token)"
+fi
+echo "members: curl -H \"Authorization: Bearer $auth\" http://127.0.0.1:$PORT/admin/cluster"
+echo "any node serves any route, callback and /ws; Ctrl-C stops them all"
+
+# Wait until Ctrl-C, reporting nodes that exit on their own (a kill -9 to try a failover).
+declare -A reported=()
+while :; do
+  alive=0
+  for ((i = 0; i < NODES; i++)); do
+    pid=${NODE_PIDS[i]}
+    if kill -0 "$pid" 2>/dev/null; then
+      alive=1
+    elif [[ -z ${reported[$pid]:-} ]]; then
+      reported[$pid]=1
+      status=0
+      wait "$pid" 2>/dev/null || status=$?
+      echo "node n$((i + 1)) (pid $pid) exited with status $status; see $DIR/n$((i + 1)).log"
+    fi
+  done
+  ((alive)) || { echo "no node left"; exit 1; }
+  kill -0 "$REDIS_PID" 2>/dev/null || { echo "redis-server exited; see $DIR/redis.log"; exit 1; }
+  sleep 1 &
+  wait $! || true
+done

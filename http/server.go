@@ -16,6 +16,7 @@ import (
 
 	"roomengine/actors"
 	"roomengine/aliyun"
+	"roomengine/internal/logcap"
 )
 
 // Options configure the API handler.
@@ -96,6 +97,9 @@ func NewHandler(opts Options) *Handler {
 	if opts.MNSInfo.Version == "" {
 		opts.MNSInfo.Version = aliyun.DefaultMNSVersion
 	}
+	// Every value a client sends may reach a log line (a wrapped error, a route, a callback
+	// body): the logger cuts each one and rate-limits repeated warnings.
+	opts.Logger = logcap.Wrap(opts.Logger)
 	h := &Handler{opts: opts, router: httprouter.New(), metrics: newHTTPMetrics(opts.Registerer), log: opts.Logger}
 	cb := newCallbackAuth(opts)
 	r := h.router
@@ -109,7 +113,7 @@ func NewHandler(opts Options) *Handler {
 			Message: "Method Not Allowed: " + req.Method + " " + req.URL.Path})
 	})
 	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, p any) {
-		h.log.Error("handler panicked", "route", req.URL.Path, "panic", p, "stack", string(debug.Stack()))
+		h.log.Error("handler panicked", "route", req.URL.Path, "panic", p, "stack", logcap.Trusted(debug.Stack()))
 		writeEnvelope(w, http.StatusOK, envelope{Code: 500, Message: "系统异常"})
 	}
 
@@ -212,9 +216,10 @@ func (h *Handler) api(methods, path string, fn apiFunc) {
 		}
 		data, err := fn(r.Context(), p, r)
 		if err != nil {
-			if code := errorCode(err); code >= 500 {
+			if code := errorCode(err); code == actors.CodeInternal || code == actors.CodeUnavailable {
 				// The client gets a short message; the reason (which may name internal
-				// addresses) is only logged.
+				// addresses) is only logged. Answers about the request itself (2002, 2003,
+				// 3020, 4000...) are the client's business and are not logged.
 				h.log.Warn("request failed", "route", path, "code", code, "err", err)
 			}
 			writeError(rec, err)

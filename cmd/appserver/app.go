@@ -20,6 +20,7 @@ import (
 	"roomengine/config"
 	apihttp "roomengine/http"
 	"roomengine/http/gateway"
+	"roomengine/internal/logcap"
 )
 
 // drainTimeout bounds how long SIGTERM waits for in-flight requests.
@@ -40,12 +41,14 @@ type app struct {
 	server    *nethttp.Server
 }
 
+// newLogger cuts every long value and rate-limits repeated warnings (logcap): what clients
+// send reaches log lines in many places.
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.SlogLevel()}
 	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return logcap.Wrap(slog.New(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return logcap.Wrap(slog.New(slog.NewTextHandler(w, opts)))
 }
 
 // newApp wires the parts. Options that belong to later work (cluster mode) are refused with
@@ -71,7 +74,9 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	reg.MustRegister(breakers)
 	a := &app{cfg: cfg, log: log, store: store}
 	// 1,024 queued frames per client ride out a 50 ms stall at 20,000 messages/s.
-	gw := gateway.New(gateway.Options{QueueSize: 1024, Logger: log.With("component", "gateway"), Registerer: reg})
+	gw := gateway.New(gateway.Options{QueueSize: 1024, Logger: log.With("component", "gateway"), Registerer: reg,
+		MaxTags: cfg.HTTP.WS.MaxTags, MaxTagLength: cfg.HTTP.WS.MaxTagLength, MaxTopicLength: cfg.HTTP.WS.MaxTopicLength,
+		MaxConnsPerAddr: wsConnLimit(cfg.HTTP.WS.MaxConnsPerAddr)})
 	a.gateway = gw
 	publisher, err := a.publisher(reg, breakers)
 	if err != nil {
@@ -240,6 +245,15 @@ func (a *app) mixer(breakers *prometheus.GaugeVec) (actors.Mixer, func() error, 
 		return nil
 	}
 	return client, ready, nil
+}
+
+// wsConnLimit maps http.ws.maxConnsPerAddr (0 = no limit) to the gateway's option (negative
+// = no limit, 0 = its default).
+func wsConnLimit(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func breakerValue(state string) float64 {

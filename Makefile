@@ -4,7 +4,7 @@ export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 
 GO       ?= go
 PKGS     := ./...
-FUZZTIME ?= 10s
+FUZZTIME ?= 30s
 BIN      := bin/appserver
 
 .PHONY: run build cluster test test-deps unit fuzz lint bench clean
@@ -33,9 +33,10 @@ test-deps:
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-## fuzz: run the request-decoding fuzzer for FUZZTIME (default 10s)
+## fuzz: run the request-decoding fuzzer for FUZZTIME (default 30s); new corpus entries go
+## to http/testdata/fuzz (commit them), a stalled fuzzer fails (see scripts/fuzz.sh)
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeParams$$' -fuzztime $(FUZZTIME) ./http/
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

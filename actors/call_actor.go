@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"roomengine/internal/logcap"
 )
 
 // callDeps are what every call actor shares.
@@ -76,7 +78,7 @@ func (a *callActor) recoverAndReport(ctx actor.Context) {
 	if p == nil {
 		return
 	}
-	a.deps.log.Error("call actor panicked", "call", a.call.ID, "panic", p, "stack", string(debug.Stack()))
+	a.deps.log.Error("call actor panicked", "call", a.call.ID, "panic", p, "stack", logcap.Trusted(debug.Stack()))
 	if ctx.Sender() != nil {
 		ctx.Respond(callReply{err: Errorf(CodeInternal, "系统异常")})
 	}

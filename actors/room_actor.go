@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"roomengine/internal/logcap"
 )
 
 // roomRequest routes an event to one room through the room registry. Callback events (from
@@ -124,7 +126,7 @@ func (a *roomActor) recoverAndReport(ctx actor.Context) {
 	if p == nil {
 		return
 	}
-	a.deps.log.Error("room actor panicked", "room", a.room.ID, "panic", p, "stack", string(debug.Stack()))
+	a.deps.log.Error("room actor panicked", "room", a.room.ID, "panic", p, "stack", logcap.Trusted(debug.Stack()))
 	if ctx.Sender() != nil {
 		ctx.Respond(roomReply{err: Errorf(CodeInternal, "系统异常")})
 	}

@@ -139,6 +139,21 @@ type HTTP struct {
 	RequestTimeout time.Duration `yaml:"requestTimeout"`
 	// PublicURL is this server's external base URL; empty means derive it from each request.
 	PublicURL string `yaml:"publicUrl"`
+	// WS bounds the subscriptions of the push gateway (GET /ws).
+	WS WS `yaml:"ws"`
+}
+
+// WS bounds what one client may ask of the push gateway. A subscription over a limit is
+// refused before the WebSocket upgrade (HTTP 400, or 429 for the connection count).
+type WS struct {
+	// MaxTags is the number of tags one subscription may name (a client needs two).
+	MaxTags int `yaml:"maxTags"`
+	// MaxTagLength and MaxTopicLength are the longest tag and topic, in bytes.
+	MaxTagLength   int `yaml:"maxTagLength"`
+	MaxTopicLength int `yaml:"maxTopicLength"`
+	// MaxConnsPerAddr is how many connections one client address may hold open at once
+	// (0 = no limit). Behind a proxy every client has the proxy's address.
+	MaxConnsPerAddr int `yaml:"maxConnsPerAddr"`
 }
 
 // Actors configures the actor system.
@@ -212,10 +227,11 @@ func Default() *Config {
 		Push:      StringList{PushWebSocket},
 		Live:      Live{NoPublishTimeout: 180 * time.Second, TopicDeleteDelay: 60 * time.Second},
 		Auth:      Auth{TokenTTL: 720 * time.Hour},
-		HTTP:      HTTP{MaxBodyBytes: 64 << 10, RequestTimeout: 5 * time.Second},
-		Actors:    Actors{AskTimeout: 5 * time.Second, IdleTimeout: 10 * time.Minute},
-		Cluster:   Cluster{BindAddr: "127.0.0.1:0", MemberTTL: 3 * time.Second},
-		Log:       Log{Level: "info", Format: "text"},
+		HTTP: HTTP{MaxBodyBytes: 64 << 10, RequestTimeout: 5 * time.Second,
+			WS: WS{MaxTags: 16, MaxTagLength: 128, MaxTopicLength: 256, MaxConnsPerAddr: 256}},
+		Actors:  Actors{AskTimeout: 5 * time.Second, IdleTimeout: 10 * time.Minute},
+		Cluster: Cluster{BindAddr: "127.0.0.1:0", MemberTTL: 3 * time.Second},
+		Log:     Log{Level: "info", Format: "text"},
 	}
 }
 

@@ -76,6 +76,10 @@ func TestDefaults(t *testing.T) {
 		{"http.corsOrigins", len(c.HTTP.CORSOrigins), 0},
 		{"http.requestTimeout", c.HTTP.RequestTimeout, 5 * time.Second},
 		{"http.publicUrl", c.HTTP.PublicURL, ""},
+		{"http.ws.maxTags", c.HTTP.WS.MaxTags, 16},
+		{"http.ws.maxTagLength", c.HTTP.WS.MaxTagLength, 128},
+		{"http.ws.maxTopicLength", c.HTTP.WS.MaxTopicLength, 256},
+		{"http.ws.maxConnsPerAddr", c.HTTP.WS.MaxConnsPerAddr, 256},
 		{"actors.askTimeout", c.Actors.AskTimeout, 5 * time.Second},
 		{"actors.idleTimeout", c.Actors.IdleTimeout, 10 * time.Minute},
 		{"log.level", c.Log.Level, "info"},
@@ -143,7 +147,8 @@ func TestFullConfigLoads(t *testing.T) {
 	want.Auth = Auth{Required: true, Secret: "auth-secret", TokenTTL: 24 * time.Hour}
 	want.Admin.Token = "admin-token"
 	want.HTTP = HTTP{MaxBodyBytes: 1024, RateLimit: 2.5, RateBurst: 10, CORSOrigins: StringList{"https://app.example.test", "*"},
-		RequestTimeout: 2 * time.Second, PublicURL: "https://api.example.test"}
+		RequestTimeout: 2 * time.Second, PublicURL: "https://api.example.test",
+		WS: WS{MaxTags: 4, MaxTagLength: 64, MaxTopicLength: 32, MaxConnsPerAddr: 0}}
 	want.Actors = Actors{AskTimeout: time.Second, IdleTimeout: time.Hour}
 	want.Log = Log{Level: "debug", Format: "json"}
 	want.Cluster = Cluster{Enabled: true, BindAddr: "0.0.0.0:7946", AdvertiseAddr: "10.0.0.5:7946", Node: "api-1", MemberTTL: 5 * time.Second}
@@ -169,6 +174,8 @@ func TestEnvOverrides(t *testing.T) {
 		"APPSERVER_PUSH=websocket, mns",
 		"APPSERVER_ISCENTERPUSH=true",
 		"APPSERVER_HTTP_RATELIMIT=1.5",
+		"APPSERVER_HTTP_WS_MAXTAGS=3",
+		"APPSERVER_HTTP_WS_MAXCONNSPERADDR=0",
 		"APPSERVER_HTTP_CORSORIGINS=https://a.test,https://b.test",
 		"APPSERVER_ALI_COMMONPARAMS=Format=json,Version=1",
 		"APPSERVER_CONFIG=/etc/appserver.yaml",
@@ -181,6 +188,9 @@ func TestEnvOverrides(t *testing.T) {
 	}
 	if !slices.Equal(c.Push, StringList{"websocket", "mns"}) || !c.HasPush(PushMNS) {
 		t.Errorf("push = %#v", c.Push)
+	}
+	if c.HTTP.WS.MaxTags != 3 || c.HTTP.WS.MaxConnsPerAddr != 0 || c.HTTP.WS.MaxTagLength != 128 {
+		t.Errorf("http.ws = %+v", c.HTTP.WS)
 	}
 	if c.Mix != MixAliyun || !c.IsCenterPush || c.HTTP.RateLimit != 1.5 || c.HTTP.RateBurst != 2 {
 		t.Errorf("mix %q centre %v rate %v/%d", c.Mix, c.IsCenterPush, c.HTTP.RateLimit, c.HTTP.RateBurst)
@@ -332,6 +342,18 @@ func TestErrors(t *testing.T) {
 			[]string{"config: APPSERVER_LIVE_TOPICDELETEDELAY: must not be negative, got -1s"}},
 		{"max body", "http:\n  maxBodyBytes: 0\n", nil,
 			[]string{"config: http.maxBodyBytes: must be positive, got 0"}},
+		{"ws tags", "http:\n  ws:\n    maxTags: 1\n", nil,
+			[]string{"config: http.ws.maxTags: must be between 2 and 1024, got 1", "app.yaml:3"}},
+		{"ws tags env", "", []string{"APPSERVER_HTTP_WS_MAXTAGS=5000"},
+			[]string{"config: APPSERVER_HTTP_WS_MAXTAGS: must be between 2 and 1024, got 5000"}},
+		{"ws tag length", "", []string{"APPSERVER_HTTP_WS_MAXTAGLENGTH=0"},
+			[]string{"config: APPSERVER_HTTP_WS_MAXTAGLENGTH: must be between 20 and 4096, got 0"}},
+		{"ws topic length", "http:\n  ws:\n    maxTopicLength: 9\n", nil,
+			[]string{"config: http.ws.maxTopicLength: must be between 10 and 4096, got 9"}},
+		{"ws conns", "", []string{"APPSERVER_HTTP_WS_MAXCONNSPERADDR=-1"},
+			[]string{"config: APPSERVER_HTTP_WS_MAXCONNSPERADDR: must not be negative (0 = no limit), got -1"}},
+		{"ws conns not a number", "", []string{"APPSERVER_HTTP_WS_MAXCONNSPERADDR=lots"},
+			[]string{"config: APPSERVER_HTTP_WS_MAXCONNSPERADDR:"}},
 		{"log level", "log: {level: loud}\n", nil,
 			[]string{`config: log.level: unknown level "loud" (want debug, info, warn or error)`}},
 		{"log format", "", []string{"APPSERVER_LOG_FORMAT=xml"},

@@ -186,6 +186,34 @@ func (c *Config) validateHTTP() error {
 			return c.errorf("http.publicUrl", "%s", err)
 		}
 	}
+	return c.validateWS()
+}
+
+// Limits of the http.ws.* keys: a client subscribes with two tags (room and user, at most
+// 20 digits each) to a 10-character room id; the upper bounds keep one subscription small.
+const (
+	maxWSTags      = 1024
+	maxWSKeyLength = 4096
+)
+
+func (c *Config) validateWS() error {
+	ws := c.HTTP.WS
+	for _, k := range []struct {
+		path     string
+		v        int
+		min, max int
+	}{
+		{"http.ws.maxTags", ws.MaxTags, 2, maxWSTags},
+		{"http.ws.maxTagLength", ws.MaxTagLength, 20, maxWSKeyLength},
+		{"http.ws.maxTopicLength", ws.MaxTopicLength, 10, maxWSKeyLength},
+	} {
+		if k.v < k.min || k.v > k.max {
+			return c.errorf(k.path, "must be between %d and %d, got %d", k.min, k.max, k.v)
+		}
+	}
+	if ws.MaxConnsPerAddr < 0 {
+		return c.errorf("http.ws.maxConnsPerAddr", "must not be negative (0 = no limit), got %d", ws.MaxConnsPerAddr)
+	}
 	return nil
 }
 

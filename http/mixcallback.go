@@ -17,9 +17,6 @@ import (
 // mixCallbackRoute receives the Live API's mix callbacks (CreateMixStream's CallbackConfig).
 const mixCallbackRoute = "/ali/mix/callback"
 
-// maxLoggedCallback bounds how much of a callback body is logged.
-const maxLoggedCallback = 1000
-
 // mixCallback handles /ali/mix/callback. Aliyun does not document the body of this
 // callback, so it is read leniently — a JSON value (objects at any depth), a form body and
 // the query string all count, names compared without case, '_' or '-' — logged at INFO, and
@@ -47,8 +44,8 @@ func (h *Handler) mixCallback(cb *callbackAuth) httprouter.Handle {
 		fields := callbackFields(r.URL.RawQuery, body)
 		ev := recogniseMixEvent(fields, h.opts.TemplateName)
 		h.log.Info("aliyun mix callback", "mixStreamId", ev.MixID, "mainRoom", ev.MainRoom, "event", ev.Event,
-			"code", ev.Code, "failed", ev.Failed, "query", truncate(r.URL.RawQuery, maxLoggedCallback),
-			"body", truncate(string(body), maxLoggedCallback))
+			"code", ev.Code, "failed", ev.Failed, "query", r.URL.RawQuery,
+			"body", string(body)) // cut to logcap.DefaultMaxValue bytes by the logger
 		if ev.MixID == "" && ev.MainRoom == "" {
 			writeOK(rec, nil) // nothing to apply it to; logged above
 			return

@@ -63,8 +63,21 @@ var utf8BOM = []byte("\xef\xbb\xbf")
 
 // decodeParams reads the query string and, for JSON and form bodies, the body, whatever the
 // method but HEAD (SPEC §1: every route accepts a JSON body, GET ones too). Bodies of other
-// content types are ignored, as the old server did.
-func decodeParams(r *http.Request, maxBody int64) (params, error) {
+// content types are ignored, as the old server did. Text that is not valid UTF-8 is treated
+// alike in all three: with strict (API routes) it is refused with code 400, else (Aliyun's
+// callbacks) each bad sequence becomes U+FFFD.
+func decodeParams(r *http.Request, maxBody int64, strict bool) (params, error) {
+	p, err := decodeRaw(r, maxBody, strict)
+	if err != nil {
+		return nil, err
+	}
+	if err := validUTF8(p, strict); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func decodeRaw(r *http.Request, maxBody int64, strict bool) (params, error) {
 	p := params{}
 	mergeForm(p, r.URL.RawQuery)
 	if r.Body == nil || r.Body == http.NoBody || r.Method == http.MethodHead {
@@ -89,7 +102,10 @@ func decodeParams(r *http.Request, maxBody int64) (params, error) {
 	switch {
 	case mediaType == "application/json" || strings.HasSuffix(mediaType, "+json") ||
 		(mediaType == "" && body[0] == '{'):
-		if err := mergeJSON(p, body); err != nil {
+		if !strict {
+			body = bytes.ToValidUTF8(body, []byte("\uFFFD"))
+		}
+		if err := mergeJSON(p, body, strict); err != nil {
 			return nil, err
 		}
 	case mediaType == "application/x-www-form-urlencoded":
@@ -160,7 +176,7 @@ func unhex(c byte) byte {
 // field when a route reads that name (knownParams), and is ignored otherwise. Values are
 // decoded one by one from raw messages, which costs far less than a streaming decoder on
 // these small bodies.
-func mergeJSON(p params, body []byte) error {
+func mergeJSON(p params, body []byte, strict bool) error {
 	if !utf8.Valid(body) {
 		return &badInput{msg: "请求体不是合法的UTF-8"}
 	}
@@ -176,7 +192,10 @@ func mergeJSON(p params, body []byte) error {
 		case '"':
 			var v string
 			if err := json.Unmarshal(raw, &v); err != nil {
-				return &badInput{msg: k + "不是合法的字符串"}
+				return &badInput{msg: capName(k) + "不是合法的字符串"}
+			}
+			if strict && replacedSurrogates(raw, v) {
+				return &badInput{msg: "参数" + capName(k) + "不是合法的UTF-8文本"}
 			}
 			p[k] = v
 		case 'n': // null

@@ -100,7 +100,7 @@ func TestLenientQuery(t *testing.T) {
 	// A form body overwrites the query, and within the body the first value counts.
 	req := httptest.NewRequest("POST", "/x?a=q&b=q", strings.NewReader("a=f1&a=f2"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	p, err := decodeParams(req, 1024)
+	p, err := decodeParams(req, 1024, true)
 	if err != nil || p["a"] != "f1" || p["b"] != "q" {
 		t.Fatalf("form over query: %v %v", p, err)
 	}

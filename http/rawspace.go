@@ -3,8 +3,10 @@ package http
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net"
 	"strconv"
+	"time"
 )
 
 // Aliyun sends its MixResult callback with unencoded spaces in the query
@@ -15,9 +17,22 @@ import (
 // framing (Content-Length bodies) across keep-alive requests, and steps aside for chunked
 // bodies and upgraded connections (WebSocket), whose bytes are not request lines.
 
-// maxRequestLine bounds what is buffered while looking for the end of a line; longer lines
-// are passed on untouched for net/http to refuse.
+// maxRequestLine is the longest request line accepted, CRLF not counted: a longer one is
+// answered 414 here and the connection closed. A header line may be longer; past this
+// length it is passed on uninterpreted (net/http bounds the whole header at 1 MB).
 const maxRequestLine = 64 << 10
+
+// readBufferSize is each connection's read buffer. A line longer than that is collected
+// in a separate buffer, which is dropped again afterwards so that an idle connection keeps
+// only this much.
+const readBufferSize = 4096
+
+// drainLimit and drainTimeout bound how much of a refused request is read (and discarded)
+// before the connection is closed, so the client sees the 414 instead of a reset.
+const (
+	drainLimit   = 1 << 20
+	drainTimeout = time.Second
+)
 
 // SpaceTolerant returns a listener whose connections accept unencoded spaces in request
 // lines.
@@ -30,7 +45,7 @@ func (l spaceListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &spaceConn{Conn: c, in: bufio.NewReaderSize(c, 4096)}, nil
+	return &spaceConn{Conn: c, in: bufio.NewReaderSize(c, readBufferSize)}, nil
 }
 
 type framing int
@@ -38,14 +53,17 @@ type framing int
 const (
 	atRequestLine framing = iota
 	inHeaders
+	inLongHeader // the rest of a header line over maxRequestLine, passed on as it is
 	inBody
 	passThrough // chunked body or upgraded connection: no more request lines to mend
+	refused     // a request line over maxRequestLine was answered 414: reads end
 )
 
 type spaceConn struct {
 	net.Conn
 	in      *bufio.Reader
 	out     []byte // mended bytes not yet handed to the reader
+	long    []byte // a line longer than the read buffer, being collected
 	state   framing
 	bodyLen int64
 	chunked bool
@@ -60,6 +78,9 @@ func (c *spaceConn) Read(p []byte) (int, error) {
 	}
 	n := copy(p, c.out)
 	c.out = c.out[n:]
+	if len(c.out) == 0 && cap(c.out) > readBufferSize {
+		c.out = nil // a long line's buffer is not kept by an idle connection
+	}
 	return n, nil
 }
 
@@ -70,20 +91,35 @@ func (c *spaceConn) fill() error {
 		return c.copyAvailable(-1)
 	case inBody:
 		return c.copyAvailable(c.bodyLen)
-	}
-	line, err := c.in.ReadSlice('\n')
-	if err == bufio.ErrBufferFull || (err == nil && len(line) > maxRequestLine) {
-		// An absurdly long line: hand it over as it is and stop interpreting.
-		c.out = append(c.out[:0], line...)
-		c.state = passThrough
-		return nil
-	}
-	if err != nil {
-		if len(line) > 0 {
-			c.out = append(c.out[:0], line...)
+	case refused:
+		return io.EOF
+	case inLongHeader:
+		chunk, err := c.in.ReadSlice('\n')
+		if err == nil {
+			c.state = inHeaders
+		}
+		if len(chunk) > 0 {
+			c.out = append(c.out[:0], chunk...)
 			return nil
 		}
 		return err
+	}
+	line, tooLong, err := c.readLine()
+	if err != nil {
+		return err
+	}
+	defer c.dropLong()
+	if tooLong {
+		if c.state == atRequestLine {
+			c.refuseLongLine()
+			return io.EOF
+		}
+		// A header line that long says nothing about framing: pass it on as it is.
+		c.out = append(c.out[:0], line...)
+		if line[len(line)-1] != '\n' {
+			c.state = inLongHeader
+		}
+		return nil
 	}
 	if c.state == atRequestLine {
 		c.out = mendRequestLine(append(c.out[:0], line...))
@@ -95,6 +131,69 @@ func (c *spaceConn) fill() error {
 	c.out = append(c.out[:0], line...)
 	c.header(bytes.TrimRight(line, "\r\n"))
 	return nil
+}
+
+// readLine returns the next line with its '\n'. A line longer than the read buffer is
+// collected in c.long; one over maxRequestLine (CRLF not counted) is returned as far as
+// read, with tooLong set. On an error the part of the line read so far stays in c.long and
+// the next call goes on from there: net/http interrupts its background read of an idle
+// connection with a read deadline in the past, and the line being read must not be handed
+// on in two halves, the first one unmended.
+func (c *spaceConn) readLine() (line []byte, tooLong bool, err error) {
+	for {
+		chunk, err := c.in.ReadSlice('\n')
+		switch {
+		case err == nil && c.long == nil:
+			return chunk, lineLength(chunk) > maxRequestLine, nil // the usual case: no copy
+		case err == nil:
+			c.long = append(c.long, chunk...)
+			return c.long, lineLength(c.long) > maxRequestLine, nil
+		case err == bufio.ErrBufferFull:
+			c.long = append(c.long, chunk...)
+			if len(c.long) > maxRequestLine+2 {
+				return c.long, true, nil
+			}
+		default:
+			c.long = append(c.long, chunk...)
+			return nil, false, err
+		}
+	}
+}
+
+// lineLength is the length of a line without its line ending.
+func lineLength(line []byte) int {
+	return len(bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r")))
+}
+
+// dropLong lets go of a long line's buffer once it has been handed on.
+func (c *spaceConn) dropLong() { c.long = nil }
+
+// refuseLongLine answers a request line over maxRequestLine with 414 in the API's envelope
+// and ends the connection. The rest of the request is read first (within drainLimit and
+// drainTimeout), so that closing does not reset the connection before the client has read
+// the answer.
+func (c *spaceConn) refuseLongLine() {
+	c.state = refused
+	body := `{"code":414,"message":"请求行过长（最多` + strconv.Itoa(maxRequestLine) + `字节）"}`
+	_, _ = io.WriteString(c.Conn, "HTTP/1.1 414 URI Too Long\r\nContent-Type: application/json; charset=utf-8\r\n"+
+		"Content-Length: "+strconv.Itoa(len(body))+"\r\nConnection: close\r\n\r\n"+body)
+	_ = c.Conn.SetReadDeadline(time.Now().Add(drainTimeout))
+	tail := make([]byte, 0, 4)
+	for drained := 0; drained < drainLimit; {
+		b, err := c.in.ReadByte()
+		if err != nil {
+			return
+		}
+		drained++
+		// The request ends at its first empty line ("\n\n" or "\n\r\n").
+		tail = append(tail, b)
+		if len(tail) > 3 {
+			tail = tail[1:]
+		}
+		if bytes.HasSuffix(tail, []byte("\n\n")) || bytes.HasSuffix(tail, []byte("\n\r\n")) {
+			return
+		}
+	}
 }
 
 // header tracks the framing headers; an empty line ends the headers.

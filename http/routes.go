@@ -32,6 +32,9 @@ func (h *Handler) login(ctx context.Context, p params, _ *http.Request) (any, er
 	if err := p.maxLen("name", maxNameLen); err != nil {
 		return nil, err
 	}
+	if err := p.checkText("name"); err != nil {
+		return nil, err
+	}
 	u, err := h.opts.Engine.Login(ctx, v[0])
 	if err != nil {
 		return nil, err
@@ -57,6 +60,9 @@ func (h *Handler) createLive(ctx context.Context, p params, _ *http.Request) (an
 		return nil, err
 	}
 	if err := p.maxLen("desc", maxDescLen); err != nil {
+		return nil, err
+	}
+	if err := p.checkText("desc"); err != nil {
 		return nil, err
 	}
 	room, err := h.opts.Engine.CreateRoom(ctx, v[0], p.get("desc"))
@@ -100,6 +106,9 @@ func (h *Handler) comment(ctx context.Context, p params, _ *http.Request) (any, 
 		return nil, err
 	}
 	if err := p.maxLen("comment", maxCommentLen); err != nil {
+		return nil, err
+	}
+	if err := p.checkText("comment"); err != nil {
 		return nil, err
 	}
 	return nil, h.opts.Engine.Comment(ctx, v[1], v[0], p["comment"])

@@ -16,6 +16,7 @@ import (
 
 	"roomengine/actors"
 	"roomengine/aliyun"
+	"roomengine/internal/logcap"
 )
 
 // Options configure the API handler.
@@ -98,6 +99,9 @@ func NewHandler(opts Options) *Handler {
 	if opts.MNSInfo.Version == "" {
 		opts.MNSInfo.Version = aliyun.DefaultMNSVersion
 	}
+	// Every value a client sends may reach a log line (a wrapped error, a route, a callback
+	// body): the logger cuts each one and rate-limits repeated warnings.
+	opts.Logger = logcap.Wrap(opts.Logger)
 	h := &Handler{opts: opts, router: httprouter.New(), metrics: newHTTPMetrics(opts.Registerer), log: opts.Logger}
 	cb := newCallbackAuth(opts)
 	r := h.router
@@ -111,7 +115,7 @@ func NewHandler(opts Options) *Handler {
 			Message: "Method Not Allowed: " + req.Method + " " + req.URL.Path})
 	})
 	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, p any) {
-		h.log.Error("handler panicked", "route", req.URL.Path, "panic", p, "stack", string(debug.Stack()))
+		h.log.Error("handler panicked", "route", req.URL.Path, "panic", p, "stack", logcap.Trusted(debug.Stack()))
 		writeEnvelope(w, http.StatusOK, envelope{Code: 500, Message: "系统异常"})
 	}
 
@@ -195,11 +199,13 @@ type rawJSON []byte
 // timeout, which the server sets to http.requestTimeout at most.
 func (h *Handler) api(methods, path string, fn apiFunc) {
 	metrics := h.metrics.forRoute(path)
+	// Aliyun's callbacks must not be lost over an odd byte: their text is made valid.
+	strictUTF8 := !strings.HasPrefix(path, "/ali/")
 	handle := func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: 200}
 		defer func() { metrics.observe(rec.code, time.Since(start)) }()
-		p, err := decodeParams(r, h.opts.MaxBodyBytes)
+		p, err := decodeParams(r, h.opts.MaxBodyBytes, strictUTF8)
 		if err != nil {
 			var bad *badInput
 			if errors.As(err, &bad) && bad.bodyUnread {
@@ -220,9 +226,10 @@ func (h *Handler) api(methods, path string, fn apiFunc) {
 			err = h.opts.Engine.Settle(r.Context())
 		}
 		if err != nil {
-			if code := errorCode(err); code >= 500 {
+			if code := errorCode(err); code == actors.CodeInternal || code == actors.CodeUnavailable {
 				// The client gets a short message; the reason (which may name internal
-				// addresses) is only logged.
+				// addresses) is only logged. Answers about the request itself (2002, 2003,
+				// 3020, 4000...) are the client's business and are not logged.
 				h.log.Warn("request failed", "route", path, "code", code, "err", err)
 			}
 			writeError(rec, err)

@@ -20,6 +20,7 @@ import (
 	"roomengine/config"
 	apihttp "roomengine/http"
 	"roomengine/http/gateway"
+	"roomengine/internal/logcap"
 )
 
 // drainTimeout bounds how long SIGTERM waits for in-flight requests.
@@ -45,12 +46,14 @@ type app struct {
 // single node; in Redis, shared, in a cluster).
 const historySize = 256
 
+// newLogger cuts every long value and rate-limits repeated warnings (logcap): what clients
+// send reaches log lines in many places.
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.SlogLevel()}
 	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return logcap.Wrap(slog.New(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return logcap.Wrap(slog.New(slog.NewTextHandler(w, opts)))
 }
 
 // newApp wires the parts. ctx bounds start-up (the wait for Redis).
@@ -85,7 +88,9 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		Help: "1 while the circuit breaker of an Aliyun API is open (0.5 half-open)."}, []string{"api"})
 	reg.MustRegister(breakers)
 	// 1,024 queued frames per client ride out a 50 ms stall at 20,000 messages/s.
-	gwOpts := gateway.Options{QueueSize: 1024, HistorySize: historySize, Logger: log.With("component", "gateway"), Registerer: reg}
+	gwOpts := gateway.Options{QueueSize: 1024, HistorySize: historySize, Logger: log.With("component", "gateway"), Registerer: reg,
+		MaxTags: cfg.HTTP.WS.MaxTags, MaxTagLength: cfg.HTTP.WS.MaxTagLength, MaxTopicLength: cfg.HTTP.WS.MaxTopicLength,
+		MaxConnsPerAddr: wsConnLimit(cfg.HTTP.WS.MaxConnsPerAddr)}
 	var clusterCfg *actors.ClusterConfig
 	ready := store.Ping
 	if a.cluster != nil {
@@ -273,6 +278,15 @@ func (a *app) mixer(breakers *prometheus.GaugeVec) (actors.Mixer, func() error, 
 		return nil
 	}
 	return client, ready, nil
+}
+
+// wsConnLimit maps http.ws.maxConnsPerAddr (0 = no limit) to the gateway's option (negative
+// = no limit, 0 = its default).
+func wsConnLimit(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func breakerValue(state string) float64 {

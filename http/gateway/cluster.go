@@ -65,7 +65,7 @@ func (g *Gateway) misrouted(p actors.Push) {
 // subscribeAny subscribes a new connection: from the shared history in cluster mode when
 // the client asked for since, else as on one node. An error means the history could not be
 // read.
-func (g *Gateway) subscribeAny(ctx context.Context, name string, tags []string, since uint64, replay bool) (*conn, *topic, []*frame, error) {
+func (g *Gateway) subscribeAny(ctx context.Context, name string, tags tagSet, since uint64, replay bool) (*conn, *topic, []*frame, error) {
 	if g.opts.History != nil && replay {
 		return g.subscribeShared(ctx, name, tags, since)
 	}
@@ -77,9 +77,9 @@ func (g *Gateway) subscribeAny(ctx context.Context, name string, tags []string, 
 // subscribes first, so frames delivered meanwhile queue, then reads what the client
 // missed from the shared history; the writer skips queued frames the replay already sent
 // (conn.after), so the handover is without gap or duplicate.
-func (g *Gateway) subscribeShared(ctx context.Context, name string, tags []string, since uint64) (*conn, *topic, []*frame, error) {
+func (g *Gateway) subscribeShared(ctx context.Context, name string, tags tagSet, since uint64) (*conn, *topic, []*frame, error) {
 	c := &conn{g: g, tags: tags, q: newQueue(g.opts.QueueSize)}
-	_, gone := g.topics.deleted(name, 0, nil, false)
+	_, gone := g.topics.deleted(name, 0, tagSet{}, false)
 	t := &topic{name: name, dead: true} // deleted here a moment ago: belongs to no topic
 	if !gone {
 		t = g.topics.lock(name)
@@ -89,7 +89,7 @@ func (g *Gateway) subscribeShared(ctx context.Context, name string, tags []strin
 	var missed []*frame
 	applied, deleted, err := g.opts.History.ReadHistory(ctx, name, since,
 		func(seq uint64, tag string, importance int, body []byte) {
-			if tagMatch(tags, tag) {
+			if tags.match(tag) {
 				data, _ := encodeFrame(name, seq, tag, importance, body)
 				missed = append(missed, &frame{seq: seq, tag: tag, importance: importance, data: data})
 			}

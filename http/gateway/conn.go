@@ -29,7 +29,7 @@ type conn struct {
 	g     *Gateway
 	ws    *websocket.Conn
 	raw   *coalescingConn // the socket under ws, nil if the handshake did not go through it
-	tags  []string
+	tags  tagSet
 	q     *queue
 	spare []*frame
 	// after, in cluster mode, is the last seq the since replay sent: queued frames up to it
@@ -45,7 +45,7 @@ type conn struct {
 // subscribe registers a new connection's queue on its topic. Subscribing and copying the
 // history under the topic lock is what guarantees no gap and no duplicate: every seq up to
 // t.seq is in missed, every later one goes to the queue.
-func (g *Gateway) subscribe(name string, tags []string, since uint64, replay bool) (*conn, *topic, []*frame) {
+func (g *Gateway) subscribe(name string, tags tagSet, since uint64, replay bool) (*conn, *topic, []*frame) {
 	c := &conn{g: g, tags: tags, q: newQueue(g.opts.QueueSize)}
 	if missed, ok := g.topics.deleted(name, since, tags, replay); ok {
 		// The room's topic was deleted a moment ago: replay what the client missed, then

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"roomengine/actors"
+	"roomengine/internal/logcap"
 )
 
 // Options configures a Gateway. Zero values take the defaults noted on each field.
@@ -39,6 +40,13 @@ type Options struct {
 	// DeletedTopicGrace is how long a deleted topic's history stays for clients that
 	// reconnect with since (they get the frames they missed, then a close). Default 1m.
 	DeletedTopicGrace time.Duration
+	// MaxTags bounds the tags of one subscription (default 16); MaxTagLength and
+	// MaxTopicLength bound a tag's and the topic's length in bytes (defaults 128 and 256).
+	// A subscription over a limit is refused with HTTP 400 before the upgrade.
+	MaxTags, MaxTagLength, MaxTopicLength int
+	// MaxConnsPerAddr bounds the connections open at once from one client address (default
+	// 256; negative: no limit); one more is refused with HTTP 429 before the upgrade.
+	MaxConnsPerAddr int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the gateway's metrics; nil registers none.
@@ -62,7 +70,8 @@ type Gateway struct {
 	mu       sync.Mutex
 	closed   bool
 	conns    map[*conn]struct{}
-	shutdown chan struct{} // closed by Shutdown; every writer selects on it
+	perAddr  map[string]int // connections open (or being opened) per client address
+	shutdown chan struct{}  // closed by Shutdown; every writer selects on it
 	running  sync.WaitGroup
 
 	warnedPublish atomic.Bool // a Publish in cluster mode was logged
@@ -85,8 +94,19 @@ func New(opts Options) *Gateway {
 	if opts.PingInterval <= 0 {
 		opts.PingInterval = 20 * time.Second
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+	// Topics and tags come from clients: the logger cuts long values.
+	opts.Logger = logcap.Wrap(opts.Logger)
+	if opts.MaxTags <= 0 {
+		opts.MaxTags = DefaultMaxTags
+	}
+	if opts.MaxTagLength <= 0 {
+		opts.MaxTagLength = DefaultMaxTagLength
+	}
+	if opts.MaxTopicLength <= 0 {
+		opts.MaxTopicLength = DefaultMaxTopicLength
+	}
+	if opts.MaxConnsPerAddr == 0 {
+		opts.MaxConnsPerAddr = DefaultMaxConnsPerAddr
 	}
 	if opts.DeletedTopicGrace <= 0 {
 		opts.DeletedTopicGrace = time.Minute
@@ -106,6 +126,7 @@ func New(opts Options) *Gateway {
 		topics:   newTopics(opts.SeqOrigin, opts.DeletedTopicGrace),
 		metrics:  newMetrics(opts.Registerer),
 		conns:    make(map[*conn]struct{}),
+		perAddr:  make(map[string]int),
 		shutdown: make(chan struct{}),
 	}
 }
@@ -133,7 +154,7 @@ func (g *Gateway) fanOut(t *topic, tag string, importance int, body []byte, typ 
 	f := &frame{seq: t.seq, tag: tag, importance: importance, data: data}
 	t.record(f, g.opts.HistorySize)
 	for _, c := range t.subs {
-		if tagMatch(c.tags, f.tag) {
+		if c.tags.match(f.tag) {
 			g.metrics.pushed(c.q.push(f))
 		}
 	}
@@ -162,6 +183,7 @@ type Stats struct {
 	Published   uint64            // Publish calls
 	FramesSent  uint64            // frames written to clients, replays included
 	Dropped     map[string]uint64 // frames not delivered, by Reason* constant
+	Refused     map[string]uint64 // subscriptions refused before the upgrade, by Refused* constant
 }
 
 // Stats reports the counters that back the Prometheus metrics.
@@ -177,6 +199,7 @@ func (g *Gateway) Stats() Stats {
 			ReasonQueueFullDropped: m.nDropped.Load(),
 			ReasonSlowClientClosed: m.nClosed.Load(),
 		},
+		Refused: m.refusedCounts(),
 	}
 }
 

@@ -495,7 +495,7 @@ func gatheredValue(t *testing.T, reg *prometheus.Registry, name, label string) f
 func TestThousandSubscribersAllReceive(t *testing.T) {
 	const n = 1000
 	reg := prometheus.NewRegistry()
-	g, srv := startGateway(t, Options{Registerer: reg})
+	g, srv := startGateway(t, Options{Registerer: reg, MaxConnsPerAddr: -1}) // every client is 127.0.0.1
 	conns := make([]*websocket.Conn, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
@@ -674,7 +674,7 @@ func TestReconnectAfterTopicDeletion(t *testing.T) {
 	expectClosed(dial(t, srv, "topic=r1"))
 
 	waitUntil(t, "the grace to pass", func() bool {
-		_, deleted := g.topics.deleted("r1", 0, nil, false)
+		_, deleted := g.topics.deleted("r1", 0, tagSet{}, false)
 		return !deleted
 	})
 	fresh := dial(t, srv, "topic=r1&since=1")

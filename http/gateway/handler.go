@@ -17,12 +17,16 @@ var acceptOptions = &websocket.AcceptOptions{InsecureSkipVerify: true}
 
 // ServeHTTP handles GET /ws?topic=ROOMID&tags=T1,T2&since=SEQ. Parameter errors are
 // answered with the usual JSON envelope before any upgrade, so old clients and curl alike
-// see what was wrong.
+// see what was wrong; so are subscriptions over a limit (limits.go), with HTTP 400 or 429.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	topic := strings.TrimSpace(q.Get("topic"))
 	if topic == "" {
 		writeEnvelope(w, http.StatusOK, 20001, "topic不能为空")
+		return
+	}
+	if rf := g.checkTopic(topic); rf != nil {
+		g.refuse(w, rf)
 		return
 	}
 	var since uint64
@@ -37,7 +41,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		since, replay = n, true
 	}
-	tags := parseTags(q.Get("tags"))
+	tags, rf := g.parseTags(q.Get("tags"))
+	if rf != nil {
+		g.refuse(w, rf)
+		return
+	}
 
 	if !isUpgrade(r) {
 		writeEnvelope(w, http.StatusUpgradeRequired, 426, "需要WebSocket升级")
@@ -48,10 +56,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer g.running.Done()
+	addr := clientAddr(r)
+	if rf := g.enter(addr); rf != nil {
+		g.refuse(w, rf)
+		return
+	}
+	defer g.leave(addr)
 
 	// Subscribe before the handshake completes: a client that sees its upgrade succeed and
 	// then causes a push (a comment, say) must receive it.
-	c, t, missed, err := g.subscribeAny(r.Context(), topic, tags, since, replay)
+	c, t, missed, err := g.subscribeAny(r.Context(), topic, newTagSet(tags), since, replay)
 	if err != nil {
 		g.log.Warn("push history unavailable", "topic", topic, "err", err)
 		writeEnvelope(w, http.StatusServiceUnavailable, 503, "推送历史暂不可用")
@@ -67,16 +81,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.ws, c.raw = ws, cw.conn
 	g.serve(c, t, missed, topic)
-}
-
-func parseTags(s string) []string {
-	var tags []string
-	for t := range strings.SplitSeq(s, ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			tags = append(tags, t)
-		}
-	}
-	return tags
 }
 
 // isUpgrade is a cheap pre-check so a plain GET gets an envelope rather than the

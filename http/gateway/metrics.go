@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,8 @@ type metrics struct {
 	droppedCtr  prometheus.Counter
 	closedCtr   prometheus.Counter
 	endings     *prometheus.CounterVec
+	refusals    *prometheus.CounterVec
+	nRefused    sync.Map // reason → *atomic.Uint64
 	connections atomic.Int64
 	nPublished  atomic.Uint64
 	nSent       atomic.Uint64
@@ -57,11 +60,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "roomengine_ws_disconnects_total",
 		Help: "WebSocket push connections that ended, by cause.",
 	}, []string{"cause"})
+	refusals := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "roomengine_ws_refused_total",
+		Help: "WebSocket subscriptions refused before the upgrade, by reason (a limit of http.ws.*).",
+	}, []string{"reason"})
+	for _, reason := range refusalReasons {
+		refusals.WithLabelValues(reason) // exported at zero from the start
+	}
 	for _, cause := range []string{EndClientGone, EndWriteFailed, EndQueueFull, EndShutdown, EndTopicDeleted, EndFeedGap} {
 		endings.WithLabelValues(cause) // exported at zero from the start
 	}
 	if reg != nil {
 		endings = register(reg, endings)
+		refusals = register(reg, refusals)
 		connGauge = register(reg, connGauge)
 		published = register(reg, published)
 		framesSent = register(reg, framesSent)
@@ -70,6 +81,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return &metrics{
 		connGauge:  connGauge,
 		endings:    endings,
+		refusals:   refusals,
 		published:  published,
 		framesSent: framesSent,
 		// Resolving the labels once also exports every reason at zero from the start,
@@ -98,6 +110,24 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 func (m *metrics) connOpened() {
 	m.connections.Add(1)
 	m.connGauge.Inc()
+}
+
+func (m *metrics) refused(reason string) {
+	m.refusals.WithLabelValues(reason).Inc()
+	n, _ := m.nRefused.LoadOrStore(reason, new(atomic.Uint64))
+	n.(*atomic.Uint64).Add(1)
+}
+
+func (m *metrics) refusedCounts() map[string]uint64 {
+	out := make(map[string]uint64, len(refusalReasons))
+	for _, reason := range refusalReasons {
+		out[reason] = 0
+	}
+	m.nRefused.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
 }
 
 func (m *metrics) ended(cause string) { m.endings.WithLabelValues(cause).Inc() }

@@ -67,7 +67,7 @@ func (t *topic) record(f *frame, capacity int) {
 }
 
 // missed returns the history frames after since that pass the tag filter, oldest first.
-func (t *topic) missed(since uint64, tags []string) []*frame {
+func (t *topic) missed(since uint64, tags tagSet) []*frame {
 	if since > t.seq {
 		// The client saw a previous life of this topic (deleted and recreated, or a
 		// restart): everything we still hold is news to it.
@@ -77,7 +77,7 @@ func (t *topic) missed(since uint64, tags []string) []*frame {
 	n := len(t.hist)
 	for i := range n {
 		f := t.hist[(t.head+i)%n]
-		if f.seq > since && tagMatch(tags, f.tag) {
+		if f.seq > since && tags.match(f.tag) {
 			out = append(out, f)
 		}
 	}
@@ -91,12 +91,6 @@ func (t *topic) removeSub(c *conn) {
 		t.subs[last] = nil
 		t.subs = t.subs[:last]
 	}
-}
-
-// tagMatch treats no tags as "everything". Subscribers pass one or two tags (room and user
-// tag), so a linear scan beats a map.
-func tagMatch(tags []string, tag string) bool {
-	return len(tags) == 0 || slices.Contains(tags, tag)
 }
 
 const shardCount = 64
@@ -190,7 +184,7 @@ func (ts *topics) delete(name string) {
 	}
 	t.dead = true
 	delete(s.m, name)
-	tomb := &tombstone{frames: t.missed(0, nil)}
+	tomb := &tombstone{frames: t.missed(0, tagSet{})}
 	s.tombs[name] = tomb
 	time.AfterFunc(ts.grace, func() {
 		s.mu.Lock()
@@ -203,7 +197,7 @@ func (ts *topics) delete(name string) {
 
 // deleted reports whether name is a recently deleted topic with no new life yet, and then
 // the frames a subscriber with since (replay) missed before the deletion.
-func (ts *topics) deleted(name string, since uint64, tags []string, replay bool) ([]*frame, bool) {
+func (ts *topics) deleted(name string, since uint64, tags tagSet, replay bool) ([]*frame, bool) {
 	s := ts.shard(name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -213,7 +207,7 @@ func (ts *topics) deleted(name string, since uint64, tags []string, replay bool)
 	}
 	var missed []*frame
 	for _, f := range tomb.frames {
-		if replay && f.seq > since && tagMatch(tags, f.tag) {
+		if replay && f.seq > since && tags.match(f.tag) {
 			missed = append(missed, f)
 		}
 	}

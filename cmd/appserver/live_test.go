@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
 
 	"roomengine/aliyun/livetest"
 	"roomengine/config"
@@ -500,6 +501,14 @@ func TestLiveBreakerOutage(t *testing.T) {
 	if code := other.accept(); code != 503 || time.Since(start) > time.Second || fake.Requests() != requests {
 		t.Fatalf("accept while open: code %d after %v, %d requests", code, time.Since(start), fake.Requests()-requests)
 	}
+	// The inviter, waiting for push 2 or 3, is told: a 3 with status 2 and code 503.
+	waitUntil(t, "push 3 to the inviter", func() bool { return other.wA.count(3) == 1 })
+	refused := other.wA.last(3)
+	assert.Equal(t, other.uB, refused["inviteeUid"])
+	assert.EqualValues(t, 2, refused["status"])
+	assert.EqualValues(t, 503, refused["code"])
+	assert.NotEmpty(t, refused["message"])
+	assert.Zero(t, other.wA.count(2), "no push 2 for a refused accept")
 	// Closing a call that has no running mix needs no CDN.
 	c.do("close", false)
 	waitUntil(t, "push 4", func() bool { return c.wA.count(4) == 1 })

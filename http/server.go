@@ -195,7 +195,7 @@ func (h *Handler) api(methods, path string, fn apiFunc) {
 	handle := func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: 200}
-		defer func() { metrics.observe(rec.code, time.Since(start)) }()
+		defer func() { h.trace(r, path, rec.code, time.Since(start), metrics) }()
 		p, err := decodeParams(r, h.opts.MaxBodyBytes)
 		if err != nil {
 			var bad *badInput
@@ -228,6 +228,16 @@ func (h *Handler) api(methods, path string, fn apiFunc) {
 	}
 	for _, m := range strings.Split(methods, ",") {
 		h.router.Handle(m, path, handle)
+	}
+}
+
+// trace records an answered request in the metrics and, with log.level debug, as one DEBUG
+// line (method, route, envelope code, duration, client address; never parameters, which
+// may carry tokens).
+func (h *Handler) trace(r *http.Request, route string, code int, took time.Duration, metrics *routeMetrics) {
+	metrics.observe(code, took)
+	if h.log.Enabled(r.Context(), slog.LevelDebug) {
+		h.log.Debug("request", "method", r.Method, "route", route, "code", code, "duration", took, "remote", r.RemoteAddr)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"roomengine/actors"
 	"roomengine/aliyun"
 	apihttp "roomengine/http"
+	"roomengine/http/apitest"
 	"roomengine/http/gateway"
 	"roomengine/persistence/embedded"
 )
@@ -96,6 +97,7 @@ func newServer(t *testing.T, o serverOpts) *server {
 	ts.Listener = apihttp.SpaceTolerant(ts.Listener)
 	ts.Start()
 	addr := ts.Listener.Addr().String()
+	apiCheck.Watch(addr)
 	sim.Notify = func(query string) { rawGet(addr, "/ali/mix/status/notify?"+query) }
 	if o.callbackAuthKey != "" {
 		clock := o.now
@@ -502,7 +504,9 @@ func TestThousandConcurrentLogins(t *testing.T) {
 	ids := make([]string, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64) // bounded client concurrency, like a connection pool
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	check := &apitest.Transport{Base: &http.Transport{MaxIdleConnsPerHost: 64}, Validator: apitest.Shared()}
+	check.Watch(s.URL)
+	client := &http.Client{Transport: check}
 	for i := range n {
 		wg.Go(func() {
 			sem <- struct{}{}

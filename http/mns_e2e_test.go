@@ -94,6 +94,7 @@ func startMNSStack(t *testing.T, fake *mnstest.Server, o mnsStackOpts) *mnsStack
 		MNSInfo: apihttp.MNSInfo{AccessKeyID: e2eKeyID, AccessKeySecret: e2eSecret, OwnerID: "1234", Region: "cn-test"},
 	})
 	ts := httptest.NewServer(h)
+	apiCheck.Watch(ts.URL)
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {

@@ -28,8 +28,9 @@ func rawGet(addr, target string) int {
 	if err != nil {
 		return 0
 	}
-	_, _ = io.Copy(io.Discard, res.Body)
+	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
+	_ = apiCheck.Validator.Check("GET", target, res.StatusCode, res.Header, body) // reported by TestMain
 	return res.StatusCode
 }
 

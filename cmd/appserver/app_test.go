@@ -14,7 +14,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"roomengine/config"
+	"roomengine/http/apitest"
 )
+
+// apiCheck validates every answer of the appservers the tests start (each is watched)
+// against docs/openapi.yaml; TestMain reports what did not match.
+var apiCheck = apitest.Install()
 
 // startApp runs the wired app in process (config from env → store → engine → HTTP) on a
 // free loopback port with the default simulated CDN, its log written to logOut; it stops
@@ -38,7 +43,9 @@ func startApp(t *testing.T, logOut io.Writer, env ...string) *proc {
 	done := make(chan error, 1)
 	go func() { done <- a.serve(ctx, ln) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &proc{base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	p := &proc{base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	apiCheck.Watch(p.base)
+	return p
 }
 
 // log.level debug shows request traces and actor events; info shows neither; log.format

@@ -59,7 +59,9 @@ func startLiveApp(t *testing.T, fake *livetest.Server, extra ...string) *proc {
 	done := make(chan error, 1)
 	go func() { done <- a.serve(ctx, ln) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &proc{base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	p := &proc{base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	apiCheck.Watch(p.base)
+	return p
 }
 
 // code posts a form and returns the envelope's code and data (any code).

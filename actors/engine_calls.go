@@ -84,7 +84,7 @@ func (e *Engine) Invite(ctx context.Context, req InviteRequest) error {
 	if topic == "" {
 		topic = req.LiveRoomID
 	}
-	// The layout is always sent (SPEC §5 lists it), the default one when none was asked for:
+	// The layout is always sent (docs/api.md lists it in push 1), the default one when none was asked for:
 	// it is the layout the call will have.
 	layout := req.Layout
 	if layout == "" {

@@ -47,7 +47,7 @@ type serverOpts struct {
 	mnsInfo         apihttp.MNSInfo
 	logOut          io.Writer // nil: logs are discarded
 	reg             *prometheus.Registry
-	// SPEC §7 switches (auth_test.go).
+	// Security switches of docs/api.md (auth_test.go).
 	authRequired bool
 	tokenTTL     time.Duration
 	rateLimit    float64

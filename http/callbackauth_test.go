@@ -42,7 +42,7 @@ func rawGetHeaders(addr, target string, header []string) int {
 }
 
 // signedHeaders are the callback headers for a request sent at t, computed here from the
-// formula of SPEC §3 rather than with the package's own signer.
+// formula of docs/api.md (Callbacks) rather than with the package's own signer.
 func signedHeaders(rtmpHost, key string, t time.Time) []string {
 	ts := strconv.FormatInt(t.Unix(), 10)
 	return []string{"ALI-LIVE-TIMESTAMP", ts, "ALI-LIVE-SIGNATURE", md5hex(rtmpHost + "|" + ts + "|" + key)}

@@ -315,7 +315,7 @@ func TestMixResultCallbackWithSpacesOverRawTCP(t *testing.T) {
 }
 
 // A MixResult for rooms that are in no call still sets their mixedStatus and reaches the
-// host rooms' clients (SPEC §3), once per distinct callback.
+// host rooms' clients (docs/api.md, Callbacks), once per distinct callback.
 func TestMixResultOutsideACall(t *testing.T) {
 	s := newServer(t, serverOpts{})
 	a, b := twoHosts(t, s)

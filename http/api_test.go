@@ -208,6 +208,7 @@ func (sub *subscriber) next() frame {
 	if err != nil {
 		sub.t.Fatalf("read frame: %v", err)
 	}
+	require.NoError(sub.t, apiCheck.Validator.CheckFrame(raw))
 	var f frame
 	if err := json.Unmarshal(raw, &f); err != nil {
 		sub.t.Fatalf("frame %q: %v", raw, err)

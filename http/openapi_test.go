@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -86,4 +87,16 @@ func TestOpenAPIValidationRefusesWrongAnswers(t *testing.T) {
 	assert.Error(t, v.Check("GET", "/no/such/route", 200, jsonHeader, []byte(`{"code":200,"message":"成功"}`)), "a route not documented")
 	assert.NoError(t, v.Check("GET", "/no/such/route", 404, jsonHeader, []byte(`{"code":404,"message":"Not Found: /no/such/route"}`)))
 	assert.Error(t, v.Check("POST", "/login", 200, http.Header{"Content-Type": {"text/html"}}, []byte(`<p>hi</p>`)), "not JSON")
+
+	// Push frames: the frame and the data of its type.
+	frame := func(typ int, data string) []byte {
+		return []byte(`{"topic":"r","seq":1733300000000001,"tag":"r","importance":8,"message":{"data":` + data +
+			`,"type":` + strconv.Itoa(typ) + `,"time":1733300000000}}`)
+	}
+	assert.NoError(t, v.CheckFrame(frame(6, `{"uid":"2","name":"carol","comment":"hi"}`)))
+	assert.NoError(t, v.CheckFrame(frame(3, `{"inviteeUid":"3","inviteeName":"bob","status":2,"code":503,"message":"x"}`)))
+	assert.Error(t, v.CheckFrame(frame(6, `{"uid":"2","name":"carol","comment":"hi","extra":1}`)), "a field not documented")
+	assert.Error(t, v.CheckFrame(frame(9, `{"uid":"2","name":"carol"}`)), "a field missing")
+	assert.Error(t, v.CheckFrame(frame(11, `{}`)), "a push type not documented")
+	assert.Error(t, v.CheckFrame([]byte(`{"topic":"r","seq":"1","tag":"r","importance":8,"message":{"data":{},"type":8,"time":1}}`)), "seq as a string")
 }

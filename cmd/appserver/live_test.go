@@ -98,6 +98,7 @@ func watchTopic(t *testing.T, base, topic string) *topicWatch {
 			if err != nil {
 				return
 			}
+			_ = apiCheck.Validator.CheckFrame(b) // a mismatch fails the run (TestMain)
 			var f struct {
 				Message struct {
 					Type int

@@ -62,6 +62,7 @@ func (w *watchRun) frames(t *testing.T) []watchedFrame {
 	for line := range strings.Lines(w.out.String()) {
 		var f watchedFrame
 		require.NoError(t, json.Unmarshal([]byte(line), &f), "line %q", line)
+		require.NoError(t, apiCheck.Validator.CheckFrame([]byte(line)))
 		require.True(t, strings.HasSuffix(line, "}\n"), "one frame per line: %q", line)
 		out = append(out, f)
 	}

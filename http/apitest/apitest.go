@@ -80,6 +80,41 @@ func (v *Validator) Check(method, target string, status int, header http.Header,
 	return err
 }
 
+// CheckFrame validates one WebSocket text frame of /ws: the Frame schema, and its message's
+// data against the schema of its push type (PushNData), which must be documented.
+func (v *Validator) CheckFrame(raw []byte) error {
+	err := v.checkFrame(raw)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.checked++
+	if err != nil {
+		v.problems = append(v.problems, err.Error())
+	}
+	return err
+}
+
+func (v *Validator) checkFrame(raw []byte) error {
+	var frame map[string]any
+	if err := json.Unmarshal(raw, &frame); err != nil {
+		return fmt.Errorf("frame is not a JSON object: %q", truncate(raw))
+	}
+	schemas := v.doc.Components.Schemas
+	opts := []openapi3.SchemaValidationOption{openapi3.MultiErrors(), openapi3.DisableSchemaErrorDetails()}
+	if err := schemas["Frame"].Value.VisitJSON(frame, opts...); err != nil {
+		return fmt.Errorf("frame %s does not match Frame of docs/openapi.yaml: %v", truncate(raw), err)
+	}
+	msg, _ := frame["message"].(map[string]any)
+	typ, _ := msg["type"].(float64)
+	data := schemas[fmt.Sprintf("Push%dData", int(typ))]
+	if data == nil {
+		return fmt.Errorf("push type %v is not documented in docs/openapi.yaml (Push%vData): %s", typ, typ, truncate(raw))
+	}
+	if err := data.Value.VisitJSON(msg["data"], opts...); err != nil {
+		return fmt.Errorf("push type %v: data %s does not match Push%vData of docs/openapi.yaml: %v", typ, truncate(raw), typ, err)
+	}
+	return nil
+}
+
 func (v *Validator) check(method, target string, status int, header http.Header, body []byte) error {
 	path, query, _ := strings.Cut(target, "?")
 	if method == http.MethodOptions {

@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -18,7 +16,6 @@ import (
 
 	"roomengine/actors"
 	"roomengine/aliyun"
-	"roomengine/docs"
 )
 
 // Options configure the API handler.
@@ -263,22 +260,6 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeEnvelope(w, http.StatusOK, envelope{Code: 200, Message: "ready"})
-}
-
-// openAPIJSON is docs/openapi.yaml as JSON, converted once.
-var openAPIJSON = sync.OnceValues(docs.OpenAPIJSON)
-
-// openAPI serves the API's OpenAPI document (docs/openapi.yaml) as JSON.
-func (h *Handler) openAPI(w http.ResponseWriter, _ *http.Request) {
-	body, err := openAPIJSON()
-	if err != nil {
-		h.log.Error("openapi document", "err", err)
-		writeError(w, err)
-		return
-	}
-	w.Header()["Content-Type"] = jsonContentType
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	_, _ = w.Write(body)
 }
 
 // checkAdmin accepts only the configured admin token, compared in constant time.

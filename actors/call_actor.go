@@ -222,6 +222,7 @@ func (a *callActor) handle(ctx actor.Context, ev any) {
 		}
 	}
 	st := stepCall(a.call, ev, a.deps.urls.MixPlayURL)
+	a.debugStep(ev, st)
 	if st.changed {
 		if err := a.save(st.next, st.release); err != nil {
 			if errors.Is(err, ErrFenced) {

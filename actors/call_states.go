@@ -45,7 +45,7 @@ type CallSide struct {
 	Announced bool `json:"announced,omitempty"`
 }
 
-// MixLeg is one CDN mix: one per host side (SPEC §4), main = that host's room.
+// MixLeg is one CDN mix: one per host side (docs/aliyun.md, What each driver sends), main = that host's room.
 type MixLeg struct {
 	Main    string   `json:"main"`
 	Mix     string   `json:"mix"`

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -8,6 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // Fifty viewers accept an invitation to the same host room at once: exactly one call is
@@ -311,4 +315,77 @@ func TestAcceptRacingHostLeave(t *testing.T) {
 		return len(calls) == 0 && len(listAll(t, h.eng)) == 0
 	})
 	t.Logf("the accept won %d of %d rounds", wins, rounds)
+}
+
+// An accept refused with 503 because the mix service is unavailable tells the inviter, who
+// is waiting for push 2 or 3: a type 3 (status 2) with code 503 and a message, on the topic
+// and tag a refusal by the invitee would have, so its client stops waiting.
+func TestBreakerOpenAcceptTellsTheInviter(t *testing.T) {
+	h := newHarnessWith(t, nil, nil, func(c *EngineConfig) {
+		c.MixerReady = func() error { return errors.New("circuit breaker open") }
+	})
+	alice, bob, carol := mustLogin(t, h.eng, "alice"), mustLogin(t, h.eng, "bob"), mustLogin(t, h.eng, "carol")
+	a, err := h.eng.CreateRoom(bg, alice.ID, "")
+	require.NoError(t, err)
+	b, err := h.eng.CreateRoom(bg, bob.ID, "")
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		name                     string
+		inviter, invitee         User
+		inviterType, inviteeType int
+		topic                    string
+	}{
+		{"host invites host: the inviter's room", alice, bob, TypeHost, TypeHost, a.ID},
+		{"viewer invites a host: the host's room", carol, bob, TypeViewer, TypeHost, b.ID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(h.pub.types(tc.topic))
+			_, err := h.eng.Feedback(bg, FeedbackRequest{Status: FeedbackAccept, InviterUID: tc.inviter.ID,
+				InviteeUID: tc.invitee.ID, InviterType: tc.inviterType, InviteeType: tc.inviteeType})
+			require.Equal(t, CodeUnavailable, codeOf(err), "accept with the breaker open: %v", err)
+
+			h.pub.mu.Lock()
+			var got []Push
+			for _, p := range h.pub.pushes {
+				if p.Topic == tc.topic {
+					got = append(got, p)
+				}
+			}
+			h.pub.mu.Unlock()
+			require.Len(t, got, before+1, "one push to the inviter")
+			p := got[before]
+			assert.Equal(t, 3, p.Type)
+			assert.Equal(t, tc.inviter.ID, p.Tag)
+			assert.Equal(t, 4, p.Importance)
+			var msg struct {
+				Type int
+				Data map[string]any
+			}
+			require.NoError(t, json.Unmarshal(p.Body, &msg))
+			assert.Equal(t, map[string]any{"inviteeUid": tc.invitee.ID, "inviteeName": tc.invitee.Name,
+				"status": 2.0, "code": 503.0, "message": "CDN混流服务不可用，请稍后重试"}, msg.Data)
+
+			_, busy, err := h.eng.Call(bg, tc.topic)
+			require.NoError(t, err)
+			assert.False(t, busy, "a refused accept left a call")
+		})
+	}
+	// A refusal by the invitee itself carries no code.
+	_, err = h.eng.Feedback(bg, FeedbackRequest{Status: FeedbackRefuse, InviterUID: alice.ID, InviteeUID: bob.ID,
+		InviterType: TypeHost, InviteeType: TypeHost})
+	require.NoError(t, err)
+	h.pub.mu.Lock()
+	last := h.pub.pushes[len(h.pub.pushes)-1]
+	h.pub.mu.Unlock()
+	assert.JSONEq(t, `{"inviteeUid":"`+bob.ID+`","inviteeName":"bob","status":2}`, string(dataOf(t, last.Body)))
+	assert.Len(t, listAll(t, h.eng), 2, "no co-stream room was created")
+}
+
+// dataOf is the data of an encoded push.
+func dataOf(t *testing.T, body []byte) json.RawMessage {
+	t.Helper()
+	var msg struct{ Data json.RawMessage }
+	require.NoError(t, json.Unmarshal(body, &msg))
+	return msg.Data
 }

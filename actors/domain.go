@@ -181,7 +181,7 @@ type Clock interface {
 	AfterFunc(d time.Duration, f func()) (stop func() bool)
 }
 
-// URLs builds the URLs handed to clients (SPEC §6).
+// URLs builds the URLs handed to clients (docs/api.md, The room object).
 type URLs interface {
 	// PushURL is the RTMP push URL, signed with auth_key when configured.
 	PushURL(roomID string, now time.Time) string
@@ -204,7 +204,7 @@ func (SystemClock) AfterFunc(d time.Duration, f func()) func() bool {
 	return time.AfterFunc(d, f).Stop
 }
 
-// MixRequest names the two streams of one CDN mix (SPEC §4): the main stream (a host room)
+// MixRequest names the two streams of one CDN mix (docs/aliyun.md): the main stream (a host room)
 // and the stream mixed into it (the partner's room). Template is the layout
 // (picture_in_picture | side_by_side); it is used by Start only.
 type MixRequest struct {
@@ -237,7 +237,7 @@ type Mixer interface {
 	StopMix(ctx context.Context, req MixRequest) error
 }
 
-// MixResultNotice is Aliyun's MixResult callback (SPEC §3, /ali/mix/status/notify).
+// MixResultNotice is Aliyun's MixResult callback (docs/api.md, /ali/mix/status/notify).
 type MixResultNotice struct {
 	MainMixDomain, MainMixApp, MainMixStream string
 	MixDomain, MixApp, MixStream             string

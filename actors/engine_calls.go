@@ -45,6 +45,11 @@ type (
 		InviteeUID  string `json:"inviteeUid"`
 		InviteeName string `json:"inviteeName"`
 		Status      int    `json:"status"`
+		// Code and Message are set only when the server refused the accept on the
+		// invitee's behalf (503: the mix service is unavailable); a refusal by the invitee
+		// has neither.
+		Code    int    `json:"code,omitempty"`
+		Message string `json:"message,omitempty"`
 	}
 )
 
@@ -79,7 +84,7 @@ func (e *Engine) Invite(ctx context.Context, req InviteRequest) error {
 	if topic == "" {
 		topic = req.LiveRoomID
 	}
-	// The layout is always sent (SPEC §5 lists it), the default one when none was asked for:
+	// The layout is always sent (docs/api.md lists it in push 1), the default one when none was asked for:
 	// it is the layout the call will have.
 	layout := req.Layout
 	if layout == "" {
@@ -109,22 +114,30 @@ func (e *Engine) Feedback(ctx context.Context, req FeedbackRequest) (*FeedbackRe
 	if err != nil {
 		return nil, err
 	}
+	// A refusal goes to the inviter's host room if the inviter is a host, else the invitee's.
+	refusalTopic := inviterRoom
+	if req.InviterType != TypeHost {
+		refusalTopic = inviteeRoom
+	}
 	if req.Status == FeedbackRefuse {
-		// To the inviter's host room if the inviter is a host, else the invitee's room.
-		topic := inviterRoom
-		if req.InviterType != TypeHost {
-			topic = inviteeRoom
-		}
-		if topic == "" {
+		if refusalTopic == "" {
 			return nil, Errorf(CodeNoSuchRoom, "没有可以通知邀请人的直播间")
 		}
-		e.publisher.Publish(EncodePush(topic, inviter.ID, 4, 3, refusedData{InviteeUID: invitee.ID,
+		e.publisher.Publish(EncodePush(refusalTopic, inviter.ID, 4, 3, refusedData{InviteeUID: invitee.ID,
 			InviteeName: invitee.Name, Status: FeedbackRefuse}, e.clock.Now()))
 		return nil, nil
 	}
 	if e.mixerReady != nil {
 		if err := e.mixerReady(); err != nil {
-			return nil, Errorf(CodeUnavailable, "CDN混流服务不可用，请稍后重试: %v", err)
+			refused := Errorf(CodeUnavailable, "CDN混流服务不可用，请稍后重试: %v", err)
+			// The inviter is waiting for push 2 or 3: it gets a 3 saying why (docs/api.md,
+			// push type 3), so its client stops waiting. Nothing else happened.
+			if refusalTopic != "" {
+				e.publisher.Publish(EncodePush(refusalTopic, inviter.ID, 4, 3, refusedData{InviteeUID: invitee.ID,
+					InviteeName: invitee.Name, Status: FeedbackRefuse, Code: CodeUnavailable,
+					Message: "CDN混流服务不可用，请稍后重试"}, e.clock.Now()))
+			}
+			return nil, refused
 		}
 	}
 	res, err := e.ask(ctx, e.calls, admitRequest{

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Error codes of the response envelope (SPEC §1), kept from the old server.
+// Error codes of the response envelope (docs/api.md, Error codes), kept from the old server.
 const (
 	CodeOK              = 200
 	CodeMissingParam    = 20001

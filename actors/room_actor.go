@@ -194,6 +194,7 @@ func (a *roomActor) handle(ctx actor.Context, req roomRequest) {
 		return
 	}
 	st := stepRoom(a.deps.cfg, a.room, a.exists, a.isMember, req.ev, a.deps.clock.Now())
+	a.debugStep(req.ev, st)
 	if st.err != nil {
 		ctx.Respond(roomReply{room: a.room, err: st.err})
 		return
@@ -228,6 +229,7 @@ func (a *roomActor) fire(ctx actor.Context, t timerFired) {
 		return // not a member: the room's new owner fires it
 	}
 	st := stepRoom(a.deps.cfg, a.room, a.exists, a.isMember, ev, a.deps.clock.Now())
+	a.debugStep(ev, st)
 	if err := a.persist(st); err != nil {
 		if a.fenced(ctx, err) {
 			return

@@ -7,7 +7,8 @@ import (
 )
 
 // The shapes below are what old clients parse: key names and order are kept from the old
-// server (SPEC §2, §5). Ids are strings, as the seed documents them.
+// server (docs/api.md: the room object, push messages). Ids are strings, as the old server's
+// documentation has them.
 
 // MNSInfo tells a client where and how to subscribe to a room's messages.
 type MNSInfo struct {

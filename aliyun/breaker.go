@@ -20,7 +20,7 @@ const (
 	BreakerOpen     = "open"
 )
 
-// breakerTripAfter is how many consecutive failures open a breaker (SPEC §4).
+// breakerTripAfter is how many consecutive failures open a breaker (docs/aliyun.md).
 const breakerTripAfter = 5
 
 // Breaker is a circuit breaker around one Aliyun API (CDN, MNS). It opens after 5

@@ -12,7 +12,7 @@ import (
 	"roomengine/actors"
 )
 
-// CDN OpenAPI defaults (SPEC §4, §8).
+// CDN OpenAPI defaults (config ali.urls.cdn.*).
 const (
 	DefaultCDNVersion         = "2014-11-11"
 	DefaultCDNTimeout         = 5 * time.Second
@@ -52,7 +52,7 @@ type CDNConfig struct {
 	Logger     *slog.Logger     // default discards
 }
 
-// CDNClient starts and stops CDN mixes through the Aliyun CDN OpenAPI (SPEC §4). It
+// CDNClient starts and stops CDN mixes through the Aliyun CDN OpenAPI (docs/aliyun.md). It
 // implements actors.Mixer and is safe for concurrent use.
 //
 // Errors are *actors.Error: 3400/3404/3500 for the Codes InvalidArgument/NoSuchStream/

@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// MNS defaults (SPEC §4, §8).
+// MNS defaults (config ali.mnsVersion, ali.timeout).
 const (
 	DefaultMNSVersion            = "2015-06-06"
 	DefaultMNSTimeout            = 5 * time.Second
@@ -65,7 +65,7 @@ type MNSConfig struct {
 }
 
 // MNSClient calls the Aliyun MNS topic API: CreateTopic, Subscribe, PublishMessage and
-// DeleteTopic. Every request is signed (MNS signature, SPEC §5), bounded by the timeout, and
+// DeleteTopic. Every request is signed (the MNS signature), bounded by the timeout, and
 // goes through the client's own circuit breaker: 5xx answers, timeouts and network errors
 // are failures; a 4xx answer is not (MNS is up, the request was refused). While the breaker
 // is open a call fails fast with an error wrapping ErrBreakerOpen and sends nothing.
@@ -351,7 +351,7 @@ func (c *MNSClient) newRequest(ctx context.Context, method, resource string, bod
 	return req, nil
 }
 
-// MNSStringToSign is what an MNS request signs (SPEC §5): VERB, Content-MD5, Content-Type
+// MNSStringToSign is what an MNS request signs (Aliyun's MNS signature): VERB, Content-MD5, Content-Type
 // and Date, one per line, then CanonicalizedMNSHeaders (every x-mns-* header, name lower
 // case, sorted, "name:value\n" each) and CanonicalizedResource (the path, with the query
 // string if any).

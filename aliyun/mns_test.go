@@ -39,7 +39,7 @@ func newTestMNS(t *testing.T, cfg MNSConfig) (*MNSClient, *mnstest.Server) {
 	return c, fake
 }
 
-// The published MNS vector (SPEC §4), through the string-to-sign builder and through the
+// The published MNS vector (from Aliyun's MNS documentation), through the string-to-sign builder and through the
 // client's request signing.
 func TestMNSStringToSignPublishedVector(t *testing.T) {
 	const (

@@ -67,7 +67,7 @@ type MNSPublisherOptions struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-// MNSPublisher is the mns push backend (SPEC §5): it implements actors.Publisher over an
+// MNSPublisher is the mns push backend (docs/api.md, Push messages): it implements actors.Publisher over an
 // MNSClient. CreateTopic creates the topic and its subscription (named like the topic),
 // Publish publishes the push with its tag and importance, DeleteTopic deletes the topic.
 //

@@ -28,7 +28,7 @@ func TestPercentEncode(t *testing.T) {
 	}
 }
 
-// Published vector from Aliyun's RPC signature documentation (SPEC §4).
+// Published vector from Aliyun's RPC signature documentation.
 func TestSignRPCPublishedVector(t *testing.T) {
 	params := map[string]string{
 		"AccessKeyId":      "testid",
@@ -58,7 +58,7 @@ func TestCanonicalQuerySorted(t *testing.T) {
 	}
 }
 
-// Published vector of CDN URL authentication type A (SPEC §4).
+// Published vector of CDN URL authentication type A (Aliyun's documentation).
 func TestAuthKeyAPublishedVector(t *testing.T) {
 	sum := md5.Sum([]byte("/video/standard/test.mp4-1444435200-0-0-aliyuncdnexp1234"))
 	if got := hex.EncodeToString(sum[:]); got != "23bf85053008f5c0e791667a313e28ce" {
@@ -70,7 +70,7 @@ func TestAuthKeyAPublishedVector(t *testing.T) {
 	}
 }
 
-// Published vector from the MNS signature documentation (SPEC §4).
+// Published vector from the MNS signature documentation.
 func TestSignMNSPublishedVector(t *testing.T) {
 	sts := "GET\n\n\nThu, 09 Jul 2015 03:01:34 GMT\nx-mns-version:2015-06-06\n/MyQueue"
 	if got, want := SignMNS(sts, "TestAccessSecret"), "uwx3yeWoILzgmvesW0BQSgfM7b8="; got != want {
@@ -83,7 +83,7 @@ func TestWebsocketAuth(t *testing.T) {
 		secret = "TestAccessSecret"
 		date   = "Thu, 09 Jul 2015 03:01:34 GMT"
 	)
-	// Recomputed here from SPEC §2 without the package's helpers.
+	// Recomputed here from the formula of docs/api.md (MNS helper) without the package's helpers.
 	sts := "PUT\n\ntext/xml;charset=UTF-8\n" + date + "\nx-mns-auth-only:1\nx-mns-version:2015-06-06\n/topics/abc123/subscriptions/sub1"
 	m := hmac.New(sha1.New, []byte(secret))
 	m.Write([]byte(sts))

@@ -10,7 +10,7 @@ import (
 	"roomengine/actors"
 )
 
-// Simulator stands in for Aliyun's CDN mixing when mix is "simulator" (SPEC §4). It
+// Simulator stands in for Aliyun's CDN mixing when mix is "simulator" (docs/aliyun.md). It
 // implements actors.Mixer: StartMix records the mix as running and answers at once, then
 // delivers a MixResult callback through Notify, the way Aliyun Live calls
 // /ali/mix/status/notify; StopMix forgets the mix. Safe for concurrent use.
@@ -142,7 +142,7 @@ func (s *Simulator) resultQuery(req actors.MixRequest) string {
 }
 
 // MixResultQuery is the raw query of a MixResult callback as Aliyun Live sends it to
-// /ali/mix/status/notify (SPEC §3): the parameters in Aliyun's order, every value
+// /ali/mix/status/notify (docs/api.md, Callbacks): the parameters in Aliyun's order, every value
 // percent-encoded except Message, whose spaces Aliyun leaves unencoded (a request line
 // such as "...&Message=mix success HTTP/1.1"). Use EncodedMixResultQuery for a query that
 // any URL parser accepts.

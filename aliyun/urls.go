@@ -12,7 +12,7 @@ const centerPushHost = "video-center.alivecdn.com"
 // is created, so it must outlive any realistic broadcast.
 const pushURLLifetime = 24 * time.Hour
 
-// URLBuilder builds the stream URLs handed to clients (SPEC §6). It implements actors.URLs.
+// URLBuilder builds the stream URLs handed to clients (docs/api.md, The room object). It implements actors.URLs.
 // The zero value is not useful: AppName, RtmpHost and PlayHost must be set.
 type URLBuilder struct {
 	AppName      string

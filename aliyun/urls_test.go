@@ -33,7 +33,7 @@ func TestPushURL(t *testing.T) {
 	if exp != 1714622400 {
 		t.Fatalf("exp = %d", exp)
 	}
-	// The auth_key is recomputed from SPEC §6 with the path /A/R.
+	// The auth_key is recomputed from docs/api.md (The room object) with the path /A/R.
 	authKey := fmt.Sprintf("%d-0-0-%s", exp, md5hex(fmt.Sprintf("/DemoApp/3ff0274890-%d-0-0-qupaivid", exp)))
 	for _, tc := range []struct {
 		name   string

@@ -70,9 +70,9 @@ type Ali struct {
 	AccessKeySecret string `yaml:"accessKeySecret" secret:"true"`
 	MNSVersion      string `yaml:"mnsVersion"`
 	MNSRegion       string `yaml:"mnsRegion"`
-	// Region is the seed's name for the MNS region; MNSRegion wins when both are set.
+	// Region is the old server's name for the MNS region; MNSRegion wins when both are set.
 	Region string `yaml:"region"`
-	// CommonParams is accepted so a seed config loads; the RPC client sets these itself.
+	// CommonParams is accepted so the old server's config loads; the RPC client sets these itself.
 	CommonParams map[string]string `yaml:"commonParams"`
 	MNSTopic     MNSTopic          `yaml:"mnsTopic"`
 	URLs         AliURLs           `yaml:"urls"`
@@ -289,7 +289,7 @@ func (c *Config) HasPush(name string) bool {
 	return false
 }
 
-// MNSRegionName is the region of the MNS endpoint: mnsRegion, or the seed's region key.
+// MNSRegionName is the region of the MNS endpoint: mnsRegion, or the old server's region key.
 func (c *Config) MNSRegionName() string {
 	if c.Ali.MNSRegion != "" {
 		return c.Ali.MNSRegion

@@ -95,7 +95,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestSeedConfigLoads(t *testing.T) {
-	c := mustLoad(t, "testdata/seed.yaml")
+	c := mustLoad(t, "testdata/oldserver.yaml")
 	if c.IP != "localhost" || c.Redis.Password != "videocall" || c.Redis.Host != "localhost" || c.Redis.KeyPrefix != "mns" {
 		t.Errorf("redis/ip: %+v %q", c.Redis, c.IP)
 	}

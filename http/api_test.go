@@ -19,10 +19,13 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"roomengine/actors"
 	"roomengine/aliyun"
 	apihttp "roomengine/http"
+	"roomengine/http/apitest"
 	"roomengine/http/gateway"
 	"roomengine/persistence/embedded"
 )
@@ -46,7 +49,7 @@ type serverOpts struct {
 	mnsInfo         apihttp.MNSInfo
 	logOut          io.Writer // nil: logs are discarded
 	reg             *prometheus.Registry
-	// SPEC §7 switches (auth_test.go).
+	// Security switches of docs/api.md (auth_test.go).
 	authRequired bool
 	tokenTTL     time.Duration
 	rateLimit    float64
@@ -96,6 +99,7 @@ func newServer(t *testing.T, o serverOpts) *server {
 	ts.Listener = apihttp.SpaceTolerant(ts.Listener)
 	ts.Start()
 	addr := ts.Listener.Addr().String()
+	apiCheck.Watch(addr)
 	sim.Notify = func(query string) { rawGet(addr, "/ali/mix/status/notify?"+query) }
 	if o.callbackAuthKey != "" {
 		clock := o.now
@@ -161,13 +165,9 @@ func (s *server) get(t *testing.T, path string) reply { return s.do(t, "GET", pa
 
 func mustOK(t *testing.T, r reply, v any) {
 	t.Helper()
-	if r.Code != 200 || r.Status != 200 {
-		t.Fatalf("want success, got HTTP %d %+v", r.Status, r)
-	}
+	require.Equal(t, [2]int{200, 200}, [2]int{r.Status, r.Code}, "HTTP status and code of %+v", r)
 	if v != nil {
-		if err := json.Unmarshal(r.Data, v); err != nil {
-			t.Fatalf("data %s: %v", r.Data, err)
-		}
+		require.NoError(t, json.Unmarshal(r.Data, v), "data %s", r.Data)
 	}
 }
 
@@ -208,6 +208,7 @@ func (sub *subscriber) next() frame {
 	if err != nil {
 		sub.t.Fatalf("read frame: %v", err)
 	}
+	require.NoError(sub.t, apiCheck.Validator.CheckFrame(raw))
 	var f frame
 	if err := json.Unmarshal(raw, &f); err != nil {
 		sub.t.Fatalf("frame %q: %v", raw, err)
@@ -215,24 +216,11 @@ func (sub *subscriber) next() frame {
 	return f
 }
 
-// expect reads the next frame and checks its type, tag and importance and data fields.
+// expect reads the next frame and checks its type, tag, importance and data fields.
 func (sub *subscriber) expect(typ int, tag string, importance int, data map[string]any) frame {
 	sub.t.Helper()
 	f := sub.next()
-	if f.Message.Type != typ || f.Tag != tag || f.Importance != importance {
-		sub.t.Fatalf("frame: type %d tag %q importance %d, want %d %q %d (%s)",
-			f.Message.Type, f.Tag, f.Importance, typ, tag, importance, f.Message.Data)
-	}
-	var got map[string]any
-	_ = json.Unmarshal(f.Message.Data, &got)
-	for k, want := range data {
-		if fmt.Sprint(got[k]) != fmt.Sprint(want) {
-			sub.t.Fatalf("frame type %d: data[%s] = %v, want %v (%s)", typ, k, got[k], want, f.Message.Data)
-		}
-	}
-	if f.Message.Time == 0 {
-		sub.t.Fatalf("frame type %d has no time", typ)
-	}
+	checkFrame(sub.t, f, typ, tag, importance, data)
 	return f
 }
 
@@ -250,21 +238,23 @@ func TestNewcomerFlow(t *testing.T) {
 	var alice, carol struct{ ID, Name, Token string }
 	mustOK(t, s.post(t, "/login", "name", "alice"), &alice)
 	mustOK(t, s.do(t, "POST", "/login", "application/x-www-form-urlencoded", "name=carol"), &carol)
-	if alice.ID != "1" || carol.ID != "2" || alice.Token == "" {
-		t.Fatalf("logins: %+v %+v", alice, carol)
-	}
+	assert.Equal(t, "1", alice.ID)
+	assert.Equal(t, "2", carol.ID)
+	assert.NotEmpty(t, alice.Token)
 	var room roomObject
 	mustOK(t, s.post(t, "/live/create", "uid", 1, "desc", "alice live"), &room) // uid as a number
-	if room.UID != "1" || room.Name != "alice" || room.Status != 0 || room.Type != 2 || len(room.RoomID) != 10 ||
-		room.Description != "alice live" || room.MNS["topic"] != room.RoomID || room.MNS["userRoomTag"] != "1" ||
-		room.PlayURL != "http://play.example/DemoApp/"+room.RoomID+"_mix.flv" ||
-		!strings.HasPrefix(room.RtmpURL, "rtmp://push.example/DemoApp/"+room.RoomID+"?auth_key=") {
-		t.Fatalf("room object: %+v", room)
-	}
-	if _, err := time.ParseInLocation(actors.CreateTimeLayout, room.CreateTime, time.Local); err != nil {
-		t.Fatalf("createTime %q: %v", room.CreateTime, err)
-	}
 	R := room.RoomID
+	require.Len(t, R, 10)
+	assert.Equal(t, "1", room.UID)
+	assert.Equal(t, "alice", room.Name)
+	assert.Equal(t, [2]int{0, 2}, [2]int{room.Status, room.Type}, "status, type")
+	assert.Equal(t, "alice live", room.Description)
+	assert.Equal(t, R, room.MNS["topic"])
+	assert.Equal(t, "1", room.MNS["userRoomTag"])
+	assert.Equal(t, "http://play.example/DemoApp/"+R+"_mix.flv", room.PlayURL)
+	assert.True(t, strings.HasPrefix(room.RtmpURL, "rtmp://push.example/DemoApp/"+R+"?auth_key="), room.RtmpURL)
+	_, err := time.ParseInLocation(actors.CreateTimeLayout, room.CreateTime, time.Local)
+	assert.NoError(t, err, "createTime %q", room.CreateTime)
 	viewer := s.subscribe(t, "topic="+R+"&tags="+R+","+carol.ID)
 
 	var play struct {
@@ -272,14 +262,12 @@ func TestNewcomerFlow(t *testing.T) {
 		MNS                  map[string]string
 	}
 	mustOK(t, s.post(t, "/live/play", "roomId", R, "uid", "2"), &play) // uid as a string
-	if play.UID != "2" || play.RoomID != R || play.MNS["userRoomTag"] != "2" || play.MNS["roomTag"] != R {
-		t.Fatalf("play: %+v", play)
-	}
+	assert.Equal(t, "2", play.UID)
+	assert.Equal(t, R, play.RoomID)
+	assert.Equal(t, map[string]string{"topic": R, "roomTag": R, "userRoomTag": "2", "topicLocation": "http://127.0.0.1:8090/topics/" + R}, play.MNS)
 	var users []actors.User
 	mustOK(t, s.get(t, "/im/room/users?roomId="+R), &users)
-	if len(users) != 1 || users[0] != (actors.User{ID: "2", Name: "carol"}) {
-		t.Fatalf("room users: %v", users)
-	}
+	assert.Equal(t, []actors.User{{ID: "2", Name: "carol"}}, users)
 
 	mustOK(t, s.post(t, "/live/comment", "uid", 2, "roomId", R, "comment", "hello 你好"), nil)
 	viewer.expect(6, R, 8, map[string]any{"uid": "2", "name": "carol", "comment": "hello 你好"})
@@ -290,30 +278,23 @@ func TestNewcomerFlow(t *testing.T) {
 	viewer.expect(9, R, 5, map[string]any{"uid": "1", "name": "alice", "roomId": R})
 	var listed []roomObject
 	mustOK(t, s.get(t, "/live/list"), &listed)
-	if len(listed) != 0 {
-		t.Fatalf("listed before mix-ready: %+v", listed)
-	}
+	assert.Empty(t, listed, "listed before mix-ready")
 	mustOK(t, s.get(t, "/ali/mix/availability/notify?Stream="+R+"_mix&Event=MixAvailable"), nil)
 	mustOK(t, s.get(t, "/live/list"), &listed)
-	if len(listed) != 1 || listed[0].RoomID != R || listed[0].Status != 1 || !listed[0].IsMixReady {
-		t.Fatalf("list after publish and mix-ready: %+v", listed)
-	}
+	require.Len(t, listed, 1, "list after publish and mix-ready")
+	assert.Equal(t, R, listed[0].RoomID)
+	assert.Equal(t, 1, listed[0].Status)
+	assert.True(t, listed[0].IsMixReady)
 
 	mustOK(t, s.post(t, "/live/audience/leave", "roomId", R, "uid", 2), nil)
 	mustOK(t, s.do(t, "POST", "/im/room/users", "application/json", `{"roomId":"`+R+`"}`), &users)
-	if len(users) != 0 {
-		t.Fatalf("room users after audience leave: %v", users)
-	}
+	assert.Empty(t, users, "room users after audience leave")
 
 	mustOK(t, s.post(t, "/live/leave", "roomId", R), nil)
 	viewer.expect(8, R, 5, map[string]any{"roomId": R})
 	mustOK(t, s.get(t, "/live/list?roomId=-1"), &listed)
-	if len(listed) != 0 {
-		t.Fatalf("room still listed after leave: %+v", listed)
-	}
-	if r := s.post(t, "/live/play", "roomId", R, "uid", 2); r.Code != 2003 {
-		t.Fatalf("play after leave: %+v", r)
-	}
+	assert.Empty(t, listed, "room still listed after leave")
+	assert.Equal(t, 2003, s.post(t, "/live/play", "roomId", R, "uid", 2).Code, "play after leave")
 }
 
 func TestTagFilteringOverTheGateway(t *testing.T) {
@@ -424,27 +405,22 @@ func TestBadInput(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := s.do(t, c.method, c.path, c.ctype, c.body)
-			if r.Status != c.status || r.Code != c.code || !strings.Contains(r.Message, c.msg) {
-				t.Fatalf("HTTP %d code %d %q, want HTTP %d code %d containing %q", r.Status, r.Code, r.Message, c.status, c.code, c.msg)
-			}
+			assert.Equal(t, [2]int{c.status, c.code}, [2]int{r.Status, r.Code}, "HTTP status and code (%q)", r.Message)
+			assert.Contains(t, r.Message, c.msg)
 		})
 	}
 	// None of it changed anything: still one user's room, not publishing, nobody watching.
 	var all []roomObject
 	mustOK(t, s.get(t, "/live/list?roomId=-1"), &all)
-	if len(all) != 1 || all[0].RoomID != R || all[0].Status != 0 {
-		t.Fatalf("rooms after bad input: %+v", all)
-	}
+	require.Len(t, all, 1, "rooms after bad input")
+	assert.Equal(t, R, all[0].RoomID)
+	assert.Equal(t, 0, all[0].Status)
 	var users []actors.User
 	mustOK(t, s.get(t, "/im/room/users?roomId="+R), &users)
-	if len(users) != 0 {
-		t.Fatalf("audience after bad input: %v", users)
-	}
+	assert.Empty(t, users, "audience after bad input")
 	var next struct{ ID string }
 	mustOK(t, s.post(t, "/login", "name", "bob"), &next)
-	if next.ID != "2" {
-		t.Fatalf("a rejected login allocated an id: next id is %s", next.ID)
-	}
+	assert.Equal(t, "2", next.ID, "a rejected login allocated an id")
 }
 
 func TestParametersFromQueryFormAndJSON(t *testing.T) {
@@ -473,27 +449,19 @@ func TestResetNeedsTheAdminToken(t *testing.T) {
 	s := newServer(t, serverOpts{adminToken: "let-me-in"})
 	mustOK(t, s.post(t, "/login", "name", "alice"), nil)
 	mustOK(t, s.post(t, "/live/create", "uid", "1"), nil)
-	if r := s.do(t, "POST", "/reset", "application/json", `{}`); r.Status != 401 || r.Code != 401 {
-		t.Fatalf("reset without token: %+v", r)
-	}
-	if r := s.do(t, "POST", "/reset", "application/json", `{}`, "Authorization", "Bearer wrong"); r.Status != 403 || r.Code != 403 {
-		t.Fatalf("reset with a wrong token: %+v", r)
-	}
+	r := s.do(t, "POST", "/reset", "application/json", `{}`)
+	assert.Equal(t, [2]int{401, 401}, [2]int{r.Status, r.Code}, "reset without token: %+v", r)
+	r = s.do(t, "POST", "/reset", "application/json", `{}`, "Authorization", "Bearer wrong")
+	assert.Equal(t, [2]int{403, 403}, [2]int{r.Status, r.Code}, "reset with a wrong token: %+v", r)
 	var all []roomObject
 	mustOK(t, s.get(t, "/live/list?roomId=-1"), &all)
-	if len(all) != 1 {
-		t.Fatal("a refused reset wiped rooms")
-	}
+	require.Len(t, all, 1, "a refused reset wiped rooms")
 	mustOK(t, s.do(t, "POST", "/reset", "application/json", `{}`, "Authorization", "Bearer let-me-in"), nil)
 	mustOK(t, s.get(t, "/live/list?roomId=-1"), &all)
-	if len(all) != 0 {
-		t.Fatalf("rooms after reset: %+v", all)
-	}
+	assert.Empty(t, all, "rooms after reset")
 	var u struct{ ID string }
 	mustOK(t, s.post(t, "/login", "name", "eve"), &u)
-	if u.ID != "2" {
-		t.Fatalf("ids are reused after reset: got %s, want 2", u.ID)
-	}
+	assert.Equal(t, "2", u.ID, "ids are not reused after reset")
 }
 
 func TestThousandConcurrentLogins(t *testing.T) {
@@ -502,7 +470,9 @@ func TestThousandConcurrentLogins(t *testing.T) {
 	ids := make([]string, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64) // bounded client concurrency, like a connection pool
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	check := &apitest.Transport{Base: &http.Transport{MaxIdleConnsPerHost: 64}, Validator: apitest.Shared()}
+	check.Watch(s.URL)
+	client := &http.Client{Transport: check}
 	for i := range n {
 		wg.Go(func() {
 			sem <- struct{}{}

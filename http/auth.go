@@ -8,7 +8,7 @@ import (
 	"roomengine/actors"
 )
 
-// With auth.required (SPEC §7), every user route needs the token /login handed out
+// With auth.required (docs/api.md, Security), every user route needs the token /login handed out
 // (Authorization: Bearer <token>, or a token parameter), and a user may act only as itself.
 // Who "itself" is depends on the route: the uid parameter, the inviter who invites, the
 // invitee who answers, the host of the room that is left or whose call is closed.

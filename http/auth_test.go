@@ -120,7 +120,7 @@ func TestRateLimitPerIP(t *testing.T) {
 	for range 5 {
 		r := s.get(t, "/live/list")
 		if r.Status != 200 {
-			t.Fatalf("HTTP %d: an API answer is HTTP 200 even when limited (SPEC §1)", r.Status)
+			t.Fatalf("HTTP %d: an API answer is HTTP 200 even when limited (docs/api.md, Conventions)", r.Status)
 		}
 		codes = append(codes, r.Code)
 	}

@@ -17,7 +17,7 @@ import (
 	"roomengine/actors"
 )
 
-// Headers Aliyun Live signs its callbacks with (SPEC §3).
+// Headers Aliyun Live signs its callbacks with (docs/api.md, Callbacks).
 const (
 	HeaderCallbackTimestamp = "ALI-LIVE-TIMESTAMP"
 	HeaderCallbackSignature = "ALI-LIVE-SIGNATURE"

@@ -35,13 +35,14 @@ func rawGetHeaders(addr, target string, header []string) int {
 	if err != nil {
 		return 0
 	}
-	_, _ = io.Copy(io.Discard, res.Body)
+	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
+	_ = apiCheck.Validator.Check("GET", target, res.StatusCode, res.Header, body) // reported by TestMain
 	return res.StatusCode
 }
 
 // signedHeaders are the callback headers for a request sent at t, computed here from the
-// formula of SPEC §3 rather than with the package's own signer.
+// formula of docs/api.md (Callbacks) rather than with the package's own signer.
 func signedHeaders(rtmpHost, key string, t time.Time) []string {
 	ts := strconv.FormatInt(t.Unix(), 10)
 	return []string{"ALI-LIVE-TIMESTAMP", ts, "ALI-LIVE-SIGNATURE", md5hex(rtmpHost + "|" + ts + "|" + key)}

@@ -143,7 +143,7 @@ func errorCode(err error) int {
 }
 
 // writeError maps an error to the envelope. Domain errors keep their code; malformed input
-// is 400; a body over the limit is 413 (also as HTTP status, SPEC §1); 401/403 set the HTTP
+// is 400; a body over the limit is 413 (also as HTTP status, docs/api.md Error codes); 401/403 set the HTTP
 // status too. Anything else is a 500 whose details stay in the log.
 func writeError(w http.ResponseWriter, err error) {
 	var domain *actors.Error

@@ -87,7 +87,7 @@ func TestByteOrderMarkBeforeABody(t *testing.T) {
 	}
 }
 
-// SPEC §1: every route takes a JSON body, the GET ones too; the body wins over the query.
+// docs/api.md, Conventions: every route takes a JSON body, the GET ones too; the body wins over the query.
 func TestGETRequestsReadTheirBody(t *testing.T) {
 	s := newServer(t, serverOpts{})
 	mustOK(t, s.post(t, "/login", "name", "alice"), nil)

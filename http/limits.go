@@ -12,7 +12,7 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// perIPLimiter is the http.rateLimit of SPEC §7: a token bucket per client address. Aliyun's
+// perIPLimiter is the http.rateLimit of docs/api.md (Security): a token bucket per client address. Aliyun's
 // callbacks and the operational endpoints are exempt (callbacks have their own signature
 // check, and a refused callback is retried by Aliyun, which only adds load).
 type perIPLimiter struct {
@@ -78,7 +78,7 @@ func (h *Handler) limitAndCORS(next http.Handler) http.Handler {
 			return
 		}
 		if h.limiter != nil && !exemptFromLimit(r.URL.Path) && !h.limiter.allow(clientIP(r), h.opts.Now()) {
-			// HTTP 200 like every API answer (SPEC §1: old clients read code, and only 401,
+			// HTTP 200 like every API answer (docs/api.md, Conventions: old clients read code, and only 401,
 			// 403 and 413 set the status); /ws is no API route and a WebSocket client needs a
 			// non-101 status anyway, so it gets 429.
 			status := http.StatusOK

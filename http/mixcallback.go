@@ -28,7 +28,7 @@ func (h *Handler) mixCallback(cb *callbackAuth) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: 200}
-		defer func() { metrics.observe(rec.code, time.Since(start)) }()
+		defer func() { h.trace(r, mixCallbackRoute, rec.code, time.Since(start), metrics) }()
 		if cb != nil {
 			if reason := cb.check(r); reason != "" {
 				cb.refuse(mixCallbackRoute, reason, r)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
 
 	"roomengine/actors"
 	"roomengine/aliyun"
@@ -94,6 +95,7 @@ func startMNSStack(t *testing.T, fake *mnstest.Server, o mnsStackOpts) *mnsStack
 		MNSInfo: apihttp.MNSInfo{AccessKeyID: e2eKeyID, AccessKeySecret: e2eSecret, OwnerID: "1234", Region: "cn-test"},
 	})
 	ts := httptest.NewServer(h)
+	apiCheck.Watch(ts.URL)
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -146,14 +148,13 @@ func decodeBody(t *testing.T, m mnstest.Message) mnsBody {
 func checkMessage(t *testing.T, m mnstest.Message, tag string, importance, typ int, dataJSON string, from, to time.Time) {
 	t.Helper()
 	b := decodeBody(t, m)
-	if b.Time < from.UnixMilli() || b.Time > to.UnixMilli() {
-		t.Errorf("type %d: time %d not within [%d, %d]", typ, b.Time, from.UnixMilli(), to.UnixMilli())
-	}
-	want := fmt.Sprintf(`{"data":%s,"type":%d,"time":%d}`, dataJSON, typ, b.Time)
-	if m.Body != want || m.Tag != tag || !m.HasImportance || m.Importance != importance {
-		t.Errorf("published message:\n got body %s tag %q importance %d (set %v)\nwant body %s tag %q importance %d",
-			m.Body, m.Tag, m.Importance, m.HasImportance, want, tag, importance)
-	}
+	assert.GreaterOrEqual(t, b.Time, from.UnixMilli(), "type %d: time", typ)
+	assert.LessOrEqual(t, b.Time, to.UnixMilli(), "type %d: time", typ)
+	// Byte for byte: key order and spelling are what old clients parse.
+	assert.Equal(t, fmt.Sprintf(`{"data":%s,"type":%d,"time":%d}`, dataJSON, typ, b.Time), m.Body)
+	assert.Equal(t, tag, m.Tag, "type %d: tag", typ)
+	assert.True(t, m.HasImportance, "type %d: ImportanceLevel set", typ)
+	assert.Equal(t, importance, m.Importance, "type %d: importance", typ)
 }
 
 func TestMNSEndToEnd(t *testing.T) {

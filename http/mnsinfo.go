@@ -17,7 +17,7 @@ type MNSInfo struct {
 	AccessKeyID     string
 	AccessKeySecret string
 	OwnerID         string
-	// Region is the MNS region (ali.mnsRegion, or the seed's ali.region).
+	// Region is the MNS region (ali.mnsRegion, or the old server's ali.region).
 	Region string
 	// Version is x-mns-version (ali.mnsVersion, default 2015-06-06).
 	Version                string
@@ -52,7 +52,7 @@ func redacted(secret string) string {
 	return "[redacted]"
 }
 
-// mnsWebsocketInfo is the answer of /mns/topic/websocket/info (SPEC §2); key order as the
+// mnsWebsocketInfo is the answer of /mns/topic/websocket/info (docs/api.md); key order as the
 // old server sent it.
 type mnsWebsocketInfo struct {
 	Authentication              string `json:"authentication"`

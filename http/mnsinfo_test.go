@@ -31,7 +31,7 @@ type wsInfo struct {
 	WebsocketURL                string `json:"websocketUrl"`
 }
 
-// wantWebsocketAuth recomputes the authentication from the formula of SPEC §2.
+// wantWebsocketAuth recomputes the authentication from the formula of docs/api.md (MNS helper).
 func wantWebsocketAuth(secret, date, version, topic, sub string) string {
 	m := hmac.New(sha1.New, []byte(secret))
 	m.Write([]byte("PUT\n\ntext/xml;charset=UTF-8\n" + date + "\nx-mns-auth-only:1\nx-mns-version:" + version +

@@ -62,7 +62,7 @@ func (e *badInput) Error() string { return e.msg }
 var utf8BOM = []byte("\xef\xbb\xbf")
 
 // decodeParams reads the query string and, for JSON and form bodies, the body, whatever the
-// method but HEAD (SPEC §1: every route accepts a JSON body, GET ones too). Bodies of other
+// method but HEAD (docs/api.md, Conventions: every route accepts a JSON body, GET ones too). Bodies of other
 // content types are ignored, as the old server did. Text that is not valid UTF-8 is treated
 // alike in all three: with strict (API routes) it is refused with code 400, else (Aliyun's
 // callbacks) each bad sequence becomes U+FFFD.

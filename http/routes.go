@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"roomengine/actors"
+	"roomengine/docs"
 )
 
 // Length limits on free text, so a single request cannot store or broadcast megabytes.
@@ -205,4 +207,20 @@ func (h *Handler) mixStatus(ctx context.Context, p params, _ *http.Request) (any
 		Code: p.get("Code"), Message: p["Message"],
 	}
 	return nil, h.opts.Engine.MixResult(ctx, n, h.opts.TemplateName)
+}
+
+// openAPIJSON is docs/openapi.yaml as JSON, converted once.
+var openAPIJSON = sync.OnceValues(docs.OpenAPIJSON)
+
+// openAPI serves the API's OpenAPI document (docs/openapi.yaml) as JSON.
+func (h *Handler) openAPI(w http.ResponseWriter, _ *http.Request) {
+	body, err := openAPIJSON()
+	if err != nil {
+		h.log.Error("openapi document", "err", err)
+		writeError(w, err)
+		return
+	}
+	w.Header()["Content-Type"] = jsonContentType
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
 }

@@ -30,7 +30,7 @@ type Options struct {
 	URLs actors.URLs
 	// Tokens signs the token /login hands out.
 	Tokens *TokenSigner
-	// MaxBodyBytes limits request bodies (SPEC: http.maxBodyBytes).
+	// MaxBodyBytes limits request bodies (http.maxBodyBytes).
 	MaxBodyBytes int64
 	// BodyReadTimeout bounds the time from a request's arrival at the handler to the end of
 	// its body (default 10 s), so a client that sends less than its Content-Length cannot
@@ -49,7 +49,7 @@ type Options struct {
 	// MNSInfo is the Aliyun account /mns/topic/websocket/info signs for.
 	MNSInfo MNSInfo
 	// CallbackAuthKey (ali.callbackAuthKey), when set, makes every /ali/* callback need a
-	// valid ALI-LIVE-TIMESTAMP / ALI-LIVE-SIGNATURE (SPEC §3); empty leaves them open.
+	// valid ALI-LIVE-TIMESTAMP / ALI-LIVE-SIGNATURE (docs/api.md, Callbacks); empty leaves them open.
 	CallbackAuthKey string
 	// CallbackRtmpHost is the push domain (rtmpHost) the callback signature covers.
 	CallbackRtmpHost string
@@ -60,7 +60,7 @@ type Options struct {
 	Now func() time.Time
 
 	// AuthRequired makes every user route need a token from /login, acting only as its
-	// own user (auth.required, SPEC §7).
+	// own user (auth.required, docs/api.md Security).
 	AuthRequired bool
 	// RateLimit is requests per second per client address (0 = off) with RateBurst.
 	RateLimit float64
@@ -79,7 +79,7 @@ type Handler struct {
 	outer   http.Handler // router behind rate limit and CORS
 }
 
-// NewHandler builds the router with every route of SPEC §2 and §3.
+// NewHandler builds the router with every route and callback of docs/api.md.
 func NewHandler(opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -135,7 +135,7 @@ func NewHandler(opts Options) *Handler {
 	h.api("GET", "/admin/cluster", h.adminCluster)
 	h.api("POST", "/mns/topic/websocket/info", h.signedIn(anyUser, h.mnsTopicWebsocketInfo))
 	// Aliyun calls back with GET; POST (query and/or form body) is answered the same way, so
-	// no callback meets a 405 (SPEC §3: callbacks are always answered 200).
+	// no callback meets a 405 (docs/api.md: callbacks are always answered 200).
 	h.api("GET,POST", "/ali/stream/notify", cb.wrap("/ali/stream/notify", h.streamNotify))
 	h.api("GET,POST", "/ali/mix/availability/notify", cb.wrap("/ali/mix/availability/notify", h.mixAvailable))
 	h.api("GET,POST", "/ali/mix/status/notify", cb.wrap("/ali/mix/status/notify", h.mixStatus))
@@ -147,6 +147,7 @@ func NewHandler(opts Options) *Handler {
 		writeEnvelope(w, http.StatusOK, envelope{Code: 200, Message: "ok"})
 	})
 	r.HandlerFunc("GET", "/readyz", h.readyz)
+	r.HandlerFunc("GET", "/openapi.json", h.openAPI)
 	if opts.Gatherer != nil {
 		r.Handler("GET", "/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	}
@@ -204,7 +205,7 @@ func (h *Handler) api(methods, path string, fn apiFunc) {
 	handle := func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: 200}
-		defer func() { metrics.observe(rec.code, time.Since(start)) }()
+		defer func() { h.trace(r, path, rec.code, time.Since(start), metrics) }()
 		p, err := decodeParams(r, h.opts.MaxBodyBytes, strictUTF8)
 		if err != nil {
 			var bad *badInput
@@ -249,6 +250,16 @@ func (h *Handler) api(methods, path string, fn apiFunc) {
 // readOnlyRoutes cause no push: their answer need not wait for the push feed.
 var readOnlyRoutes = map[string]bool{"/live/list": true, "/im/room/users": true,
 	"/mns/topic/websocket/info": true, "/login": true, "/admin/cluster": true}
+
+// trace records an answered request in the metrics and, with log.level debug, as one DEBUG
+// line (method, route, envelope code, duration, client address; never parameters, which
+// may carry tokens).
+func (h *Handler) trace(r *http.Request, route string, code int, took time.Duration, metrics *routeMetrics) {
+	metrics.observe(code, took)
+	if h.log.Enabled(r.Context(), slog.LevelDebug) {
+		h.log.Debug("request", "method", r.Method, "route", route, "code", code, "duration", took, "remote", r.RemoteAddr)
+	}
+}
 
 // statusRecorder remembers the envelope code for metrics.
 type statusRecorder struct {

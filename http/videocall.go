@@ -8,7 +8,7 @@ import (
 	"roomengine/actors"
 )
 
-// Mix layouts a client may ask for (SPEC §2 /videocall/invite `type`).
+// Mix layouts a client may ask for (docs/api.md, /videocall/invite `type`).
 var layouts = map[string]bool{"": true, "picture_in_picture": true, "side_by_side": true}
 
 // memberType parses inviterType / inviteeType: 1 viewer, 2 host.

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // rawGet sends one GET with the target written as is (spaces and all) and returns the
@@ -28,8 +31,9 @@ func rawGet(addr, target string) int {
 	if err != nil {
 		return 0
 	}
-	_, _ = io.Copy(io.Discard, res.Body)
+	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
+	_ = apiCheck.Validator.Check("GET", target, res.StatusCode, res.Header, body) // reported by TestMain
 	return res.StatusCode
 }
 
@@ -70,18 +74,17 @@ func dataOf(t *testing.T, f frame) map[string]any {
 	return m
 }
 
-// checkFrame asserts tag, importance and selected data fields of a frame.
+// checkFrame checks a frame's type, tag and importance (the rest is meaningless if they are
+// wrong), selected data fields (compared as text: 2 and "2" are equal) and that it has a time.
 func checkFrame(t *testing.T, f frame, typ int, tag string, importance int, data map[string]any) {
 	t.Helper()
-	if f.Message.Type != typ || f.Tag != tag || f.Importance != importance {
-		t.Fatalf("frame type %d tag %q importance %d, want %d %q %d", f.Message.Type, f.Tag, f.Importance, typ, tag, importance)
-	}
+	require.Equal(t, fmt.Sprintf("type %d tag %q importance %d", typ, tag, importance),
+		fmt.Sprintf("type %d tag %q importance %d", f.Message.Type, f.Tag, f.Importance), "frame %s", f.Message.Data)
 	got := dataOf(t, f)
 	for k, want := range data {
-		if fmt.Sprint(got[k]) != fmt.Sprint(want) {
-			t.Fatalf("type %d: data[%s] = %v, want %v (all: %v)", typ, k, got[k], want, got)
-		}
+		assert.Equal(t, fmt.Sprint(want), fmt.Sprint(got[k]), "type %d: data[%s] (all: %v)", typ, k, got)
 	}
+	assert.NotZero(t, f.Message.Time, "type %d has no time", typ)
 }
 
 func byType(t *testing.T, fs []frame, typ int) []frame {
@@ -314,7 +317,7 @@ func TestMixResultCallbackWithSpacesOverRawTCP(t *testing.T) {
 }
 
 // A MixResult for rooms that are in no call still sets their mixedStatus and reaches the
-// host rooms' clients (SPEC §3), once per distinct callback.
+// host rooms' clients (docs/api.md, Callbacks), once per distinct callback.
 func TestMixResultOutsideACall(t *testing.T) {
 	s := newServer(t, serverOpts{})
 	a, b := twoHosts(t, s)

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// The fake's own signer must pass Aliyun's published RPC vector (SPEC §4), so that it is a
+// The fake's own signer must pass Aliyun's published RPC vector, so that it is a
 // trustworthy judge of the client's signer.
 func TestSignaturePublishedVector(t *testing.T) {
 	params := url.Values{

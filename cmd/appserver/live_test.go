@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
 
 	"roomengine/aliyun/livetest"
 	"roomengine/config"
@@ -58,7 +59,9 @@ func startLiveApp(t *testing.T, fake *livetest.Server, extra ...string) *proc {
 	done := make(chan error, 1)
 	go func() { done <- a.serve(ctx, ln) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &proc{base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	p := &proc{base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	apiCheck.Watch(p.base)
+	return p
 }
 
 // code posts a form and returns the envelope's code and data (any code).
@@ -95,6 +98,7 @@ func watchTopic(t *testing.T, base, topic string) *topicWatch {
 			if err != nil {
 				return
 			}
+			_ = apiCheck.Validator.CheckFrame(b) // a mismatch fails the run (TestMain)
 			var f struct {
 				Message struct {
 					Type int
@@ -500,6 +504,14 @@ func TestLiveBreakerOutage(t *testing.T) {
 	if code := other.accept(); code != 503 || time.Since(start) > time.Second || fake.Requests() != requests {
 		t.Fatalf("accept while open: code %d after %v, %d requests", code, time.Since(start), fake.Requests()-requests)
 	}
+	// The inviter, waiting for push 2 or 3, is told: a 3 with status 2 and code 503.
+	waitUntil(t, "push 3 to the inviter", func() bool { return other.wA.count(3) == 1 })
+	refused := other.wA.last(3)
+	assert.Equal(t, other.uB, refused["inviteeUid"])
+	assert.EqualValues(t, 2, refused["status"])
+	assert.EqualValues(t, 503, refused["code"])
+	assert.NotEmpty(t, refused["message"])
+	assert.Zero(t, other.wA.count(2), "no push 2 for a refused accept")
 	// Closing a call that has no running mix needs no CDN.
 	c.do("close", false)
 	waitUntil(t, "push 4", func() bool { return c.wA.count(4) == 1 })

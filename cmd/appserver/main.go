@@ -2,7 +2,8 @@
 // push gateway. It only reads the configuration and wires the parts together.
 //
 // `appserver import-legacy` copies the old Node server's users and rooms from its Redis
-// into the configured store (see importlegacy.go).
+// into the configured store (see importlegacy.go). `appserver watch -topic ROOM` prints the
+// push messages of a room, one JSON line per WebSocket frame (see watch.go).
 package main
 
 import (
@@ -25,6 +26,11 @@ func main() {
 func run(args []string) int {
 	if len(args) > 0 && args[0] == "import-legacy" {
 		return runImportLegacy(args[1:], os.Environ(), os.Stdout, os.Stderr)
+	}
+	if len(args) > 0 && args[0] == "watch" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		return runWatch(ctx, args[1:], os.Stdout, os.Stderr)
 	}
 	fs := flag.NewFlagSet("appserver", flag.ContinueOnError)
 	configPath := fs.String("config", os.Getenv(config.EnvConfigFile), "YAML configuration file (optional)")

@@ -20,6 +20,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"roomengine/http/apitest"
 	"roomengine/persistence/redis/redistest"
 )
 
@@ -44,7 +45,8 @@ type answer struct {
 	err     error
 }
 
-var client = &http.Client{Timeout: 10 * time.Second}
+// client validates the answers of the watched appservers against docs/openapi.yaml.
+var client = apitest.Client(10 * time.Second)
 
 // do sends form as a POST body, or GETs path when form is nil.
 func (p *proc) do(path string, form url.Values) answer {

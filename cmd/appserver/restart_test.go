@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"roomengine/http/apitest"
 )
 
 // binary builds the real appserver (with the race detector) once per test process; TestMain
@@ -53,6 +55,10 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if build.dir != "" {
 		_ = os.RemoveAll(build.dir)
+	}
+	// Every answer the tests got from an appserver matches docs/openapi.yaml.
+	if !apitest.Report(os.Stderr) && code == 0 {
+		code = 1
 	}
 	os.Exit(code)
 }
@@ -102,6 +108,7 @@ func start(t *testing.T, bin string, port int, env ...string) *proc {
 		t.Fatal(err)
 	}
 	p := &proc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), log: logs}
+	apiCheck.Watch(p.base)
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {

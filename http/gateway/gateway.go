@@ -1,4 +1,4 @@
-// Package gateway is the built-in WebSocket push backend (SPEC §5, push: websocket). Clients
+// Package gateway is the built-in WebSocket push backend (docs/api.md, WebSocket protocol; push: websocket). Clients
 // subscribe to a room's topic at GET /ws; every Publish is encoded once, kept in a bounded
 // per-topic history for reconnects with since, and fanned out to per-connection bounded
 // queues that shed likes before comments and close the connection rather than lose an

@@ -6,7 +6,7 @@ import (
 )
 
 // criticalImportance is the least important level that must never be lost silently
-// (SPEC §5): a frame at this level or below that cannot be queued closes the connection,
+// (docs/api.md, Push messages): a frame at this level or below that cannot be queued closes the connection,
 // so the client reconnects with since and gets it from the history.
 const criticalImportance = 5
 

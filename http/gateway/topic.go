@@ -19,7 +19,7 @@ type frame struct {
 	data       []byte
 }
 
-// wireFrame is the text frame clients parse (SPEC §5). Message is the push body itself,
+// wireFrame is the text frame clients parse (docs/api.md, WebSocket protocol). Message is the push body itself,
 // embedded as JSON, so clients read it exactly as they read an MNS MessageBody.
 type wireFrame struct {
 	Topic      string          `json:"topic"`

@@ -17,7 +17,7 @@ import (
 	"roomengine/actors"
 )
 
-// This file reads the data of the old Node.js server (the seed) and imports its users into
+// This file reads the data of the old Node.js server and imports its users into
 // this store with their ids. The old server's keys, under its redis.keyprefix (default
 // "mns", written {L} here), on the same Redis or another:
 //

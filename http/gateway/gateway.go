@@ -162,6 +162,7 @@ type Stats struct {
 	Published   uint64            // Publish calls
 	FramesSent  uint64            // frames written to clients, replays included
 	Dropped     map[string]uint64 // frames not delivered, by Reason* constant
+	Disconnects map[string]uint64 // connections that ended, by End* cause
 }
 
 // Stats reports the counters that back the Prometheus metrics.
@@ -177,6 +178,7 @@ func (g *Gateway) Stats() Stats {
 			ReasonQueueFullDropped: m.nDropped.Load(),
 			ReasonSlowClientClosed: m.nClosed.Load(),
 		},
+		Disconnects: m.disconnects(),
 	}
 }
 

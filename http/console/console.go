@@ -141,7 +141,7 @@ func New(opts Options) *Handler {
 	}
 	h := &Handler{opts: opts, keys: deriveKeys(opts.Token), log: opts.Logger,
 		failures: newLoginLimiter(),
-		static: http.StripPrefix("/console/static/", http.FileServerFS(sub))}
+		static:   http.StripPrefix("/console/static/", http.FileServerFS(sub))}
 	m := http.NewServeMux()
 	m.HandleFunc("GET /console", h.page)
 	m.HandleFunc("GET /console/{$}", h.page)

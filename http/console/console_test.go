@@ -129,7 +129,7 @@ func newTestConsole(t *testing.T, token string, adjust ...func(*Options)) *testC
 		calls: []actors.Call{{ID: "call-1", Phase: actors.PhaseMixed, Layout: actors.DefaultLayout,
 			Inviter: actors.CallSide{RoomID: "r1", UID: "1", Type: actors.TypeHost},
 			Invitee: actors.CallSide{RoomID: "r2", UID: "2", Type: actors.TypeHost},
-			Legs: []actors.MixLeg{{Main: "r1", Mix: "r2", State: "started"}, {Main: "r2", Mix: "r1", State: "failed", Code: 3500}}}},
+			Legs:    []actors.MixLeg{{Main: "r1", Mix: "r2", State: "started"}, {Main: "r2", Mix: "r1", State: "failed", Code: 3500}}}},
 	}
 	opts := Options{Token: token, Domain: tc.domain, Push: fakePush{},
 		Breakers: func() []Breaker { return []Breaker{{Name: "cdn", State: "open"}} },

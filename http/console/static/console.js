@@ -103,11 +103,16 @@
       body.replaceChildren(el("tr", {}, el("td", {}, "WebSocket push is off")));
       return;
     }
-    const kv = [["Connections", p.connections], ["Topics", p.topics], ["Messages published", p.published],
-      ["Frames sent", p.framesSent]];
-    for (const [k, v] of Object.entries(p.disconnects || {}).sort()) kv.push(["Disconnects: " + k, v]);
-    for (const [k, v] of Object.entries(p.dropped || {}).sort()) kv.push(["Frames dropped: " + k, v]);
-    body.replaceChildren(...kv.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { class: "num" }, v))));
+    const detail = (m) => el("div", { class: "detail" },
+      Object.entries(m || {}).sort().map(([k, v]) => k + " " + v).join(" · "));
+    const rows = [
+      ["Connections", p.connections], ["Topics", p.topics], ["Messages published", p.published],
+      ["Frames sent", p.framesSent],
+      ["Connections ended", sum(p.disconnects), detail(p.disconnects)],
+      ["Frames dropped", sum(p.dropped), detail(p.dropped)],
+    ];
+    body.replaceChildren(...rows.map(([k, v, d]) =>
+      el("tr", {}, el("th", {}, k, d || null), el("td", { class: "num" }, v))));
   }
 
   function renderBreakers(st) {

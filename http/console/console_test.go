@@ -412,3 +412,14 @@ func TestStaticAssetsAreEmbedded(t *testing.T) {
 		"the page itself only behind the sign-in")
 	assert.Equal(t, http.StatusNotFound, tc.do("GET", "/console/static/", nil).Code)
 }
+
+// A session is valid on every console with the same token (the nodes of a cluster, a
+// restarted server) and on none once the token changes.
+func TestSessionFollowsTheToken(t *testing.T) {
+	a := newTestConsole(t, testToken)
+	c := a.session(t)
+	same := newTestConsole(t, testToken)
+	assert.Equal(t, http.StatusOK, same.do("GET", "/console/api/state", nil, cookieHeader(c)...).Code)
+	rotated := newTestConsole(t, testToken+"-rotated")
+	assert.Equal(t, http.StatusUnauthorized, rotated.do("GET", "/console/api/state", nil, cookieHeader(c)...).Code)
+}

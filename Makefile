@@ -7,7 +7,7 @@ PKGS     := ./...
 FUZZTIME ?= 30s
 BIN      := bin/appserver
 
-.PHONY: run build cluster test test-deps unit fuzz lint bench clean
+.PHONY: run build cluster test test-deps unit fuzz lint bench console-screenshot clean
 
 ## run: build and start the server on :4000 (embedded store, WebSocket push, simulated CDN)
 run: build
@@ -26,9 +26,10 @@ cluster: build
 test: test-deps lint unit fuzz
 
 # test-deps installs the Debian packages the tests use when they are missing (CI machines
-# start fresh). Nothing here is needed by `make run`.
+# start fresh): Redis for the cluster store, Chromium for the operator console's browser
+# test. Nothing here is needed by `make run`.
 test-deps:
-	@./scripts/test-deps.sh redis-server nginx
+	@./scripts/test-deps.sh redis-server nginx chromium
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
@@ -46,6 +47,10 @@ lint:
 ## bench: load-test a real server with the in-repo load generator and print the figures
 bench: build
 	./scripts/bench.sh
+
+## console-screenshot: drive the operator console in headless Chromium and save docs/console.png
+console-screenshot: test-deps
+	$(GO) test -count=1 -run '^TestConsoleInChromium$$' ./cmd/appserver -args -console.screenshot=$(CURDIR)/docs/console.png
 
 clean:
 	rm -rf bin

@@ -134,6 +134,8 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 		r.forward(ctx, id, e)
 	case ownedRequest:
 		ctx.Respond(ownedReply{n: r.ownedCalls()})
+	case callsRequest:
+		ctx.Respond(callsReply{calls: r.snapshots()})
 	case mixCallRequest:
 		for id, e := range r.calls {
 			for _, leg := range e.call.Legs {

@@ -178,6 +178,8 @@ func (r *roomRegistry) Receive(ctx actor.Context) {
 		}
 	case listRequest:
 		ctx.Respond(listReply{json: r.list(msg.q)})
+	case roomsRequest:
+		ctx.Respond(roomsReply{rooms: r.snapshots()})
 	case hostRoomRequest:
 		ctx.Respond(hostRoomReply{roomID: r.hostRoomOf(msg.uid)})
 	case resetRequest:

@@ -40,6 +40,9 @@ type Options struct {
 	AdminToken string
 	// Cluster answers /admin/cluster; nil on a single node.
 	Cluster ClusterView
+	// Console serves the operator console at /console and below (package http/console);
+	// nil leaves those paths unrouted (404), as when admin.token is unset.
+	Console http.Handler
 	// TemplateName is the mix template suffix stripped from mix callback stream names.
 	TemplateName string
 	Logger       *slog.Logger
@@ -153,6 +156,12 @@ func NewHandler(opts Options) *Handler {
 	}
 	if opts.Gateway != nil {
 		r.Handler("GET", "/ws", h.signedInGateway(opts.Gateway))
+	}
+	if opts.Console != nil {
+		for _, m := range []string{"GET", "POST"} {
+			r.Handler(m, "/console", opts.Console)
+			r.Handler(m, "/console/*rest", opts.Console)
+		}
 	}
 	if opts.RateLimit > 0 {
 		h.limiter = newPerIPLimiter(opts.RateLimit, opts.RateBurst)

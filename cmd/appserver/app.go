@@ -39,7 +39,8 @@ type app struct {
 	mns       *aliyun.MNSPublisher // nil unless push includes mns
 	simulator *aliyun.Simulator    // nil unless mix: simulator
 	server    *nethttp.Server
-	cluster   *clusterNode // nil on a single node
+	cluster   *clusterNode             // nil on a single node
+	breakers  map[string]func() string // circuit breaker states by API, for the console
 }
 
 // historySize is how many frames of a topic are kept for replay with since (per node on a
@@ -151,6 +152,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		Tokens:       apihttp.NewTokenSigner(secret, cfg.Auth.TokenTTL),
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
 		AdminToken:   cfg.Admin.Token,
+		Console:      a.console(engine),
 		AuthRequired: cfg.Auth.Required,
 		RateLimit:    cfg.HTTP.RateLimit,
 		RateBurst:    cfg.HTTP.RateBurst,
@@ -221,6 +223,7 @@ func (a *app) publisher(reg prometheus.Registerer, breakers *prometheus.GaugeVec
 		if err != nil {
 			return nil, fmt.Errorf("push mns: %w", err)
 		}
+		a.addBreaker("mns", client.BreakerState)
 		a.mns = aliyun.NewMNSPublisher(client, aliyun.MNSPublisherOptions{
 			SubscriptionEndpoint: a.cfg.Ali.MNSTopic.SubscriptionEndpoint,
 			Logger:               a.log.With("component", "mns"), Registerer: reg,
@@ -271,6 +274,7 @@ func (a *app) mixer(breakers *prometheus.GaugeVec) (actors.Mixer, func() error, 
 		return nil, nil, fmt.Errorf("mix %s: %w", a.cfg.Mix, err)
 	}
 	breakers.WithLabelValues("cdn").Set(0)
+	a.addBreaker("cdn", client.BreakerState)
 	ready := func() error {
 		if client.BreakerState() == aliyun.BreakerOpen {
 			return errors.New("circuit breaker open")

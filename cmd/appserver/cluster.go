@@ -21,6 +21,7 @@ import (
 	"roomengine/actors"
 	"roomengine/config"
 	apihttp "roomengine/http"
+	"roomengine/http/console"
 	"roomengine/http/gateway"
 	"roomengine/http/peer"
 	redisstore "roomengine/persistence/redis"
@@ -250,6 +251,34 @@ func (v clusterView) ClusterInfo(ctx context.Context, roomID string) (apihttp.Cl
 		info.Owner = o.Node
 	}
 	return info, nil
+}
+
+// consoleClusterView shows the console the members and who owns the rooms it lists.
+type consoleClusterView struct{ node *clusterNode }
+
+// consoleOwnersMax bounds the owner lookups of one console refresh (one Redis call each).
+const consoleOwnersMax = 200
+
+func (v consoleClusterView) ClusterView(ctx context.Context, roomIDs []string) (console.ClusterView, error) {
+	ms, err := v.node.store.Members(ctx)
+	if err != nil {
+		return console.ClusterView{}, err
+	}
+	self := v.node.member.Node()
+	view := console.ClusterView{Mode: fmt.Sprintf("cluster of %d nodes", len(ms)), Self: self,
+		Owners: map[string]string{}}
+	for _, m := range ms {
+		view.Members = append(view.Members, console.Member{Name: m.Node, Addr: m.Addr, State: "alive", Self: m.Node == self})
+	}
+	for i, id := range roomIDs {
+		if i == consoleOwnersMax {
+			break
+		}
+		if o, live, err := v.node.member.Lookup(ctx, actors.KindRoom, id); err == nil && live {
+			view.Owners[id] = o.Node
+		}
+	}
+	return view, nil
 }
 
 // feedHandler applies the cluster feed: room changes to the engine's read model, pushes and

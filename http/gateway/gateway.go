@@ -184,6 +184,7 @@ type Stats struct {
 	FramesSent  uint64            // frames written to clients, replays included
 	Dropped     map[string]uint64 // frames not delivered, by Reason* constant
 	Refused     map[string]uint64 // subscriptions refused before the upgrade, by Refused* constant
+	Disconnects map[string]uint64 // connections that ended, by End* cause
 }
 
 // Stats reports the counters that back the Prometheus metrics.
@@ -199,7 +200,8 @@ func (g *Gateway) Stats() Stats {
 			ReasonQueueFullDropped: m.nDropped.Load(),
 			ReasonSlowClientClosed: m.nClosed.Load(),
 		},
-		Refused: m.refusedCounts(),
+		Refused:     m.refusedCounts(),
+		Disconnects: m.disconnects(),
 	}
 }
 

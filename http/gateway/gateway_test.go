@@ -253,6 +253,9 @@ func TestDeleteTopic(t *testing.T) {
 	if got := gatheredValue(t, reg, "roomengine_ws_disconnects_total", EndTopicDeleted); got != 1 {
 		t.Fatalf("topic_deleted disconnects = %v, want 1", got)
 	}
+	if got := g.Stats().Disconnects; got[EndTopicDeleted] != 1 || got[EndClientGone] != 0 {
+		t.Fatalf("Stats().Disconnects = %v, want topic_deleted 1", got)
+	}
 
 	g.CreateTopic("idle") // a no-op: nothing to hold yet
 	if n := g.Stats().Topics; n != 0 {

@@ -37,6 +37,8 @@ type metrics struct {
 	nShed       atomic.Uint64
 	nDropped    atomic.Uint64
 	nClosed     atomic.Uint64
+	// nEnded counts ended connections by cause; the map is filled once and only read after.
+	nEnded map[string]*atomic.Uint64
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -67,8 +69,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, reason := range refusalReasons {
 		refusals.WithLabelValues(reason) // exported at zero from the start
 	}
+	nEnded := map[string]*atomic.Uint64{}
 	for _, cause := range []string{EndClientGone, EndWriteFailed, EndQueueFull, EndShutdown, EndTopicDeleted, EndFeedGap} {
 		endings.WithLabelValues(cause) // exported at zero from the start
+		nEnded[cause] = new(atomic.Uint64)
 	}
 	if reg != nil {
 		endings = register(reg, endings)
@@ -82,6 +86,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		connGauge:  connGauge,
 		endings:    endings,
 		refusals:   refusals,
+		nEnded:     nEnded,
 		published:  published,
 		framesSent: framesSent,
 		// Resolving the labels once also exports every reason at zero from the start,
@@ -130,7 +135,21 @@ func (m *metrics) refusedCounts() map[string]uint64 {
 	return out
 }
 
-func (m *metrics) ended(cause string) { m.endings.WithLabelValues(cause).Inc() }
+func (m *metrics) ended(cause string) {
+	if n := m.nEnded[cause]; n != nil {
+		n.Add(1)
+	}
+	m.endings.WithLabelValues(cause).Inc()
+}
+
+// disconnects copies the per-cause counts of ended connections.
+func (m *metrics) disconnects() map[string]uint64 {
+	out := make(map[string]uint64, len(m.nEnded))
+	for cause, n := range m.nEnded {
+		out[cause] = n.Load()
+	}
+	return out
+}
 
 func (m *metrics) connClosed() {
 	m.connections.Add(-1)

@@ -27,6 +27,7 @@ import (
 	apihttp "roomengine/http"
 	"roomengine/http/apitest"
 	"roomengine/http/gateway"
+	"roomengine/internal/logcap"
 	"roomengine/persistence/embedded"
 )
 
@@ -63,7 +64,8 @@ func newServer(t *testing.T, o serverOpts) *server {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	if o.logOut != nil {
-		log = slog.New(slog.NewTextHandler(o.logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		// As cmd/appserver does: every component logs through logcap.
+		log = logcap.Wrap(slog.New(slog.NewTextHandler(o.logOut, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
 	store, err := embedded.Open(filepath.Join(t.TempDir(), "test.db"), embedded.Options{})
 	if err != nil {

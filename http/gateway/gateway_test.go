@@ -410,7 +410,10 @@ func TestStuckClientIsDroppedAfterWriteTimeout(t *testing.T) {
 	defer c.CloseNow()
 	waitSubscribers(t, g, "r1", 1)
 	g.Publish(push("r1", "r1", 5, 9, fmt.Sprintf(`{"pad":"%s"}`, strings.Repeat("x", 1<<20))))
-	waitUntil(t, "the stuck client to be dropped", func() bool { return g.Subscribers("r1") == 0 })
+	// The subscriber is removed before its end is counted: wait for both.
+	waitUntil(t, "the stuck client to be dropped and counted", func() bool {
+		return g.Subscribers("r1") == 0 && gatheredValue(t, reg, "roomengine_ws_disconnects_total", EndWriteFailed) >= 1
+	})
 	if got := gatheredValue(t, reg, "roomengine_ws_disconnects_total", EndWriteFailed); got != 1 {
 		t.Fatalf("write_failed disconnects = %v, want 1", got)
 	}

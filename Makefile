@@ -7,7 +7,7 @@ PKGS     := ./...
 FUZZTIME ?= 10s
 BIN      := bin/appserver
 
-.PHONY: run build test test-deps unit fuzz lint bench clean
+.PHONY: run build test test-deps unit fuzz lint bench cluster-bench clean
 
 ## run: build and start the server on :4000 (embedded store, WebSocket push, simulated CDN)
 run: build
@@ -39,6 +39,10 @@ lint:
 ## bench: load-test a real server with the in-repo load generator and print the figures
 bench: build
 	./scripts/bench.sh
+
+## cluster-bench: one node vs three cluster nodes on one redis-server, failover after kill -9 and SIGTERM
+cluster-bench: build
+	./scripts/cluster-bench.sh
 
 clean:
 	rm -rf bin

@@ -7,7 +7,7 @@ PKGS     := ./...
 FUZZTIME ?= 30s
 BIN      := bin/appserver
 
-.PHONY: run build cluster test test-deps unit fuzz lint bench console-screenshot clean
+.PHONY: run build cluster test test-deps unit fuzz lint bench cluster-bench console-screenshot clean
 
 ## run: build and start the server on :4000 (embedded store, WebSocket push, simulated CDN)
 run: build
@@ -51,6 +51,10 @@ bench: build
 ## console-screenshot: drive the operator console in headless Chromium and save docs/console.png
 console-screenshot: test-deps
 	$(GO) test -count=1 -run '^TestConsoleInChromium$$' ./cmd/appserver -args -console.screenshot=$(CURDIR)/docs/console.png
+
+## cluster-bench: one node vs three cluster nodes on one redis-server, failover after kill -9 and SIGTERM
+cluster-bench: build
+	./scripts/cluster-bench.sh
 
 clean:
 	rm -rf bin

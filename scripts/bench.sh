@@ -126,8 +126,9 @@ start_server() {
   die "could not start $SERVER"
 }
 
-# jget KEY reads a number or boolean field of the flat JSON line on stdin.
-jget() { sed -n 's/.*"'"$1"'":\([^,}]*\).*/\1/p' | head -n 1; }
+# jget KEY reads a number or boolean field of the JSON line on stdin (the loadgen's per-node
+# array, whose keys repeat the totals' names, is cut off first).
+jget() { sed 's/,"nodes":\[.*//' | sed -n 's/.*"'"$1"'":\([^,}]*\).*/\1/p' | head -n 1; }
 
 # median of the numbers on stdin ("n/a" when there are none); the mean of the middle two
 # for an even count.

@@ -228,6 +228,16 @@ func TestScenariosEndToEnd(t *testing.T) {
 			t.Errorf("listed %d rooms (%d bytes), want 12", res.ListedRooms, res.ListBytes)
 		}
 	})
+	t.Run("play", func(t *testing.T) {
+		// Each worker plays its own viewer into one room, over and over: every repeat
+		// must be answered like the first play.
+		o := base
+		o.scenario = "play"
+		res := mustRun(t, ctx, o)
+		if len(res.Nodes) != 1 || res.Nodes[0].Requests != res.Requests || res.Nodes[0].Workers != o.c {
+			t.Errorf("one node's figures: %+v", res.Nodes)
+		}
+	})
 	t.Run("login", func(t *testing.T) {
 		o := base
 		o.scenario, o.n, o.client = "login", 50, "std"

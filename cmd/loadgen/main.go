@@ -6,6 +6,7 @@
 //	loadgen -scenario comment -subs 100 -c 64 -d 10s
 //	loadgen -scenario list -rooms 1000
 //	loadgen -scenario login -n 50000 -json
+//	loadgen -addr 127.0.0.1:4101,127.0.0.1:4102,127.0.0.1:4103 -scenario play -c 63
 //
 // Scenarios:
 //
@@ -13,6 +14,14 @@
 //	         then POST /live/comment (JSON bodies)
 //	list     create -rooms rooms, each publishing and mix-ready, then GET /live/list
 //	login    POST /login, every request with a name never used before
+//	play     log in a host and one viewer per worker, create a room, then each worker
+//	         POST /live/play of its viewer into the room, again and again
+//
+// -addr takes one node or a comma-separated list (a cluster). With a list the requests are
+// spread per virtual client, round robin: worker i talks to node i mod n for the whole run
+// (its keep-alive connection stays there), subscriber i listens on node i mod n, and the
+// setup goes through the first node (so in a cluster the first node owns the room). The
+// report gives each node's requests, errors, latency and throughput beside the totals.
 //
 // Only loopback addresses are accepted. See docs/benchmarks.md.
 package main
@@ -48,7 +57,8 @@ const (
 )
 
 type options struct {
-	addr      string
+	addr      string   // as given, normalised; the list joined by commas
+	addrs     []string // the nodes, in -addr order
 	scenario  string
 	c         int
 	d         time.Duration
@@ -71,8 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var o options
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.addr, "addr", "127.0.0.1:4000", "server host:port (loopback only)")
-	fs.StringVar(&o.scenario, "scenario", "comment", "comment, list or login")
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:4000", "server host:port, or a comma-separated list of cluster nodes (loopback only)")
+	fs.StringVar(&o.scenario, "scenario", "comment", "comment, list, login or play")
 	fs.IntVar(&o.c, "c", 64, "concurrent workers (one keep-alive connection each)")
 	fs.DurationVar(&o.d, "d", 10*time.Second, "measured duration, after the warm-up (at most 1h)")
 	fs.Uint64Var(&o.n, "n", 0, "stop after this many measured requests (0: no limit; -d still applies)")
@@ -108,9 +118,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if o.waitReady > 0 {
-		if err := waitReady(ctx, o.addr, min(o.waitReady, maxWarmup)); err != nil {
-			fmt.Fprintln(stderr, "loadgen:", err)
-			return 1
+		// Every node, within one overall limit.
+		deadline := time.Now().Add(min(o.waitReady, maxWarmup))
+		for _, a := range o.addrs {
+			if err := waitReady(ctx, a, max(time.Until(deadline), time.Millisecond)); err != nil {
+				fmt.Fprintln(stderr, "loadgen:", err)
+				return 1
+			}
 		}
 		return 0
 	}
@@ -133,15 +147,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func (o *options) validate() error {
-	addr, err := loopbackAddr(o.addr)
+	addrs, err := parseAddrs(o.addr)
 	if err != nil {
 		return err
 	}
-	o.addr = addr
+	o.addrs, o.addr = addrs, strings.Join(addrs, ",")
 	switch o.scenario {
-	case "comment", "list", "login":
+	case "comment", "list", "login", "play":
 	default:
-		return fmt.Errorf("-scenario %q: want comment, list or login", o.scenario)
+		return fmt.Errorf("-scenario %q: want comment, list, login or play", o.scenario)
 	}
 	switch o.client {
 	case "raw", "std":
@@ -207,10 +221,14 @@ type result struct {
 
 	ErrorKinds  map[string]uint64 `json:"error_kinds,omitempty"`
 	ErrorSample string            `json:"error_sample,omitempty"`
+
+	// Nodes is each node's share, in -addr order (also for a single node).
+	Nodes []nodeResult `json:"nodes"`
 }
 
 // workerStats is one worker's share of the measured window.
 type workerStats struct {
+	node    int // index into options.addrs
 	h       hist
 	ok      uint64
 	errs    uint64
@@ -221,18 +239,24 @@ type workerStats struct {
 }
 
 func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
-	base := "http://" + o.addr
-	client := newHTTPClient(o.c + 4)
+	if len(o.addrs) == 0 { // called without validate (tests)
+		o.addrs = []string{o.addr}
+	}
+	base := "http://" + o.addrs[0]
+	client := newHTTPClient(o.c + 4*len(o.addrs))
 	defer client.CloseIdleConnections()
 	newCaller := func() *caller { return &caller{client: client, base: base} }
 	runID := newRunID()
 
-	// Setup.
+	// Setup, through the first node.
 	sctx, scancel := context.WithTimeout(ctx, setupTimeout)
 	defer scancel()
 	setup := newCaller()
-	if _, err := setup.get(sctx, "/readyz"); err != nil {
-		return nil, fmt.Errorf("server at %s is not ready: %w", o.addr, err)
+	for _, a := range o.addrs {
+		c := &caller{client: client, base: "http://" + a}
+		if _, err := c.get(sctx, "/readyz"); err != nil {
+			return nil, fmt.Errorf("server at %s is not ready: %w", a, err)
+		}
 	}
 	res := &result{Scenario: o.scenario, Addr: o.addr, Concurrency: o.c, Client: o.client, ServerCPU: -1, ClientCPU: -1, PushDropped: -1}
 	var sc scenario
@@ -249,8 +273,8 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 		}
 		sc = cs
 		if o.subs > 0 {
-			before := scrapeServer(sctx, client, base)
-			s, err := connectSubscribers(sctx, o.addr, cs.roomID, o.subs)
+			before := sumSamples(scrapeNodes(sctx, client, o.addrs))
+			s, err := connectSubscribers(sctx, o.addrs, cs.roomID, o.subs)
 			if err != nil {
 				return nil, fmt.Errorf("setup: %w", err)
 			}
@@ -260,7 +284,7 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 			// comment is published before every subscriber listens.
 			if before.wsConns >= 0 {
 				waitUntil(sctx, 10*time.Second, func() bool {
-					return scrapeServer(sctx, client, base).wsConns >= before.wsConns+float64(o.subs)
+					return sumSamples(scrapeNodes(sctx, client, o.addrs)).wsConns >= before.wsConns+float64(o.subs)
 				})
 			} else {
 				time.Sleep(500 * time.Millisecond)
@@ -280,6 +304,15 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 		}
 		sc = ls
 		res.Rooms, res.ListedRooms, res.ListBytes = o.rooms, ls.listed, ls.bytes
+	case "play":
+		ps, err := setupPlay(sctx, setup, newCaller, runID, o.c, min(o.c, 32))
+		if err != nil {
+			return nil, fmt.Errorf("setup: %w", err)
+		}
+		if o.setupOnly {
+			return res, printSetup(os.Stdout, map[string]any{"scenario": o.scenario, "roomId": ps.roomID, "viewers": ps.viewers})
+		}
+		sc = ps
 	case "login":
 		if o.setupOnly {
 			return res, printSetup(os.Stdout, map[string]any{"scenario": o.scenario})
@@ -301,7 +334,7 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 
 	// Snapshots at the start of the measured window, taken by a timer.
 	var (
-		srvStart     serverSample
+		srvStart     []serverSample
 		cpuStart     time.Duration
 		framesAtFrom uint64
 		started      = make(chan struct{})
@@ -312,7 +345,7 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 			framesAtFrom, _ = subs.total()
 		}
 		cpuStart = processCPU()
-		srvStart = scrapeServer(rctx, client, base)
+		srvStart = scrapeNodes(rctx, client, o.addrs)
 	}
 	var startTimer *time.Timer
 	if o.warmup == 0 {
@@ -320,14 +353,15 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 	} else {
 		startTimer = time.AfterFunc(o.warmup, takeStart)
 	}
-	srvBefore := scrapeServer(rctx, client, base)
+	srvBefore := sumSamples(scrapeNodes(rctx, client, o.addrs))
 
 	for w := range o.c {
-		st := &workerStats{kinds: map[string]uint64{}}
+		node := nodeOf(w, len(o.addrs))
+		st := &workerStats{node: node, kinds: map[string]uint64{}}
 		stats[w] = st
-		wc := newCaller()
+		wc := &caller{client: client, base: "http://" + o.addrs[node]}
 		if o.client == "raw" {
-			wc.raw = newRawConn(o.addr)
+			wc.raw = newRawConn(o.addrs[node])
 			defer wc.raw.close()
 		}
 		do := sc.newWorker(w, wc)
@@ -381,14 +415,24 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 		framesAtEnd, _ = subs.total()
 	}
 	cpuEnd := processCPU()
-	srvEnd := scrapeServer(ctx, client, base)
+	srvEnd := scrapeNodes(ctx, client, o.addrs)
 
-	// Aggregate.
+	// Aggregate, in total and per node.
 	var h hist
 	var okTotal uint64
+	nodeHists := make([]hist, len(o.addrs))
+	res.Nodes = make([]nodeResult, len(o.addrs))
+	for i, a := range o.addrs {
+		res.Nodes[i] = nodeResult{Addr: a, ServerCPU: -1}
+	}
 	res.ErrorKinds = map[string]uint64{}
 	for _, st := range stats {
 		h.merge(&st.h)
+		nodeHists[st.node].merge(&st.h)
+		nr := &res.Nodes[st.node]
+		nr.Workers++
+		nr.Requests += st.ok + st.errs
+		nr.Errors += st.errs
 		res.Requests += st.ok + st.errs
 		res.Errors += st.errs
 		res.Warmup += st.warmup
@@ -412,7 +456,13 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	res.P50, res.P90, res.P99 = ms(h.quantile(.50)), ms(h.quantile(.90)), ms(h.quantile(.99))
 	res.Max, res.Mean = ms(time.Duration(h.max)), ms(h.mean())
-	res.ServerCPU = cpuCores(srvStart, srvEnd)
+	res.ServerCPU = clusterCPU(srvStart, srvEnd)
+	for i := range res.Nodes {
+		nr, nh := &res.Nodes[i], &nodeHists[i]
+		nr.RPS = float64(nr.Requests) / res.Seconds
+		nr.P50, nr.P99, nr.Max = ms(nh.quantile(.50)), ms(nh.quantile(.99)), ms(time.Duration(nh.max))
+		nr.ServerCPU = cpuCores(srvStart[i], srvEnd[i])
+	}
 	res.ClientCPU = (cpuEnd - cpuStart).Seconds() / window.Seconds()
 
 	if subs != nil {
@@ -432,7 +482,7 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 			res.ErrorSample = "subscriber: " + st.brokenErr
 		}
 	}
-	srvAfter := scrapeServer(ctx, client, base)
+	srvAfter := sumSamples(scrapeNodes(ctx, client, o.addrs))
 	res.PushDropped = delta(srvBefore.pushDropped, srvAfter.pushDropped)
 	if logins != nil {
 		logins.mu.Lock()
@@ -546,6 +596,13 @@ func (r *result) printHuman(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  cpu       server %s cores   loadgen %.2f cores   push frames dropped %s\n",
 		orUnknown(r.ServerCPU, "%.2f"), r.ClientCPU, orUnknown(r.PushDropped, "%.0f"))
+	if len(r.Nodes) > 1 {
+		fmt.Fprintf(w, "  per node  %-22s %7s %9s %7s %9s %8s %8s %6s\n", "addr", "workers", "requests", "errors", "req/s", "p50 ms", "p99 ms", "cores")
+		for _, n := range r.Nodes {
+			fmt.Fprintf(w, "            %-22s %7d %9d %7d %9.0f %8.3f %8.3f %6s\n",
+				n.Addr, n.Workers, n.Requests, n.Errors, n.RPS, n.P50, n.P99, orUnknown(n.ServerCPU, "%.2f"))
+		}
+	}
 	if r.Errors > 0 || r.ErrorSample != "" {
 		kinds := make([]string, 0, len(r.ErrorKinds))
 		for k, v := range r.ErrorKinds {

@@ -124,6 +124,60 @@ func (s *listScenario) newWorker(_ int, c *caller) func(ctx context.Context) err
 	}
 }
 
+// playScenario: one publishing room and one viewer per worker; each worker plays its
+// viewer into the room again and again (POST /live/play). A play of a viewer already in the
+// audience is answered like the first one, so every request goes through the room's owner.
+type playScenario struct {
+	roomID  string
+	viewers []string // by worker
+}
+
+func setupPlay(ctx context.Context, c *caller, newCaller func() *caller, runID string, workers, parallel int) (*playScenario, error) {
+	host, err := login(ctx, c, "lg-host-"+runID)
+	if err != nil {
+		return nil, err
+	}
+	roomID, err := createRoom(ctx, c, host, "loadgen play room")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.get(ctx, "/ali/stream/notify?action=publish&id="+roomID); err != nil {
+		return nil, fmt.Errorf("publish callback: %w", err)
+	}
+	s := &playScenario{roomID: roomID, viewers: make([]string, workers)}
+	sem := make(chan struct{}, max(parallel, 1))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for i := range workers {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			id, err := login(ctx, newCaller(), "lg-viewer-"+runID+"-"+strconv.Itoa(i))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			s.viewers[i] = id
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return s, nil
+}
+
+func (s *playScenario) newWorker(w int, c *caller) func(ctx context.Context) error {
+	body, _ := json.Marshal(map[string]string{"uid": s.viewers[w], "roomId": s.roomID})
+	return func(ctx context.Context) error {
+		_, err := c.postJSON(ctx, "/live/play", body)
+		return err
+	}
+}
+
 // loginScenario: POST /login with a name never used before, so every request creates (and
 // durably stores) a user. Ids are checked for uniqueness up to maxTrackedIDs.
 type loginScenario struct {

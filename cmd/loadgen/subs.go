@@ -39,14 +39,13 @@ var (
 	commentKey = []byte(`"type":6,"time":`)
 )
 
-// connectSubscribers opens n WebSocket connections to ws://addr/ws?topic=topic, a bounded
-// number at a time, and starts their readers.
-func connectSubscribers(ctx context.Context, addr, topic string, n int) (*subscribers, error) {
+// connectSubscribers opens n WebSocket connections to ws://ADDR/ws?topic=topic, subscriber
+// i on addrs[i mod len(addrs)], a bounded number at a time, and starts their readers.
+func connectSubscribers(ctx context.Context, addrs []string, topic string, n int) (*subscribers, error) {
 	client := &http.Client{
 		Transport: &http.Transport{DialContext: loopbackDialer().DialContext, MaxIdleConnsPerHost: 1},
 		Timeout:   10 * time.Second,
 	}
-	u := "ws://" + addr + "/ws?topic=" + url.QueryEscape(topic)
 	rctx, cancel := context.WithCancel(context.Background())
 	s := &subscribers{list: make([]*subscriber, n), cancel: cancel}
 
@@ -61,6 +60,7 @@ func connectSubscribers(ctx context.Context, addr, topic string, n int) (*subscr
 			defer func() { <-sem; wg.Done() }()
 			dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 			defer dcancel()
+			u := "ws://" + addrs[nodeOf(i, len(addrs))] + "/ws?topic=" + url.QueryEscape(topic)
 			ws, _, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPClient: client, CompressionMode: websocket.CompressionDisabled})
 			if err != nil {
 				mu.Lock()

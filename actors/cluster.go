@@ -36,6 +36,11 @@ func (f Fence) IsZero() bool { return f.Epoch == 0 }
 // the entity now, or this node's membership lapsed. The caller stops acting for the entity.
 var ErrFenced = errors.New("ownership lost: write refused")
 
+// ErrPeerUnreachable is returned by a Transport that could not reach the node at all (no
+// connection): the request was not delivered, so sending it elsewhere cannot apply it twice.
+// Any other transport error leaves the outcome unknown.
+var ErrPeerUnreachable = errors.New("peer unreachable")
+
 type fenceKey struct{}
 
 // WithFence returns a context whose store writes are fenced by f. The Store interface keeps

@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -327,7 +326,7 @@ func (p *memPlacement) CallOf(_ context.Context, roomID string) (string, error) 
 // the JSON encoding both ways.
 type memTransport struct{ c *memCluster }
 
-var errRefused = errors.New("connection refused")
+var errRefused = fmt.Errorf("%w: connection refused", ErrPeerUnreachable)
 
 func (t memTransport) Send(ctx context.Context, addr string, req PeerRequest) (PeerReply, error) {
 	t.c.mu.Lock()

@@ -72,6 +72,9 @@ type resolution struct {
 	adopt func(f Fence, snapshot any)
 	// seen tells the registry which node owns the entity, to try it first next time.
 	seen func(o Owner)
+	// lost tells the registry that o stopped being the owner (its membership lapsed while
+	// a request waited for it): the next message claims the entity instead of trying o.
+	lost func(o Owner)
 }
 
 // resolve runs res to its end. It blocks; call it in its own goroutine.
@@ -145,8 +148,19 @@ func (c *clusterDeps) resolve(root *actor.RootContext, res resolution) {
 		}
 		rep, err := c.sendWatched(res.kind, res.id, *owner, res.msg, deadline)
 		switch {
-		case err != nil:
+		case err != nil && errors.Is(err, ErrPeerUnreachable):
+			// Not delivered (a node that is gone): claim it or find the new owner.
 			lastErr, owner = err, nil
+		case err != nil:
+			// Delivered, or maybe: the owner may have applied it (and frozen or died before
+			// answering). Running it again here could apply it twice, or answer that a room
+			// this very request ended does not exist; the client is told the outcome is
+			// unknown (503) and its retry finds the next owner.
+			if res.lost != nil {
+				res.lost(*owner)
+			}
+			unavailable(err)
+			return
 		case rep.Status == PeerOK:
 			if res.seen != nil {
 				res.seen(*owner)

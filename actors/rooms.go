@@ -152,7 +152,7 @@ func (r *roomRegistry) Receive(ctx actor.Context) {
 		r.create(ctx, msg)
 	case roomRequest:
 		r.route(ctx, msg, ctx.Sender())
-	case adoptRoom, roomLost, roomOwnerSeen, feedRoom, feedRoomGone, feedResync, dueRoom, createClaimed:
+	case adoptRoom, roomLost, roomOwnerSeen, roomOwnerLost, feedRoom, feedRoomGone, feedResync, dueRoom, createClaimed:
 		r.receiveCluster(ctx, msg)
 	case roomChanged:
 		r.changed(msg)

@@ -29,6 +29,11 @@ type (
 		roomID string
 		owner  Owner
 	}
+	// roomOwnerLost: the node last seen as the owner did not answer (lapsed, or gone).
+	roomOwnerLost struct {
+		roomID string
+		owner  Owner
+	}
 	// feedRoom and feedRoomGone: a room's change on the cluster feed (read model).
 	feedRoom     struct{ room Room }
 	feedRoomGone struct{ roomID string }
@@ -65,6 +70,10 @@ func (r *roomRegistry) receiveCluster(ctx actor.Context, msg any) {
 			delete(r.entries, m.roomID)
 			r.countLive(e.view, nil)
 			r.invalidate()
+		}
+	case roomOwnerLost:
+		if e, ok := r.entries[m.roomID]; ok && e.remote != nil && e.remote.Node == m.owner.Node && e.remote.Epoch == m.owner.Epoch {
+			e.remote = nil
 		}
 	case feedResync:
 		r.resync(m.rooms)
@@ -130,6 +139,7 @@ func (r *roomRegistry) resolve(ctx actor.Context, req roomRequest, sender *actor
 		root.Send(self, a)
 	}
 	res.seen = func(o Owner) { root.Send(self, roomOwnerSeen{roomID: req.roomID, owner: o}) }
+	res.lost = func(o Owner) { root.Send(self, roomOwnerLost{roomID: req.roomID, owner: o}) }
 	go r.cl.resolve(root, res)
 }
 

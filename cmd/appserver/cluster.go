@@ -32,6 +32,9 @@ import (
 // start it again as a new member. It never acts under its old membership again.
 var errExpelled = errors.New("cluster membership lapsed: this node was declared dead and stops")
 
+// peerGrace is how long a node that left keeps answering its peers "ask again".
+const peerGrace = 500 * time.Millisecond
+
 // peerDialTimeout is how long reaching another node may take before it counts as gone.
 const peerDialTimeout = time.Second
 
@@ -200,6 +203,9 @@ func (n *clusterNode) leave() {
 		n.log.Warn("leave incomplete; the other nodes take over after memberTTL", "err", err)
 	} else {
 		n.log.Info("left the cluster")
+		// Peers that still believed this node owned a room get "ask again" for a moment
+		// instead of a closed connection mid-request (an unknown outcome for them).
+		time.Sleep(peerGrace)
 	}
 	n.stop()
 }

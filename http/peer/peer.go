@@ -42,6 +42,11 @@ func Handler(engine Engine, log *slog.Logger) http.Handler {
 			return
 		}
 		rep := engine.ServePeer(r.Context(), req)
+		if rep.Status == actors.PeerRetry {
+			// A node that is leaving retires the connections peers pooled to it, so none
+			// of them is reused while it closes.
+			w.Header().Set("Connection", "close")
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(rep)
 	})
@@ -80,6 +85,11 @@ func (c *Client) Send(ctx context.Context, addr string, req actors.PeerRequest) 
 	hr.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(hr)
 	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			// No connection was made: the request was not delivered.
+			return actors.PeerReply{}, fmt.Errorf("%w: %v", actors.ErrPeerUnreachable, err)
+		}
 		return actors.PeerReply{}, err
 	}
 	defer resp.Body.Close()

@@ -3,6 +3,7 @@ package peer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -55,8 +56,9 @@ func TestSendFailsFastAndAtTheDeadline(t *testing.T) {
 	ln.Close()
 	c := NewClient(time.Second)
 	start := time.Now()
-	if _, err := c.Send(context.Background(), addr, actors.PeerRequest{Kind: actors.PeerRoom}); err == nil {
-		t.Fatal("send to a closed port succeeded")
+	_, err = c.Send(context.Background(), addr, actors.PeerRequest{Kind: actors.PeerRoom})
+	if !errors.Is(err, actors.ErrPeerUnreachable) {
+		t.Fatalf("send to a closed port: %v, want ErrPeerUnreachable (not delivered)", err)
 	}
 	if d := time.Since(start); d > 900*time.Millisecond {
 		t.Fatalf("refused connection took %v", d)
@@ -69,8 +71,9 @@ func TestSendFailsFastAndAtTheDeadline(t *testing.T) {
 	defer frozen.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if _, err := c.Send(ctx, strings.TrimPrefix(frozen.URL, "http://"), actors.PeerRequest{Kind: actors.PeerRoom}); err == nil {
-		t.Fatal("send to a frozen node succeeded")
+	_, err = c.Send(ctx, strings.TrimPrefix(frozen.URL, "http://"), actors.PeerRequest{Kind: actors.PeerRoom})
+	if err == nil || errors.Is(err, actors.ErrPeerUnreachable) {
+		t.Fatalf("send to a frozen node: %v, want an error of unknown outcome (delivered, unanswered)", err)
 	}
 }
 

@@ -174,6 +174,7 @@ func runNemesis(t *testing.T, seed uint64, duration time.Duration) {
 	t.Logf("nemesis: %d operations in %v of faults, then %d final reads; faults: %s",
 		len(ops), opsEnd.Sub(cl.t0).Round(time.Millisecond), len(rooms)*len(cl.names), nem.describe())
 	t.Logf("nemesis: operations by kind and outcome:\n%s", describeCounts(ops))
+	t.Logf("nemesis: unknown outcomes by reason: %s", describeUnknowns(ops))
 	t.Logf("nemesis: node incarnations: %s", cl.describeExits())
 
 	failed := false
@@ -795,6 +796,37 @@ func describeCounts(ops []nemOp) string {
 		fmt.Fprintf(&b, " total %d\n", total)
 	}
 	return strings.TrimRight(b.String(), "\n")
+}
+
+// describeUnknowns groups the unknown outcomes by code and the gist of the error.
+func describeUnknowns(ops []nemOp) string {
+	counts := map[string]int{}
+	for _, op := range ops {
+		if op.out.outcome != outUnknown {
+			continue
+		}
+		reason := op.out.detail
+		switch {
+		case op.out.code != 0:
+			reason = fmt.Sprint(op.out.code, " ", op.out.detail)
+		case strings.Contains(reason, "Client.Timeout"), strings.Contains(reason, "deadline exceeded"):
+			reason = "timeout"
+		case strings.Contains(reason, "connection reset"):
+			reason = "connection reset"
+		case strings.Contains(reason, "EOF"):
+			reason = "EOF"
+		}
+		counts[reason]++
+	}
+	var parts []string
+	for reason, n := range counts {
+		parts = append(parts, fmt.Sprintf("%d × %s", n, reason))
+	}
+	sort.Strings(parts)
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // ---------------------------------------------------------------------------------------

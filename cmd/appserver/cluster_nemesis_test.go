@@ -838,6 +838,9 @@ func describeUnknowns(ops []nemOp) string {
 			continue
 		}
 		reason := op.out.detail
+		if i := strings.Index(reason, "\": "); strings.HasPrefix(reason, "Post ") && i >= 0 {
+			reason = reason[i+3:] // the error without the URL
+		}
 		switch {
 		case op.out.code != 0:
 			reason = fmt.Sprint(op.out.code, " ", op.out.detail)

@@ -7,7 +7,7 @@ PKGS     := ./...
 FUZZTIME ?= 30s
 BIN      := bin/appserver
 
-.PHONY: run build cluster test test-deps unit fuzz lint bench cluster-bench console-screenshot clean
+.PHONY: run build cluster test test-deps unit fuzz lint bench cluster-bench chaos console-screenshot clean
 
 ## run: build and start the server on :4000 (embedded store, WebSocket push, simulated CDN)
 run: build
@@ -43,6 +43,16 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+
+## chaos: the nemesis test for CHAOS_DURATION (default 5m) of operations: three nodes killed,
+## frozen and restarted under concurrent clients; the history is checked for linearizability.
+## CHAOS_SEED replays a schedule; a failure leaves the porcupine visualization and the logs in
+## CHAOS_OUT (default: a temporary folder named in the output).
+CHAOS_DURATION ?= 5m
+chaos: test-deps
+	ROOMENGINE_CHAOS_DURATION=$(CHAOS_DURATION) $(if $(CHAOS_SEED),ROOMENGINE_CHAOS_SEED=$(CHAOS_SEED)) \
+	  $(if $(CHAOS_OUT),ROOMENGINE_CHAOS_OUT=$(CHAOS_OUT)) \
+	  $(GO) test -race -count=1 -timeout 60m -run '^TestClusterNemesis$$' -v ./cmd/appserver/
 
 ## bench: load-test a real server with the in-repo load generator and print the figures
 bench: build

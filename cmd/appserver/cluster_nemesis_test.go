@@ -44,11 +44,10 @@ import (
 // ROOMENGINE_CHAOS_OUT names a folder for the porcupine visualization and the nodes' logs
 // (by default a new temporary folder, kept and logged when the test fails).
 //
-// One violation is known (TestNemesisLeaveLandedBeforeFreeze reproduces it): a request
-// forwarded to an owner that wrote its effect and froze before answering is run again by
-// the next owner; a leave is then answered 2003 although it ended the room. The nemesis
-// test logs it as a KNOWN VIOLATION and passes when the history is linearizable with such
-// leaves counted as unknown; with ROOMENGINE_KNOWN_VIOLATIONS=1 it fails on it.
+// The nemesis found one violation, now fixed and kept as a regression case
+// (TestNemesisLeaveLandedBeforeFreeze): a request forwarded to an owner that wrote its effect
+// and froze before answering was run again by the next owner; a leave was then answered
+// 2003 although it ended the room. Such a request is now answered 503 (unknown outcome).
 
 const (
 	nemClients      = 6
@@ -208,16 +207,6 @@ func runNemesis(t *testing.T, seed uint64, duration time.Duration) {
 		}
 		t.Logf("nemesis: porcupine visualization in %s", path)
 		switch {
-		case res == porcupine.Illegal && !nemKnownViolations() && porcupine.CheckOperationsTimeout(model,
-			porcupineHistory(relaxKnown(ops)), 5*time.Minute) == porcupine.Ok:
-			// Only the known violation: a leave that took effect on an owner that froze before
-			// answering, run again on the next owner and answered 2003.
-			t.Logf("nemesis: KNOWN VIOLATION (seed %d): a leave answered 2003 although it took effect "+
-				"(TestNemesisLeaveLandedBeforeFreeze); linearizable once such answers count as unknown; "+
-				"ROOMENGINE_KNOWN_VIOLATIONS=1 fails on it", seed)
-			for _, room := range illegalRooms(model, history) {
-				t.Logf("known violation in room %s:\n%s", room, describeRoomHistory(ops, room))
-			}
 		case res == porcupine.Illegal:
 			failed = true
 			t.Errorf("the history is not linearizable (seed %d); see %s", seed, path)
@@ -259,21 +248,6 @@ func runNemesis(t *testing.T, seed uint64, duration time.Duration) {
 		}
 		t.Logf("nemesis: the nodes' logs are in %s (seed %d)", dir, seed)
 	}
-}
-
-// nemKnownViolations is set to fail on the violations already reported rather than only
-// log them (TestNemesisLeaveLandedBeforeFreeze).
-func nemKnownViolations() bool { return os.Getenv("ROOMENGINE_KNOWN_VIOLATIONS") != "" }
-
-// relaxKnown counts a leave answered 2003 as unknown: what the known violation gets wrong.
-func relaxKnown(ops []nemOp) []nemOp {
-	out := append([]nemOp(nil), ops...)
-	for i, op := range out {
-		if op.in.kind == opLeave && op.out.outcome == outNoRoom {
-			out[i].out.outcome = outUnknown
-		}
-	}
-	return out
 }
 
 // nemOutDir is where a failed run leaves what explains it: ROOMENGINE_CHAOS_OUT, or a new
@@ -1398,10 +1372,9 @@ func TestNemesisModel(t *testing.T) {
 		got := porcupine.CheckOperationsTimeout(nemModel(), porcupineHistory(c.ops), 10*time.Second)
 		assert.Equal(t, c.want, got, c.name)
 	}
-	// The known violation, and what relaxKnown forgives of it.
-	known := []nemOp{create(a, 0, 1), op(opLeave, a, 0, outNoRoom, 2, 5), op(opPlay, a, 1, outNoRoom, 6, 7)}
-	assert.Equal(t, porcupine.Illegal, porcupine.CheckOperationsTimeout(nemModel(), porcupineHistory(known), 10*time.Second))
-	assert.Equal(t, porcupine.Ok, porcupine.CheckOperationsTimeout(nemModel(), porcupineHistory(relaxKnown(known)), 10*time.Second))
+	// The violation the nemesis found: a leave that ended the room answered 2003.
+	found := []nemOp{create(a, 0, 1), op(opLeave, a, 0, outNoRoom, 2, 5), op(opPlay, a, 1, outNoRoom, 6, 7)}
+	assert.Equal(t, porcupine.Illegal, porcupine.CheckOperationsTimeout(nemModel(), porcupineHistory(found), 10*time.Second))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1411,10 +1384,8 @@ func TestNemesisModel(t *testing.T) {
 // room once the owner's membership lapses, loads the ended room and runs the leave again:
 // the client is told 2003 "no such room" although its own leave ended the room. A definite
 // failure for an operation that took effect is not linearizable (the leave may be answered
-// ok, or 503 — unknown — but not 2003).
-//
-// It fails until forwarded requests are made idempotent across a takeover, so it runs only
-// with ROOMENGINE_KNOWN_VIOLATIONS=1.
+// ok, or 503 — unknown — but not 2003). Fixed: a forwarded request whose owner lapsed
+// before answering is answered 503 and not run again.
 func TestNemesisLeaveLandedBeforeFreeze(t *testing.T) {
 	f := nemFreezeAfterWrite(t)
 	a := f.freezeDuring(t, "/live/leave", url.Values{"roomId": {f.room}}, "saveroom", f.room)
@@ -1433,9 +1404,6 @@ type nemFrozen struct {
 }
 
 func nemFreezeAfterWrite(t *testing.T) *nemFrozen {
-	if !nemKnownViolations() {
-		t.Skip("known violation (a request run again after its owner froze): set ROOMENGINE_KNOWN_VIOLATIONS=1 to run it")
-	}
 	tc := newTestCluster(t, nemMemberTTL)
 	proxy := nemStartProxy(t, tc.redis.Addr())
 	cl := &nemCluster{t: tc.t, bin: tc.bin, ttl: nemMemberTTL, t0: time.Now(), nodes: map[string]*nemNode{},

@@ -166,6 +166,12 @@ func TestClusterEveryNodeGetsOneOrder(t *testing.T) {
 	wg.Wait()
 	readers.Wait()
 	if t.Failed() {
+		n, err := cl.rdb.XLen(context.Background(), cl.prefix+"feed").Result()
+		t.Logf("feed holds %d entries (%v)", n, err)
+		for _, nd := range cl.nodes {
+			t.Logf("%s: publisher refused %d, dropped %d; follower at %s, lag %v", nd.name, nd.pub.Refused(),
+				nd.pub.Dropped(), nd.fol.LastID(), nd.fol.Lag())
+		}
 		return
 	}
 	// Each publisher's comments keep their Publish order within the one order.

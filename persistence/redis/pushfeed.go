@@ -318,7 +318,12 @@ func (p *Publisher) send(ctx context.Context, batch []pushOp) bool {
 
 func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 	inc := *p.inc.Load()
-	pipe := p.rdb.Pipeline()
+	// One MULTI/EXEC, not a plain pipeline: the dedup marker is a high-water mark, so the
+	// ops of a batch must run all or none. In a plain pipeline, another node loading the
+	// scripts (SCRIPT LOAD after a Redis restart, or at first use) between two of its
+	// EVALSHAs let the later ops run while the earlier ones got NOSCRIPT; the resent
+	// earlier ops were then taken for applied and lost (found by a test under load).
+	pipe := p.rdb.TxPipeline()
 	cmds := make([]*goredis.Cmd, len(batch))
 	for i, op := range batch {
 		if op.drop {

@@ -324,3 +324,44 @@ func TestSyncWaitsForQueuedPushes(t *testing.T) {
 	fx.srv.Restart()
 	require.NoError(t, p.Sync(t.Context()), "Sync once Redis is back")
 }
+
+// The script cache emptied while several publishers send (a Redis restart, or the first
+// use): every push still reaches the feed once. With plain pipelines, another publisher's
+// SCRIPT LOAD between two EVALSHAs of a batch let its later pushes run before the earlier
+// ones, which the dedup marker then took for applied.
+func TestEveryPushLandsWhileTheScriptCacheIsFlushed(t *testing.T) {
+	fx := newFeedFixture(t)
+	pubs := []*Publisher{fx.publisher(t, PublisherOptions{}), fx.publisher(t, PublisherOptions{}), fx.publisher(t, PublisherOptions{})}
+	const perPublisher = 1000
+	stop := make(chan struct{})
+	flushed := make(chan int)
+	go func() {
+		n := 0
+		defer func() { flushed <- n }()
+		for n < 2000 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if fx.rdb.ScriptFlush(context.Background()).Err() == nil {
+				n++
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for i, p := range pubs {
+		wg.Go(func() {
+			for k := range perPublisher {
+				p.Publish(actors.Push{Topic: "ra", Tag: "tag", Importance: 8, Type: 6, Body: body(i*perPublisher + k)})
+			}
+			require.NoError(t, p.Sync(t.Context()))
+		})
+	}
+	wg.Wait()
+	close(stop)
+	t.Logf("script cache flushed %d times", <-flushed)
+	got, err := fx.rdb.XLen(t.Context(), fx.prefix+"feed").Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, len(pubs)*perPublisher, got, "pushes on the feed")
+}

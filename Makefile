@@ -26,10 +26,11 @@ cluster: build
 test: test-deps lint unit fuzz
 
 # test-deps installs the Debian packages the tests use when they are missing (CI machines
-# start fresh): Redis for the cluster store, Chromium for the operator console's browser
-# test. Nothing here is needed by `make run`.
+# start fresh): Redis for the cluster store, nginx for the cluster-behind-nginx test,
+# Chromium for the operator console's browser test, systemd for `systemd-analyze verify` of
+# deploy/roomengine.service. Nothing here is needed by `make run`.
 test-deps:
-	@./scripts/test-deps.sh redis-server nginx chromium
+	@./scripts/test-deps.sh redis-server nginx chromium systemd
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)

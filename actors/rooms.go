@@ -243,8 +243,8 @@ func (r *roomRegistry) scheduleSweep() {
 }
 
 // sweep passivates room actors that have been idle for idleTimeout: they finish what is
-// in their mailbox and stop; what arrives meanwhile waits in the registry (DESIGN §9: a
-// room never stops itself, so no message is lost to a stopping actor).
+// in their mailbox and stop; what arrives meanwhile waits in the registry (a room never
+// stops itself, so no message is lost to a stopping actor).
 func (r *roomRegistry) sweep(ctx actor.Context) {
 	now := r.deps.clock.Now()
 	for _, e := range r.entries {

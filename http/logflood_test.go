@@ -13,7 +13,7 @@ import (
 // maxLogPerBadRequest bounds what one request may add to the log, however large its values.
 const maxLogPerBadRequest = 4096
 
-// everyRoute lists each route with the parameters it reads (SPEC §2, §3, the /ws gateway).
+// everyRoute lists each route with the parameters it reads (docs/api.md: routes, callbacks, the /ws gateway).
 var everyRoute = []struct {
 	method, path string
 	params       []string

@@ -1,6 +1,6 @@
 // Package storetest is the contract every actors.Store implementation must pass. The
 // embedded and Redis stores run the same suite so that the engine can switch between them
-// without noticing (DESIGN §4).
+// without noticing (docs/architecture.md, stores).
 package storetest
 
 import (

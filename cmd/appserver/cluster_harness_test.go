@@ -157,7 +157,11 @@ func (n *clNode) exited(t *testing.T, within time.Duration) int {
 		require.NoError(t, err)
 		return 0
 	case <-time.After(within):
-		t.Fatalf("%s did not exit within %v\n%s", n.name, within, n.log)
+		// Kill it and let the waiting goroutine finish, so the test's cleanup does not wait
+		// on the same process concurrently.
+		_ = n.cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s did not exit within %v\n%s", n.name, within, importantLines(n.log.String()))
 		return -1
 	}
 }

@@ -564,3 +564,84 @@ func TestClusterNodeNameTaken(t *testing.T) {
 	require.Len(t, lines, 1, "want one line:\n%s", out)
 	assert.Contains(t, lines[0], "cluster.node")
 }
+
+// ready reads a node's /readyz: its HTTP status and message.
+func (n *clNode) ready() (int, string, error) {
+	res, err := client.Get(n.base + "/readyz")
+	if err != nil {
+		return 0, "", err
+	}
+	defer res.Body.Close()
+	var env struct{ Message string }
+	err = json.NewDecoder(res.Body).Decode(&env)
+	return res.StatusCode, env.Message, err
+}
+
+// Redis gone under a cluster. An outage shorter than memberTTL is ridden out: /readyz is
+// 503 while Redis is away, then every node is a member again and what was acknowledged is
+// there. An outage longer than memberTTL lets every membership lapse: each node stops
+// acting (its lease), and once Redis is back finds itself expelled and exits non-zero for
+// its supervisor; nodes started again under the same names find everything acknowledged.
+func TestClusterRedisOutage(t *testing.T) {
+	const ttl = 3 * time.Second
+	c := newTestCluster(t, ttl)
+	nodes := c.start("n1", "n2", "n3")
+	host := field(t, nodes[0].call(t, "/login", url.Values{"name": {"host"}}), "id")
+	viewer := field(t, nodes[1].call(t, "/login", url.Values{"name": {"viewer"}}), "id")
+	room := field(t, nodes[1].call(t, "/live/create", url.Values{"uid": {host}}), "roomId")
+	nodes[2].call(t, "/live/play", url.Values{"roomId": {room}, "uid": {viewer}})
+	nodes[0].get(t, "/ali/stream/notify?action=publish&id="+room)
+
+	// A short outage.
+	c.redis.Stop()
+	eventually(t, ttl, "n1 not ready while Redis is away", func() error {
+		if code, msg, err := nodes[0].ready(); err != nil || code == 200 {
+			return fmt.Errorf("readyz %d %s %v", code, msg, err)
+		}
+		return nil
+	})
+	c.redis.Restart()
+	for _, n := range nodes {
+		eventually(t, ttl, n.name+" ready again", func() error {
+			if code, msg, err := n.ready(); err != nil || code != 200 {
+				return fmt.Errorf("readyz %d %s %v", code, msg, err)
+			}
+			return nil
+		})
+	}
+	n1Comment := func(n *clNode) error {
+		_, err := n.try("/live/comment", url.Values{"roomId": {room}, "uid": {viewer}, "comment": {"hi"}})
+		return err
+	}
+	eventually(t, ttl, "a comment through n1 after the short outage", func() error { return n1Comment(nodes[0]) })
+
+	// An outage longer than memberTTL: every node's lease lapses while Redis is away.
+	c.redis.Stop()
+	stopped := time.Now()
+	for _, n := range nodes {
+		eventually(t, ttl+2*time.Second, n.name+" no longer a member", func() error {
+			if _, msg, err := n.ready(); err != nil || !strings.Contains(msg, "not a cluster member") {
+				return fmt.Errorf("readyz %s %v", msg, err)
+			}
+			return nil
+		})
+	}
+	// The lease lapses a fifth of memberTTL before the member key can expire; the outage
+	// lasts until the keys of the last renewals have certainly expired (the fault's length,
+	// like a nemesis' pause: nothing observable marks it while Redis is down).
+	time.Sleep(time.Until(stopped.Add(ttl + time.Second)))
+	c.redis.Restart()
+	for _, n := range nodes {
+		assert.NotEqual(t, 0, n.exited(t, 15*time.Second), "%s after its membership lapsed", n.name)
+	}
+
+	again := c.start("n1", "n2", "n3")
+	rooms, err := listAll(again[0])
+	require.NoError(t, err)
+	assert.Equal(t, 1, rooms[room].Status, "the publishing room after the outage")
+	var audience []struct{ ID string }
+	require.NoError(t, json.Unmarshal(again[1].call(t, "/im/room/users", url.Values{"roomId": {room}}), &audience))
+	require.Len(t, audience, 1)
+	assert.Equal(t, viewer, audience[0].ID)
+	require.NoError(t, n1Comment(again[2]))
+}

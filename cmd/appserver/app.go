@@ -324,7 +324,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	}
 	select {
 	case err := <-errc:
-		a.shutdownEngine()
+		a.shutdownEngine(false)
 		return err
 	case <-ctx.Done():
 	case <-expelled:
@@ -344,24 +344,30 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	if err := a.gateway.Shutdown(dctx); err != nil {
 		a.log.Warn("push gateway shutdown incomplete", "err", err)
 	}
-	a.shutdownEngine()
+	a.shutdownEngine(false)
 	a.log.Info("stopped")
 	return nil
 }
 
-func (a *app) shutdownEngine() {
+// shutdownEngine stops the actors (every acknowledged change is already durable), lets the
+// push backends finish, hands the node's rooms over to the cluster — or, for a node the
+// cluster expelled, only stops: it owns nothing any more — and closes the store.
+func (a *app) shutdownEngine(expelled bool) {
 	a.engine.Shutdown()
 	if a.simulator != nil {
 		a.simulator.Wait()
 	}
-	if a.mns != nil {
+	if a.mns != nil && !expelled {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := a.mns.Close(ctx); err != nil {
 			a.log.Warn("MNS queue not flushed", "err", err)
 		}
 		cancel()
 	}
-	if a.cluster != nil {
+	switch {
+	case a.cluster != nil && expelled:
+		a.cluster.abandon()
+	case a.cluster != nil:
 		a.cluster.leave()
 	}
 	if err := a.store.Close(); err != nil {
@@ -377,13 +383,7 @@ func (a *app) abort() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = a.gateway.Shutdown(ctx)
-	a.engine.Shutdown()
-	if a.simulator != nil {
-		a.simulator.Wait()
-	}
-	_ = a.cluster.publisher.Close(ctx)
-	a.cluster.stop()
-	_ = a.store.Close()
+	a.shutdownEngine(true)
 }
 
 // gatewayURLs points topicLocation at the built-in gateway unless messages go to MNS, so a

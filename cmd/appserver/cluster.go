@@ -203,10 +203,22 @@ func (n *clusterNode) leave() {
 		n.log.Warn("leave incomplete; the other nodes take over after memberTTL", "err", err)
 	} else {
 		n.log.Info("left the cluster")
+	}
+	if n.peerSrv != nil {
 		// Peers that still believed this node owned a room get "ask again" for a moment
 		// instead of a closed connection mid-request (an unknown outcome for them).
 		time.Sleep(peerGrace)
 	}
+	n.stop()
+}
+
+// abandon stops a node the cluster expelled: its queued pushes are refused by Redis anyway
+// (they are sent for a short while only so the queue is not left mid-batch), and it has
+// nothing to hand over.
+func (n *clusterNode) abandon() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = n.publisher.Close(ctx)
 	n.stop()
 }
 

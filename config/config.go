@@ -61,6 +61,19 @@ type Redis struct {
 	KeyPrefix string        `yaml:"keyprefix"`
 	DB        int           `yaml:"db"`
 	Timeout   time.Duration `yaml:"timeout"`
+	// Sentinel, when its master and addrs are set, finds the primary through Redis Sentinel
+	// instead of host/port and follows it across a failover.
+	Sentinel RedisSentinel `yaml:"sentinel"`
+	// WaitReplicas: a write is acknowledged only once WAIT reports that many replicas have
+	// it (0: once the primary has it, the behaviour without replicas).
+	WaitReplicas int `yaml:"waitReplicas"`
+}
+
+// RedisSentinel names the primary and the sentinels that watch it.
+type RedisSentinel struct {
+	Master   string     `yaml:"master"`
+	Addrs    StringList `yaml:"addrs"`
+	Password string     `yaml:"password" secret:"true"`
 }
 
 // Ali holds the Aliyun account and the settings of the CDN mix and MNS clients.

@@ -51,6 +51,12 @@ func (c *Config) validateStore() error {
 			return c.errorf("dataDir", "must not be empty with store embedded")
 		}
 	case StoreRedis:
+		if err := c.validateRedisTopology(); err != nil {
+			return err
+		}
+		if c.Redis.WaitReplicas < 0 || c.Redis.WaitReplicas > maxWaitReplicas {
+			return c.errorf("redis.waitReplicas", "%d out of range 0-%d", c.Redis.WaitReplicas, maxWaitReplicas)
+		}
 		if c.Redis.Host == "" {
 			return c.errorf("redis.host", "must not be empty with store redis")
 		}

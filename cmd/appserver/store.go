@@ -43,7 +43,7 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (actor
 		}
 		return store, cfg.Actors.AskTimeout, nil
 	case config.StoreRedis:
-		goredis.SetLogger(newRedisLogger(log.With("component", "redis"), cfg.Redis.Password))
+		goredis.SetLogger(newRedisLogger(log.With("component", "redis"), cfg.Redis.Password, cfg.Redis.Sentinel.Password))
 		opts := redisOptions(cfg)
 		opts.Logger = log.With("component", "redis")
 		store, err := openRedis(ctx, opts, redisStartupWait, log)
@@ -62,6 +62,11 @@ func redisOptions(cfg *config.Config) redisstore.Options {
 		DB:        cfg.Redis.DB,
 		KeyPrefix: cfg.Redis.KeyPrefix,
 		Timeout:   cfg.Redis.Timeout,
+
+		SentinelMaster:   cfg.Redis.Sentinel.Master,
+		SentinelAddrs:    cfg.Redis.Sentinel.Addrs,
+		SentinelPassword: cfg.Redis.Sentinel.Password,
+		WaitReplicas:     cfg.Redis.WaitReplicas,
 	}
 }
 
@@ -76,7 +81,7 @@ func openRedis(ctx context.Context, opts redisstore.Options, wait time.Duration,
 		store, err := redisstore.Open(ctx, opts)
 		if err == nil {
 			if warned {
-				log.Info("redis answers", "addr", opts.Addr)
+				log.Info("redis answers", "addr", opts.Where())
 			}
 			return store, nil
 		}
@@ -85,13 +90,13 @@ func openRedis(ctx context.Context, opts redisstore.Options, wait time.Duration,
 			cause = inner // Open's error repeats the address
 		}
 		if !retryableRedisError(cause) {
-			return nil, fmt.Errorf("redis %s refused the connection: %v", opts.Addr, cause)
+			return nil, fmt.Errorf("redis %s refused the connection: %v", opts.Where(), cause)
 		}
 		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
-			return nil, fmt.Errorf("redis %s unreachable (waited %v): %v", opts.Addr, wait, cause)
+			return nil, fmt.Errorf("redis %s unreachable (waited %v): %v", opts.Where(), wait, cause)
 		}
 		if !warned {
-			log.Warn("redis not answering, retrying", "addr", opts.Addr, "for", wait, "err", cause)
+			log.Warn("redis not answering, retrying", "addr", opts.Where(), "for", wait, "err", cause)
 			warned = true
 		}
 		select {
@@ -118,16 +123,16 @@ func retryableRedisError(err error) bool {
 // redisLogEvery (the next line says how many were suppressed), with the password masked
 // should go-redis ever print it.
 type redisLogger struct {
-	log    *slog.Logger
-	secret string
+	log     *slog.Logger
+	secrets []string
 
 	mu         sync.Mutex
 	last       time.Time
 	suppressed int
 }
 
-func newRedisLogger(log *slog.Logger, secret string) *redisLogger {
-	return &redisLogger{log: log, secret: secret}
+func newRedisLogger(log *slog.Logger, secrets ...string) *redisLogger {
+	return &redisLogger{log: log, secrets: secrets}
 }
 
 func (l *redisLogger) Printf(_ context.Context, format string, v ...any) {
@@ -144,8 +149,10 @@ func (l *redisLogger) Printf(_ context.Context, format string, v ...any) {
 	l.mu.Unlock()
 
 	msg := strings.TrimSpace(fmt.Sprintf(format, v...))
-	if l.secret != "" {
-		msg = strings.ReplaceAll(msg, l.secret, config.Mask)
+	for _, secret := range l.secrets {
+		if secret != "" {
+			msg = strings.ReplaceAll(msg, secret, config.Mask)
+		}
 	}
 	if suppressed > 0 {
 		l.log.Warn(msg, "suppressed", suppressed)

@@ -57,7 +57,8 @@ type Follower struct {
 	rdb  *goredis.Client
 	key  string
 	log  *slog.Logger
-	opts *goredis.Options
+	opts Options
+	conn connSettings
 
 	mu     sync.Mutex
 	lastID string
@@ -74,11 +75,8 @@ func (s *Store) NewFollower(opts FollowerOptions) *Follower {
 	}
 	// A connection of its own: a blocking read must not hold one of the store's, and its
 	// read timeout must outlast the block (pipelines use the client's ReadTimeout).
-	o := *s.rdb.Options()
-	o.ReadTimeout = feedBlock + s.timeout
-	o.PoolSize = 1
-	o.ClientName = opts.Name
-	return &Follower{opts: &o, key: s.prefix + "feed", log: opts.Logger, lastID: "0-0"}
+	cs := connSettings{name: opts.Name, readTimeout: feedBlock + s.timeout, poolSize: 1}
+	return &Follower{opts: s.opts, conn: cs, key: s.prefix + "feed", log: opts.Logger, lastID: "0-0"}
 }
 
 // FeedHead returns the id of the feed's last entry ("0-0" while it is empty). A node takes
@@ -103,7 +101,7 @@ func (s *Store) FeedHead(ctx context.Context) (string, error) {
 // Run follows the feed from the entry after from until ctx ends (it then returns nil).
 // A read that fails is retried with backoff from the last id handled.
 func (f *Follower) Run(ctx context.Context, from string, h FeedHandler) error {
-	rdb := goredis.NewClient(f.opts)
+	rdb := newClient(f.opts, f.conn)
 	defer rdb.Close()
 	// A blocked XREAD does not watch its context; closing the connection ends it, so a
 	// node leaving does not wait out the block.

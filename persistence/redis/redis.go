@@ -47,7 +47,6 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"roomengine/actors"
 )
@@ -83,6 +82,16 @@ type Options struct {
 	// Logger receives what a background loop (Member.Run) cannot return: transient
 	// errors it retries. Nil discards them.
 	Logger *slog.Logger
+
+	// SentinelMaster, when set, finds the primary through the sentinels at SentinelAddrs
+	// (Addr is then unused) and follows it across failovers.
+	SentinelMaster   string
+	SentinelAddrs    []string
+	SentinelPassword string // never appears in errors
+	// WaitReplicas > 0 acknowledges a write only once that many replicas have it
+	// (replicawait.go); a write they do not confirm within Timeout fails with
+	// ErrNotReplicated.
+	WaitReplicas int
 }
 
 // Store is the Redis-backed actors.Store. Methods are safe for concurrent use.
@@ -116,7 +125,8 @@ type Store struct {
 	busyRoomPrefix string // + room id
 	busyUserPrefix string // + uid
 
-	log *slog.Logger
+	log  *slog.Logger
+	opts Options // as Open completed them: what a connection of the store's own is made from
 	// member is this node's current membership: the identity fenced writes are checked
 	// against (set by Join).
 	member atomic.Pointer[Member]
@@ -134,24 +144,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	rdb := goredis.NewClient(&goredis.Options{
-		Addr:     opts.Addr,
-		Password: opts.Password,
-		DB:       opts.DB,
-		// Every call carries a deadline (see begin); the socket timeouts are the
-		// same bound for a connection that is stuck regardless of the context.
-		ContextTimeoutEnabled: true,
-		DialTimeout:           opts.Timeout,
-		ReadTimeout:           opts.Timeout,
-		WriteTimeout:          opts.Timeout,
-		PoolTimeout:           opts.Timeout,
-		// The pool's own dial retries would only spend the call's deadline on a server
-		// that refused the first dial; the caller or the next call retries instead.
-		DialerRetries: 1,
-		// Maintenance notifications are for Redis Enterprise / Cloud; with "auto" every
-		// new connection against a plain redis-server pays a failing command.
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
+	rdb := newClient(opts, connSettings{})
+	if opts.WaitReplicas > 0 {
+		rdb.AddHook(&replicaWait{rdb: rdb, replicas: opts.WaitReplicas, timeout: opts.Timeout,
+			markKey: opts.KeyPrefix + ":replicated"})
+	}
 	p := opts.KeyPrefix + ":"
 	s := &Store{
 		rdb:         rdb,
@@ -176,14 +173,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		busyRoomPrefix: p + "busy:room:",
 		busyUserPrefix: p + "busy:user:",
 
-		log: opts.Logger,
+		log:  opts.Logger,
+		opts: opts,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if err := s.ping(ctx); err != nil {
 		rdb.Close()
-		return nil, fmt.Errorf("redis: open %s: %w", opts.Addr, err)
+		return nil, fmt.Errorf("redis: open %s: %w", opts.Where(), err)
 	}
 	return s, nil
 }

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,6 +33,11 @@ type Server struct {
 	dir  string
 	port int
 
+	// args come after the common ones: --replicaof for a replica; conf is a config file
+	// to pass first (a sentinel's, which it rewrites as it learns the topology).
+	args []string
+	conf string
+
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has been waited for
@@ -40,12 +46,23 @@ type Server struct {
 // Start starts a fresh redis-server and registers its termination with t.Cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return startServer(t, nil, "")
+}
+
+func startServer(t testing.TB, args []string, conf string) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redistest: redis-server is not on PATH (%v). Run `make test`, which installs "+
 			"it via scripts/test-deps.sh, or `sudo apt-get install redis-server`.", err)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), args: args}
+	if conf != "" {
+		s.conf = filepath.Join(s.dir, "sentinel.conf")
+		if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
+			t.Fatalf("redistest: %v", err)
+		}
+	}
 	t.Cleanup(s.Stop)
 	// A port picked by the kernel can be taken by someone else before redis binds it;
 	// try a few times before giving up.
@@ -109,15 +126,19 @@ func (s *Server) stopLocked() {
 
 func (s *Server) start() error {
 	logPath := filepath.Join(s.dir, "redis.log")
-	cmd := exec.Command(s.bin,
+	var args []string
+	if s.conf != "" {
+		args = append(args, s.conf, "--sentinel")
+	} else {
+		args = append(args, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "yes",
-		"--appendfsync", "always",
 		"--dir", s.dir,
 		"--logfile", logPath,
 	)
+	cmd := exec.Command(s.bin, append(args, s.args...)...)
 	setParentDeathSignal(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
@@ -187,4 +208,19 @@ func tail(path string) string {
 		lines = lines[len(lines)-20:]
 	}
 	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// Freeze stops the server with SIGSTOP: it keeps its connections and answers nothing, as a
+// hung machine would. Thaw resumes it.
+func (s *Server) Freeze() { s.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server with SIGCONT.
+func (s *Server) Thaw() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(sig)
+	}
 }

@@ -1,0 +1,73 @@
+package redis
+
+import (
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// connSettings is what differs between the store's pool and a connection of its own (the
+// feed follower's blocking read).
+type connSettings struct {
+	name        string
+	readTimeout time.Duration
+	poolSize    int // 0: go-redis's default
+}
+
+// newClient connects to the primary: at Addr, or the one the sentinels name. A client on
+// Sentinel asks the sentinels for the primary when it connects and again whenever they
+// announce a failover, so the store follows a promotion without a restart.
+func newClient(opts Options, cs connSettings) *goredis.Client {
+	readTimeout := opts.Timeout
+	if cs.readTimeout > 0 {
+		readTimeout = cs.readTimeout
+	}
+	// Maintenance notifications are for Redis Enterprise / Cloud; with "auto" every new
+	// connection against a plain redis-server pays a failing command.
+	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	if opts.SentinelMaster != "" {
+		return goredis.NewFailoverClient(&goredis.FailoverOptions{
+			MasterName:       opts.SentinelMaster,
+			SentinelAddrs:    opts.SentinelAddrs,
+			SentinelPassword: opts.SentinelPassword,
+			Password:         opts.Password,
+			DB:               opts.DB,
+			ClientName:       cs.name,
+			PoolSize:         cs.poolSize,
+
+			ContextTimeoutEnabled: true,
+			DialTimeout:           opts.Timeout,
+			ReadTimeout:           readTimeout,
+			WriteTimeout:          opts.Timeout,
+			PoolTimeout:           opts.Timeout,
+			DialerRetries:         1,
+		})
+	}
+	return goredis.NewClient(&goredis.Options{
+		Addr:       opts.Addr,
+		Password:   opts.Password,
+		DB:         opts.DB,
+		ClientName: cs.name,
+		PoolSize:   cs.poolSize,
+		// Every call carries a deadline (see begin); the socket timeouts are the
+		// same bound for a connection that is stuck regardless of the context.
+		ContextTimeoutEnabled: true,
+		DialTimeout:           opts.Timeout,
+		ReadTimeout:           readTimeout,
+		WriteTimeout:          opts.Timeout,
+		PoolTimeout:           opts.Timeout,
+		// The pool's own dial retries would only spend the call's deadline on a server
+		// that refused the first dial; the caller or the next call retries instead.
+		DialerRetries:            1,
+		MaintNotificationsConfig: maint,
+	})
+}
+
+// Where names the Redis these options reach, for a log line or an error; it holds no secret.
+func (o Options) Where() string {
+	if o.SentinelMaster != "" {
+		return "sentinel master " + o.SentinelMaster
+	}
+	return o.Addr
+}

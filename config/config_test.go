@@ -314,6 +314,19 @@ func TestErrors(t *testing.T) {
 			[]string{"config: APPSERVER_REDIS_HOTS: unknown variable; did you mean APPSERVER_REDIS_HOST?"}},
 		{"unknown env group", "", []string{"APPSERVER_REDIS=x"},
 			[]string{"config: APPSERVER_REDIS: unknown variable"}},
+		{"sentinel and host file", "store: redis\nredis: {host: 10.0.0.5, sentinel: {master: m, addrs: 'a:26379'}}\n", nil,
+			[]string{"config: redis.host: set either redis.host or redis.sentinel.*, not both", "app.yaml:2"}},
+		{"sentinel and port env", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_PORT=6380",
+			"APPSERVER_REDIS_SENTINEL_MASTER=m", "APPSERVER_REDIS_SENTINEL_ADDRS=a:26379,b:26379"},
+			[]string{"config: APPSERVER_REDIS_PORT: set either redis.port or redis.sentinel.*, not both"}},
+		{"sentinel without addrs", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_SENTINEL_MASTER=m"},
+			[]string{"config: redis.sentinel.addrs: must list the sentinels"}},
+		{"sentinel without master", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_SENTINEL_ADDRS=a:1"},
+			[]string{"config: redis.sentinel.master: must name the primary"}},
+		{"sentinel addr without port", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_SENTINEL_MASTER=m",
+			"APPSERVER_REDIS_SENTINEL_ADDRS=a:1,b"}, []string{`config: APPSERVER_REDIS_SENTINEL_ADDRS: "b" is not host:port`}},
+		{"waitReplicas negative", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_WAITREPLICAS=-1"},
+			[]string{"config: APPSERVER_REDIS_WAITREPLICAS: -1 out of range 0-16"}},
 		{"unknown push", "push: websocket,kafka\n", nil,
 			[]string{`config: push: unknown push backend "kafka" (want websocket or mns)`}},
 		{"empty push", "", []string{"APPSERVER_PUSH= , "},
@@ -507,5 +520,23 @@ func TestSecretsRedacted(t *testing.T) {
 func TestDefaultValidates(t *testing.T) {
 	if err := Default().Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Sentinel replaces host/port: the defaults of redis.host and redis.port do not count as a
+// second choice, and the addresses come as a YAML list or one comma-separated variable.
+func TestSentinelConfigLoads(t *testing.T) {
+	c := mustLoad(t, writeYAML(t, "store: redis\nredis:\n  waitReplicas: 1\n  sentinel:\n    master: main\n    addrs: [10.0.0.1:26379, 10.0.0.2:26379]\n    password: s3\n"))
+	if !c.Redis.UsesSentinel() || c.Redis.Sentinel.Master != "main" || len(c.Redis.Sentinel.Addrs) != 2 ||
+		c.Redis.Sentinel.Password != "s3" || c.Redis.WaitReplicas != 1 {
+		t.Fatalf("redis = %+v", c.Redis)
+	}
+	c = mustLoad(t, "", "APPSERVER_STORE=redis", "APPSERVER_REDIS_SENTINEL_MASTER=main",
+		"APPSERVER_REDIS_SENTINEL_ADDRS=10.0.0.1:26379, 10.0.0.2:26379 ,10.0.0.3:26379")
+	if got := c.Redis.Sentinel.Addrs; len(got) != 3 || got[1] != "10.0.0.2:26379" {
+		t.Fatalf("sentinel addrs = %q", got)
+	}
+	if c.Redis.WaitReplicas != 0 {
+		t.Fatalf("waitReplicas default = %d, want 0", c.Redis.WaitReplicas)
 	}
 }

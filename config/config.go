@@ -67,6 +67,10 @@ type Redis struct {
 	// WaitReplicas: a write is acknowledged only once WAIT reports that many replicas have
 	// it (0: once the primary has it, the behaviour without replicas).
 	WaitReplicas int `yaml:"waitReplicas"`
+	// FailoverGrace: in a cluster, a node cut off from Redis for less than this (a
+	// failover, a restart of Redis) rejoins under its identity instead of exiting, unless
+	// something it owned was taken over meanwhile. 0 turns it off.
+	FailoverGrace time.Duration `yaml:"failoverGrace"`
 }
 
 // RedisSentinel names the primary and the sentinels that watch it.
@@ -220,6 +224,8 @@ func Default() *Config {
 			Port:      6379,
 			KeyPrefix: "mns",
 			Timeout:   500 * time.Millisecond,
+
+			FailoverGrace: 10 * time.Second,
 		},
 		Ali: Ali{
 			MNSVersion: "2015-06-06",

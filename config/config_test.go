@@ -128,7 +128,8 @@ func TestFullConfigLoads(t *testing.T) {
 	want := Default()
 	want.Port = 8080
 	want.IP = "127.0.0.1"
-	want.Redis = Redis{Host: "redis.internal", Port: 6380, Password: "redis-pass", KeyPrefix: "rooms", DB: 3, Timeout: 750 * time.Millisecond}
+	want.Redis = Redis{Host: "redis.internal", Port: 6380, Password: "redis-pass", KeyPrefix: "rooms", DB: 3, Timeout: 750 * time.Millisecond,
+		WaitReplicas: 2, FailoverGrace: 15 * time.Second}
 	want.Ali = Ali{
 		OwnerID: "1252745454", AccessKeyID: "AKID", AccessKeySecret: "ak-secret", MNSVersion: "2015-06-06",
 		MNSRegion: "cn-hangzhou", Region: "cn-qingdao", CommonParams: map[string]string{"Format": "json"},
@@ -325,6 +326,8 @@ func TestErrors(t *testing.T) {
 			[]string{"config: redis.sentinel.master: must name the primary"}},
 		{"sentinel addr without port", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_SENTINEL_MASTER=m",
 			"APPSERVER_REDIS_SENTINEL_ADDRS=a:1,b"}, []string{`config: APPSERVER_REDIS_SENTINEL_ADDRS: "b" is not host:port`}},
+		{"failoverGrace negative", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_FAILOVERGRACE=-1s"},
+			[]string{"config: APPSERVER_REDIS_FAILOVERGRACE: must not be negative"}},
 		{"waitReplicas negative", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_WAITREPLICAS=-1"},
 			[]string{"config: APPSERVER_REDIS_WAITREPLICAS: -1 out of range 0-16"}},
 		{"unknown push", "push: websocket,kafka\n", nil,

@@ -16,6 +16,9 @@ func (r Redis) UsesSentinel() bool { return r.Sentinel.Master != "" || len(r.Sen
 // sentinels. Setting both is a mistake an operator must hear about (which one would win is
 // not obvious); a default (redis.host's 127.0.0.1) does not count as set.
 func (c *Config) validateRedisTopology() error {
+	if c.Redis.FailoverGrace < 0 {
+		return c.errorf("redis.failoverGrace", "must not be negative (0 turns it off)")
+	}
 	if !c.Redis.UsesSentinel() {
 		return nil
 	}

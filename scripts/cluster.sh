@@ -15,6 +15,10 @@
 #   CLUSTER_ADMIN_TOKEN=      admin.token of every node; empty generates one, written (not
 #                             printed) to $CLUSTER_DIR/admin-token
 #   CLUSTER_BIN=bin/appserver the server binary (built with `go build` when missing)
+#   REDIS=single              single: one redis-server; sentinel: a primary, two replicas and
+#                             three sentinels (down-after 1 s), the nodes find the primary
+#                             through the sentinels and wait for one replica on every write
+#                             (redis.waitReplicas 1) — kill -9 the primary to see a failover
 # Every other APPSERVER_* variable set in the environment reaches every node as usual.
 set -euo pipefail
 
@@ -26,15 +30,18 @@ PORT=${CLUSTER_PORT:-4101}
 REDIS_PORT=${CLUSTER_REDIS_PORT:-}
 TTL=${CLUSTER_MEMBER_TTL:-3s}
 BIN=${CLUSTER_BIN:-bin/appserver}
+MODE=${REDIS:-single}
 
 DIR=
 KEEP_DIR=1
 REDIS_PID=
+REDIS_PIDS=()
 NODE_PIDS=()
 die() { echo "cluster: $*" >&2; exit 2; }
 [[ $NODES =~ ^[1-9]$ ]] || die "CLUSTER_NODES=$NODES: want 1..9"
 [[ $PORT =~ ^[0-9]+$ ]] && ((PORT >= 1 && PORT + NODES - 1 <= 65535)) || die "CLUSTER_PORT=$PORT: want a port"
 [[ -z $REDIS_PORT || $REDIS_PORT =~ ^[0-9]+$ ]] || die "CLUSTER_REDIS_PORT=$REDIS_PORT: want a port"
+[[ $MODE == single || $MODE == sentinel ]] || die "REDIS=$MODE: want single or sentinel"
 command -v redis-server >/dev/null || die "redis-server not found: run 'make cluster' (installs it) or 'apt-get install redis-server'"
 command -v redis-cli >/dev/null || die "redis-cli not found: apt-get install redis-tools"
 if [[ ! -x $BIN ]]; then
@@ -47,7 +54,7 @@ port_busy() { { (exec 3<>"/dev/tcp/127.0.0.1/$1"); } 2>/dev/null; }
 
 # http_ok PORT PATH: GET answers 200 (plain bash, no curl needed).
 http_ok() {
-  local line
+  local line=
   { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
   printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
   IFS= read -r -t 2 line <&3 || true
@@ -97,9 +104,9 @@ stop() {
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
-  if [[ -n $REDIS_PID ]]; then
-    kill -TERM "$REDIS_PID" 2>/dev/null || true
-  fi
+  for pid in "${REDIS_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
   wait 2>/dev/null || true
   if [[ -z $DIR ]]; then
     return
@@ -128,22 +135,71 @@ if [[ -z $TOKEN ]]; then
   (umask 077 && printf '%s\n' "$TOKEN" >"$DIR/admin-token")
 fi
 
+# redis_start NAME PORT ARGS…: one redis-server (or sentinel) on the loopback interface, its
+# log in $DIR/NAME.log; returns once it answers PING.
+redis_start() {
+  local name=$1 port=$2 pid n
+  shift 2
+  redis-server "$@" --port "$port" --bind 127.0.0.1 --dir "$DIR" --logfile "$DIR/$name.log" &
+  pid=$!
+  REDIS_PIDS+=("$pid")
+  for ((n = 0; ; n++)); do
+    [[ $(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null) == PONG ]] && break
+    kill -0 "$pid" 2>/dev/null || die "$name exited at start; see $DIR/$name.log"
+    ((n < 150)) || die "$name did not answer within 15 s; see $DIR/$name.log"
+    sleep 0.1
+  done
+}
+
+# next_port PORT: the first port from PORT up that nothing listens on.
+next_port() {
+  local p=$1
+  while port_busy "$p"; do p=$((p + 1)); done
+  echo "$p"
+}
+
 # The supported durability for fencing: append-only file, fsync on every write.
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
-  --appendonly yes --appendfsync always \
-  --dir "$DIR" --logfile "$DIR/redis.log" &
-REDIS_PID=$!
-for ((n = 0; ; n++)); do
-  [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && break
-  kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited at start; see $DIR/redis.log"
-  ((n < 150)) || die "redis-server did not answer within 15 s; see $DIR/redis.log"
-  sleep 0.1
-done
+durable=(--save "" --appendonly yes --appendfsync always)
+REDIS_ENV=(APPSERVER_REDIS_HOST=127.0.0.1 APPSERVER_REDIS_PORT=$REDIS_PORT)
+if [[ $MODE == single ]]; then
+  redis_start redis "$REDIS_PORT" "${durable[@]}"
+  REDIS_PID=${REDIS_PIDS[0]}
+  WHERE="Redis 127.0.0.1:$REDIS_PORT (appendonly, appendfsync always)"
+else
+  # Each data server needs a directory of its own for its append-only file.
+  REPLICA_PORTS=()
+  redis_start redis "$REDIS_PORT" "${durable[@]}" --appenddirname "aof-$REDIS_PORT"
+  p=$REDIS_PORT
+  for r in 1 2; do
+    p=$(next_port $((p + 1)))
+    REPLICA_PORTS+=("$p")
+    redis_start "replica$r" "$p" "${durable[@]}" --appenddirname "aof-$p" --replicaof 127.0.0.1 "$REDIS_PORT"
+  done
+  # A replica confirms writes (WAIT) only once its first sync is done.
+  for p in "${REPLICA_PORTS[@]}"; do
+    for ((n = 0; ; n++)); do
+      redis-cli -h 127.0.0.1 -p "$p" info replication 2>/dev/null | grep -q '^master_link_status:up' && break
+      ((n < 150)) || die "replica on port $p did not sync within 15 s; see $DIR"
+      sleep 0.1
+    done
+  done
+  p=$(next_port $((p + 1)))
+  SENTINEL_ADDRS=
+  for s in 1 2 3; do
+    p=$(next_port $((p + 1)))
+    printf 'sentinel monitor roomengine 127.0.0.1 %s 2\nsentinel down-after-milliseconds roomengine 1000\nsentinel failover-timeout roomengine 5000\n' \
+      "$REDIS_PORT" >"$DIR/sentinel$s.conf"
+    redis_start "sentinel$s" "$p" "$DIR/sentinel$s.conf" --sentinel
+    SENTINEL_ADDRS+=${SENTINEL_ADDRS:+,}127.0.0.1:$p
+  done
+  REDIS_ENV=(APPSERVER_REDIS_SENTINEL_MASTER=roomengine APPSERVER_REDIS_SENTINEL_ADDRS=$SENTINEL_ADDRS
+    APPSERVER_REDIS_WAITREPLICAS=1)
+  WHERE="Redis primary 127.0.0.1:$REDIS_PORT (pid ${REDIS_PIDS[0]}), replicas ${REPLICA_PORTS[*]}, sentinels $SENTINEL_ADDRS (master name roomengine)"
+fi
 
 for ((i = 0; i < NODES; i++)); do
-  APPSERVER_STORE=redis \
-    APPSERVER_REDIS_HOST=127.0.0.1 \
-    APPSERVER_REDIS_PORT=$REDIS_PORT \
+  env "${REDIS_ENV[@]}" \
+    APPSERVER_STORE=redis \
     APPSERVER_IP=127.0.0.1 \
     APPSERVER_PORT=$((PORT + i)) \
     APPSERVER_ADMIN_TOKEN=$TOKEN \
@@ -167,7 +223,7 @@ for ((i = 0; i < NODES; i++)); do
   done
 done
 
-echo "cluster of $NODES nodes on Redis 127.0.0.1:$REDIS_PORT (appendonly, appendfsync always)"
+echo "cluster of $NODES nodes on $WHERE"
 for ((i = 0; i < NODES; i++)); do
   echo "  n$((i + 1))  http://127.0.0.1:$((PORT + i))   pid ${NODE_PIDS[i]}   log $DIR/n$((i + 1)).log"
 done
@@ -195,7 +251,9 @@ while :; do
     fi
   done
   ((alive)) || { echo "no node left"; exit 1; }
-  kill -0 "$REDIS_PID" 2>/dev/null || { echo "redis-server exited; see $DIR/redis.log"; exit 1; }
+  if [[ $MODE == single ]]; then
+    kill -0 "$REDIS_PID" 2>/dev/null || { echo "redis-server exited; see $DIR/redis.log"; exit 1; }
+  fi
   sleep 1 &
   wait $! || true
 done

@@ -67,6 +67,7 @@ func redisOptions(cfg *config.Config) redisstore.Options {
 		SentinelAddrs:    cfg.Redis.Sentinel.Addrs,
 		SentinelPassword: cfg.Redis.Sentinel.Password,
 		WaitReplicas:     cfg.Redis.WaitReplicas,
+		FailoverGrace:    cfg.Redis.FailoverGrace,
 	}
 }
 

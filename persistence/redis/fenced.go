@@ -170,9 +170,8 @@ func (s *Store) fenced(ctx context.Context, f actors.Fence, kind, id, op string,
 		s.stats.fencedOK.Add(1)
 		return nil
 	case "expelled":
-		m.expelled.Store(true)
 		s.stats.fencedRefused.Add(1)
-		return fmt.Errorf("%w: %w", actors.ErrFenced, ErrExpelled)
+		return fmt.Errorf("%w: %w", actors.ErrFenced, m.lapsed())
 	case "fenced":
 		s.stats.fencedRefused.Add(1)
 		return fmt.Errorf("%w: %s %s is no longer node %s's at epoch %d", actors.ErrFenced, kind, id, f.Node, f.Epoch)

@@ -55,6 +55,14 @@ type Member struct {
 	mono func() time.Duration
 	// leaseUntil is the mono reading until which LeaseValid holds.
 	leaseUntil atomic.Int64
+
+	// What failover.go needs to tell a Redis failover from an expulsion: the send time
+	// of the last successful renewal (or of Join), and whether a renewal has failed
+	// since (Redis unreachable).
+	grace   time.Duration
+	lastOK  atomic.Int64
+	failing atomic.Bool
+	rejoins atomic.Int64
 }
 
 // MemberInfo is one live member as Members lists it.
@@ -96,6 +104,7 @@ func (s *Store) Join(ctx context.Context, node, addr string, ttl time.Duration) 
 		key:      s.memberPrefix + node,
 		ownedKey: s.ownedPrefix + node,
 		mono:     monoNow,
+		grace:    s.opts.FailoverGrace,
 	}
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
@@ -114,6 +123,7 @@ func (s *Store) Join(ctx context.Context, node, addr string, ttl time.Duration) 
 		return nil, fmt.Errorf("redis: join %s: %w (held by the member at %s)", node, ErrNodeNameTaken, holder)
 	}
 	m.extendLease(sent)
+	m.lastOK.Store(int64(sent))
 	s.member.Store(m)
 	return m, nil
 }
@@ -173,18 +183,25 @@ func (m *Member) gone() error {
 }
 
 // renew extends the key only while it still holds our incarnation: once it expired,
-// another node may have joined under the name, and this one must not revive it.
-// KEYS: member key, members set. ARGV: incarnation, ttl ms, node.
+// another node may have joined under the name, and this one must not revive it (but see
+// rejoin in failover.go). A member that found Redis again after renewals failed also raises
+// the failover marker, so that no member is taken over while the others find Redis again.
+// KEYS: member key, members set, failover marker. ARGV: incarnation, ttl ms, node,
+// recovering 0|1, grace ms.
 var renew = goredis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v or string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
+if ARGV[4] == '1' and tonumber(ARGV[5]) > 0 then
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[5], 'NX')
+end
 return 1
 `)
 
 // Renew extends the membership by ttl. If the key expired (or holds another incarnation)
-// the member is expelled: this and every later call returns an error wrapping ErrExpelled.
+// the member is expelled — unless it may rejoin after a Redis failover (failover.go): this
+// and every later call then returns an error wrapping ErrExpelled.
 func (m *Member) Renew(ctx context.Context) error {
 	if err := m.gone(); err != nil {
 		return fmt.Errorf("redis: renew %s: %w", m.node, err)
@@ -198,17 +215,32 @@ func (m *Member) Renew(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, max(m.s.timeout, m.ttl/4))
 	defer cancel()
 	sent := m.mono()
-	ok, err := renew.Run(ctx, m.s.rdb, []string{m.key, m.s.membersKey},
-		m.inc, m.ttl.Milliseconds(), m.node).Int()
+	recovering := "0"
+	if m.failing.Load() {
+		recovering = "1"
+	}
+	ok, err := renew.Run(ctx, m.s.rdb, []string{m.key, m.s.membersKey, m.s.failoverKey},
+		m.inc, m.ttl.Milliseconds(), m.node, recovering, m.grace.Milliseconds()).Int()
 	if err != nil {
+		m.failing.Store(true)
 		return fmt.Errorf("redis: renew %s: %w", m.node, err)
 	}
 	if ok == 0 {
+		if rejoined, err := m.rejoin(ctx, sent); rejoined || err != nil {
+			return err
+		}
 		m.expelled.Store(true)
 		return fmt.Errorf("redis: renew %s: %w", m.node, ErrExpelled)
 	}
-	m.extendLease(sent)
+	m.renewed(sent)
 	return nil
+}
+
+// renewed records a successful renewal (or rejoin) sent at sent.
+func (m *Member) renewed(sent time.Duration) {
+	m.failing.Store(false)
+	m.lastOK.Store(int64(sent))
+	m.extendLease(sent)
 }
 
 // Run renews the membership every ttl/4 until ctx ends or the member is expelled, when it

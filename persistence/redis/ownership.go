@@ -24,9 +24,17 @@ import (
 const ownerKeep = 24 * 60 * 60 * 1000 // ms
 
 // claim is the whole decision of who owns an entity.
-// KEYS: owner hash, my member key, my owned set.
-// ARGV: my node, my incarnation, my addr, "kind:id", member key prefix, owned key prefix.
+// KEYS: owner hash, my member key, my owned set, the failover marker.
+// ARGV: my node, my incarnation, my addr, "kind:id", member key prefix, owned key prefix,
+// taken key prefix.
 // Returns {'expelled'}, {'other', node, addr, epoch} or {'mine', epoch, takeover 0|1}.
+//
+// An owner whose member key is simply missing while the failover marker exists
+// (failover.go) is not taken over: every member key may have expired during a Redis
+// failover, and its node is probably about to rejoin; the caller is sent to it as if it
+// were alive, and reaches it once it has (or finds it gone, and asks again). A takeover
+// records the incarnation it took from under {taken}{node}, so that incarnation can never
+// rejoin.
 var claim = goredis.NewScript(`
 local me = redis.call('GET', KEYS[2])
 if not me or string.sub(me, 1, #ARGV[2] + 1) ~= ARGV[2] .. '|' then return {'expelled'} end
@@ -39,8 +47,12 @@ if o[1] then
   if v and o[2] and string.sub(v, 1, #o[2] + 1) == o[2] .. '|' then
     return {'other', o[1], o[3] or '', tostring(epoch)}
   end
+  if not v and o[2] and redis.call('EXISTS', KEYS[4]) == 1 then
+    return {'other', o[1], o[3] or '', tostring(epoch)}
+  end
   takeover = 1
   redis.call('SREM', ARGV[6] .. o[1], ARGV[4])
+  if o[2] then redis.call('SET', ARGV[7] .. o[1], o[2], 'PX', 86400000) end
 end
 epoch = epoch + 1
 redis.call('HSET', KEYS[1], 'node', ARGV[1], 'inc', ARGV[2], 'addr', ARGV[3], 'epoch', epoch)
@@ -59,16 +71,15 @@ func (m *Member) Claim(ctx context.Context, kind, id string) (actors.Owner, erro
 	res, err := run(ctx, m, func(ctx context.Context) ([]any, error) {
 		ent := kind + ":" + id
 		return claim.Run(ctx, m.s.rdb,
-			[]string{m.s.ownerPrefix + ent, m.key, m.ownedKey},
-			m.node, m.inc, m.addr, ent, m.s.memberPrefix, m.s.ownedPrefix).Slice()
+			[]string{m.s.ownerPrefix + ent, m.key, m.ownedKey, m.s.failoverKey},
+			m.node, m.inc, m.addr, ent, m.s.memberPrefix, m.s.ownedPrefix, m.s.takenPrefix).Slice()
 	})
 	if err != nil {
 		return actors.Owner{}, fmt.Errorf("redis: claim %s %s: %w", kind, id, err)
 	}
 	switch res[0] {
 	case "expelled":
-		m.expelled.Store(true)
-		return actors.Owner{}, fmt.Errorf("redis: claim %s %s: %w", kind, id, ErrExpelled)
+		return actors.Owner{}, fmt.Errorf("redis: claim %s %s: %w", kind, id, m.lapsed())
 	case "mine":
 		epoch, _ := strconv.ParseInt(res[1].(string), 10, 64)
 		if res[2].(int64) == 1 {

@@ -25,6 +25,9 @@
 //	{p}:feed               stream of room changes {k: room|roomdel, id, v: JSON}
 //	{p}:busy:room:{id}     id of the call the room is reserved for
 //	{p}:busy:user:{uid}    id of the call the user is reserved for
+//	{p}:failover           present for redis.failoverGrace after nodes found Redis again
+//	                       after an outage: no member is taken over meanwhile (failover.go)
+//	{p}:taken:{node}       the incarnation of node last taken over: it may never rejoin
 //
 // A nil error means Redis acknowledged the write; it is durable only as far as the server is
 // configured to make it so (appendonly yes, appendfsync always, as the tests run it).
@@ -88,6 +91,9 @@ type Options struct {
 	SentinelMaster   string
 	SentinelAddrs    []string
 	SentinelPassword string // never appears in errors
+	// FailoverGrace: a member whose key vanished while Redis was unreachable for less
+	// than this rejoins instead of being expelled (failover.go). 0 turns it off.
+	FailoverGrace time.Duration
 	// WaitReplicas > 0 acknowledges a write only once that many replicas have it
 	// (replicawait.go); a write they do not confirm within Timeout fails with
 	// ErrNotReplicated.
@@ -124,6 +130,8 @@ type Store struct {
 	feedKey        string
 	busyRoomPrefix string // + room id
 	busyUserPrefix string // + uid
+	failoverKey    string // failover.go
+	takenPrefix    string // + node
 
 	log  *slog.Logger
 	opts Options // as Open completed them: what a connection of the store's own is made from
@@ -172,6 +180,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		feedKey:        p + "feed",
 		busyRoomPrefix: p + "busy:room:",
 		busyUserPrefix: p + "busy:user:",
+		failoverKey:    p + "failover",
+		takenPrefix:    p + "taken:",
 
 		log:  opts.Logger,
 		opts: opts,
@@ -642,8 +652,8 @@ func (s *Store) resetAll(ctx context.Context) error {
 // Ownership, deadlines and reservations go: the entities they are about are gone too (a
 // wiped owner hash refuses its old owner's next write, so that copy stops).
 func (s *Store) keepOnReset(key string) bool {
-	return key == s.counterKey || key == s.membersKey || key == s.feedKey ||
-		strings.HasPrefix(key, s.memberPrefix)
+	return key == s.counterKey || key == s.membersKey || key == s.feedKey || key == s.failoverKey ||
+		strings.HasPrefix(key, s.memberPrefix) || strings.HasPrefix(key, s.takenPrefix)
 }
 
 // begin checks that the call may proceed and bounds it by the store's timeout.

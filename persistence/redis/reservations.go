@@ -52,8 +52,7 @@ func (m *Member) Reserve(ctx context.Context, callID string, rooms, users []stri
 	case "busy":
 		return res[1], nil
 	case "expelled":
-		m.expelled.Store(true)
-		return "", fmt.Errorf("redis: reserve for call %s: %w", callID, ErrExpelled)
+		return "", fmt.Errorf("redis: reserve for call %s: %w", callID, m.lapsed())
 	}
 	return "", nil
 }

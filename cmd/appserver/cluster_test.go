@@ -579,12 +579,15 @@ func (n *clNode) ready() (int, string, error) {
 
 // Redis gone under a cluster. An outage shorter than memberTTL is ridden out: /readyz is
 // 503 while Redis is away, then every node is a member again and what was acknowledged is
-// there. An outage longer than memberTTL lets every membership lapse: each node stops
-// acting (its lease), and once Redis is back finds itself expelled and exits non-zero for
-// its supervisor; nodes started again under the same names find everything acknowledged.
+// there. An outage longer than memberTTL lets every member key expire, as a Redis failover
+// that takes that long does: each node stops acting (its lease) while Redis is away, and
+// when it is back each rejoins under its own identity (redis.failoverGrace), since nothing
+// it owned was taken over meanwhile; no node exits. An outage longer than the grace ends
+// every membership: each node exits non-zero for its supervisor, and nodes started again
+// under the same names find everything acknowledged.
 func TestClusterRedisOutage(t *testing.T) {
-	const ttl = 3 * time.Second
-	c := newTestCluster(t, ttl)
+	const ttl, grace = 3 * time.Second, 6 * time.Second
+	c := newTestCluster(t, ttl, "APPSERVER_REDIS_FAILOVERGRACE="+grace.String())
 	nodes := c.start("n1", "n2", "n3")
 	host := field(t, nodes[0].call(t, "/login", url.Values{"name": {"host"}}), "id")
 	viewer := field(t, nodes[1].call(t, "/login", url.Values{"name": {"viewer"}}), "id")
@@ -601,36 +604,61 @@ func TestClusterRedisOutage(t *testing.T) {
 		return nil
 	})
 	c.redis.Restart()
-	for _, n := range nodes {
-		eventually(t, ttl, n.name+" ready again", func() error {
-			if code, msg, err := n.ready(); err != nil || code != 200 {
-				return fmt.Errorf("readyz %d %s %v", code, msg, err)
-			}
-			return nil
-		})
+	allReady := func(within time.Duration) {
+		t.Helper()
+		for _, n := range nodes {
+			eventually(t, within, n.name+" ready again", func() error {
+				if code, msg, err := n.ready(); err != nil || code != 200 {
+					return fmt.Errorf("readyz %d %s %v", code, msg, err)
+				}
+				return nil
+			})
+		}
 	}
-	n1Comment := func(n *clNode) error {
+	allReady(ttl)
+	comment := func(n *clNode) error {
 		_, err := n.try("/live/comment", url.Values{"roomId": {room}, "uid": {viewer}, "comment": {"hi"}})
 		return err
 	}
-	eventually(t, ttl, "a comment through n1 after the short outage", func() error { return n1Comment(nodes[0]) })
+	eventually(t, ttl, "a comment through n1 after the short outage", func() error { return comment(nodes[0]) })
 
-	// An outage longer than memberTTL: every node's lease lapses while Redis is away.
-	c.redis.Stop()
-	stopped := time.Now()
-	for _, n := range nodes {
-		eventually(t, ttl+2*time.Second, n.name+" no longer a member", func() error {
-			if _, msg, err := n.ready(); err != nil || !strings.Contains(msg, "not a cluster member") {
-				return fmt.Errorf("readyz %s %v", msg, err)
-			}
-			return nil
-		})
+	// outage keeps Redis away until every member key has certainly expired, plus extra
+	// (the fault's length, like a nemesis' pause: nothing observable marks it while Redis
+	// is down), after checking that every node stopped acting.
+	outage := func(extra time.Duration) {
+		t.Helper()
+		c.redis.Stop()
+		stopped := time.Now()
+		for _, n := range nodes {
+			eventually(t, ttl+2*time.Second, n.name+" no longer a member", func() error {
+				if _, msg, err := n.ready(); err != nil || !strings.Contains(msg, "not a cluster member") {
+					return fmt.Errorf("readyz %s %v", msg, err)
+				}
+				return nil
+			})
+		}
+		// The lease lapses a fifth of memberTTL before the member key can expire.
+		time.Sleep(time.Until(stopped.Add(ttl + extra)))
+		c.redis.Restart()
 	}
-	// The lease lapses a fifth of memberTTL before the member key can expire; the outage
-	// lasts until the keys of the last renewals have certainly expired (the fault's length,
-	// like a nemesis' pause: nothing observable marks it while Redis is down).
-	time.Sleep(time.Until(stopped.Add(ttl + time.Second)))
-	c.redis.Restart()
+
+	// Longer than memberTTL, shorter than the grace: every node rejoins.
+	before, err := nodes[2].admin(t, room)
+	require.NoError(t, err)
+	outage(time.Second)
+	allReady(grace)
+	// The same processes answer (a node that exited would refuse connections).
+	for _, n := range nodes {
+		eventually(t, ttl, "a comment through "+n.name+" after the failover-long outage", func() error { return comment(n) })
+		assert.Contains(t, n.log.String(), "cluster membership restored after Redis came back", n.name)
+	}
+	info, err := nodes[2].admin(t, room)
+	require.NoError(t, err)
+	assert.Len(t, info.Members, 3, "members after the rejoin")
+	assert.Equal(t, before.Owner, info.Owner, "the room's owner after the rejoin (no takeover)")
+
+	// Longer than the grace: every membership ends.
+	outage(grace)
 	for _, n := range nodes {
 		assert.NotEqual(t, 0, n.exited(t, 15*time.Second), "%s after its membership lapsed", n.name)
 	}
@@ -643,5 +671,5 @@ func TestClusterRedisOutage(t *testing.T) {
 	require.NoError(t, json.Unmarshal(again[1].call(t, "/im/room/users", url.Values{"roomId": {room}}), &audience))
 	require.Len(t, audience, 1)
 	assert.Equal(t, viewer, audience[0].ID)
-	require.NoError(t, n1Comment(again[2]))
+	require.NoError(t, comment(again[2]))
 }

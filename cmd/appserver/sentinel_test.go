@@ -11,6 +11,160 @@ import (
 	"roomengine/persistence/redis/redistest"
 )
 
+// sentinelEnv points the app at the primary the sentinels of sen name, waiting for one
+// replica on every write.
+func sentinelEnv(sen *redistest.Sentinel, prefix string) []string {
+	return []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_KEYPREFIX=" + prefix,
+		"APPSERVER_REDIS_SENTINEL_MASTER=" + redistest.SentinelMaster,
+		"APPSERVER_REDIS_SENTINEL_ADDRS=" + strings.Join(sen.Addrs(), ","),
+		"APPSERVER_REDIS_WAITREPLICAS=1"}
+}
+
+// failoverLoad is clients logging in, creating rooms and commenting through procs (one
+// after the other) while the primary is killed, and what they were told.
+type failoverLoad struct {
+	t        *testing.T
+	mu       sync.Mutex
+	users    map[string]string // acknowledged: id -> name
+	rooms    []string          // acknowledged room ids
+	comments int
+	failures map[int]int   // envelope code (or -1: no answer) -> count
+	killed   time.Time     // zero until the primary is killed
+	again    time.Duration // kill -9 → first room created by a request sent after it
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+func startFailoverLoad(t *testing.T, procs []*proc) *failoverLoad {
+	l := &failoverLoad{t: t, users: map[string]string{}, failures: map[int]int{}, stop: make(chan struct{})}
+	deadline := time.Now().Add(90 * time.Second) // bounds the load whatever happens
+	for w := range 4 {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := 0; i < 2000 && time.Now().Before(deadline); i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				p := procs[(w+i)%len(procs)]
+				l.round(p, fmt.Sprintf("w%d-%d", w, i))
+			}
+		}()
+	}
+	t.Cleanup(l.end)
+	return l
+}
+
+// round is one client's login, room and comment, each step through p.
+func (l *failoverLoad) round(p *proc, name string) {
+	step := func(path string, form url.Values) (answer, bool) {
+		a := p.do(path, form)
+		if a.err == nil && a.code == 200 {
+			return a, true
+		}
+		l.mu.Lock()
+		if a.err != nil {
+			l.failures[-1]++
+		} else {
+			l.failures[a.code]++
+		}
+		l.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		return a, false
+	}
+	a, ok := step("/login", url.Values{"name": {name}})
+	if !ok {
+		return
+	}
+	uid := field(l.t, a.data, "id")
+	l.mu.Lock()
+	l.users[uid] = name
+	l.mu.Unlock()
+	sent := time.Now()
+	if a, ok = step("/live/create", url.Values{"uid": {uid}}); !ok {
+		return
+	}
+	room := field(l.t, a.data, "roomId")
+	l.mu.Lock()
+	l.rooms = append(l.rooms, room)
+	// The first room created by a request sent after the kill: the write went to the
+	// promoted replica.
+	if !l.killed.IsZero() && sent.After(l.killed) && l.again == 0 {
+		l.again = time.Since(l.killed)
+	}
+	l.mu.Unlock()
+	if _, ok = step("/live/comment", url.Values{"uid": {uid}, "roomId": {room}, "comment": {"hi"}}); ok {
+		l.mu.Lock()
+		l.comments++
+		l.mu.Unlock()
+	}
+}
+
+func (l *failoverLoad) roomCount() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.rooms) }
+
+// killPrimary kills the primary the sentinels name (SIGKILL) once n rooms were created,
+// waits until rooms are created again by requests sent after the kill (within 20 s) and n
+// more after that, then stops the clients.
+func (l *failoverLoad) killPrimary(sen *redistest.Sentinel, n int) {
+	t := l.t
+	t.Helper()
+	waitWithin(t, 30*time.Second, fmt.Sprintf("%d rooms before the kill", n), func() bool { return l.roomCount() >= n })
+	old := sen.Primary()
+	if old == nil {
+		t.Fatal("the sentinels name no primary")
+	}
+	l.mu.Lock()
+	l.killed = time.Now()
+	l.mu.Unlock()
+	old.Stop() // SIGKILL
+	waitWithin(t, 20*time.Second, "room created by a request sent after the kill", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.again > 0
+	})
+	before := l.roomCount()
+	waitWithin(t, 30*time.Second, fmt.Sprintf("%d more rooms on the new primary", n), func() bool { return l.roomCount() >= before+n })
+	l.end()
+	if p := sen.Primary(); p == nil || p == old {
+		t.Fatal("no replica was promoted")
+	}
+}
+
+func (l *failoverLoad) end() {
+	l.mu.Lock()
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
+// checkAll asks p for every acknowledged room and user.
+func (l *failoverLoad) checkAll(p *proc) {
+	t := l.t
+	t.Helper()
+	listed := p.roomsByID(t)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range l.rooms {
+		if _, ok := listed[id]; !ok {
+			t.Errorf("acknowledged room %s is gone after the failover", id)
+		}
+	}
+	for uid, name := range l.users {
+		// Playing a room answers with the user's stored name.
+		if got := field(t, p.call(t, "/live/play", url.Values{"uid": {uid}, "roomId": {l.rooms[0]}}), "name"); got != name {
+			t.Errorf("acknowledged user %s is %q after the failover, want %q", uid, got, name)
+		}
+	}
+	t.Logf("answering again %v after kill -9 of the primary; acknowledged %d users, %d rooms, %d comments, all there; failed answers by code: %v",
+		l.again.Round(time.Millisecond), len(l.users), len(l.rooms), l.comments, l.failures)
+}
+
 // TestRedisSentinelFailover: the app on a primary found through Sentinel, with
 // redis.waitReplicas 1, under clients that log in, create rooms and comment. kill -9 of the
 // primary: the service answers again within 20 s on the promoted replica, without a
@@ -22,125 +176,46 @@ func TestRedisSentinelFailover(t *testing.T) {
 	}
 	bin := binary(t)
 	sen := redistest.StartSentinel(t, 2, 3)
-	env := []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_KEYPREFIX=sentinel",
-		"APPSERVER_REDIS_SENTINEL_MASTER=" + redistest.SentinelMaster,
-		"APPSERVER_REDIS_SENTINEL_ADDRS=" + strings.Join(sen.Addrs(), ","),
-		"APPSERVER_REDIS_WAITREPLICAS=1"}
+	env := sentinelEnv(sen, "sentinel")
 	port := freePort(t)
 	app := start(t, bin, port, env...)
 
-	var (
-		mu        sync.Mutex
-		users     = map[string]string{} // acknowledged: id -> name
-		rooms     []string              // acknowledged room ids
-		comments  int
-		killed    time.Time // zero until the primary is killed
-		again     time.Duration
-		failures  = map[int]int{} // envelope code (or -1: no answer) -> count
-		stop      = make(chan struct{})
-		wg        sync.WaitGroup
-		deadline  = time.Now().Add(90 * time.Second) // bounds the load whatever happens
-		ackedRoom = func() int { mu.Lock(); defer mu.Unlock(); return len(rooms) }
-	)
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 2000 && time.Now().Before(deadline); i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				name := fmt.Sprintf("w%d-%d", w, i)
-				step := func(path string, form url.Values) (answer, bool) {
-					a := app.do(path, form)
-					if a.err != nil || a.code != 200 {
-						mu.Lock()
-						if a.err != nil {
-							failures[-1]++
-						} else {
-							failures[a.code]++
-						}
-						mu.Unlock()
-						time.Sleep(20 * time.Millisecond)
-						return a, false
-					}
-					return a, true
-				}
-				a, ok := step("/login", url.Values{"name": {name}})
-				if !ok {
-					continue
-				}
-				uid := field(t, a.data, "id")
-				mu.Lock()
-				users[uid] = name
-				mu.Unlock()
-				sent := time.Now()
-				a, ok = step("/live/create", url.Values{"uid": {uid}})
-				if !ok {
-					continue
-				}
-				room := field(t, a.data, "roomId")
-				mu.Lock()
-				rooms = append(rooms, room)
-				// The first room created by a request sent after the kill: the write went
-				// to the promoted replica.
-				if !killed.IsZero() && sent.After(killed) && again == 0 {
-					again = time.Since(killed)
-				}
-				mu.Unlock()
-				if _, ok = step("/live/comment", url.Values{"uid": {uid}, "roomId": {room}, "comment": {"hi"}}); ok {
-					mu.Lock()
-					comments++
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	defer func() { close(stop); wg.Wait() }()
-
-	waitWithin(t, 30*time.Second, "20 rooms before the kill", func() bool { return ackedRoom() >= 20 })
-	old := sen.Primary()
-	if old == nil {
-		t.Fatal("the sentinels name no primary")
-	}
-	mu.Lock()
-	killed = time.Now()
-	mu.Unlock()
-	old.Stop() // SIGKILL
-	waitWithin(t, 20*time.Second, "room created by a request sent after the kill", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return again > 0
-	})
-	before := ackedRoom()
-	waitWithin(t, 30*time.Second, "20 more rooms on the new primary", func() bool { return ackedRoom() >= before+20 })
-	close(stop)
-	wg.Wait()
-	stop = make(chan struct{})
-	if p := sen.Primary(); p == nil || p == old {
-		t.Fatal("no replica was promoted")
-	}
-
+	load := startFailoverLoad(t, []*proc{app})
+	load.killPrimary(sen, 20)
 	// A fresh process reads everything from the promoted replica.
-	app = app.killAndRestart(t, bin, port, env...)
-	listed := app.roomsByID(t)
-	mu.Lock()
-	defer mu.Unlock()
-	for _, id := range rooms {
-		if _, ok := listed[id]; !ok {
-			t.Errorf("acknowledged room %s is gone after the failover", id)
-		}
+	load.checkAll(app.killAndRestart(t, bin, port, env...))
+}
+
+// TestClusterSentinelFailover: three cluster nodes on Sentinel (waitReplicas 1) under
+// clients going through every node. kill -9 of the primary: the failover takes longer than
+// memberTTL, so every member key is gone on the promoted replica, yet no node exits — each
+// rejoins (redis.failoverGrace) — and the service answers again within 20 s; a node that
+// joins afterwards finds every acknowledged user and room.
+func TestClusterSentinelFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs redis-servers, sentinels and several real appserver processes")
 	}
-	for uid, name := range users {
-		// Playing a room answers with the user's stored name.
-		if got := field(t, app.call(t, "/live/play", url.Values{"uid": {uid}, "roomId": {rooms[0]}}), "name"); got != name {
-			t.Errorf("acknowledged user %s is %q after the failover, want %q", uid, got, name)
-		}
+	bin := binary(t)
+	sen := redistest.StartSentinel(t, 2, 3)
+	node := func(name string) *proc {
+		return start(t, bin, freePort(t), append(sentinelEnv(sen, "sentinelcl"), "APPSERVER_CLUSTER_ENABLED=true",
+			"APPSERVER_CLUSTER_NODE="+name, "APPSERVER_CLUSTER_MEMBERTTL=2s")...)
 	}
-	t.Logf("answering again %v after kill -9 of the primary; acknowledged %d users, %d rooms, %d comments, all there; failed answers by code: %v",
-		again.Round(time.Millisecond), len(users), len(rooms), comments, failures)
+	nodes := []*proc{node("n1"), node("n2"), node("n3")}
+
+	load := startFailoverLoad(t, nodes)
+	load.killPrimary(sen, 20)
+	for i, n := range nodes {
+		log := n.log.String()
+		if strings.Contains(log, "declared dead") {
+			t.Errorf("n%d was expelled by the failover", i+1)
+		}
+		if !strings.Contains(log, "cluster membership restored after Redis came back") {
+			t.Errorf("n%d did not rejoin: the failover did not outlast its member key, or it never noticed", i+1)
+		}
+		n.call(t, "/live/list", url.Values{"roomId": {"-1"}}) // the same process still serves
+	}
+	load.checkAll(node("n4"))
 }
 
 // waitWithin polls cond until it holds, failing the test after within.

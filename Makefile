@@ -17,10 +17,12 @@ build:
 	$(GO) build -o $(BIN) ./cmd/appserver
 
 ## cluster: one redis-server and three nodes on 127.0.0.1:4101-4103 sharing it; Ctrl-C stops them
-## (installs redis-server when it is missing; see scripts/cluster.sh for the knobs)
+## (installs redis-server when it is missing; see scripts/cluster.sh for the knobs).
+## REDIS=sentinel: a primary, two replicas and three sentinels instead of one redis-server.
+REDIS ?= single
 cluster: build
 	@./scripts/test-deps.sh redis-server
-	./scripts/cluster.sh
+	REDIS=$(REDIS) ./scripts/cluster.sh
 
 ## test: install what the tests need, then vet, race-test everything and fuzz briefly
 test: test-deps lint unit fuzz

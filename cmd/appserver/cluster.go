@@ -104,16 +104,28 @@ func joinCluster(ctx context.Context, cfg *config.Config, store actors.Store, lo
 // joinAs joins under name. A name still held may belong to a process that was killed a
 // moment ago (a supervisor restarting it at once): its key lapses within one ttl unless it
 // is renewed, so the name is tried again until then; a name a live node keeps renewing is
-// refused.
+// refused. A Redis that cannot confirm the join yet (its replicas still syncing after a
+// failover, with redis.waitReplicas) is asked again for as long as start-up waits for
+// Redis: a join that landed unconfirmed holds the name, which the retry then waits out.
 func joinAs(ctx context.Context, rs *redisstore.Store, name, addr string, ttl time.Duration, log *slog.Logger) (*redisstore.Member, error) {
 	deadline := time.Now().Add(ttl + ttl/2)
-	warned := false
+	unconfirmedUntil := time.Now().Add(redisStartupWait)
+	warned, waited := false, false
 	for {
 		member, err := rs.Join(ctx, name, addr, ttl)
-		if err == nil || !errors.Is(err, redisstore.ErrNodeNameTaken) || time.Now().After(deadline) {
+		switch {
+		case err == nil:
+			return member, nil
+		case errors.Is(err, redisstore.ErrNotReplicated) && time.Now().Before(unconfirmedUntil):
+			if !waited {
+				log.Warn("the join is not confirmed by the replicas yet; retrying", "node", name, "err", err)
+				waited = true
+			}
+			// The name may now be held by this unconfirmed attempt.
+			deadline = time.Now().Add(ttl + ttl/2)
+		case !errors.Is(err, redisstore.ErrNodeNameTaken) || time.Now().After(deadline):
 			return member, err
-		}
-		if !warned {
+		case !warned:
 			log.Warn("cluster.node is held by another member; waiting one memberTTL to see whether it is alive", "node", name)
 			warned = true
 		}

@@ -26,6 +26,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"roomengine/persistence/redis/redistest"
 )
 
 // The nemesis test (issue 8's capstone), Jepsen-style: three real nodes on one real
@@ -60,6 +62,9 @@ const (
 	nemOpTimeout    = 3 * time.Second
 )
 
+// nemNotMember is the answer of a node that is not a cluster member (actors.errNotMember).
+const nemNotMember = "节点不在集群中，请稍后重试"
+
 // nemMemberTTL is short so that faults and takeovers happen many times in a short run.
 const nemMemberTTL = 2 * time.Second
 
@@ -85,8 +90,21 @@ func runNemesis(t *testing.T, seed uint64, duration time.Duration) {
 	t.Logf("nemesis: seed %d (ROOMENGINE_CHAOS_SEED=%d replays the schedule), %v of operations, memberTTL %v",
 		seed, seed, duration, nemMemberTTL)
 	tc := newTestCluster(t, nemMemberTTL)
+	redisEnvironment := redisEnv(t, tc.redis, tc.prefix)
+	var sen *redistest.Sentinel
+	switch mode := os.Getenv("ROOMENGINE_CHAOS_REDIS"); mode {
+	case "", "single":
+	case "sentinel":
+		// A primary, two replicas and three sentinels; the nemesis also kills and freezes
+		// the primary.
+		sen = redistest.StartSentinel(t, 2, 3)
+		redisEnvironment = sentinelEnv(sen, tc.prefix)
+		t.Logf("nemesis: on Sentinel (a primary, two replicas, three sentinels; redis.waitReplicas 1)")
+	default:
+		t.Fatalf("ROOMENGINE_CHAOS_REDIS=%s: want single or sentinel (Redis Cluster is not supported yet)", mode)
+	}
 	cl := &nemCluster{t: tc.t, bin: tc.bin, ttl: nemMemberTTL, t0: time.Now(), nodes: map[string]*nemNode{},
-		env: append(redisEnv(t, tc.redis, tc.prefix), "APPSERVER_CLUSTER_ENABLED=true",
+		env: append(redisEnvironment, "APPSERVER_CLUSTER_ENABLED=true",
 			"APPSERVER_CLUSTER_MEMBERTTL="+nemMemberTTL.String(), "APPSERVER_ADMIN_TOKEN="+clusterAdminToken,
 			// Rooms end only when a client ends them: no expiry the model does not know of.
 			"APPSERVER_LIVE_NOPUBLISHTIMEOUT=24h", "APPSERVER_LOG_LEVEL=info")}
@@ -138,7 +156,7 @@ func runNemesis(t *testing.T, seed uint64, duration time.Duration) {
 
 	deadline := time.Now().Add(duration)
 	var wg sync.WaitGroup
-	nem := &nemesis{cl: cl, rng: rand.New(rand.NewPCG(seed, 0)), counts: map[string]int{}}
+	nem := &nemesis{cl: cl, rng: rand.New(rand.NewPCG(seed, 0)), counts: map[string]int{}, sen: sen}
 	wg.Go(func() { nem.run(ctx, deadline) })
 	for c := range nemClients {
 		rng := rand.New(rand.NewPCG(seed, uint64(c+1)))
@@ -149,6 +167,7 @@ func runNemesis(t *testing.T, seed uint64, duration time.Duration) {
 
 	// Heal: every node running again, then one audience read of every room through every
 	// node (the final state, read after the faults).
+	nem.healRedis()
 	healed := cl.heal(t)
 	t.Logf("nemesis: healed %v after the operations (%s)", healed.Round(time.Millisecond), cl.describe())
 	h.mu.Lock()
@@ -296,7 +315,7 @@ type nemOutcome int
 const (
 	outOK      nemOutcome = iota
 	outNoRoom             // 2003: definitely not done
-	outRefused            // connection refused: the request never reached a node
+	outRefused            // connection refused, or "not a cluster member": nothing was done
 	outUnknown            // timeout, cut connection, 5xx: may or may not have happened
 	outOther              // another definite code: the model has no place for it
 )
@@ -493,6 +512,13 @@ func nemPost(base, path string, form url.Values) nemOutput {
 		return nemOutput{outcome: outOK, code: 200, detail: string(env.Data)}
 	case env.Code == 2003:
 		return nemOutput{outcome: outNoRoom, code: env.Code, detail: env.Message}
+	case env.Code == 503 && env.Message == nemNotMember:
+		// A node answers this only before it acted: at the door (its lease lapsed), or
+		// after routing attempts none of which delivered the request. Counting it as
+		// nothing done (not unknown) keeps the checker's search small through the long
+		// windows of a Redis failover, and checks that claim: a refused comment must never
+		// be delivered, a refused play never seen.
+		return nemOutput{outcome: outRefused, code: env.Code, detail: env.Message}
 	case env.Code >= 500 && env.Code < 600:
 		return nemOutput{outcome: outUnknown, code: env.Code, detail: env.Message}
 	default:
@@ -523,7 +549,11 @@ func (h *nemHistoryCtx) client(ctx context.Context, c int, rng *rand.Rand, hosts
 		default:
 			in.kind, in.uid, in.text = opComment, h.viewerIDs[v], fmt.Sprintf("c%d-%d", c, i)
 		}
-		h.do(c, node, in)
+		// A client told to retry later waits a moment, as a real one would: while a
+		// fault lasts, every unknown outcome multiplies the orders the checker must try.
+		if op := h.do(c, node, in); op.out.outcome == outUnknown {
+			nemPause(ctx, 50*time.Millisecond)
+		}
 	}
 }
 
@@ -1248,6 +1278,11 @@ type nemesis struct {
 	rng    *rand.Rand
 	counts map[string]int
 	log    []string
+
+	// On Sentinel, the nemesis also kills (then, at a later turn, restarts) or freezes the
+	// Redis primary; killedRedis is the server it killed, until it restarts it.
+	sen         *redistest.Sentinel
+	killedRedis *redistest.Server
 }
 
 func (m *nemesis) note(format string, args ...any) {
@@ -1264,6 +1299,10 @@ func (m *nemesis) run(ctx context.Context, deadline time.Time) {
 			return
 		}
 		up, dead := m.cl.state()
+		if m.sen != nil && m.rng.IntN(100) < 25 {
+			m.redisFault(ctx, ttl)
+			continue
+		}
 		switch p := m.rng.IntN(100); {
 		case len(dead) > 0 && (p < 40 || len(up) < 2):
 			m.restart(dead[m.rng.IntN(len(dead))])
@@ -1331,7 +1370,61 @@ func (m *nemesis) restart(n *nemNode) {
 }
 
 func (m *nemesis) describe() string {
-	return fmt.Sprintf("%d kill -9, %d freezes, %d restarts", m.counts["kill -9"], m.counts["freeze"], m.counts["restart"])
+	out := fmt.Sprintf("%d kill -9, %d freezes, %d restarts", m.counts["kill -9"], m.counts["freeze"], m.counts["restart"])
+	if m.sen != nil {
+		out += fmt.Sprintf("; Redis primary: %d kill -9, %d freezes, %d restarts (as a replica)",
+			m.counts["redis kill -9"], m.counts["redis freeze"], m.counts["redis restart"])
+	}
+	return out
+}
+
+// redisFault restarts the Redis server the nemesis killed (it comes back as a replica of
+// the primary promoted meanwhile), or kills or freezes the current primary: a freeze
+// longer than the sentinels' down-after (1 s) is a failover too, and the frozen server
+// comes back as a stale primary that the sentinels demote.
+func (m *nemesis) redisFault(ctx context.Context, ttl time.Duration) {
+	if m.killedRedis != nil {
+		m.note("restart Redis %s", m.killedRedis.Addr())
+		m.killedRedis.Restart()
+		m.killedRedis = nil
+		m.counts["redis restart"]++
+		return
+	}
+	primary := m.sen.Primary()
+	if primary == nil {
+		m.note("no Redis primary named by the sentinels now")
+		return
+	}
+	if m.rng.IntN(2) == 0 {
+		m.note("kill -9 Redis primary %s", primary.Addr())
+		primary.Stop()
+		m.killedRedis = primary
+		m.counts["redis kill -9"]++
+		return
+	}
+	d := ttl/2 + time.Duration(m.rng.Int64N(int64(2*ttl)))
+	m.note("SIGSTOP Redis primary %s for %v", primary.Addr(), d.Round(time.Millisecond))
+	primary.Freeze()
+	m.counts["redis freeze"]++
+	nemPause(ctx, d)
+	primary.Thaw()
+	m.note("SIGCONT Redis %s", primary.Addr())
+}
+
+// healRedis restarts a Redis server the nemesis left killed, and waits until the primary
+// has both replicas in sync again (writes wait for one).
+func (m *nemesis) healRedis() {
+	if m.sen == nil {
+		return
+	}
+	if m.killedRedis != nil {
+		m.note("restart Redis %s", m.killedRedis.Addr())
+		m.killedRedis.Restart()
+		m.killedRedis = nil
+		m.counts["redis restart"]++
+	}
+	m.sen.WaitSynced(m.cl.t, 2, 30*time.Second)
+	m.note("Redis healed: %s is the primary, two replicas in sync", m.sen.Primary().Addr())
 }
 
 // The model and the history conversion catch what the nemesis test looks for: stale

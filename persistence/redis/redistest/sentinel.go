@@ -112,3 +112,31 @@ func sentinelClient(addr string) *goredis.SentinelClient {
 	return goredis.NewSentinelClient(&goredis.Options{Addr: addr, DialTimeout: time.Second,
 		ReadTimeout: time.Second, MaxRetries: -1})
 }
+
+// WaitSynced waits until the primary the sentinels name has at least n replicas whose
+// link is up and in sync (a server restarted after a failover is made a replica by the
+// sentinels and resyncs first), failing the test after within.
+func (s *Sentinel) WaitSynced(t testing.TB, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if p := s.Primary(); p != nil && onlineReplicas(p.Addr()) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: the primary has fewer than %d replicas in sync after %v", n, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// onlineReplicas counts the replicas a primary lists as online.
+func onlineReplicas(addr string) int {
+	c := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
+	defer c.Close()
+	info, err := c.Info(context.Background(), "replication").Result()
+	if err != nil || !strings.Contains(info, "role:master") {
+		return 0
+	}
+	return strings.Count(info, ",state=online,")
+}

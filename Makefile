@@ -50,11 +50,14 @@ lint:
 ## chaos: the nemesis test for CHAOS_DURATION (default 5m) of operations: three nodes killed,
 ## frozen and restarted under concurrent clients; the history is checked for linearizability.
 ## CHAOS_SEED replays a schedule; a failure leaves the porcupine visualization and the logs in
-## CHAOS_OUT (default: a temporary folder named in the output).
+## CHAOS_OUT (default: a temporary folder named in the output). CHAOS_REDIS=sentinel runs the
+## nodes on a Redis primary with two replicas and three sentinels, and kills and freezes the
+## primary too.
 CHAOS_DURATION ?= 5m
 chaos: test-deps
 	ROOMENGINE_CHAOS_DURATION=$(CHAOS_DURATION) $(if $(CHAOS_SEED),ROOMENGINE_CHAOS_SEED=$(CHAOS_SEED)) \
 	  $(if $(CHAOS_OUT),ROOMENGINE_CHAOS_OUT=$(CHAOS_OUT)) \
+	  $(if $(CHAOS_REDIS),ROOMENGINE_CHAOS_REDIS=$(CHAOS_REDIS)) \
 	  $(GO) test -race -count=1 -timeout 60m -run '^TestClusterNemesis$$' -v ./cmd/appserver/
 
 ## bench: load-test a real server with the in-repo load generator and print the figures

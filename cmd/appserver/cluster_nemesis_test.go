@@ -265,6 +265,19 @@ func runNemesis(t *testing.T, seed uint64, duration time.Duration) {
 		for _, l := range cl.allLogs() {
 			_ = os.WriteFile(filepath.Join(dir, l.who+".log"), []byte(l.text), 0o644)
 		}
+		if sen != nil {
+			// The Redis servers' and sentinels' own logs: which replica each failover
+			// promoted, and when each server was demoted and resynced.
+			for i, srv := range append(append([]*redistest.Server(nil), sen.Servers...), sen.Sentinels...) {
+				if b, err := os.ReadFile(filepath.Join(srv.Dir(), "redis.log")); err == nil {
+					kind := "redis"
+					if i >= len(sen.Servers) {
+						kind = "sentinel"
+					}
+					_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%s.log", kind, strings.ReplaceAll(srv.Addr(), ":", "-"))), b, 0o644)
+				}
+			}
+		}
 		t.Logf("nemesis: the nodes' logs are in %s (seed %d)", dir, seed)
 	}
 }

@@ -80,9 +80,9 @@ start_server() {
     data=$(mktemp -d "$work/data.XXXXXX")
     server_log="$data.log"
     if [[ $kind == ceiling ]]; then
-      ${BIGBENCH_GOMAXPROCS:+env GOMAXPROCS=$BIGBENCH_GOMAXPROCS} "$CEILING" -addr "127.0.0.1:$server_port" >"$server_log" 2>&1 &
+      env ${BIGBENCH_GOMAXPROCS:+GOMAXPROCS=$BIGBENCH_GOMAXPROCS} "$CEILING" -addr "127.0.0.1:$server_port" >"$server_log" 2>&1 &
     else
-      ${BIGBENCH_GOMAXPROCS:+env GOMAXPROCS=$BIGBENCH_GOMAXPROCS} \
+      env ${BIGBENCH_GOMAXPROCS:+GOMAXPROCS=$BIGBENCH_GOMAXPROCS} \
         APPSERVER_IP=127.0.0.1 APPSERVER_PORT=$server_port APPSERVER_DATADIR=$data \
         APPSERVER_LOG_LEVEL=warn "$SERVER" >"$server_log" 2>&1 &
     fi

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"hash/maphash"
 	"slices"
@@ -10,13 +11,36 @@ import (
 	"roomengine/actors"
 )
 
-// frame is one encoded push as every subscriber of its topic receives it. The bytes are
-// built once per Publish and shared read-only by all queues and the history.
+// frame is one encoded push as every subscriber of its topic receives it. The bytes, the
+// WebSocket frame header included, are built once per Publish and shared read-only by all
+// queues and the history: writing a frame to a subscriber copies it into the writer's
+// buffer and nothing else.
 type frame struct {
 	seq        uint64
 	tag        string
 	importance int
-	data       []byte
+	wire       []byte // the whole WebSocket text frame
+	data       []byte // its payload (the JSON clients parse), the tail of wire
+}
+
+// newFrame builds the frame carrying data as one final, unmasked text frame (RFC 6455,
+// section 5.2: a server never masks).
+func newFrame(seq uint64, tag string, importance int, data []byte) *frame {
+	n := len(data)
+	var hdr []byte
+	switch {
+	case n < 126:
+		hdr = []byte{0x81, byte(n)}
+	case n < 1<<16:
+		hdr = []byte{0x81, 126, byte(n >> 8), byte(n)}
+	default:
+		hdr = []byte{0x81, 127, 0, 0, 0, 0, 0, 0, 0, 0}
+		binary.BigEndian.PutUint64(hdr[2:], uint64(n))
+	}
+	wire := make([]byte, len(hdr)+n)
+	copy(wire, hdr)
+	copy(wire[len(hdr):], data)
+	return &frame{seq: seq, tag: tag, importance: importance, wire: wire, data: wire[len(hdr):]}
 }
 
 // wireFrame is the text frame clients parse (docs/api.md, WebSocket protocol). Message is the push body itself,

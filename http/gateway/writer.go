@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"runtime"
+	"sync"
+	"time"
+)
+
+// The gateway writes with a few goroutines (one per CPU), not one per connection. A frame
+// published to a room of 10,000 viewers then wakes a writer or two instead of 10,000
+// goroutines, so the request that caused it is not queued behind them for the CPU, and a
+// writer holds one reused buffer for all its connections instead of one per connection.
+// A publish marks each subscriber's connection ready on its writer (queue.push); the
+// writer, woken once, writes every ready connection's queued frames in one system call per
+// 64 KiB. Rounds are at most one per Options.WriteCoalesce: while frames keep coming, a
+// connection's frames of the last few milliseconds leave together (each still its own
+// WebSocket frame), and the first frame after a quiet spell leaves at once.
+
+// writer is one of the gateway's socket writers.
+type writer struct {
+	g    *Gateway
+	wake chan struct{} // one pending signal at most
+
+	mu      sync.Mutex
+	ready   []*conn // connections with something to write
+	members map[*conn]struct{}
+
+	// Owned by the writer's goroutine.
+	spare   []*conn
+	scratch []byte // the chunk being written
+}
+
+// startWriters starts one writer per CPU; they stop when stop is closed.
+func (g *Gateway) startWriters(stop <-chan struct{}) {
+	n := max(runtime.GOMAXPROCS(0), 1)
+	g.writers = make([]*writer, n)
+	for i := range g.writers {
+		w := &writer{g: g, wake: make(chan struct{}, 1), members: make(map[*conn]struct{})}
+		g.writers[i] = w
+		go w.run(stop)
+	}
+}
+
+// writerFor spreads connections over the writers, round robin.
+func (g *Gateway) writerFor() *writer {
+	return g.writers[g.nextWriter.Add(1)%uint64(len(g.writers))]
+}
+
+func (w *writer) join(c *conn) {
+	w.mu.Lock()
+	w.members[c] = struct{}{}
+	w.mu.Unlock()
+}
+
+func (w *writer) leave(c *conn) {
+	w.mu.Lock()
+	delete(w.members, c)
+	w.mu.Unlock()
+}
+
+// add marks c ready; the first connection of a round wakes the writer.
+func (w *writer) add(c *conn) {
+	w.mu.Lock()
+	w.ready = append(w.ready, c)
+	first := len(w.ready) == 1
+	w.mu.Unlock()
+	if first {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (w *writer) run(stop <-chan struct{}) {
+	ping := time.NewTicker(pingSweep(w.g.opts.PingInterval))
+	defer ping.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-w.wake:
+		case now := <-ping.C:
+			w.pingDue(now)
+			continue
+		case <-stop:
+			return
+		}
+		if d := w.g.opts.WriteCoalesce - time.Since(last); d > 0 {
+			time.Sleep(d)
+		}
+		last = time.Now()
+		w.mu.Lock()
+		round := w.ready
+		w.ready = w.spare[:0]
+		w.mu.Unlock()
+		for _, c := range round {
+			c.flush(w)
+		}
+		clear(round)
+		w.spare = round
+		if cap(w.scratch) > 4*flushChunk {
+			w.scratch = nil // an outsized frame's buffer is not kept
+		}
+	}
+}
+
+// pingSweep is how often a writer looks for connections due a ping: often enough that
+// none waits much past its interval.
+func pingSweep(interval time.Duration) time.Duration {
+	return min(max(interval/4, time.Millisecond), time.Second)
+}
+
+// pingDue pings every member whose interval has passed since its last ping.
+func (w *writer) pingDue(now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for c := range w.members {
+		if now.Before(c.nextPing) {
+			continue
+		}
+		c.nextPing = now.Add(w.g.opts.PingInterval)
+		c.ping()
+	}
+}

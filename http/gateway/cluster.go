@@ -46,8 +46,13 @@ func (g *Gateway) Deliver(topic string, seq uint64, tag string, importance int, 
 // shared history.
 func (g *Gateway) ReconnectAll() {
 	g.topics.each(func(t *topic) {
-		for _, c := range t.subs {
-			c.q.resync()
+		for i := range t.parts {
+			p := &t.parts[i]
+			p.mu.Lock()
+			for _, c := range p.subs {
+				c.q.resync()
+			}
+			p.mu.Unlock()
 		}
 	})
 }
@@ -83,7 +88,7 @@ func (g *Gateway) subscribeShared(ctx context.Context, name string, tags tagSet,
 	t := &topic{name: name, dead: true} // deleted here a moment ago: belongs to no topic
 	if !gone {
 		t = g.topics.lock(name)
-		t.subs = append(t.subs, c)
+		t.addSub(c)
 		t.mu.Unlock()
 	}
 	var missed []*frame

@@ -42,6 +42,9 @@ type conn struct {
 	// after, in cluster mode, is the last seq the since replay sent: queued frames up to it
 	// were delivered while the history was read, and are skipped (0: nothing to skip).
 	after uint64
+	// from is the topic's seq when c subscribed: later frames are live for c, earlier ones
+	// come from the replay if at all (set under the topic's lock).
+	from uint64
 
 	nextPing time.Time // guarded by w.mu
 
@@ -61,7 +64,7 @@ type conn struct {
 }
 
 func (g *Gateway) newConn(tags tagSet) *conn {
-	c := &conn{g: g, tags: tags, q: newQueue(g.opts.QueueSize)}
+	c := &conn{g: g, w: g.writerFor(), tags: tags, q: newQueue(g.opts.QueueSize)}
 	c.q.owner = c
 	return c
 }
@@ -96,7 +99,7 @@ func (g *Gateway) subscribe(name string, tags tagSet, since uint64, replay bool)
 	if replay {
 		missed = t.missed(since, tags)
 	}
-	t.subs = append(t.subs, c)
+	t.addSub(c)
 	t.mu.Unlock()
 	// Counted here, not after the handshake, so that the gauge already includes a client
 	// whose upgrade has succeeded.
@@ -117,7 +120,6 @@ func (g *Gateway) unsubscribe(t *topic, c *conn) {
 func (g *Gateway) serve(c *conn, t *topic, missed []*frame, name string, release func()) {
 	c.ws.SetReadLimit(clientReadLimit)
 	c.topic, c.name, c.missed, c.release = t, name, missed, release
-	c.w = g.writerFor()
 	c.w.mu.Lock()
 	c.nextPing = time.Now().Add(g.opts.PingInterval)
 	c.w.mu.Unlock()

@@ -137,14 +137,14 @@ func New(opts Options) *Gateway {
 	g := &Gateway{
 		opts:        opts,
 		log:         opts.Logger,
-		topics:      newTopics(opts.SeqOrigin, opts.DeletedTopicGrace),
+		topics:      newTopics(opts.SeqOrigin, opts.DeletedTopicGrace, writerCount()),
 		metrics:     newMetrics(opts.Registerer),
 		conns:       make(map[*conn]struct{}),
 		perAddr:     make(map[string]int),
 		shutdown:    make(chan struct{}),
 		stopWriters: make(chan struct{}),
 	}
-	g.startWriters(g.stopWriters)
+	g.startWriters(g.topics.parts, g.stopWriters)
 	return g
 }
 
@@ -155,8 +155,9 @@ const DefaultWriteCoalesce = 5 * time.Millisecond
 func clockOrigin() uint64 { return uint64(time.Now().UnixMicro()) }
 
 // Publish assigns the next seq of p.Topic, records the frame in the topic's history and
-// queues it for every matching subscriber. It never waits for a connection: a full queue
-// sheds or, for an important frame, marks the connection for closing.
+// hands it to the writers, which queue it for every matching subscriber. It never waits
+// for a connection nor for the fan-out: a full queue sheds or, for an important frame,
+// marks the connection for closing.
 func (g *Gateway) Publish(p actors.Push) {
 	if g.opts.History != nil {
 		g.misrouted(p)
@@ -167,15 +168,17 @@ func (g *Gateway) Publish(p actors.Push) {
 	g.fanOut(t, p.Tag, p.Importance, p.Body, p.Type)
 }
 
-// fanOut encodes the frame numbered t.seq, records it in the history and queues it for
-// every matching subscriber, then unlocks t.
+// fanOut encodes the frame numbered t.seq, records it in the history and hands it to the
+// writers of t's subscribers, which queue it for each (writer.go), then unlocks t. Its
+// cost does not depend on the number of subscribers.
 func (g *Gateway) fanOut(t *topic, tag string, importance int, body []byte, typ int) {
 	data, ok := encodeFrame(t.name, t.seq, tag, importance, body)
 	f := newFrame(t.seq, tag, importance, data)
 	t.record(f, g.opts.HistorySize)
-	for _, c := range t.subs {
-		if c.tags.match(f.tag) {
-			g.metrics.pushed(c.q.push(f))
+	for i := range t.parts {
+		if p := &t.parts[i]; p.n > 0 {
+			p.pending = append(p.pending, f)
+			g.topics.wake(t, i)
 		}
 	}
 	t.mu.Unlock()

@@ -6,39 +6,46 @@ import (
 	"time"
 )
 
-// The gateway writes with a few goroutines (one per CPU), not one per connection. A frame
-// published to a room of 10,000 viewers then wakes a writer or two instead of 10,000
-// goroutines, so the request that caused it is not queued behind them for the CPU, and a
-// writer holds one reused buffer for all its connections instead of one per connection.
-// A publish marks each subscriber's connection ready on its writer (queue.push); the
-// writer, woken once, writes every ready connection's queued frames in one system call per
-// 64 KiB. Rounds are at most one per Options.WriteCoalesce: while frames keep coming, a
+// The gateway fans out and writes with a few goroutines (one per CPU), not one per
+// connection. A frame published to a room of 10,000 viewers wakes a writer or two instead of
+// 10,000 goroutines, so the request that caused it is not queued behind them for the CPU,
+// and a writer holds one reused buffer for all its connections instead of one per
+// connection. Each writer owns a part of every topic's subscribers (topicPart): a publish
+// appends the frame to each part and wakes the writers; a writer, woken once, offers the
+// frames to its subscribers' queues (shedding there as before), then writes every ready
+// connection's queued frames in one system call per 64 KiB. Rounds are at most one per Options.WriteCoalesce: while frames keep coming, a
 // connection's frames of the last few milliseconds leave together (each still its own
 // WebSocket frame), and the first frame after a quiet spell leaves at once.
 
 // writer is one of the gateway's socket writers.
 type writer struct {
 	g    *Gateway
+	idx  int           // its part of every topic
 	wake chan struct{} // one pending signal at most
 
 	mu      sync.Mutex
-	ready   []*conn // connections with something to write
+	topics  []*topic // topics with frames to fan out (or an end) in this writer's part
+	ready   []*conn  // connections with something to write
 	members map[*conn]struct{}
 
 	// Owned by the writer's goroutine.
-	spare   []*conn
-	scratch []byte // the chunk being written
+	spare       []*conn
+	spareTopics []*topic
+	scratch     []byte // the chunk being written
 }
 
-// startWriters starts one writer per CPU; they stop when stop is closed.
-func (g *Gateway) startWriters(stop <-chan struct{}) {
-	n := max(runtime.GOMAXPROCS(0), 1)
+// writerCount is how many writers a gateway runs: one per CPU.
+func writerCount() int { return max(runtime.GOMAXPROCS(0), 1) }
+
+// startWriters starts the writers; they stop when stop is closed.
+func (g *Gateway) startWriters(n int, stop <-chan struct{}) {
 	g.writers = make([]*writer, n)
 	for i := range g.writers {
-		w := &writer{g: g, wake: make(chan struct{}, 1), members: make(map[*conn]struct{})}
+		w := &writer{g: g, idx: i, wake: make(chan struct{}, 1), members: make(map[*conn]struct{})}
 		g.writers[i] = w
 		go w.run(stop)
 	}
+	g.topics.writers = g.writers
 }
 
 // writerFor spreads connections over the writers, round robin.
@@ -58,17 +65,32 @@ func (w *writer) leave(c *conn) {
 	w.mu.Unlock()
 }
 
-// add marks c ready; the first connection of a round wakes the writer.
+// add marks c ready; the first connection or topic of a round wakes the writer.
 func (w *writer) add(c *conn) {
 	w.mu.Lock()
 	w.ready = append(w.ready, c)
-	first := len(w.ready) == 1
+	first := len(w.ready)+len(w.topics) == 1
 	w.mu.Unlock()
 	if first {
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
+		w.signal()
+	}
+}
+
+// addTopic queues t, whose part of this writer has frames pending (or an end).
+func (w *writer) addTopic(t *topic) {
+	w.mu.Lock()
+	w.topics = append(w.topics, t)
+	first := len(w.ready)+len(w.topics) == 1
+	w.mu.Unlock()
+	if first {
+		w.signal()
+	}
+}
+
+func (w *writer) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -90,6 +112,15 @@ func (w *writer) run(stop <-chan struct{}) {
 		}
 		last = time.Now()
 		w.mu.Lock()
+		topics := w.topics
+		w.topics = w.spareTopics[:0]
+		w.mu.Unlock()
+		for _, t := range topics {
+			w.fanOut(t)
+		}
+		clear(topics)
+		w.spareTopics = topics
+		w.mu.Lock()
 		round := w.ready
 		w.ready = w.spare[:0]
 		w.mu.Unlock()
@@ -100,6 +131,31 @@ func (w *writer) run(stop <-chan struct{}) {
 		w.spare = round
 		if cap(w.scratch) > 4*flushChunk {
 			w.scratch = nil // an outsized frame's buffer is not kept
+		}
+	}
+}
+
+// fanOut offers the frames pending in the writer's part of t to each of its subscribers'
+// queues; a queue that gets one puts its connection on this writer's ready list.
+func (w *writer) fanOut(t *topic) {
+	t.mu.Lock()
+	p := &t.parts[w.idx]
+	frames, end := p.pending, p.end
+	p.pending, p.end, p.queued = nil, false, false
+	t.mu.Unlock()
+	m := w.g.metrics
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range frames {
+		for _, c := range p.subs {
+			if f.seq > c.from && c.tags.match(f.tag) {
+				m.pushed(c.q.push(f))
+			}
+		}
+	}
+	if end {
+		for _, c := range p.subs {
+			c.q.end()
 		}
 	}
 }

@@ -248,7 +248,8 @@ func (c *conn) flush(w *writer) {
 	}
 }
 
-// send hands frames to the socket (coalesce.go) and counts them as sent.
+// send hands frames to the socket (coalesce.go) and counts them as sent (the writer adds
+// its count to the metrics once per round).
 func (c *conn) send(w *writer, frames []*frame) error {
 	if len(frames) == 0 {
 		return nil
@@ -256,7 +257,7 @@ func (c *conn) send(w *writer, frames []*frame) error {
 	if err := c.sock.send(frames, &w.scratch); err != nil {
 		return err
 	}
-	c.g.metrics.sent(len(frames))
+	w.sent += len(frames)
 	return nil
 }
 

@@ -31,7 +31,7 @@ type Options struct {
 	// WriteCoalesce bounds how often a writer starts a round of writes (writer.go): while
 	// frames keep coming, a connection's frames of the last WriteCoalesce leave in one
 	// system call; after a quiet spell the first frame leaves at once. It is the most a
-	// frame waits for others to join it. Default 5ms; negative: no wait.
+	// frame waits for others to join it. Default 10ms; negative: no wait.
 	WriteCoalesce time.Duration
 	// PingInterval is how often idle and busy connections alike are pinged; a client that
 	// does not answer within the interval is disconnected. Default 20s.
@@ -149,7 +149,7 @@ func New(opts Options) *Gateway {
 }
 
 // DefaultWriteCoalesce is Options.WriteCoalesce's default.
-const DefaultWriteCoalesce = 5 * time.Millisecond
+const DefaultWriteCoalesce = 10 * time.Millisecond
 
 // clockOrigin is the default SeqOrigin: the current time in microseconds.
 func clockOrigin() uint64 { return uint64(time.Now().UnixMicro()) }

@@ -27,11 +27,15 @@ type writer struct {
 	topics  []*topic // topics with frames to fan out (or an end) in this writer's part
 	ready   []*conn  // connections with something to write
 	members map[*conn]struct{}
+	// kicked is set when a wake-up was sent since the writer last took its lists: what
+	// is added meanwhile is taken by the round that wake-up starts.
+	kicked bool
 
 	// Owned by the writer's goroutine.
 	spare       []*conn
 	spareTopics []*topic
 	scratch     []byte // the chunk being written
+	sent        int    // frames written in this round, counted once at its end
 }
 
 // writerCount is how many writers a gateway runs: one per CPU.
@@ -65,29 +69,28 @@ func (w *writer) leave(c *conn) {
 	w.mu.Unlock()
 }
 
-// add marks c ready; the first connection or topic of a round wakes the writer.
+// add marks c ready; the first addition since the writer's last round wakes it.
 func (w *writer) add(c *conn) {
 	w.mu.Lock()
 	w.ready = append(w.ready, c)
-	first := len(w.ready)+len(w.topics) == 1
+	w.kick()
 	w.mu.Unlock()
-	if first {
-		w.signal()
-	}
 }
 
 // addTopic queues t, whose part of this writer has frames pending (or an end).
 func (w *writer) addTopic(t *topic) {
 	w.mu.Lock()
 	w.topics = append(w.topics, t)
-	first := len(w.ready)+len(w.topics) == 1
+	w.kick()
 	w.mu.Unlock()
-	if first {
-		w.signal()
-	}
 }
 
-func (w *writer) signal() {
+// kick wakes the writer unless a wake-up is already on its way; w.mu is held.
+func (w *writer) kick() {
+	if w.kicked {
+		return
+	}
+	w.kicked = true
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -112,6 +115,7 @@ func (w *writer) run(stop <-chan struct{}) {
 		}
 		last = time.Now()
 		w.mu.Lock()
+		w.kicked = false
 		topics := w.topics
 		w.topics = w.spareTopics[:0]
 		w.mu.Unlock()
@@ -126,6 +130,10 @@ func (w *writer) run(stop <-chan struct{}) {
 		w.mu.Unlock()
 		for _, c := range round {
 			c.flush(w)
+		}
+		if w.sent > 0 {
+			w.g.metrics.sent(w.sent)
+			w.sent = 0
 		}
 		clear(round)
 		w.spare = round

@@ -13,7 +13,9 @@
 #   BIGBENCH_DURATION=10s        measured time per run
 #   BIGBENCH_WARMUP=3s           load before measuring
 #   BIGBENCH_LOADS="10000x5 1000x150 1000x500 idle10000"   SUBSxRATE (comments/s) or idleSUBS
-#   BIGBENCH_SERVERS="ceiling roomengine"                   which servers
+#   BIGBENCH_SERVERS="ceiling roomengine"                   which servers; "cluster" is three roomengine
+#                                nodes on one redis-server (started here), the subscribers spread
+#                                over them, e.g. BIGBENCH_SERVERS="roomengine cluster" BIGBENCH_LOADS="9000x5 idle9000"
 #   BIGBENCH_SERVER=bin/appserver                           the roomengine binary (e.g. a build of main)
 #   BIGBENCH_GOMAXPROCS=         when set, the servers' GOMAXPROCS
 set -euo pipefail
@@ -40,8 +42,12 @@ for l in $LOADS; do
   [[ $l =~ ^[0-9]+x[0-9]+$ || $l =~ ^idle[0-9]+$ ]] || die "load '$l': want SUBSxRATE (10000x5) or idleSUBS (idle10000)"
 done
 for s in $SERVERS; do
-  [[ $s == ceiling || $s == roomengine ]] || die "server '$s': want ceiling or roomengine"
+  [[ $s == ceiling || $s == roomengine || $s == cluster ]] || die "server '$s': want ceiling, roomengine or cluster"
 done
+if [[ " $SERVERS " == *" cluster "* ]]; then
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
+    die "the cluster needs redis-server and redis-cli (scripts/test-deps.sh redis-server)"
+fi
 [[ -x $SERVER ]] || die "$SERVER not found; run 'make build'"
 need_fds=$(($(for l in $LOADS; do echo "${l//[^0-9x]/}" | cut -dx -f1; done | sort -n | tail -n 1) + 1024))
 if (($(ulimit -n) < need_fds)); then
@@ -53,12 +59,11 @@ go build -o "$LOADGEN" ./cmd/loadgen
 go build -o "$CEILING" ./cmd/ceiling
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/roomengine-bigbench.XXXXXX")
-server_pid="" server_port="" server_log=""
+server_pids=() server_addr="" server_log="" redis_pid="" redis_port=""
 
-stop_server() {
-  [[ -n $server_pid ]] || return 0
-  local pid=$server_pid i
-  server_pid=""
+# stop_pid PID: SIGTERM a process this script started, SIGKILL after 20 s.
+stop_pid() {
+  local pid=$1 i
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 200; i++)); do
     kill -0 "$pid" 2>/dev/null || break
@@ -67,27 +72,74 @@ stop_server() {
   kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null || true
 }
-cleanup() { stop_server; rm -rf "$work"; }
+stop_server() {
+  local pid
+  for pid in "${server_pids[@]}"; do stop_pid "$pid"; done
+  server_pids=()
+}
+cleanup() {
+  stop_server
+  [[ -z $redis_pid ]] || stop_pid "$redis_pid"
+  rm -rf "$work"
+}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start_server KIND: a fresh ceiling or roomengine on a free loopback port, ready.
+# start_redis: a redis-server for the cluster on a free loopback port (no persistence: the
+# benchmark measures the push path, and the cluster's comments write no room state).
+start_redis() {
+  local i
+  redis_port=$("$LOADGEN" -free-port)
+  mkdir -p "$work/redis"
+  redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$work/redis" --save "" --appendonly no \
+    --protected-mode yes --logfile "$work/redis/redis.log" >/dev/null 2>&1 &
+  redis_pid=$!
+  for ((i = 0; i < 100; i++)); do
+    redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null | grep -q PONG && return 0
+    sleep 0.1
+  done
+  die "redis-server did not start"
+}
+
+# start_server KIND: a fresh ceiling, roomengine or three-node cluster on free loopback
+# ports, ready; server_addr is its -addr for the generator.
 start_server() {
-  local kind=$1 attempt data
+  local kind=$1 attempt data port n addrs
   for attempt in 1 2 3; do
-    server_port=$("$LOADGEN" -free-port)
     data=$(mktemp -d "$work/data.XXXXXX")
     server_log="$data.log"
-    if [[ $kind == ceiling ]]; then
-      env ${BIGBENCH_GOMAXPROCS:+GOMAXPROCS=$BIGBENCH_GOMAXPROCS} "$CEILING" -addr "127.0.0.1:$server_port" >"$server_log" 2>&1 &
-    else
+    addrs=()
+    case $kind in
+    ceiling)
+      port=$("$LOADGEN" -free-port)
+      env ${BIGBENCH_GOMAXPROCS:+GOMAXPROCS=$BIGBENCH_GOMAXPROCS} "$CEILING" -addr "127.0.0.1:$port" >"$server_log" 2>&1 &
+      server_pids+=($!) addrs+=("127.0.0.1:$port")
+      ;;
+    roomengine)
+      port=$("$LOADGEN" -free-port)
       env ${BIGBENCH_GOMAXPROCS:+GOMAXPROCS=$BIGBENCH_GOMAXPROCS} \
-        APPSERVER_IP=127.0.0.1 APPSERVER_PORT=$server_port APPSERVER_DATADIR=$data \
+        APPSERVER_IP=127.0.0.1 APPSERVER_PORT=$port APPSERVER_DATADIR=$data \
         APPSERVER_LOG_LEVEL=warn "$SERVER" >"$server_log" 2>&1 &
-    fi
-    server_pid=$!
-    if "$LOADGEN" -addr "127.0.0.1:$server_port" -wait-ready 15s 2>/dev/null; then
+      server_pids+=($!) addrs+=("127.0.0.1:$port")
+      ;;
+    cluster)
+      [[ -n $redis_pid ]] || start_redis
+      redis-cli -h 127.0.0.1 -p "$redis_port" flushall >/dev/null
+      local prefix="bb$RANDOM$RANDOM"
+      for n in n1 n2 n3; do
+        port=$("$LOADGEN" -free-port)
+        env ${BIGBENCH_GOMAXPROCS:+GOMAXPROCS=$BIGBENCH_GOMAXPROCS} \
+          APPSERVER_IP=127.0.0.1 APPSERVER_PORT=$port APPSERVER_LOG_LEVEL=warn \
+          APPSERVER_STORE=redis APPSERVER_REDIS_HOST=127.0.0.1 APPSERVER_REDIS_PORT=$redis_port \
+          APPSERVER_REDIS_KEYPREFIX=$prefix APPSERVER_CLUSTER_ENABLED=true APPSERVER_CLUSTER_NODE=$n \
+          "$SERVER" >>"$server_log" 2>&1 &
+        server_pids+=($!) addrs+=("127.0.0.1:$port")
+      done
+      ;;
+    esac
+    server_addr=$(IFS=,; echo "${addrs[*]}")
+    if "$LOADGEN" -addr "$server_addr" -wait-ready 30s 2>/dev/null; then
       return 0
     fi
     tail -n 5 "$server_log" >&2 || true
@@ -125,7 +177,7 @@ for ((run = 1; run <= RUNS; run++)); do
       echo "== $load on $kind — run $run/$RUNS (load average $(cut -d' ' -f1 /proc/loadavg))"
       start_server "$kind"
       la=$(cut -d' ' -f1 /proc/loadavg)
-      if line=$("$LOADGEN" -addr "127.0.0.1:$server_port" -scenario comment "${args[@]}" -json 2> >(sed 's/^/   /' >&2)); then
+      if line=$("$LOADGEN" -addr "$server_addr" -scenario comment "${args[@]}" -json 2> >(sed 's/^/   /' >&2)); then
         echo "{\"load\":\"$load\",\"server\":\"$kind\",\"run\":$run,\"loadavg\":$la,${line#\{}" >>"$raw"
       else
         echo "bigroom-bench: loadgen failed for $load on $kind (run $run); server log:" >&2
@@ -178,6 +230,20 @@ summary="$work/summary.md"
         "$(ratio "$(med "$load" roomengine p99_ms)" "$(med "$load" ceiling p99_ms)") |" \
         "$(ratio "$(med "$load" roomengine frames_per_s)" "$(med "$load" ceiling frames_per_s)") |" \
         "$(ratio "$(med "$load" roomengine server_cpu_us_per_frame)" "$(med "$load" ceiling server_cpu_us_per_frame)") |"
+    done
+  fi
+  if grep -q '"server":"cluster"' "$raw" && grep -q '"server":"roomengine"' "$raw"; then
+    echo
+    echo "Ratios cluster (three nodes, all their CPU) / one roomengine node:"
+    echo
+    echo "| load | delivery p99 | request p99 | frames/s | server µs/frame |"
+    echo "|---|---:|---:|---:|---:|"
+    for load in $LOADS; do
+      [[ $load == idle* ]] && continue
+      echo "| $load | $(ratio "$(med "$load" cluster delivery_p99_ms)" "$(med "$load" roomengine delivery_p99_ms)") |" \
+        "$(ratio "$(med "$load" cluster p99_ms)" "$(med "$load" roomengine p99_ms)") |" \
+        "$(ratio "$(med "$load" cluster frames_per_s)" "$(med "$load" roomengine frames_per_s)") |" \
+        "$(ratio "$(med "$load" cluster server_cpu_us_per_frame)" "$(med "$load" roomengine server_cpu_us_per_frame)") |"
     done
   fi
   for load in $LOADS; do

@@ -49,7 +49,7 @@ func main() {
 		os.Exit(2)
 	}
 	s := newServer()
-	go s.flushLoop()
+	go s.flushLoop(nil)
 	if err := http.ListenAndServe(*addr, s.routes()); err != nil {
 		fmt.Fprintln(os.Stderr, "ceiling:", err)
 		os.Exit(1)
@@ -184,13 +184,19 @@ func appendFrame(b, payload []byte) []byte {
 	return append(b, payload...)
 }
 
-// flushLoop writes each topic's pending frames to its subscribers every flushEvery.
-func (s *server) flushLoop() {
+// flushLoop writes each topic's pending frames to its subscribers every flushEvery, until
+// stop is closed (never, for nil).
+func (s *server) flushLoop(stop <-chan struct{}) {
 	workers := runtime.GOMAXPROCS(0)
 	tick := time.NewTicker(flushEvery)
 	defer tick.Stop()
 	var conns []net.Conn
-	for range tick.C {
+	for {
+		select {
+		case <-tick.C:
+		case <-stop:
+			return
+		}
 		type batch struct {
 			data  []byte
 			conns []net.Conn

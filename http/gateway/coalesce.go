@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -15,7 +16,7 @@ import (
 // WebSocket library's control frames (pongs, pings, the close). Both go through sock,
 // which writes without ever blocking its caller: a write the kernel cannot take at once
 // leaves its remainder, and the frames behind it, to a drain goroutine that writes them
-// with WriteTimeout per chunk. That goroutine exists only while a client is behind, so an
+// chunk by chunk, dropping the client if it takes nothing for WriteTimeout. That goroutine exists only while a client is behind, so an
 // idle or keeping-up connection holds no writer goroutine and no write buffer.
 
 // sock is the hijacked connection as the library and the writers see it.
@@ -197,8 +198,7 @@ func (c *conn) drain() {
 			return
 		}
 		s.mu.Unlock()
-		_ = s.Conn.SetWriteDeadline(time.Now().Add(c.g.opts.WriteTimeout))
-		_, err := s.Conn.Write(out)
+		err := s.writeAll(out, c.g.opts.WriteTimeout)
 		_ = s.Conn.SetWriteDeadline(time.Time{})
 		if err != nil {
 			s.mu.Lock()
@@ -208,6 +208,20 @@ func (c *conn) drain() {
 			c.finish(writeFailed(err))
 			return
 		}
+	}
+}
+
+// writeAll writes out, blocking. A client is stuck when it takes nothing for timeout: one
+// that takes some of it in time is slow, and gets another timeout for the rest (its queue
+// sheds meanwhile, and an important frame it cannot take closes it with 1013).
+func (s *sock) writeAll(out []byte, timeout time.Duration) error {
+	for {
+		_ = s.Conn.SetWriteDeadline(time.Now().Add(timeout))
+		n, err := s.Conn.Write(out)
+		if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		out = out[n:]
 	}
 }
 

@@ -262,9 +262,7 @@ func (c *conn) send(w *writer, frames []*frame) error {
 }
 
 // flushChunk is how many bytes of frames go to the socket in one write (at least one
-// frame): a client that reads slowly but steadily keeps up chunk by chunk, each within
-// WriteTimeout (its queue sheds and, at worst, it is told 1013), instead of being cut off
-// because a whole megabyte backlog took over WriteTimeout.
+// frame), so a writer's buffer stays small whatever the backlog.
 const flushChunk = 64 << 10
 
 // ping runs beside the writer because Ping waits for the pong. A client that does not

@@ -25,8 +25,10 @@ type Options struct {
 	HistorySize int
 	// QueueSize bounds the frames waiting for each connection's writer. Default 256.
 	QueueSize int
-	// WriteTimeout bounds each socket write: one chunk of up to 64 KiB of frames (or one
-	// larger frame). A client that cannot take it in time is disconnected. Default 5s.
+	// WriteTimeout is how long a client may take no bytes at all while frames wait for
+	// it; it is then disconnected as stuck. A client that reads slowly but steadily is
+	// not: its queue sheds, and an important frame it cannot take closes it with 1013.
+	// Default 5s.
 	WriteTimeout time.Duration
 	// WriteCoalesce bounds how often a writer starts a round of writes (writer.go): while
 	// frames keep coming, a connection's frames of the last WriteCoalesce leave in one

@@ -424,8 +424,8 @@ func TestStuckClientIsDroppedAfterWriteTimeout(t *testing.T) {
 }
 
 // A client that reads slowly but steadily (here about 1.6 MB/s) is not mistaken for a stuck
-// one: a 4 MB backlog leaves in 64 KiB chunks, each within WriteTimeout, and every frame
-// arrives. Written as one batch under one deadline, it would be cut off after WriteTimeout.
+// one: a 4 MB backlog takes longer than WriteTimeout, but the client keeps taking bytes, and
+// every frame arrives. Written under one deadline, it would be cut off after WriteTimeout.
 func TestSlowSteadyReaderKeepsUp(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	g := New(Options{QueueSize: 1024, WriteTimeout: time.Second, PingInterval: time.Hour,

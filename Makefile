@@ -7,7 +7,7 @@ PKGS     := ./...
 FUZZTIME ?= 30s
 BIN      := bin/appserver
 
-.PHONY: run build cluster test test-deps unit fuzz lint bench cluster-bench chaos console-screenshot clean
+.PHONY: run build cluster test test-deps unit fuzz lint bench bigroom-bench cluster-bench chaos console-screenshot clean
 
 ## run: build and start the server on :4000 (embedded store, WebSocket push, simulated CDN)
 run: build
@@ -63,6 +63,11 @@ chaos: test-deps
 ## bench: load-test a real server with the in-repo load generator and print the figures
 bench: build
 	./scripts/bench.sh
+
+## bigroom-bench: big rooms (10,000 subscribers × 5 comments/s, 1,000 × 150/s, 1,000 × 500/s, 10,000 idle),
+## roomengine against the minimal fan-out ceiling (cmd/ceiling) in the same run; ~10 min (BIGBENCH_* knobs)
+bigroom-bench: build
+	./scripts/bigroom-bench.sh
 
 ## console-screenshot: drive the operator console in headless Chromium and save docs/console.png
 console-screenshot: test-deps

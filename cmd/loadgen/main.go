@@ -7,6 +7,8 @@
 //	loadgen -scenario list -rooms 1000
 //	loadgen -scenario login -n 50000 -json
 //	loadgen -addr 127.0.0.1:4101,127.0.0.1:4102,127.0.0.1:4103 -scenario play -c 63
+//	loadgen -scenario comment -subs 10000 -rate 5 -d 20s     (open loop, delivery latency)
+//	loadgen -scenario comment -subs 10000 -idle              (server memory per idle subscriber)
 //
 // Scenarios:
 //
@@ -22,6 +24,11 @@
 // (its keep-alive connection stays there), subscriber i listens on node i mod n, and the
 // setup goes through the first node (so in a cluster the first node owns the room). The
 // report gives each node's requests, errors, latency and throughput beside the totals.
+//
+// With -rate (and -like-rate) the comment scenario runs open loop (openloop.go): comments
+// and likes at a fixed arrival rate whatever the answers, request latency counted from each
+// request's scheduled time, and every subscriber measuring comment→frame delivery latency.
+// -idle only connects the subscribers and reports the server's memory per connection.
 //
 // Only loopback addresses are accepted. See docs/benchmarks.md.
 package main
@@ -71,7 +78,13 @@ type options struct {
 	freePort  bool
 	waitReady time.Duration
 	client    string
+	rate      float64 // open loop: comments/s (0: closed loop)
+	likeRate  float64 // open loop: likes/s
+	idle      bool
 }
+
+// open reports whether the run is open loop.
+func (o *options) open() bool { return o.rate > 0 || o.likeRate > 0 }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -93,6 +106,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.json, "json", false, "print the result as one JSON line on stdout (the report goes to stderr)")
 	fs.BoolVar(&o.setupOnly, "setup-only", false, "do the scenario's setup, print its ids as JSON and exit (for external tools such as wrk)")
 	fs.BoolVar(&o.freePort, "free-port", false, "print a free loopback TCP port and exit")
+	fs.Float64Var(&o.rate, "rate", 0, "comment: open loop, send this many comments/s whatever the answers (0: closed loop)")
+	fs.Float64Var(&o.likeRate, "like-rate", 0, "comment: open loop, also send this many likes/s")
+	fs.BoolVar(&o.idle, "idle", false, "comment: only connect -subs subscribers and report the server's memory per connection")
 	fs.DurationVar(&o.waitReady, "wait-ready", 0, "poll the server's /readyz for up to this long, exit 0 once it answers 200, else 1")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -177,6 +193,16 @@ func (o *options) validate() error {
 		return fmt.Errorf("-rooms %d: want 0..%d", o.rooms, maxRooms)
 	case o.subs > 0 && o.scenario != "comment":
 		return errors.New("-subs only applies to -scenario comment")
+	case o.rate < 0 || o.rate > maxRate || o.likeRate < 0 || o.likeRate > maxRate:
+		return fmt.Errorf("-rate %g / -like-rate %g: want 0..%d", o.rate, o.likeRate, maxRate)
+	case (o.open() || o.idle) && o.scenario != "comment":
+		return errors.New("-rate, -like-rate and -idle only apply to -scenario comment")
+	case o.open() && o.idle:
+		return errors.New("-idle sends nothing: leave out -rate and -like-rate")
+	case o.idle && o.subs == 0:
+		return errors.New("-idle needs -subs")
+	case o.open() && o.n > 0:
+		return errors.New("-n does not apply to the open loop (it runs for -d)")
 	}
 	return nil
 }
@@ -214,6 +240,29 @@ type result struct {
 	ListBytes   int `json:"list_bytes,omitempty"`
 
 	DuplicateIDs *uint64 `json:"duplicate_ids,omitempty"`
+
+	// Open loop (-rate) and idle (-idle) only. Requests and latencies above are then the
+	// measured comments and likes, latency from the scheduled time; delivery is comment →
+	// frame at every subscriber.
+	Mode              string         `json:"mode,omitempty"` // "open" or "idle"
+	Rate              float64        `json:"rate,omitempty"`
+	LikeRate          float64        `json:"like_rate,omitempty"`
+	Comments          uint64         `json:"comments,omitempty"`
+	Likes             uint64         `json:"likes,omitempty"`
+	NotSent           uint64         `json:"not_sent,omitempty"` // scheduled but dropped: the generator's queue was full
+	DeliverySamples   uint64         `json:"delivery_samples,omitempty"`
+	DeliveryP50       float64        `json:"delivery_p50_ms,omitempty"`
+	DeliveryP90       float64        `json:"delivery_p90_ms,omitempty"`
+	DeliveryP99       float64        `json:"delivery_p99_ms,omitempty"`
+	DeliveryMax       float64        `json:"delivery_max_ms,omitempty"`
+	CloseCodes        map[string]int `json:"close_codes,omitempty"` // subscribers the server closed, by code
+	ServerRSSMiB      float64        `json:"server_rss_mib,omitempty"`
+	ServerCPUPerFrame float64        `json:"server_cpu_us_per_frame,omitempty"`
+	ClientCPUPerFrame float64        `json:"client_cpu_us_per_frame,omitempty"`
+	RSSPerConnKiB     float64        `json:"rss_per_conn_kib,omitempty"`
+	HeapPerConnKiB    float64        `json:"heap_per_conn_kib,omitempty"`
+	StackPerConnKiB   float64        `json:"stack_per_conn_kib,omitempty"`
+	GoroutinesPerConn float64        `json:"goroutines_per_conn,omitempty"`
 
 	ServerCPU   float64 `json:"server_cpu_cores"`
 	ClientCPU   float64 `json:"client_cpu_cores"`
@@ -274,6 +323,12 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 		sc = cs
 		if o.subs > 0 {
 			before := sumSamples(scrapeNodes(sctx, client, o.addrs))
+			if o.idle {
+				// What the server holds before the subscribers (its heap after the setup
+				// settles a little first).
+				time.Sleep(time.Second)
+				before = sumSamples(scrapeNodes(sctx, client, o.addrs))
+			}
 			s, err := connectSubscribers(sctx, o.addrs, cs.roomID, o.subs)
 			if err != nil {
 				return nil, fmt.Errorf("setup: %w", err)
@@ -290,6 +345,13 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 				time.Sleep(500 * time.Millisecond)
 			}
 			res.Subs = o.subs
+			if o.idle {
+				measureIdle(sctx, o, before, client, res)
+				return res, nil
+			}
+		}
+		if o.open() {
+			return res, runOpenLoop(ctx, o, cs, subs, client, log, res)
 		}
 	case "list":
 		ls, err := setupList(sctx, setup, newCaller, runID, o.rooms, min(o.c, 32))
@@ -392,12 +454,7 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 					continue
 				}
 				st.errs++
-				kind := "error"
-				var ae *apiError
-				if errors.As(err, &ae) {
-					kind = ae.kind
-				}
-				st.kinds[kind]++
+				st.kinds[errKind(err)]++
 				if st.example == "" {
 					st.example = err.Error()
 				}
@@ -453,7 +510,6 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 	}
 	res.Seconds = window.Seconds()
 	res.RPS = float64(res.Requests) / res.Seconds
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	res.P50, res.P90, res.P99 = ms(h.quantile(.50)), ms(h.quantile(.90)), ms(h.quantile(.99))
 	res.Max, res.Mean = ms(time.Duration(h.max)), ms(h.mean())
 	res.ServerCPU = clusterCPU(srvStart, srvEnd)
@@ -500,6 +556,15 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 		fmt.Fprintln(log, "loadgen: interrupted; the figures cover the run so far")
 	}
 	return res, nil
+}
+
+// errKind groups an error for the report.
+func errKind(err error) string {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.kind
+	}
+	return "error"
 }
 
 // waitReady polls /readyz until it answers 200 or limit passes.
@@ -575,6 +640,14 @@ func (r *result) printHuman(w io.Writer) {
 	if r.Rooms > 0 {
 		fmt.Fprintf(w, "  rooms=%d (listed %d, %d bytes)", r.Rooms, r.ListedRooms, r.ListBytes)
 	}
+	if r.Mode == "idle" {
+		fmt.Fprintf(w, "  idle\n  server    RSS %.1f MiB   per connection: RSS %.1f KiB, heap %.1f KiB, stacks %.1f KiB, %.2f goroutines\n",
+			r.ServerRSSMiB, r.RSSPerConnKiB, r.HeapPerConnKiB, r.StackPerConnKiB, r.GoroutinesPerConn)
+		return
+	}
+	if r.Mode == "open" {
+		fmt.Fprintf(w, "  open loop %g comments/s + %g likes/s", r.Rate, r.LikeRate)
+	}
 	fmt.Fprintf(w, "  window %.2fs (+%d warm-up requests)\n", r.Seconds, r.Warmup)
 	pct := 0.0
 	if r.Requests > 0 {
@@ -590,6 +663,12 @@ func (r *result) printHuman(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  frames    %.0f delivered/s   %d of %d expected (drained in %.0fms): %s\n",
 			r.FramesPerS, r.FramesDelivered, r.FramesExpected, r.DrainMs, verdict)
+	}
+	if r.Mode == "open" && r.Subs > 0 {
+		fmt.Fprintf(w, "  delivery  p50 %.3fms  p90 %.3fms  p99 %.3fms  max %.3fms  (%d comment frames; comment sent → frame read)\n",
+			r.DeliveryP50, r.DeliveryP90, r.DeliveryP99, r.DeliveryMax, r.DeliverySamples)
+		fmt.Fprintf(w, "  per frame server %.2f µs CPU   loadgen %.2f µs CPU   server RSS %.0f MiB   closed by server %v   not sent %d\n",
+			r.ServerCPUPerFrame, r.ClientCPUPerFrame, r.ServerRSSMiB, r.CloseCodes, r.NotSent)
 	}
 	if r.DuplicateIDs != nil {
 		fmt.Fprintf(w, "  login ids duplicates %d\n", *r.DuplicateIDs)

@@ -85,12 +85,17 @@ func sumSamples(ss []serverSample) serverSample {
 		add(&sum.wsConns, s.wsConns)
 		add(&sum.framesSent, s.framesSent)
 		add(&sum.pushDropped, s.pushDropped)
+		add(&sum.rss, s.rss)
+		add(&sum.goroutines, s.goroutines)
+		add(&sum.heapInuse, s.heapInuse)
+		add(&sum.stackInuse, s.stackInuse)
 		if s.at.After(sum.at) {
 			sum.at = s.at
 		}
 	}
 	if len(ss) == 0 {
-		return serverSample{cpuSeconds: -1, wsConns: -1, framesSent: -1, pushDropped: -1, at: time.Now()}
+		return serverSample{cpuSeconds: -1, wsConns: -1, framesSent: -1, pushDropped: -1,
+			rss: -1, goroutines: -1, heapInuse: -1, stackInuse: -1, at: time.Now()}
 	}
 	return sum
 }

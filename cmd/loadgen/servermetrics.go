@@ -18,12 +18,17 @@ type serverSample struct {
 	wsConns     float64
 	framesSent  float64
 	pushDropped float64 // all reasons together
+	rss         float64 // process_resident_memory_bytes
+	goroutines  float64
+	heapInuse   float64 // go_memstats_heap_inuse_bytes
+	stackInuse  float64 // go_memstats_stack_inuse_bytes
 	at          time.Time
 }
 
 // scrapeServer reads /metrics. It never fails the run: a missing value is -1.
 func scrapeServer(ctx context.Context, client *http.Client, base string) serverSample {
-	s := serverSample{cpuSeconds: -1, wsConns: -1, framesSent: -1, pushDropped: -1, at: time.Now()}
+	s := serverSample{cpuSeconds: -1, wsConns: -1, framesSent: -1, pushDropped: -1,
+		rss: -1, goroutines: -1, heapInuse: -1, stackInuse: -1, at: time.Now()}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
@@ -67,6 +72,14 @@ func parseServerMetrics(text []byte, s *serverSample) {
 		switch {
 		case name == "process_cpu_seconds_total":
 			s.cpuSeconds = v
+		case name == "process_resident_memory_bytes":
+			s.rss = v
+		case name == "go_goroutines":
+			s.goroutines = v
+		case name == "go_memstats_heap_inuse_bytes":
+			s.heapInuse = v
+		case name == "go_memstats_stack_inuse_bytes":
+			s.stackInuse = v
 		case name == "roomengine_ws_connections":
 			s.wsConns = v
 		case name == "roomengine_ws_frames_sent_total":

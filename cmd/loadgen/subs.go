@@ -5,26 +5,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
+	"net"
 	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // subscriber is one WebSocket client of a room topic. It reads continuously and counts the
-// frames it gets; the frame text is scanned for seq (to spot gaps) and for the push type
-// (comments are type 6), without a full JSON decode so the reader stays cheap.
+// frames it gets; the frame text is scanned for seq (to spot gaps), for the push type
+// (comments are type 6) and for the send time an open-loop comment carries, without a JSON
+// decode or any allocation, so the reader stays cheap.
 type subscriber struct {
-	ws       *websocket.Conn
+	ws       *wsConn
 	frames   atomic.Uint64 // every frame
 	comments atomic.Uint64 // frames carrying a comment push (type 6)
 	gaps     atomic.Uint64 // times seq did not follow the previous frame's
 	lastSeq  uint64
 	err      atomic.Pointer[error] // why reading stopped, when not asked to
+	// delivery, when set, records comment→frame latency of comments sent from
+	// measureFrom (unix ns) on.
+	delivery    *atomicHist
+	measureFrom *atomic.Int64
 }
 
 // subscribers is the set of subscribers of one run.
@@ -32,20 +35,42 @@ type subscribers struct {
 	list   []*subscriber
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// delivery is every subscriber's comment→frame latency (open loop); measureFrom is the
+	// unix time (ns) from which comments count, 0 before the measured window is known.
+	delivery    atomicHist
+	measureFrom atomic.Int64
 }
 
 var (
 	seqKey     = []byte(`"seq":`)
 	commentKey = []byte(`"type":6,"time":`)
+	// sentKey starts the send time (unix ns) an open-loop comment carries in its text.
+	sentKey = []byte(sentMarker)
 )
+
+// subsPerAddr is how many subscribers share one local source address. The server bounds
+// the connections per client address (http.ws.maxConnsPerAddr, 256 by default), and real
+// viewers come from many addresses: subscribers are spread over 127.0.x.y, which the
+// loopback interface answers for the whole 127.0.0.0/8.
+const subsPerAddr = 200
+
+// sourceAddr is the local address of subscriber i when the server is on IPv4 loopback
+// (127.0.1.1, 127.0.1.2, …, 200 subscribers each), else nil (any).
+func sourceAddr(server string, i int) net.Addr {
+	host, _, err := net.SplitHostPort(server)
+	if err != nil {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.To4() == nil {
+		return nil
+	}
+	k := i / subsPerAddr
+	return &net.TCPAddr{IP: net.IPv4(127, 0, byte(1+k/250), byte(1+k%250))}
+}
 
 // connectSubscribers opens n WebSocket connections to ws://ADDR/ws?topic=topic, subscriber
 // i on addrs[i mod len(addrs)], a bounded number at a time, and starts their readers.
 func connectSubscribers(ctx context.Context, addrs []string, topic string, n int) (*subscribers, error) {
-	client := &http.Client{
-		Transport: &http.Transport{DialContext: loopbackDialer().DialContext, MaxIdleConnsPerHost: 1},
-		Timeout:   10 * time.Second,
-	}
 	rctx, cancel := context.WithCancel(context.Background())
 	s := &subscribers{list: make([]*subscriber, n), cancel: cancel}
 
@@ -54,14 +79,20 @@ func connectSubscribers(ctx context.Context, addrs []string, topic string, n int
 	var firstErr error
 	var wg sync.WaitGroup
 	for i := range n {
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 			defer dcancel()
-			u := "ws://" + addrs[nodeOf(i, len(addrs))] + "/ws?topic=" + url.QueryEscape(topic)
-			ws, _, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPClient: client, CompressionMode: websocket.CompressionDisabled})
+			addr := addrs[nodeOf(i, len(addrs))]
+			ws, err := dialWS(dctx, addr, "/ws?topic="+url.QueryEscape(topic), sourceAddr(addr, i))
 			if err != nil {
 				mu.Lock()
 				if firstErr == nil {
@@ -70,8 +101,7 @@ func connectSubscribers(ctx context.Context, addrs []string, topic string, n int
 				mu.Unlock()
 				return
 			}
-			ws.SetReadLimit(1 << 20)
-			s.list[i] = &subscriber{ws: ws}
+			s.list[i] = &subscriber{ws: ws, delivery: &s.delivery, measureFrom: &s.measureFrom}
 		}()
 	}
 	wg.Wait()
@@ -90,20 +120,15 @@ func connectSubscribers(ctx context.Context, addrs []string, topic string, n int
 }
 
 func (sub *subscriber) read(ctx context.Context) {
-	var buf bytes.Buffer
 	for {
-		_, r, err := sub.ws.Reader(ctx)
-		if err == nil {
-			buf.Reset()
-			_, err = buf.ReadFrom(r)
-		}
+		frame, err := sub.ws.next()
 		if err != nil {
 			if ctx.Err() == nil {
 				sub.err.Store(&err)
 			}
 			return
 		}
-		sub.count(buf.Bytes())
+		sub.count(frame)
 	}
 }
 
@@ -123,6 +148,9 @@ func (sub *subscriber) count(frame []byte) {
 	}
 	if bytes.Contains(frame, commentKey) {
 		sub.comments.Add(1)
+		if sub.delivery != nil {
+			sub.recordDelivery(frame)
+		}
 	}
 	sub.frames.Add(1)
 }
@@ -183,13 +211,43 @@ func (s *subscribers) stats() subStats {
 		st.gaps += sub.gaps.Load()
 		if p := sub.err.Load(); p != nil {
 			st.broken++
-			var ce websocket.CloseError
-			if st.brokenErr == "" || errors.As(*p, &ce) {
+			if st.brokenErr == "" || errors.Is(*p, errClosed) {
 				st.brokenErr = (*p).Error()
 			}
 		}
 	}
 	return st
+}
+
+// recordDelivery reads the send time an open-loop comment carries and records how long
+// the frame took, if the comment was sent in the measured window.
+func (sub *subscriber) recordDelivery(frame []byte) {
+	i := bytes.Index(frame, sentKey)
+	if i < 0 {
+		return
+	}
+	var sent int64
+	for _, b := range frame[i+len(sentKey):] {
+		if b < '0' || b > '9' {
+			break
+		}
+		sent = sent*10 + int64(b-'0')
+	}
+	if from := sub.measureFrom.Load(); from == 0 || sent < from {
+		return
+	}
+	sub.delivery.record(time.Duration(time.Now().UnixNano() - sent))
+}
+
+// closeCodes counts the subscribers the server closed, by close code.
+func (s *subscribers) closeCodes() map[string]int {
+	out := map[string]int{}
+	for _, sub := range s.list {
+		if sub != nil && sub.ws.closeCode != 0 && sub.err.Load() != nil {
+			out[strconv.Itoa(sub.ws.closeCode)]++
+		}
+	}
+	return out
 }
 
 // close stops the readers and closes every connection without the close handshake (the
@@ -198,7 +256,7 @@ func (s *subscribers) close() {
 	s.cancel()
 	for _, sub := range s.list {
 		if sub != nil {
-			_ = sub.ws.CloseNow()
+			_ = sub.ws.close()
 		}
 	}
 	s.wg.Wait()

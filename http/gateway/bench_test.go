@@ -1,8 +1,12 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"io"
+	"net"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -79,4 +83,51 @@ func BenchmarkFanout100(b *testing.B) {
 		c.CloseNow()
 	}
 	readers.Wait()
+}
+
+// BenchmarkIdleConnection reports what an idle subscriber holds once the garbage of its
+// upgrade is collected: live heap and goroutine stack per connection, and goroutines per
+// connection. The clients are raw sockets in the same process that never read (a few
+// hundred bytes each of the heap figure are theirs: a socket and its address).
+//
+//	go test -run '^$' -bench BenchmarkIdleConnection -benchtime 1x ./http/gateway/
+func BenchmarkIdleConnection(b *testing.B) {
+	const n = 2000
+	for range b.N {
+		g, srv := startGateway(b, Options{PingInterval: time.Hour, MaxConnsPerAddr: -1})
+		addr := strings.TrimPrefix(srv.URL, "http://")
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		goroutines := runtime.NumGoroutine()
+		conns := make([]net.Conn, n)
+		for i := range conns {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			conns[i] = c
+			_, _ = io.WriteString(c, "GET /ws?topic=idle HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+			br := bufio.NewReaderSize(c, 16)
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					b.Fatal(err)
+				}
+				if line == "\r\n" {
+					break
+				}
+			}
+		}
+		waitSubscribers(b, g, "idle", n)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/n/1024, "heap-KiB/conn")
+		b.ReportMetric(float64(after.StackInuse-before.StackInuse)/n/1024, "stack-KiB/conn")
+		b.ReportMetric(float64(runtime.NumGoroutine()-goroutines)/n, "goroutines/conn")
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}
 }

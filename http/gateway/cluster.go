@@ -46,8 +46,13 @@ func (g *Gateway) Deliver(topic string, seq uint64, tag string, importance int, 
 // shared history.
 func (g *Gateway) ReconnectAll() {
 	g.topics.each(func(t *topic) {
-		for _, c := range t.subs {
-			c.q.resync()
+		for i := range t.parts {
+			p := &t.parts[i]
+			p.mu.Lock()
+			for _, c := range p.subs {
+				c.q.resync()
+			}
+			p.mu.Unlock()
 		}
 	})
 }
@@ -78,12 +83,12 @@ func (g *Gateway) subscribeAny(ctx context.Context, name string, tags tagSet, si
 // missed from the shared history; the writer skips queued frames the replay already sent
 // (conn.after), so the handover is without gap or duplicate.
 func (g *Gateway) subscribeShared(ctx context.Context, name string, tags tagSet, since uint64) (*conn, *topic, []*frame, error) {
-	c := &conn{g: g, tags: tags, q: newQueue(g.opts.QueueSize)}
+	c := g.newConn(tags)
 	_, gone := g.topics.deleted(name, 0, tagSet{}, false)
 	t := &topic{name: name, dead: true} // deleted here a moment ago: belongs to no topic
 	if !gone {
 		t = g.topics.lock(name)
-		t.subs = append(t.subs, c)
+		t.addSub(c)
 		t.mu.Unlock()
 	}
 	var missed []*frame
@@ -91,7 +96,7 @@ func (g *Gateway) subscribeShared(ctx context.Context, name string, tags tagSet,
 		func(seq uint64, tag string, importance int, body []byte) {
 			if tags.match(tag) {
 				data, _ := encodeFrame(name, seq, tag, importance, body)
-				missed = append(missed, &frame{seq: seq, tag: tag, importance: importance, data: data})
+				missed = append(missed, newFrame(seq, tag, importance, data))
 			}
 		})
 	if err != nil {

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,30 +25,67 @@ const (
 // beyond a small message is a misbehaving client and the library closes it with 1009.
 const clientReadLimit = 4096
 
-// conn is one subscribed WebSocket. Publish only touches q (and tags, which never change);
-// the rest belongs to the goroutine running serve.
+// conn is one subscribed WebSocket. An idle one holds its queue (empty), its sock and one
+// goroutine, the reader; its frames are written by its writer (writer.go) and, while the
+// client is behind, by a drain goroutine (coalesce.go).
 type conn struct {
-	g     *Gateway
-	ws    *websocket.Conn
-	raw   *coalescingConn // the socket under ws, nil if the handshake did not go through it
-	tags  tagSet
-	q     *queue
-	spare []*frame
+	g    *Gateway
+	w    *writer
+	ws   *websocket.Conn
+	sock *sock
+	tags tagSet
+	q    *queue
+
+	// Owned by the writer's goroutine.
+	spare  []*frame
+	missed []*frame // the since replay, written before anything queued
 	// after, in cluster mode, is the last seq the since replay sent: queued frames up to it
 	// were delivered while the history was read, and are skipped (0: nothing to skip).
 	after uint64
+	// from is the topic's seq when c subscribed: later frames are live for c, earlier ones
+	// come from the replay if at all (set under the topic's lock).
+	from uint64
 
-	pinging atomic.Bool
-	helpers sync.WaitGroup // the reader and any ping in flight
+	nextPing time.Time // guarded by w.mu
+
+	scheduled atomic.Bool            // on its writer's ready list
+	ready     atomic.Bool            // the handshake is done: the writer may write
+	end       atomic.Pointer[ending] // how it ends, once decided (the first cause wins)
+	pinging   atomic.Bool            // a ping is waiting for its pong
+	release   func()                 // the handler's bookkeeping, undone when the connection ends
+	topic     *topic                 // what it is subscribed to
+	name      string                 // the topic's name, for logs
+
+	// helpers are the goroutines beside the reader: pings, the drain, the closing. The
+	// reader waits for them when it ends; reaped (under hmu) refuses new ones from then on.
+	hmu     sync.Mutex
+	reaped  bool
+	helpers sync.WaitGroup
 }
 
-// serve runs the connection to its end on the handler's goroutine, which is therefore the
-// connection's single writer.
+func (g *Gateway) newConn(tags tagSet) *conn {
+	c := &conn{g: g, w: g.writerFor(), tags: tags, q: newQueue(g.opts.QueueSize)}
+	c.q.owner = c
+	return c
+}
+
+// schedule puts c on its writer's ready list unless it is already there. Before the
+// handshake it only records that there is something to write (the writer is told once
+// the connection is served).
+func (c *conn) schedule() {
+	if !c.ready.Load() { // set after c.w
+		return
+	}
+	if c.scheduled.CompareAndSwap(false, true) {
+		c.w.add(c)
+	}
+}
+
 // subscribe registers a new connection's queue on its topic. Subscribing and copying the
 // history under the topic lock is what guarantees no gap and no duplicate: every seq up to
 // t.seq is in missed, every later one goes to the queue.
 func (g *Gateway) subscribe(name string, tags tagSet, since uint64, replay bool) (*conn, *topic, []*frame) {
-	c := &conn{g: g, tags: tags, q: newQueue(g.opts.QueueSize)}
+	c := g.newConn(tags)
 	if missed, ok := g.topics.deleted(name, since, tags, replay); ok {
 		// The room's topic was deleted a moment ago: replay what the client missed, then
 		// close with 1000 "topic deleted", as its connection would have been closed. The
@@ -60,7 +99,7 @@ func (g *Gateway) subscribe(name string, tags tagSet, since uint64, replay bool)
 	if replay {
 		missed = t.missed(since, tags)
 	}
-	t.subs = append(t.subs, c)
+	t.addSub(c)
 	t.mu.Unlock()
 	// Counted here, not after the handshake, so that the gauge already includes a client
 	// whose upgrade has succeeded.
@@ -74,49 +113,57 @@ func (g *Gateway) unsubscribe(t *topic, c *conn) {
 	g.metrics.connClosed()
 }
 
-// serve runs an upgraded, subscribed connection until it ends.
-func (g *Gateway) serve(c *conn, t *topic, missed []*frame, name string) {
-	ws := c.ws
-	ws.SetReadLimit(clientReadLimit)
-	g.track(c)
-	defer g.untrack(c)
-
-	// The request context is not used: after the hijack it says nothing about the socket.
-	ctx, cancel := context.WithCancel(context.Background())
-	c.helpers.Go(func() { c.readLoop(ctx, cancel) })
-
-	end := c.writeLoop(ctx, missed)
-
-	g.unsubscribe(t, c)
-	g.metrics.ended(end.cause)
-	switch end.cause {
-	case EndQueueFull:
-		g.log.Info("closing slow push client", "topic", name)
-	case EndWriteFailed:
-		g.log.Info("dropping stuck push client", "topic", name, "writeTimeout", g.opts.WriteTimeout)
+// serve starts an upgraded, subscribed connection: its writer takes over the replay and
+// the queue, its reader runs on a goroutine of its own, and the handler's goroutine (with
+// the HTTP server's state for the request) is let go. release runs when the connection
+// has ended.
+func (g *Gateway) serve(c *conn, t *topic, missed []*frame, name string, release func()) {
+	c.ws.SetReadLimit(clientReadLimit)
+	c.topic, c.name, c.missed, c.release = t, name, missed, release
+	c.w.mu.Lock()
+	c.nextPing = time.Now().Add(g.opts.PingInterval)
+	c.w.mu.Unlock()
+	c.w.join(c)
+	c.sock.attach(c)
+	c.ready.Store(true)
+	if !g.track(c) {
+		c.finish(ending{websocket.StatusGoingAway, reasonShutdown, EndShutdown})
 	}
-	if end.code != 0 {
-		_ = ws.Close(end.code, end.reason)
-	}
-	_ = ws.CloseNow()
-	cancel()
-	c.helpers.Wait()
+	c.schedule() // the replay and whatever queued during the handshake
+	go c.readLoop()
 }
 
 // readLoop discards whatever the client sends. It must run for the library to answer
-// pings, receive pongs and complete the close handshake; it ends the connection's context
-// when the client goes away.
-func (c *conn) readLoop(ctx context.Context, cancel context.CancelFunc) {
-	defer cancel()
+// pings, receive pongs and complete the close handshake. When reading fails (the client
+// left, or the connection was closed for one of the reasons in ending) it cleans up.
+func (c *conn) readLoop() {
 	for {
-		_, r, err := c.ws.Reader(ctx)
-		if err != nil {
-			return
+		_, r, err := c.ws.Reader(context.Background())
+		if err == nil {
+			_, err = io.Copy(io.Discard, r)
 		}
-		if _, err := io.Copy(io.Discard, r); err != nil {
-			return
+		if err != nil {
+			break
 		}
 	}
+	c.finish(ending{cause: EndClientGone})
+	c.hmu.Lock()
+	c.reaped = true
+	c.hmu.Unlock()
+	c.helpers.Wait()
+	g := c.g
+	c.w.leave(c)
+	g.unsubscribe(c.topic, c)
+	end := c.end.Load()
+	g.metrics.ended(end.cause)
+	switch end.cause {
+	case EndQueueFull:
+		g.log.Info("closing slow push client", "topic", c.name)
+	case EndWriteFailed:
+		g.log.Info("dropping stuck push client", "topic", c.name, "writeTimeout", g.opts.WriteTimeout)
+	}
+	g.untrack(c)
+	c.release()
 }
 
 // Why a connection ended, as the label of roomengine_ws_disconnects_total.
@@ -129,7 +176,7 @@ const (
 	EndFeedGap      = "feed_gap"      // the node's cluster feed lost frames: closed with 1013
 )
 
-// ending is how writeLoop ended: the close code to send (0: none, the socket is gone or
+// ending is how a connection ends: the close code to send (0: none, the socket is gone or
 // stuck) and the cause counted in the metrics.
 type ending struct {
 	code   websocket.StatusCode
@@ -137,121 +184,113 @@ type ending struct {
 	cause  string
 }
 
-// writeLoop sends the replay, then live frames until the client leaves, the queue
-// overflows, the topic is deleted or the gateway shuts down.
-func (c *conn) writeLoop(ctx context.Context, missed []*frame) ending {
-	if err := c.write(ctx, missed); err != nil {
-		return c.writeFailed(ctx)
+// writeFailed classifies a failed write: past its deadline the client stopped taking data
+// (no close frame can get through then); any other failure means the client went away.
+func writeFailed(err error) ending {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return ending{cause: EndWriteFailed}
 	}
-	ping := time.NewTicker(c.g.opts.PingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case <-c.q.wake:
-			// Read before take: every frame queued before the topic ended is in this batch.
-			ended := c.q.ended.Load()
-			batch, failed := c.q.take(c.spare)
-			if failed {
-				if c.q.gap.Load() {
-					return ending{websocket.StatusTryAgainLater, reasonFeedGap, EndFeedGap}
-				}
-				return ending{websocket.StatusTryAgainLater, reasonQueueFull, EndQueueFull}
-			}
-			if c.after != 0 {
-				batch = c.skipReplayed(batch)
-			}
-			err := c.write(ctx, batch)
-			clear(batch) // let the history alone decide how long frames live
-			c.spare = batch[:0]
-			if err != nil {
-				return c.writeFailed(ctx)
-			}
-			if ended {
-				return ending{websocket.StatusNormalClosure, reasonDeleted, EndTopicDeleted}
-			}
-		case <-ping.C:
-			c.ping(ctx)
-		case <-ctx.Done():
-			return ending{cause: EndClientGone}
-		case <-c.g.shutdown:
-			return ending{websocket.StatusGoingAway, reasonShutdown, EndShutdown}
+	return ending{cause: EndClientGone}
+}
+
+// finish ends the connection for e's reason, once: what was handed to the socket goes
+// first, then the close frame (if e has a code), then the socket is closed, which ends
+// the reader and with it the connection.
+func (c *conn) finish(e ending) {
+	if !c.end.CompareAndSwap(nil, &e) {
+		return
+	}
+	c.goHelper(func() {
+		if e.code != 0 {
+			c.sock.waitIdle()
+			_ = c.ws.Close(e.code, e.reason)
+		}
+		_ = c.ws.CloseNow()
+	})
+}
+
+// flush is the writer's turn at c: the replay first, then everything queued, unless the
+// drain is still writing (it hands c back when done) or the connection is ending.
+func (c *conn) flush(w *writer) {
+	c.scheduled.Store(false) // before take: a frame queued after it schedules c again
+	if !c.ready.Load() || c.end.Load() != nil || c.sock.busy() {
+		return
+	}
+	if missed := c.missed; missed != nil {
+		c.missed = nil
+		if err := c.send(w, missed); err != nil {
+			c.finish(writeFailed(err))
+			return
 		}
 	}
-}
-
-// writeFailed classifies a failed write: after the client left, the write fails because of
-// that; otherwise the client stopped taking data (no close frame can get through then).
-func (c *conn) writeFailed(ctx context.Context) ending {
-	if ctx.Err() != nil {
-		return ending{cause: EndClientGone}
+	// Read before take: every frame queued before the topic ended is in this batch.
+	ended := c.q.ended.Load()
+	batch, failed := c.q.take(c.spare)
+	if failed {
+		if c.q.gap.Load() {
+			c.finish(ending{websocket.StatusTryAgainLater, reasonFeedGap, EndFeedGap})
+		} else {
+			c.finish(ending{websocket.StatusTryAgainLater, reasonQueueFull, EndQueueFull})
+		}
+		return
 	}
-	return ending{cause: EndWriteFailed}
+	if c.after != 0 {
+		batch = c.skipReplayed(batch)
+	}
+	err := c.send(w, batch)
+	clear(batch) // let the history alone decide how long frames live
+	c.spare = batch[:0]
+	switch {
+	case err != nil:
+		c.finish(writeFailed(err))
+	case ended:
+		c.finish(ending{websocket.StatusNormalClosure, reasonDeleted, EndTopicDeleted})
+	}
 }
 
-// write sends frames in order, each within WriteTimeout. It stops early once the queue
-// has failed: the client is about to be told to reconnect, so more frames only delay that.
-// The frames of a batch are collected by the coalescing connection and leave in one write
-// bounded by WriteTimeout.
-func (c *conn) write(ctx context.Context, frames []*frame) error {
+// send hands frames to the socket (coalesce.go) and counts them as sent (the writer adds
+// its count to the metrics once per round).
+func (c *conn) send(w *writer, frames []*frame) error {
 	if len(frames) == 0 {
 		return nil
 	}
-	sent := 0
-	defer func() { c.g.metrics.sent(sent) }()
-	if c.raw == nil { // not hijacked through coalescingWriter (tests that build conns directly)
-		for _, f := range frames {
-			wctx, cancel := context.WithTimeout(ctx, c.g.opts.WriteTimeout)
-			err := c.ws.Write(wctx, websocket.MessageText, f.data)
-			cancel()
-			if err != nil {
-				return err
-			}
-			sent++
-		}
-		return nil
+	if err := c.sock.send(frames, &w.scratch); err != nil {
+		return err
 	}
-	c.raw.begin()
-	pending := 0 // bytes collected since the last flush
-	for _, f := range frames {
-		if c.q.failed.Load() {
-			break
-		}
-		// Into memory: no deadline needed, the flush carries it.
-		if err := c.ws.Write(ctx, websocket.MessageText, f.data); err != nil {
-			_ = c.raw.flush(time.Now().Add(c.g.opts.WriteTimeout))
-			return err
-		}
-		sent++
-		// A batch leaves in chunks, each with its own deadline: a client that reads slowly
-		// but steadily keeps up chunk by chunk (its queue sheds and, at worst, it is told
-		// 1013), instead of being cut off because a whole megabyte batch took over
-		// WriteTimeout.
-		if pending += len(f.data); pending >= flushChunk {
-			if err := c.raw.flush(time.Now().Add(c.g.opts.WriteTimeout)); err != nil {
-				return err
-			}
-			c.raw.begin()
-			pending = 0
-		}
-	}
-	return c.raw.flush(time.Now().Add(c.g.opts.WriteTimeout))
+	w.sent += len(frames)
+	return nil
 }
 
-// flushChunk is how many bytes of frames a writer collects before it writes them out.
+// flushChunk is how many bytes of frames go to the socket in one write (at least one
+// frame), so a writer's buffer stays small whatever the backlog.
 const flushChunk = 64 << 10
 
-// ping runs beside the writer because Ping waits for the pong, and a frame burst must not
-// wait behind a round trip. A client that does not answer within one interval is cut off.
-func (c *conn) ping(ctx context.Context) {
-	if !c.pinging.CompareAndSwap(false, true) {
+// ping runs beside the writer because Ping waits for the pong. A client that does not
+// answer within one interval is cut off.
+func (c *conn) ping() {
+	if c.end.Load() != nil || !c.pinging.CompareAndSwap(false, true) {
 		return
 	}
-	c.helpers.Go(func() {
+	started := c.goHelper(func() {
 		defer c.pinging.Store(false)
-		pctx, cancel := context.WithTimeout(ctx, c.g.opts.PingInterval)
+		ctx, cancel := context.WithTimeout(context.Background(), c.g.opts.PingInterval)
 		defer cancel()
-		if err := c.ws.Ping(pctx); err != nil && ctx.Err() == nil {
-			_ = c.ws.CloseNow()
+		if err := c.ws.Ping(ctx); err != nil {
+			c.finish(ending{cause: EndClientGone})
 		}
 	})
+	if !started {
+		c.pinging.Store(false)
+	}
+}
+
+// goHelper runs f on a helper goroutine, unless the reader has already ended.
+func (c *conn) goHelper(f func()) bool {
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
+	if c.reaped {
+		return false
+	}
+	c.helpers.Go(f)
+	return true
 }

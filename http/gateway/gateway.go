@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"roomengine/actors"
@@ -24,9 +25,16 @@ type Options struct {
 	HistorySize int
 	// QueueSize bounds the frames waiting for each connection's writer. Default 256.
 	QueueSize int
-	// WriteTimeout bounds each socket write: one chunk of up to 64 KiB of frames (or one
-	// larger frame). A client that cannot take it in time is disconnected. Default 5s.
+	// WriteTimeout is how long a client may take no bytes at all while frames wait for
+	// it; it is then disconnected as stuck. A client that reads slowly but steadily is
+	// not: its queue sheds, and an important frame it cannot take closes it with 1013.
+	// Default 5s.
 	WriteTimeout time.Duration
+	// WriteCoalesce bounds how often a writer starts a round of writes (writer.go): while
+	// frames keep coming, a connection's frames of the last WriteCoalesce leave in one
+	// system call; after a quiet spell the first frame leaves at once. It is the most a
+	// frame waits for others to join it. Default 10ms; negative: no wait.
+	WriteCoalesce time.Duration
 	// PingInterval is how often idle and busy connections alike are pinged; a client that
 	// does not answer within the interval is disconnected. Default 20s.
 	PingInterval time.Duration
@@ -71,8 +79,13 @@ type Gateway struct {
 	closed   bool
 	conns    map[*conn]struct{}
 	perAddr  map[string]int // connections open (or being opened) per client address
-	shutdown chan struct{}  // closed by Shutdown; every writer selects on it
-	running  sync.WaitGroup
+	shutdown chan struct{}  // closed by Shutdown
+	running  sync.WaitGroup // connections being opened or served
+
+	writers     []*writer
+	nextWriter  atomic.Uint64
+	stopWriters chan struct{}
+	stopOnce    sync.Once
 
 	warnedPublish atomic.Bool // a Publish in cluster mode was logged
 }
@@ -90,6 +103,9 @@ func New(opts Options) *Gateway {
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 5 * time.Second
+	}
+	if opts.WriteCoalesce == 0 {
+		opts.WriteCoalesce = DefaultWriteCoalesce
 	}
 	if opts.PingInterval <= 0 {
 		opts.PingInterval = 20 * time.Second
@@ -120,23 +136,30 @@ func New(opts Options) *Gateway {
 		opts.SeqOrigin = noOrigin
 		registerFeedLag(opts.Registerer, opts.FeedLag)
 	}
-	return &Gateway{
-		opts:     opts,
-		log:      opts.Logger,
-		topics:   newTopics(opts.SeqOrigin, opts.DeletedTopicGrace),
-		metrics:  newMetrics(opts.Registerer),
-		conns:    make(map[*conn]struct{}),
-		perAddr:  make(map[string]int),
-		shutdown: make(chan struct{}),
+	g := &Gateway{
+		opts:        opts,
+		log:         opts.Logger,
+		topics:      newTopics(opts.SeqOrigin, opts.DeletedTopicGrace, writerCount()),
+		metrics:     newMetrics(opts.Registerer),
+		conns:       make(map[*conn]struct{}),
+		perAddr:     make(map[string]int),
+		shutdown:    make(chan struct{}),
+		stopWriters: make(chan struct{}),
 	}
+	g.startWriters(g.topics.parts, g.stopWriters)
+	return g
 }
+
+// DefaultWriteCoalesce is Options.WriteCoalesce's default.
+const DefaultWriteCoalesce = 10 * time.Millisecond
 
 // clockOrigin is the default SeqOrigin: the current time in microseconds.
 func clockOrigin() uint64 { return uint64(time.Now().UnixMicro()) }
 
 // Publish assigns the next seq of p.Topic, records the frame in the topic's history and
-// queues it for every matching subscriber. It never waits for a connection: a full queue
-// sheds or, for an important frame, marks the connection for closing.
+// hands it to the writers, which queue it for every matching subscriber. It never waits
+// for a connection nor for the fan-out: a full queue sheds or, for an important frame,
+// marks the connection for closing.
 func (g *Gateway) Publish(p actors.Push) {
 	if g.opts.History != nil {
 		g.misrouted(p)
@@ -147,15 +170,17 @@ func (g *Gateway) Publish(p actors.Push) {
 	g.fanOut(t, p.Tag, p.Importance, p.Body, p.Type)
 }
 
-// fanOut encodes the frame numbered t.seq, records it in the history and queues it for
-// every matching subscriber, then unlocks t.
+// fanOut encodes the frame numbered t.seq, records it in the history and hands it to the
+// writers of t's subscribers, which queue it for each (writer.go), then unlocks t. Its
+// cost does not depend on the number of subscribers.
 func (g *Gateway) fanOut(t *topic, tag string, importance int, body []byte, typ int) {
 	data, ok := encodeFrame(t.name, t.seq, tag, importance, body)
-	f := &frame{seq: t.seq, tag: tag, importance: importance, data: data}
+	f := newFrame(t.seq, tag, importance, data)
 	t.record(f, g.opts.HistorySize)
-	for _, c := range t.subs {
-		if c.tags.match(f.tag) {
-			g.metrics.pushed(c.q.push(f))
+	for i := range t.parts {
+		if p := &t.parts[i]; p.n > 0 {
+			p.pending = append(p.pending, f)
+			g.topics.wake(t, i)
 		}
 	}
 	t.mu.Unlock()
@@ -211,13 +236,18 @@ func (g *Gateway) Subscribers(topic string) int {
 }
 
 // Shutdown stops accepting connections, closes every connection with 1001 (going away)
-// and waits for their writers to finish. If ctx ends first, the remaining connections are
-// cut without a close handshake and ctx's error is returned.
+// after what it was being sent, and waits for the connections to end. If ctx ends first,
+// the remaining connections are cut without a close handshake and ctx's error is returned.
+// The writers stop either way.
 func (g *Gateway) Shutdown(ctx context.Context) error {
+	defer g.stopOnce.Do(func() { close(g.stopWriters) })
 	g.mu.Lock()
 	if !g.closed {
 		g.closed = true
 		close(g.shutdown)
+		for c := range g.conns {
+			c.finish(ending{websocket.StatusGoingAway, reasonShutdown, EndShutdown})
+		}
 	}
 	g.mu.Unlock()
 
@@ -252,10 +282,12 @@ func (g *Gateway) admit() bool {
 	return true
 }
 
-func (g *Gateway) track(c *conn) {
+// track registers a served connection; false once shutting down (the caller closes it).
+func (g *Gateway) track(c *conn) bool {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.conns[c] = struct{}{}
-	g.mu.Unlock()
+	return !g.closed
 }
 
 func (g *Gateway) untrack(c *conn) {

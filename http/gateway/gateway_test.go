@@ -330,7 +330,8 @@ func TestSlowClientShedsLikesBeforeCommentsThenCloses1013(t *testing.T) {
 
 	big := push("r1", "r1", 9, 7, fmt.Sprintf(`{"uid":"1","name":"a","pad":"%s"}`, strings.Repeat("x", 1<<20)))
 	g.Publish(big) // seq 1
-	waitUntil(t, "the writer to take the big frame", func() bool { return sc.q.len() == 0 })
+	// The big frame is taken and stuck in the socket: its drain owns the connection.
+	waitUntil(t, "the writer to be stuck on the big frame", func() bool { return sc.sock != nil && sc.sock.busy() })
 
 	like := func() { g.Publish(push("r1", "r1", 9, 7, `{"uid":"1","name":"a"}`)) }
 	for range 8 {
@@ -340,18 +341,18 @@ func TestSlowClientShedsLikesBeforeCommentsThenCloses1013(t *testing.T) {
 	for i := range 8 {
 		g.Publish(comment("r1", 11+i)) // seq 11..18 evict likes 2..9, oldest first
 	}
-	if got, want := queuedSeqs(sc.q), []uint64{11, 12, 13, 14, 15, 16, 17, 18}; !slices.Equal(got, want) {
-		t.Fatalf("after comments the queue holds %v, want %v (every like shed)", got, want)
-	}
+	// The writer fans out after Publish returns: wait for it, then the order is exact.
+	waitQueued(t, sc.q, []uint64{11, 12, 13, 14, 15, 16, 17, 18}, "after comments (every like shed)")
 	g.Publish(comment("r1", 19)) // seq 19: dropped, a comment does not evict a comment
 	critical := func() { g.Publish(push("r1", "r1", 5, 9, `{"uid":"1","name":"a","roomId":"r1"}`)) }
 	for range 8 {
 		critical() // seq 20..27 evict the comments
 	}
-	if got, want := queuedSeqs(sc.q), []uint64{20, 21, 22, 23, 24, 25, 26, 27}; !slices.Equal(got, want) {
-		t.Fatalf("after critical frames the queue holds %v, want %v", got, want)
-	}
+	waitQueued(t, sc.q, []uint64{20, 21, 22, 23, 24, 25, 26, 27}, "after critical frames")
 	critical() // seq 28 cannot be queued: the connection must close
+	waitUntil(t, "the overflow to be counted", func() bool {
+		return g.Stats().Dropped[ReasonSlowClientClosed] == 1
+	})
 
 	st := g.Stats()
 	wantDropped := map[string]uint64{ReasonQueueFullShed: 16, ReasonQueueFullDropped: 2, ReasonSlowClientClosed: 1}
@@ -423,8 +424,8 @@ func TestStuckClientIsDroppedAfterWriteTimeout(t *testing.T) {
 }
 
 // A client that reads slowly but steadily (here about 1.6 MB/s) is not mistaken for a stuck
-// one: a 4 MB backlog leaves in 64 KiB chunks, each within WriteTimeout, and every frame
-// arrives. Written as one batch under one deadline, it would be cut off after WriteTimeout.
+// one: a 4 MB backlog takes longer than WriteTimeout, but the client keeps taking bytes, and
+// every frame arrives. Written under one deadline, it would be cut off after WriteTimeout.
 func TestSlowSteadyReaderKeepsUp(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	g := New(Options{QueueSize: 1024, WriteTimeout: time.Second, PingInterval: time.Hour,
@@ -466,6 +467,18 @@ func onlyConn(t *testing.T, g *Gateway) *conn {
 		return len(g.conns) == 1
 	})
 	return only
+}
+
+// waitQueued waits until q holds exactly the frames numbered want.
+func waitQueued(t *testing.T, q *queue, want []uint64, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Equal(queuedSeqs(q), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s the queue holds %v, want %v", what, queuedSeqs(q), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func queuedSeqs(q *queue) []uint64 {

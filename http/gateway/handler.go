@@ -55,13 +55,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeEnvelope(w, http.StatusServiceUnavailable, 503, "服务正在关闭")
 		return
 	}
-	defer g.running.Done()
+	// What admit and enter took is given back when the handler returns, unless the
+	// connection was served: it then belongs to the connection, which gives it back when
+	// it ends (serve), long after this handler has returned.
+	served := false
+	defer func() {
+		if !served {
+			g.running.Done()
+		}
+	}()
 	addr := clientAddr(r)
 	if rf := g.enter(addr); rf != nil {
 		g.refuse(w, rf)
 		return
 	}
-	defer g.leave(addr)
+	defer func() {
+		if !served {
+			g.leave(addr)
+		}
+	}()
 
 	// Subscribe before the handshake completes: a client that sees its upgrade succeed and
 	// then causes a push (a comment, say) must receive it.
@@ -79,8 +91,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Debug("websocket upgrade failed", "err", err)
 		return
 	}
-	c.ws, c.raw = ws, cw.conn
-	g.serve(c, t, missed, topic)
+	if cw.conn == nil { // the library did not hijack through us: cannot happen with net/http
+		_ = ws.CloseNow()
+		g.unsubscribe(t, c)
+		return
+	}
+	c.ws, c.sock = ws, cw.conn
+	served = true
+	g.serve(c, t, missed, topic, func() {
+		g.leave(addr)
+		g.running.Done()
+	})
 }
 
 // isUpgrade is a cheap pre-check so a plain GET gets an envelope rather than the

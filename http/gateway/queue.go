@@ -22,8 +22,8 @@ const (
 )
 
 // queue is one connection's bounded outbox. Publish pushes into it while holding a topic
-// lock, so push never blocks on anything but this mutex; the connection's writer takes
-// everything at once, which keeps lock hold times tiny and lets the writer send a burst
+// lock, so push never blocks on anything but this mutex; the connection's writer
+// (writer.go) takes everything at once, which keeps lock hold times tiny and lets the writer send a burst
 // without going back to the lock for each frame.
 type queue struct {
 	mu    sync.Mutex
@@ -38,13 +38,12 @@ type queue struct {
 	// gap is set with failed when the node's cluster feed lost frames (resync).
 	gap atomic.Bool
 
-	// wake has room for one signal: a push that finds it full knows the writer has a wake-up
-	// pending and will see the new frame when it takes.
-	wake chan struct{}
+	// owner is told when there is something to take (nil in tests of the queue alone).
+	owner interface{ schedule() }
 }
 
 func newQueue(limit int) *queue {
-	return &queue{limit: limit, wake: make(chan struct{}, 1)}
+	return &queue{limit: limit}
 }
 
 // push offers f to the queue and never blocks. When the queue is full it sheds the queued
@@ -109,10 +108,11 @@ func (q *queue) end() {
 	q.signal()
 }
 
+// signal tells the owner's writer; a connection already on its writer's list is not
+// added twice, so a burst of frames costs one wake-up.
 func (q *queue) signal() {
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if q.owner != nil {
+		q.owner.schedule()
 	}
 }
 

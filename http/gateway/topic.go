@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"hash/maphash"
 	"slices"
@@ -10,13 +11,36 @@ import (
 	"roomengine/actors"
 )
 
-// frame is one encoded push as every subscriber of its topic receives it. The bytes are
-// built once per Publish and shared read-only by all queues and the history.
+// frame is one encoded push as every subscriber of its topic receives it. The bytes, the
+// WebSocket frame header included, are built once per Publish and shared read-only by all
+// queues and the history: writing a frame to a subscriber copies it into the writer's
+// buffer and nothing else.
 type frame struct {
 	seq        uint64
 	tag        string
 	importance int
-	data       []byte
+	wire       []byte // the whole WebSocket text frame
+	data       []byte // its payload (the JSON clients parse), the tail of wire
+}
+
+// newFrame builds the frame carrying data as one final, unmasked text frame (RFC 6455,
+// section 5.2: a server never masks).
+func newFrame(seq uint64, tag string, importance int, data []byte) *frame {
+	n := len(data)
+	var hdr []byte
+	switch {
+	case n < 126:
+		hdr = []byte{0x81, byte(n)}
+	case n < 1<<16:
+		hdr = []byte{0x81, 126, byte(n >> 8), byte(n)}
+	default:
+		hdr = []byte{0x81, 127, 0, 0, 0, 0, 0, 0, 0, 0}
+		binary.BigEndian.PutUint64(hdr[2:], uint64(n))
+	}
+	wire := make([]byte, len(hdr)+n)
+	copy(wire, hdr)
+	copy(wire[len(hdr):], data)
+	return &frame{seq: seq, tag: tag, importance: importance, wire: wire, data: wire[len(hdr):]}
 }
 
 // wireFrame is the text frame clients parse (docs/api.md, WebSocket protocol). Message is the push body itself,
@@ -42,9 +66,15 @@ func encodeFrame(topic string, seq uint64, tag string, importance int, body []by
 	return b, false
 }
 
-// topic is the per-room state. Everything in it is guarded by mu, which is also what makes
-// replay and live delivery seamless: a subscriber is added and the history copied in the
-// same critical section that Publish uses to assign seq and fan out.
+// topic is the per-room state. mu guards all of it but the parts' subscriber lists, and is
+// what makes replay and live delivery seamless: a subscriber is added (with from, the last
+// seq it is not to get live) and the history copied in the same critical section that
+// Publish uses to assign seq and hand the frame to the writers.
+//
+// The fan-out itself is the writers' work (writer.go): each writer owns a part of the
+// topic's subscribers, and Publish only appends the frame to each part's pending list and
+// wakes the part's writer. Publish thus costs the same whatever the number of subscribers,
+// and the room that publishes (and the request that made it) never waits for the fan-out.
 type topic struct {
 	name string
 
@@ -53,8 +83,39 @@ type topic struct {
 	seq    uint64
 	hist   []*frame // ring buffer, oldest at head once full
 	head   int
-	subs   []*conn
 	dead   bool // removed from its shard; holders of a stale pointer must look it up again
+	parts  []topicPart
+}
+
+// topicPart is one writer's share of a topic.
+type topicPart struct {
+	// Guarded by the topic's mu.
+	n       int      // len(subs)
+	pending []*frame // published, not yet fanned out by the writer
+	end     bool     // the topic was deleted: end the subscriptions after pending
+	queued  bool     // the topic is on the writer's list
+
+	mu   sync.Mutex // guards subs; taken after the topic's mu, never before
+	subs []*conn
+}
+
+// subscribers is the number of subscribers over all parts; t.mu is held.
+func (t *topic) subscribers() int {
+	n := 0
+	for i := range t.parts {
+		n += t.parts[i].n
+	}
+	return n
+}
+
+// addSub subscribes c to live frames after the current seq; t.mu is held.
+func (t *topic) addSub(c *conn) {
+	c.from = t.seq
+	p := &t.parts[c.w.idx]
+	p.mu.Lock()
+	p.subs = append(p.subs, c)
+	p.mu.Unlock()
+	p.n++
 }
 
 func (t *topic) record(f *frame, capacity int) {
@@ -84,12 +145,20 @@ func (t *topic) missed(since uint64, tags tagSet) []*frame {
 	return out
 }
 
+// removeSub unsubscribes c; t.mu is held.
 func (t *topic) removeSub(c *conn) {
-	if i := slices.Index(t.subs, c); i >= 0 {
-		last := len(t.subs) - 1
-		t.subs[i] = t.subs[last]
-		t.subs[last] = nil
-		t.subs = t.subs[:last]
+	if len(t.parts) == 0 { // a detached topic (deleted before c subscribed)
+		return
+	}
+	p := &t.parts[c.w.idx]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i := slices.Index(p.subs, c); i >= 0 {
+		last := len(p.subs) - 1
+		p.subs[i] = p.subs[last]
+		p.subs[last] = nil
+		p.subs = p.subs[:last]
+		p.n--
 	}
 }
 
@@ -102,6 +171,17 @@ type topics struct {
 	shards [shardCount]shard
 	origin func() uint64
 	grace  time.Duration // how long a deleted topic's last frames stay for reconnects
+	parts  int           // writers: each topic is cut into one part per writer
+	// writers[i] fans out part i of every topic; set once by New.
+	writers []*writer
+}
+
+// wake queues part i of t on its writer unless it is already queued; t.mu is held.
+func (ts *topics) wake(t *topic, i int) {
+	if p := &t.parts[i]; !p.queued {
+		p.queued = true
+		ts.writers[i].addTopic(t)
+	}
 }
 
 type shard struct {
@@ -117,8 +197,8 @@ type tombstone struct {
 	frames []*frame // oldest first
 }
 
-func newTopics(origin func() uint64, grace time.Duration) *topics {
-	ts := &topics{seed: maphash.MakeSeed(), origin: origin, grace: grace}
+func newTopics(origin func() uint64, grace time.Duration, parts int) *topics {
+	ts := &topics{seed: maphash.MakeSeed(), origin: origin, grace: grace, parts: parts}
 	for i := range ts.shards {
 		ts.shards[i].m = make(map[string]*topic)
 		ts.shards[i].tombs = make(map[string]*tombstone)
@@ -140,7 +220,7 @@ func (ts *topics) lock(name string) *topic {
 		t := s.m[name]
 		if t == nil {
 			o := ts.origin()
-			t = &topic{name: name, origin: o, seq: o}
+			t = &topic{name: name, origin: o, seq: o, parts: make([]topicPart, ts.parts)}
 			s.m[name] = t
 		}
 		s.mu.Unlock()
@@ -161,7 +241,7 @@ func (ts *topics) release(t *topic, c *conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.removeSub(c)
-	if len(t.subs) == 0 && t.seq == t.origin && !t.dead {
+	if t.subscribers() == 0 && t.seq == t.origin && !t.dead {
 		t.dead = true
 		delete(s.m, t.name)
 	}
@@ -179,8 +259,12 @@ func (ts *topics) delete(name string) {
 	defer t.mu.Unlock()
 	// Like an MNS topic, a deleted topic ends its subscriptions: each connection sends what
 	// it has queued and closes normally. Publishing to the name later starts a new topic.
-	for _, c := range t.subs {
-		c.q.end()
+	// The writers end them after fanning out what is pending.
+	for i := range t.parts {
+		if p := &t.parts[i]; p.n > 0 {
+			p.end = true
+			ts.wake(t, i)
+		}
 	}
 	t.dead = true
 	delete(s.m, name)
@@ -235,5 +319,5 @@ func (ts *topics) subscribers(name string) int {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.subs)
+	return t.subscribers()
 }

@@ -141,6 +141,14 @@ type HTTP struct {
 	PublicURL string `yaml:"publicUrl"`
 	// WS bounds the subscriptions of the push gateway (GET /ws).
 	WS WS `yaml:"ws"`
+	// TrustedProxies lists the CIDRs of the proxies in front of this server. A request whose
+	// TCP peer is one of them is from the right-most X-Forwarded-For (or Forwarded: for=)
+	// address that is not itself trusted; any other request is from its TCP peer, whatever
+	// its headers say. Empty: headers are never read.
+	TrustedProxies StringList `yaml:"trustedProxies"`
+	// MaxConns bounds the open connections of the public port that are not WebSockets
+	// (0 = no limit); a connection beyond it is closed at once.
+	MaxConns int `yaml:"maxConns"`
 }
 
 // WS bounds what one client may ask of the push gateway. A subscription over a limit is
@@ -154,6 +162,9 @@ type WS struct {
 	// MaxConnsPerAddr is how many connections one client address may hold open at once
 	// (0 = no limit). Behind a proxy every client has the proxy's address.
 	MaxConnsPerAddr int `yaml:"maxConnsPerAddr"`
+	// MaxConnsPerUser is how many sockets one signed-in user may hold open at once, across
+	// addresses, when auth.required is set (0 = no limit).
+	MaxConnsPerUser int `yaml:"maxConnsPerUser"`
 }
 
 // Actors configures the actor system.
@@ -182,7 +193,20 @@ type Cluster struct {
 	// MemberTTL: a node that has not renewed its membership for this long is dead and its
 	// rooms and calls move to live nodes.
 	MemberTTL time.Duration `yaml:"memberTTL"`
+	// Secret signs every message between the nodes (HMAC-SHA256, at least 32 bytes). It may
+	// be empty only while BindAddr is a loopback address (a cluster on one machine).
+	Secret string `yaml:"secret" secret:"true"`
+	// PreviousSecret is accepted on incoming messages but never used to sign: it lets the
+	// secret be rotated one node at a time (docs/security.md).
+	PreviousSecret string `yaml:"previousSecret" secret:"true"`
+	// MaxConns bounds the connections to BindAddr that have not yet sent a correctly signed
+	// request; beyond it the oldest of them is closed, so a flood never keeps a peer out.
+	MaxConns int `yaml:"maxConns"`
 }
+
+// MinSecretLength is the shortest cluster.secret, auth.secret or admin.token accepted:
+// 32 bytes, the size of the HMAC-SHA256 key they become.
+const MinSecretLength = 32
 
 // Accepted values of the enumerated keys.
 const (
@@ -228,9 +252,9 @@ func Default() *Config {
 		Live:      Live{NoPublishTimeout: 180 * time.Second, TopicDeleteDelay: 60 * time.Second},
 		Auth:      Auth{TokenTTL: 720 * time.Hour},
 		HTTP: HTTP{MaxBodyBytes: 64 << 10, RequestTimeout: 5 * time.Second,
-			WS: WS{MaxTags: 16, MaxTagLength: 128, MaxTopicLength: 256, MaxConnsPerAddr: 256}},
+			WS: WS{MaxTags: 16, MaxTagLength: 128, MaxTopicLength: 256, MaxConnsPerAddr: 256, MaxConnsPerUser: 16}},
 		Actors:  Actors{AskTimeout: 5 * time.Second, IdleTimeout: 10 * time.Minute},
-		Cluster: Cluster{BindAddr: "127.0.0.1:0", MemberTTL: 3 * time.Second},
+		Cluster: Cluster{BindAddr: "127.0.0.1:0", MemberTTL: 3 * time.Second, MaxConns: 1024},
 		Log:     Log{Level: "info", Format: "text"},
 	}
 }

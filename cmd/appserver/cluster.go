@@ -49,6 +49,7 @@ type clusterNode struct {
 	follower  *redisstore.Follower
 	feedFrom  string
 	client    *peer.Client
+	signer    *peer.Signer // nil without cluster.secret (loopback only)
 	peerLn    net.Listener
 	peerSrv   *nethttp.Server
 
@@ -92,8 +93,12 @@ func joinCluster(ctx context.Context, cfg *config.Config, store actors.Store, lo
 		return nil, fmt.Errorf("cluster feed: %w", err)
 	}
 	n := &clusterNode{cfg: cfg, log: log.With("component", "cluster", "node", name), store: rs, member: member,
-		feedFrom: head, client: peer.NewClient(peerDialTimeout), peerLn: ln, expelled: make(chan struct{}),
+		feedFrom: head, signer: peer.NewSigner(cfg.Cluster.Secret, cfg.Cluster.PreviousSecret), peerLn: ln, expelled: make(chan struct{}),
 		pushRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomengine_push_refused"})}
+	n.client = peer.NewClient(peerDialTimeout, n.signer)
+	if n.signer == nil {
+		n.log.Warn("cluster messages are not signed (no cluster.secret): only processes of this machine may reach cluster.bindAddr")
+	}
 	n.follower = rs.NewFollower(redisstore.FollowerOptions{Name: "roomengine-feed-" + name, Logger: n.log})
 	n.publisher = rs.NewPublisher(redisstore.PublisherOptions{Node: name, Incarnation: member.Incarnation(),
 		HistoryCap: historySize, Refused: n.pushRefused, Logger: n.log})
@@ -165,15 +170,13 @@ func (n *clusterNode) engineConfig() *actors.ClusterConfig {
 // start serves the other nodes, follows the feed into the engine's read model and the
 // gateway, and renews the membership.
 func (n *clusterNode) start(engine *actors.Engine, gw *gateway.Gateway) {
-	n.peerSrv = &nethttp.Server{Handler: peer.Handler(engine, n.log), ReadHeaderTimeout: readTimeout,
-		IdleTimeout: 2 * time.Minute,
-		ErrorLog:    slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
+	n.peerSrv = peer.NewServer(engine, n.signer, n.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	n.done.Add(3)
 	go func() {
 		defer n.done.Done()
-		if err := n.peerSrv.Serve(n.peerLn); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
+		if err := n.peerSrv.Serve(peer.Guard(n.peerLn, n.cfg.Cluster.MaxConns, peer.ProveWithin)); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
 			n.log.Error("cluster listener stopped", "err", err)
 		}
 	}()

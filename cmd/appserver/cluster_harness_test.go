@@ -25,7 +25,7 @@ import (
 // path uses protoactor's remoting, whose races would force otherwise) on one real
 // redis-server, each on loopback ports of its own.
 
-const clusterAdminToken = "cluster-test-admin"
+const clusterAdminToken = "cluster-test-admin-token-0123456789abcdef"
 
 // testCluster is one redis-server and the nodes started on it.
 type testCluster struct {

@@ -41,7 +41,7 @@ func TestClusterBehindNginx(t *testing.T) {
 
 	lbPort := freePort(t)
 	lb := &proc{base: fmt.Sprintf("http://127.0.0.1:%d", lbPort)}
-	const token = "ngx-test-admin-token"
+	const token = "ngx-test-admin-token-0123456789abcdef"
 	names := []string{"n1", "n2", "n3"}
 	nodes := map[string]*proc{}
 	var nodePorts []int

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	nethttp "net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -158,9 +159,13 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		RateBurst:    cfg.HTTP.RateBurst,
 		CORSOrigins:  cfg.HTTP.CORSOrigins,
 		TemplateName: cfg.Videocall.TemplateName,
-		Logger:       log.With("component", "http"),
-		Registerer:   reg,
-		Gatherer:     reg,
+
+		TrustedProxies:    trustedProxies(cfg.HTTP.TrustedProxies),
+		MaxWSConnsPerUser: cfg.HTTP.WS.MaxConnsPerUser,
+		TicketSecret:      secret,
+		Logger:            log.With("component", "http"),
+		Registerer:        reg,
+		Gatherer:          reg,
 
 		// A client sending less than its Content-Length is answered and cut off.
 		BodyReadTimeout: readTimeout,
@@ -420,4 +425,15 @@ func newURLs(cfg *config.Config) actors.URLs {
 	}
 	base = "ws" + strings.TrimPrefix(base, "http")
 	return gatewayURLs{URLBuilder: b, wsBase: base}
+}
+
+// trustedProxies parses http.trustedProxies (config validation has checked every entry).
+func trustedProxies(list []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := config.ParseTrusted(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -104,9 +104,13 @@ func TestClusterPeersAreSigned(t *testing.T) {
 
 	forged := forgedComment(room, viewer, "forged")
 	for name, sign := range map[string]func(http.Header){
-		"unsigned":       nil,
-		"wrong secret":   func(h http.Header) { signPeer(h, "not-the-cluster-secret-0123456789abcdef", time.Now(), newNonce(), forged) },
-		"31 s old":       func(h http.Header) { signPeer(h, clusterSecretOld, time.Now().Add(-31*time.Second), newNonce(), forged) },
+		"unsigned": nil,
+		"wrong secret": func(h http.Header) {
+			signPeer(h, "not-the-cluster-secret-0123456789abcdef", time.Now(), newNonce(), forged)
+		},
+		"31 s old": func(h http.Header) {
+			signPeer(h, clusterSecretOld, time.Now().Add(-31*time.Second), newNonce(), forged)
+		},
 		"replayed nonce": func(h http.Header) { copyHeaders(h, capturedHeader) },
 	} {
 		body := forged

@@ -40,6 +40,7 @@ type app struct {
 	mns       *aliyun.MNSPublisher // nil unless push includes mns
 	simulator *aliyun.Simulator    // nil unless mix: simulator
 	server    *nethttp.Server
+	connLimit *apihttp.ConnLimit       // http.maxConns; nil without a limit
 	cluster   *clusterNode             // nil on a single node
 	breakers  map[string]func() string // circuit breaker states by API, for the console
 }
@@ -197,8 +198,10 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	if a.cluster != nil {
 		a.cluster.start(engine, gw)
 	}
+	a.connLimit = apihttp.NewConnLimit(cfg.HTTP.MaxConns)
 	a.server = &nethttp.Server{
 		Handler:           handler,
+		ConnState:         a.connLimit.ConnState,
 		ReadHeaderTimeout: readTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.With("component", "net/http").Handler(), slog.LevelWarn),
@@ -320,6 +323,7 @@ func (d discardResponse) WriteHeader(int)             {}
 // and close the store.
 func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	ln = apihttp.SpaceTolerant(ln) // Aliyun's MixResult callback has raw spaces in its query
+	ln = a.connLimit.Listener(ln)  // outermost: the server's ConnState sees its connections
 	a.log.Info("listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(ln) }()

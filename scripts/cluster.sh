@@ -127,6 +127,9 @@ if [[ -z $TOKEN ]]; then
   TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
   (umask 077 && printf '%s\n' "$TOKEN" >"$DIR/admin-token")
 fi
+# The nodes sign their messages to each other (docs/security.md); on loopback it is optional,
+# but a cluster run as it is deployed is the one worth trying.
+CLUSTER_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 
 # The supported durability for fencing: append-only file, fsync on every write.
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
@@ -151,6 +154,7 @@ for ((i = 0; i < NODES; i++)); do
     APPSERVER_CLUSTER_NODE=n$((i + 1)) \
     APPSERVER_CLUSTER_BINDADDR=127.0.0.1:0 \
     APPSERVER_CLUSTER_MEMBERTTL=$TTL \
+    APPSERVER_CLUSTER_SECRET=$CLUSTER_SECRET \
     "$BIN" >"$DIR/n$((i + 1)).log" 2>&1 &
   NODE_PIDS+=($!)
 done

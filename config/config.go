@@ -55,12 +55,29 @@ type Config struct {
 
 // Redis is the connection of the redis store.
 type Redis struct {
-	Host      string        `yaml:"host"`
-	Port      int           `yaml:"port"`
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	// Username is the Redis 6+ ACL user (empty: the default user); docs/security.md has
+	// the ACL line that confines it to this deployment's keys.
+	Username  string        `yaml:"username"`
 	Password  string        `yaml:"password" secret:"true"`
 	KeyPrefix string        `yaml:"keyprefix"`
 	DB        int           `yaml:"db"`
 	Timeout   time.Duration `yaml:"timeout"`
+	TLS       RedisTLS      `yaml:"tls"`
+}
+
+// RedisTLS makes the connections to Redis TLS (redis-server --tls-port).
+type RedisTLS struct {
+	Enabled bool `yaml:"enabled"`
+	// CA is a PEM file of the CAs that sign the server's certificate (empty: the system's).
+	CA string `yaml:"ca"`
+	// Cert and Key are a client certificate and its key (PEM files), for a server that
+	// checks clients (tls-auth-clients yes); both or neither.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// ServerName is the name the server's certificate must carry (empty: redis.host).
+	ServerName string `yaml:"serverName"`
 }
 
 // Ali holds the Aliyun account and the settings of the CDN mix and MNS clients.

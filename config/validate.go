@@ -61,6 +61,13 @@ func (c *Config) validateStore() error {
 		if c.Redis.DB < 0 {
 			return c.errorf("redis.db", "db %d must not be negative", c.Redis.DB)
 		}
+		t := c.Redis.TLS
+		if (t.Cert == "") != (t.Key == "") {
+			return c.errorf("redis.tls.cert", "redis.tls.cert and redis.tls.key go together (a client certificate and its key)")
+		}
+		if !t.Enabled && (t.CA != "" || t.Cert != "" || t.ServerName != "") {
+			return c.errorf("redis.tls.enabled", "must be true when other redis.tls keys are set")
+		}
 	default:
 		return c.errorf("store", "unknown store %q (want embedded or redis)", c.Store)
 	}

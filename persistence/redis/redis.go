@@ -36,6 +36,7 @@ package redis
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -73,8 +74,11 @@ var ErrClosed = errors.New("redis: store is closed")
 // Options configures Open. Only Addr is usually needed.
 type Options struct {
 	Addr     string // host:port, default DefaultAddr
+	Username string // ACL user (Redis 6+), empty for the default user
 	Password string // AUTH password, empty for none; never appears in errors
-	DB       int    // database number (SELECT)
+	// TLS makes the connections TLS (nil: plain TCP).
+	TLS *tls.Config
+	DB  int // database number (SELECT)
 	// KeyPrefix namespaces every key (default DefaultKeyPrefix, the old server's prefix).
 	KeyPrefix string
 	// Timeout bounds each call (each round trip for LoadRooms and Reset(""), which may
@@ -135,9 +139,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.Timeout = DefaultTimeout
 	}
 	rdb := goredis.NewClient(&goredis.Options{
-		Addr:     opts.Addr,
-		Password: opts.Password,
-		DB:       opts.DB,
+		Addr:      opts.Addr,
+		Username:  opts.Username,
+		Password:  opts.Password,
+		DB:        opts.DB,
+		TLSConfig: opts.TLS,
 		// Every call carries a deadline (see begin); the socket timeouts are the
 		// same bound for a connection that is stuck regardless of the context.
 		ContextTimeoutEnabled: true,

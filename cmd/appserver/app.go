@@ -232,10 +232,15 @@ func (a *app) publisher(reg prometheus.Registerer, breakers *prometheus.GaugeVec
 			return nil, fmt.Errorf("push mns: %w", err)
 		}
 		a.addBreaker("mns", client.BreakerState)
-		a.mns = aliyun.NewMNSPublisher(client, aliyun.MNSPublisherOptions{
+		opts := aliyun.MNSPublisherOptions{
 			SubscriptionEndpoint: a.cfg.Ali.MNSTopic.SubscriptionEndpoint,
 			Logger:               a.log.With("component", "mns"), Registerer: reg,
-		})
+		}
+		if a.cluster != nil {
+			// An expelled node sends nothing more: its rooms are other nodes' now.
+			opts.Member = a.cluster.member.LeaseValid
+		}
+		a.mns = aliyun.NewMNSPublisher(client, opts)
 		backends = append(backends, a.mns)
 	}
 	if len(backends) == 1 {

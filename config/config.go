@@ -182,6 +182,12 @@ type WS struct {
 	// MaxConnsPerUser is how many sockets one signed-in user may hold open at once, across
 	// addresses, when auth.required is set (0 = no limit).
 	MaxConnsPerUser int `yaml:"maxConnsPerUser"`
+	// IdleTopicTTL: the history of a topic without subscribers that has not been pushed to
+	// for this long is forgotten (at least 1m; default 5m, so reconnects with since work).
+	IdleTopicTTL time.Duration `yaml:"idleTopicTTL"`
+	// MaxHistoryBytes caps the push history the gateway holds over all topics (0 = no
+	// cap); beyond it the longest-idle topics without subscribers are forgotten.
+	MaxHistoryBytes int64 `yaml:"maxHistoryBytes"`
 }
 
 // Actors configures the actor system.
@@ -269,7 +275,8 @@ func Default() *Config {
 		Live:      Live{NoPublishTimeout: 180 * time.Second, TopicDeleteDelay: 60 * time.Second},
 		Auth:      Auth{TokenTTL: 720 * time.Hour},
 		HTTP: HTTP{MaxBodyBytes: 64 << 10, RequestTimeout: 5 * time.Second,
-			WS: WS{MaxTags: 16, MaxTagLength: 128, MaxTopicLength: 256, MaxConnsPerAddr: 256, MaxConnsPerUser: 16}},
+			WS: WS{MaxTags: 16, MaxTagLength: 128, MaxTopicLength: 256, MaxConnsPerAddr: 256, MaxConnsPerUser: 16,
+				IdleTopicTTL: 5 * time.Minute, MaxHistoryBytes: 256 << 20}},
 		Actors:  Actors{AskTimeout: 5 * time.Second, IdleTimeout: 10 * time.Minute},
 		Cluster: Cluster{BindAddr: "127.0.0.1:0", MemberTTL: 3 * time.Second, MaxConns: 1024},
 		Log:     Log{Level: "info", Format: "text"},

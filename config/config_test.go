@@ -148,7 +148,8 @@ func TestFullConfigLoads(t *testing.T) {
 	want.Admin.Token = "admin-token-of-at-least-32-bytes-00001"
 	want.HTTP = HTTP{MaxBodyBytes: 1024, RateLimit: 2.5, RateBurst: 10, CORSOrigins: StringList{"https://app.example.test", "*"},
 		RequestTimeout: 2 * time.Second, PublicURL: "https://api.example.test",
-		WS:             WS{MaxTags: 4, MaxTagLength: 64, MaxTopicLength: 32, MaxConnsPerAddr: 0, MaxConnsPerUser: 4},
+		WS: WS{MaxTags: 4, MaxTagLength: 64, MaxTopicLength: 32, MaxConnsPerAddr: 0, MaxConnsPerUser: 4,
+			IdleTopicTTL: 10 * time.Minute, MaxHistoryBytes: 1 << 20},
 		TrustedProxies: StringList{"10.0.0.0/8", "192.168.1.1"}, MaxConns: 5000}
 	want.Actors = Actors{AskTimeout: time.Second, IdleTimeout: time.Hour}
 	want.Log = Log{Level: "debug", Format: "json"}

@@ -222,6 +222,12 @@ func (c *Config) validateWS() error {
 	if ws.MaxConnsPerAddr < 0 {
 		return c.errorf("http.ws.maxConnsPerAddr", "must not be negative (0 = no limit), got %d", ws.MaxConnsPerAddr)
 	}
+	if ws.IdleTopicTTL < time.Minute {
+		return c.errorf("http.ws.idleTopicTTL", "must be at least 1m (reconnects with since replay from it), got %s", ws.IdleTopicTTL)
+	}
+	if ws.MaxHistoryBytes < 0 {
+		return c.errorf("http.ws.maxHistoryBytes", "must not be negative (0 = no cap), got %d", ws.MaxHistoryBytes)
+	}
 	if ws.MaxConnsPerUser < 0 {
 		return c.errorf("http.ws.maxConnsPerUser", "must not be negative (0 = no limit), got %d", ws.MaxConnsPerUser)
 	}

@@ -93,7 +93,8 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	// 1,024 queued frames per client ride out a 50 ms stall at 20,000 messages/s.
 	gwOpts := gateway.Options{QueueSize: 1024, HistorySize: historySize, Logger: log.With("component", "gateway"), Registerer: reg,
 		MaxTags: cfg.HTTP.WS.MaxTags, MaxTagLength: cfg.HTTP.WS.MaxTagLength, MaxTopicLength: cfg.HTTP.WS.MaxTopicLength,
-		MaxConnsPerAddr: wsConnLimit(cfg.HTTP.WS.MaxConnsPerAddr)}
+		MaxConnsPerAddr: wsConnLimit(cfg.HTTP.WS.MaxConnsPerAddr),
+		IdleTopicTTL:    cfg.HTTP.WS.IdleTopicTTL, MaxHistoryBytes: historyCap(cfg.HTTP.WS.MaxHistoryBytes)}
 	var clusterCfg *actors.ClusterConfig
 	ready := store.Ping
 	if a.cluster != nil {
@@ -445,4 +446,13 @@ func trustedProxies(list []string) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// historyCap is http.ws.maxHistoryBytes for the gateway, whose 0 means its default: 0 in
+// the configuration means no cap.
+func historyCap(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

@@ -54,7 +54,8 @@ type topic struct {
 	hist   []*frame // ring buffer, oldest at head once full
 	head   int
 	subs   []*conn
-	dead   bool // removed from its shard; holders of a stale pointer must look it up again
+	dead   bool     // removed from its shard; holders of a stale pointer must look it up again
+	idle   idleMark // the eviction janitor's note (evict.go)
 }
 
 func (t *topic) record(f *frame, capacity int) {

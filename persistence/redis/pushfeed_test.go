@@ -6,8 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 

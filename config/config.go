@@ -225,6 +225,16 @@ type Cluster struct {
 	// MaxConns bounds the connections to BindAddr that have not yet sent a correctly signed
 	// request; beyond it the oldest of them is closed, so a flood never keeps a peer out.
 	MaxConns int `yaml:"maxConns"`
+	// TLS makes the traffic between the nodes TLS with client certificates (all three
+	// set) or leaves it plain (none set).
+	TLS ClusterTLS `yaml:"tls"`
+}
+
+// ClusterTLS is a node's certificate and key and the CA that signs every node's (PEM files).
+type ClusterTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	CA   string `yaml:"ca"`
 }
 
 // MinSecretLength is the shortest cluster.secret, auth.secret or admin.token accepted:

@@ -389,6 +389,10 @@ func TestErrors(t *testing.T) {
 			[]string{"config: cluster.memberTTL: 10ms is too short"}},
 		{"cluster node name", "store: redis\ncluster: {enabled: true, node: 'a b'}\n", nil,
 			[]string{`config: cluster.node: invalid name "a b"`}},
+		{"cluster tls incomplete", "", []string{"APPSERVER_CLUSTER_TLS_CERT=/etc/node.pem"},
+			[]string{"config: APPSERVER_CLUSTER_TLS_CERT: cluster.tls.cert, cluster.tls.key and cluster.tls.ca go together"}},
+		{"redis tls key without cert", "store: redis\nredis: {tls: {enabled: true, key: /k.pem}}\n", nil,
+			[]string{"config: redis.tls.cert: redis.tls.cert and redis.tls.key go together"}},
 		// The start refusals of an insecure deployment: each names the variable to set.
 		{"cluster on a network address without a secret", "store: redis\ncluster: {enabled: true, bindAddr: '10.0.0.5:7946'}\n", nil,
 			[]string{`config: cluster.secret: must be set when cluster.bindAddr ("10.0.0.5:7946") is not a loopback address`, "set APPSERVER_CLUSTER_SECRET"}},

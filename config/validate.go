@@ -325,6 +325,9 @@ func (c *Config) validateCluster() error {
 	if cl.PreviousSecret != "" && cl.Secret == "" {
 		return c.errorf("cluster.secret", "must be set when cluster.previousSecret is")
 	}
+	if t := cl.TLS; (t.Cert != "" || t.Key != "" || t.CA != "") && (t.Cert == "" || t.Key == "" || t.CA == "") {
+		return c.errorf("cluster.tls.cert", "cluster.tls.cert, cluster.tls.key and cluster.tls.ca go together (set all three or none)")
+	}
 	if cl.MaxConns < 1 {
 		return c.errorf("cluster.maxConns", "must be at least 1, got %d", cl.MaxConns)
 	}

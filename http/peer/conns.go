@@ -3,6 +3,7 @@ package peer
 import (
 	"container/list"
 	"context"
+	"crypto/tls"
 	"log"
 	"log/slog"
 	"net"
@@ -40,6 +41,9 @@ func NewServer(engine Engine, signer *Signer, logger *slog.Logger) *http.Server 
 		IdleTimeout:       IdleTimeout,
 		ErrorLog:          log.New(slogWriter{logger}, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if tc, ok := c.(*tls.Conn); ok {
+				c = tc.NetConn() // cluster.tls: the guarded connection is underneath
+			}
 			if gc, ok := c.(*guardedConn); ok {
 				return context.WithValue(ctx, connKey{}, gc)
 			}

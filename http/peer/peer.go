@@ -109,7 +109,9 @@ func refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error)
 // Client sends peer requests; it implements actors.Transport.
 type Client struct {
 	http   *http.Client
+	tr     *http.Transport
 	signer *Signer
+	scheme string // "http://", or "https://" after UseTLS
 }
 
 // NewClient makes a client whose connections to a node that is gone fail fast: a refused
@@ -124,7 +126,7 @@ func NewClient(dialTimeout time.Duration, signer *Signer) *Client {
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &Client{http: &http.Client{Transport: tr}, signer: signer}
+	return &Client{http: &http.Client{Transport: tr}, tr: tr, signer: signer, scheme: "http://"}
 }
 
 // Send delivers req to the node at addr and returns its answer.
@@ -133,7 +135,7 @@ func (c *Client) Send(ctx context.Context, addr string, req actors.PeerRequest) 
 	if err != nil {
 		return actors.PeerReply{}, err
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+Path, bytes.NewReader(body))
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.scheme+addr+Path, bytes.NewReader(body))
 	if err != nil {
 		return actors.PeerReply{}, err
 	}

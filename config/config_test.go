@@ -389,7 +389,7 @@ func TestErrors(t *testing.T) {
 			[]string{"config: cluster.memberTTL: 10ms is too short"}},
 		{"cluster node name", "store: redis\ncluster: {enabled: true, node: 'a b'}\n", nil,
 			[]string{`config: cluster.node: invalid name "a b"`}},
-		{"cluster tls incomplete", "", []string{"APPSERVER_CLUSTER_TLS_CERT=/etc/node.pem"},
+		{"cluster tls incomplete", "", []string{"APPSERVER_STORE=redis", "APPSERVER_CLUSTER_ENABLED=true", "APPSERVER_CLUSTER_TLS_CERT=/etc/node.pem"},
 			[]string{"config: APPSERVER_CLUSTER_TLS_CERT: cluster.tls.cert, cluster.tls.key and cluster.tls.ca go together"}},
 		{"redis tls key without cert", "store: redis\nredis: {tls: {enabled: true, key: /k.pem}}\n", nil,
 			[]string{"config: redis.tls.cert: redis.tls.cert and redis.tls.key go together"}},

@@ -169,6 +169,9 @@ func TestClusterSecretRotation(t *testing.T) {
 		sent     int
 		up       = map[string]bool{"n1": true, "n2": true, "n3": true}
 		inFlight = map[string]int{}
+		// current is the running process of each node (c.nodes is the harness's own,
+		// written while the loop below runs).
+		current = map[string]*clNode{"n1": c.nodes["n1"], "n2": c.nodes["n2"], "n3": c.nodes["n3"]}
 	)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -183,7 +186,7 @@ func TestClusterSecretRotation(t *testing.T) {
 			var via *clNode
 			for _, name := range []string{"n1", "n2", "n3"} {
 				if up[name] && (via == nil || i%3 == int(name[1]-'1')) {
-					via = c.nodes[name]
+					via = current[name]
 				}
 			}
 			inFlight[via.name]++
@@ -217,11 +220,11 @@ func TestClusterSecretRotation(t *testing.T) {
 				}
 				return nil
 			})
-			c.nodes[name].signal(t, 15)
-			require.Equal(t, 0, c.nodes[name].exited(t, 20*time.Second))
-			c.startEnv(name, phase...)
+			current[name].signal(t, 15)
+			require.Equal(t, 0, current[name].exited(t, 20*time.Second))
+			n := c.startEnv(name, phase...)
 			mu.Lock()
-			up[name] = true
+			current[name], up[name] = n, true
 			before := sent
 			mu.Unlock()
 			eventually(t, 10*time.Second, "requests after restarting "+name, func() error {

@@ -134,10 +134,16 @@ func TestClusterPeersAreSigned(t *testing.T) {
 		}
 		assert.Equal(t, []string{"sent once by a peer", "real 0", "real 1", "real 2"}, texts, "comments on n%d", i+1)
 	}
-	// The refusals are in the owner's log; the forwarded requests were never refused.
+	// The refusals are in the owner's log; the forwarded requests were never refused; no
+	// node logged a secret or a signature.
 	assert.Contains(t, owner.log.String(), "peer request refused")
 	for _, n := range c.others(owner) {
 		assert.NotContains(t, n.log.String(), "answer refused")
+	}
+	for _, n := range nodes {
+		for _, secret := range []string{clusterSecretOld, clusterAdminToken, capturedHeader.Get("X-Peer-Signature")} {
+			assert.NotContains(t, n.log.String(), secret, "%s's log", n.name)
+		}
 	}
 }
 

@@ -81,6 +81,7 @@ func TestRedisACLUser(t *testing.T) {
 	})
 	for _, n := range nodes {
 		assert.NotContains(t, n.log.String(), "NOPERM", n.name)
+		assert.NotContains(t, n.log.String(), password, "%s logged the Redis password", n.name)
 	}
 
 	user := goredis.NewClient(&goredis.Options{Addr: c.redis.Addr(), Username: "roomengine", Password: password})

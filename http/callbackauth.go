@@ -83,7 +83,8 @@ type callbackAuth struct {
 	lastLog time.Time
 	quiet   int // refusals not logged since lastLog
 
-	seen callbackMemory
+	seen      callbackMemory
+	firstSeen func(ctx context.Context, key string, ttl time.Duration) (bool, error)
 }
 
 // callbackRoutes are the /ali/* routes; their refusal series are exported from the start.
@@ -98,8 +99,9 @@ func newCallbackAuth(opts Options) *callbackAuth {
 		key:      []byte(opts.CallbackAuthKey),
 		rtmpHost: opts.CallbackRtmpHost,
 		maxSkew:  opts.CallbackMaxSkew,
-		now:      opts.Now,
-		log:      opts.Logger,
+		now:       opts.Now,
+		log:       opts.Logger,
+		firstSeen: opts.FirstSeen,
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "roomengine_callbacks_refused_total",
 			Help: "Aliyun live callbacks refused by signature checking, by route and reason.",
@@ -152,7 +154,22 @@ func (a *callbackAuth) replayed(route string, p params, r *http.Request) bool {
 	ts := strings.TrimSpace(r.Header.Get(HeaderCallbackTimestamp))
 	sec, _ := strconv.ParseInt(ts, 10, 64)
 	key := callbackKey(route, ts, strings.ToLower(strings.TrimSpace(r.Header.Get(HeaderCallbackSignature))), p)
-	return !a.seen.add(key, time.Unix(sec, 0).Add(a.maxSkew), a.now())
+	until, now := time.Unix(sec, 0).Add(a.maxSkew), a.now()
+	if !a.seen.add(key, until, now) {
+		return true
+	}
+	if a.firstSeen == nil {
+		return false
+	}
+	// Another node may have applied it: ask the deployment's memory. When it cannot
+	// answer, the callback is applied (every callback is idempotent on its own; only an
+	// old one after a newer one is what this guards against).
+	first, err := a.firstSeen(r.Context(), "callback:"+hex.EncodeToString(key[:]), max(time.Second, until.Sub(now)))
+	if err != nil {
+		a.log.Warn("callback replay check unavailable; applied", "route", route, "err", err)
+		return false
+	}
+	return !first
 }
 
 // callbackKey identifies one callback: its route, signature and parameters, sorted.

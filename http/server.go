@@ -78,6 +78,10 @@ type Options struct {
 	MaxWSConnsPerUser int
 	// TicketSecret signs the WebSocket tickets of POST /ws/ticket (auth.secret).
 	TicketSecret []byte
+	// FirstSeen, when set, records key for ttl across the deployment and reports whether
+	// it was new (the Redis store's SET NX): a signed callback replayed to another node and
+	// a ticket used on two nodes are caught too. Without it each node remembers its own.
+	FirstSeen func(ctx context.Context, key string, ttl time.Duration) (bool, error)
 }
 
 // Handler is the whole HTTP surface.
@@ -119,7 +123,7 @@ func NewHandler(opts Options) *Handler {
 	h := &Handler{opts: opts, router: httprouter.New(), metrics: newHTTPMetrics(opts.Registerer), log: opts.Logger,
 		userSockets: userSockets{max: opts.MaxWSConnsPerUser, n: map[string]int{}}}
 	if opts.AuthRequired && len(opts.TicketSecret) > 0 {
-		h.tickets = newTickets(opts.TicketSecret, opts.Now)
+		h.tickets = newTickets(opts.TicketSecret, opts.Now, opts.FirstSeen)
 	}
 	cb := newCallbackAuth(opts)
 	r := h.router

@@ -34,20 +34,21 @@ type wsTicket struct {
 // key derived from auth.secret, so a ticket is never a token), and each nonce redeemed
 // once on this node.
 type tickets struct {
-	signer *TokenSigner
-	now    func() time.Time
+	signer    *TokenSigner
+	now       func() time.Time
+	firstSeen func(ctx context.Context, key string, ttl time.Duration) (bool, error) // nil: this node only
 
 	mu    sync.Mutex
 	used  map[string]time.Time // nonce → when it may be forgotten
 	sweep time.Time
 }
 
-func newTickets(secret []byte, now func() time.Time) *tickets {
+func newTickets(secret []byte, now func() time.Time, firstSeen func(context.Context, string, time.Duration) (bool, error)) *tickets {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte("roomengine websocket ticket"))
 	s := NewTokenSigner(m.Sum(nil), TicketTTL)
 	s.now = now
-	return &tickets{signer: s, now: now, used: map[string]time.Time{}}
+	return &tickets{signer: s, now: now, firstSeen: firstSeen, used: map[string]time.Time{}}
 }
 
 func (t *tickets) issue(uid string) string {
@@ -56,8 +57,9 @@ func (t *tickets) issue(uid string) string {
 	return t.signer.Issue(hex.EncodeToString(b) + ":" + uid)
 }
 
-// redeem returns the ticket's user, once.
-func (t *tickets) redeem(ticket string) (string, bool) {
+// redeem returns the ticket's user, once (across the deployment with firstSeen: a ticket
+// whose single use cannot be checked there is refused, and the client asks for another).
+func (t *tickets) redeem(ctx context.Context, ticket string) (string, bool) {
 	payload, err := t.signer.Verify(ticket)
 	if err != nil {
 		return "", false
@@ -66,6 +68,20 @@ func (t *tickets) redeem(ticket string) (string, bool) {
 	if !ok || uid == "" {
 		return "", false
 	}
+	if !t.useLocally(nonce) {
+		return "", false
+	}
+	if t.firstSeen != nil {
+		first, err := t.firstSeen(ctx, "ticket:"+nonce, TicketTTL+time.Second)
+		if err != nil || !first {
+			return "", false
+		}
+	}
+	return uid, true
+}
+
+// useLocally records nonce as used on this node and reports false when it was already.
+func (t *tickets) useLocally(nonce string) bool {
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -78,10 +94,10 @@ func (t *tickets) redeem(ticket string) (string, bool) {
 		t.sweep = now.Add(time.Second)
 	}
 	if _, seen := t.used[nonce]; seen {
-		return "", false
+		return false
 	}
 	t.used[nonce] = now.Add(TicketTTL + time.Second)
-	return uid, true
+	return true
 }
 
 // wsTicket answers POST /ws/ticket: a ticket for the token's user.
@@ -137,7 +153,7 @@ func (h *Handler) signedInGateway(next http.Handler) http.Handler {
 		var uid string
 		if ticket := strings.TrimSpace(q.Get("ticket")); ticket != "" {
 			var ok bool
-			if uid, ok = h.tickets.redeem(ticket); !ok {
+			if uid, ok = h.tickets.redeem(r.Context(), ticket); !ok {
 				writeError(w, actors.Errorf(actors.CodeUnauthorized, "推送票据无效、已过期或已使用（POST /ws/ticket 重新获取）"))
 				return
 			}

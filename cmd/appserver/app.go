@@ -22,6 +22,7 @@ import (
 	apihttp "roomengine/http"
 	"roomengine/http/gateway"
 	"roomengine/internal/logcap"
+	redisstore "roomengine/persistence/redis"
 )
 
 // drainTimeout bounds how long SIGTERM waits for in-flight requests.
@@ -165,6 +166,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		TrustedProxies:    trustedProxies(cfg.HTTP.TrustedProxies),
 		MaxWSConnsPerUser: cfg.HTTP.WS.MaxConnsPerUser,
 		TicketSecret:      secret,
+		FirstSeen:         firstSeen(store),
 		Logger:            log.With("component", "http"),
 		Registerer:        reg,
 		Gatherer:          reg,
@@ -455,4 +457,14 @@ func historyCap(n int64) int64 {
 		return -1
 	}
 	return n
+}
+
+// firstSeen is the deployment-wide memory of callbacks and tickets used once: Redis's with
+// the redis store (every node of a cluster shares it), else none (each node remembers its
+// own, which on one node is all of them).
+func firstSeen(store actors.Store) func(context.Context, string, time.Duration) (bool, error) {
+	if rs, ok := store.(*redisstore.Store); ok {
+		return rs.FirstSeen
+	}
+	return nil
 }

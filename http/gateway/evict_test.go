@@ -60,9 +60,10 @@ func TestHistoryByteCap(t *testing.T) {
 	for range 10 {
 		g.Publish(actors.Push{Topic: "busy", Tag: "x", Importance: 1, Type: 6, Body: body})
 	}
+	// A pass may run while the pushes are still coming: wait for one that saw them all.
 	waitGW(t, "history under the cap", func() bool {
 		b := g.HistoryBytes()
-		return b > 0 && b <= limit
+		return b > 0 && b <= limit && g.Stats().Topics <= 70
 	})
 	for range 10 {
 		readFrame(t, c)
@@ -70,7 +71,7 @@ func TestHistoryByteCap(t *testing.T) {
 	if subs := g.topics.subscribers("busy"); subs != 1 {
 		t.Fatalf("the subscribed topic lost its subscriber: %d", subs)
 	}
-	if n := g.Stats().Topics; n > 70 || n < 2 {
+	if n := g.Stats().Topics; n < 2 {
 		t.Fatalf("%d topics left, want about %d", n, limit/1100)
 	}
 	mfs, err := reg.Gather()

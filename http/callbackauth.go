@@ -96,9 +96,9 @@ func newCallbackAuth(opts Options) *callbackAuth {
 		return nil
 	}
 	a := &callbackAuth{
-		key:      []byte(opts.CallbackAuthKey),
-		rtmpHost: opts.CallbackRtmpHost,
-		maxSkew:  opts.CallbackMaxSkew,
+		key:       []byte(opts.CallbackAuthKey),
+		rtmpHost:  opts.CallbackRtmpHost,
+		maxSkew:   opts.CallbackMaxSkew,
 		now:       opts.Now,
 		log:       opts.Logger,
 		firstSeen: opts.FirstSeen,

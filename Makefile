@@ -4,7 +4,7 @@ export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 
 GO       ?= go
 PKGS     := ./...
-FUZZTIME ?= 30s
+FUZZTIME ?= 20s
 BIN      := bin/appserver
 
 .PHONY: run build cluster test test-deps unit fuzz lint bench bigroom-bench cluster-bench chaos console-screenshot clean
@@ -37,8 +37,8 @@ test-deps:
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-## fuzz: run the request-decoding fuzzer for FUZZTIME (default 30s); new corpus entries go
-## to http/testdata/fuzz (commit them), a stalled fuzzer fails (see scripts/fuzz.sh)
+## fuzz: run the fuzzers (request decoding, peer events) for FUZZTIME each (default 20s); new corpus entries go
+## to PKG/testdata/fuzz (commit them), a stalled fuzzer fails (see scripts/fuzz.sh)
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 

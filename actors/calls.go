@@ -114,6 +114,10 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 				// The room points at a call that is gone (e.g. a crash between the room's
 				// join and the call's first save): release the room.
 				ctx.Send(r.deps.rooms, roomRequest{roomID: msg.from, ev: evLeaveCall{callID: msg.callID}, callback: true})
+				if ctx.Sender() != nil {
+					// A peer waits for the answer: nothing else will come.
+					ctx.Respond(callReply{})
+				}
 				return
 			}
 			ctx.Respond(callReply{})

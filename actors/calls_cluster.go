@@ -130,7 +130,6 @@ func (r *callRegistry) resolve(ctx actor.Context, req callRequest, sender *actor
 		if req.from != "" {
 			// The room points at a call that is gone: release the room.
 			root.Send(rooms, roomRequest{roomID: req.from, ev: evLeaveCall{callID: req.callID}, callback: true})
-			return
 		}
 		if sender != nil {
 			root.Send(sender, callReply{})

@@ -19,7 +19,7 @@ import (
 // that crosses is really encoded. It lets the routing be tested with -race and a fake
 // clock, deterministically; persistence/redis has the real scripts and their tests.
 type memCluster struct {
-	t     *testing.T
+	t     testing.TB
 	store *memStore
 	pub   *recPublisher
 	clock *fakeclock.Clock
@@ -35,7 +35,7 @@ type memCluster struct {
 	refused  atomic.Int64 // fenced writes and pushes refused
 }
 
-func newMemCluster(t *testing.T) *memCluster {
+func newMemCluster(t testing.TB) *memCluster {
 	c := &memCluster{t: t, store: newMemStore(), pub: newRecPublisher(), clock: fakeclock.New(t0), mixer: &fakeMixer{},
 		alive: map[string]bool{}, down: map[string]bool{}, owners: map[string]Fence{}, busy: map[string]string{},
 		nodes: map[string]*Engine{}}

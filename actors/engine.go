@@ -127,7 +127,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	workers := newWorkerDispatcher(0, 300)
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return logger.With("component", "protoactor")
+		return slog.New(typesOnly{logger.Handler()}).With("component", "protoactor")
 	}))
 	// The registries find each other by name, which protoactor resolves locally.
 	roomsPID, callsPID := actor.NewPID(system.Address(), "rooms"), actor.NewPID(system.Address(), "calls")

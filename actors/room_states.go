@@ -243,7 +243,8 @@ func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, e
 		}
 
 	case evAnnounceCall:
-		if !live || r.CallID != e.callID {
+		// Only the room's own topic: a call announces to the rooms it holds, nowhere else.
+		if !live || r.CallID != e.callID || e.push.topic != r.ID {
 			st.err = ErrNoSuchRoom(r.ID)
 			return st
 		}

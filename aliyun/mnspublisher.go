@@ -36,6 +36,9 @@ const (
 	MNSDropQueueFull = "queue_full"
 	// MNSDropClosed: the publisher was closed before it could be delivered.
 	MNSDropClosed = "closed"
+	// MNSDropNotMember: the node's cluster membership lapsed (it was declared dead or is
+	// expelled): it sends nothing more for rooms that other nodes now own.
+	MNSDropNotMember = "not_member"
 )
 
 // MNSPublisherOptions configures an MNSPublisher. Every field has a default.
@@ -61,6 +64,12 @@ type MNSPublisherOptions struct {
 	Logger *slog.Logger
 	// Registerer, when set, gets the publisher's metrics.
 	Registerer prometheus.Registerer
+	// Member reports whether this node may still act (its cluster membership lease
+	// holds); nil on a single node. It is checked before every request: a room moves to
+	// another node only when its owner's lease lapsed or it left, so while the lease holds
+	// the node still owns what it queued, and once it lapses every queued operation is
+	// dropped at once (not_member) and the workers stop.
+	Member func() bool
 	// Now and Sleep are the clock of the retry loop (defaults time.Now and a timer that
 	// returns early with ctx's error); tests replace them.
 	Now   func() time.Time
@@ -90,6 +99,7 @@ type MNSPublisher struct {
 	sleep          func(context.Context, time.Duration) error
 	sem            chan struct{}
 	m              *mnsMetrics
+	member         func() bool
 
 	ctx    context.Context // canceled when Close gives up flushing
 	cancel context.CancelFunc
@@ -181,6 +191,7 @@ func NewMNSPublisher(client *MNSClient, o MNSPublisherOptions) *MNSPublisher {
 		queueLimit:     o.QueueLimit,
 		log:            o.Logger,
 		now:            o.Now,
+		member:         o.Member,
 		sleep:          o.Sleep,
 		sem:            make(chan struct{}, o.MaxConcurrency),
 		m:              newMNSMetrics(o.Registerer),
@@ -325,6 +336,10 @@ func (p *MNSPublisher) execute(topic string, op *mnsOp) {
 	for {
 		if p.ctx.Err() != nil {
 			p.drop(topic, op, MNSDropClosed, nil)
+			return
+		}
+		if p.member != nil && !p.member() {
+			p.drop(topic, op, MNSDropNotMember, nil)
 			return
 		}
 		err := p.attempt(topic, op)
@@ -518,7 +533,7 @@ func newMNSMetrics(reg prometheus.Registerer) *mnsMetrics {
 		m.depth = mnsRegister(reg, m.depth)
 	}
 	// Export the publish drop series at zero from the start, so rate() and alerts work.
-	for _, r := range []string{MNSDropRetryWindow, MNSDropRejected, MNSDropQueueFull, MNSDropClosed} {
+	for _, r := range []string{MNSDropRetryWindow, MNSDropRejected, MNSDropQueueFull, MNSDropClosed, MNSDropNotMember} {
 		m.dropped.WithLabelValues("publish", r)
 	}
 	return m

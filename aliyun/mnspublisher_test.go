@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -570,5 +571,32 @@ func TestMNSPublisherClockHooks(t *testing.T) {
 	}
 	if slept[0] < 100*time.Millisecond || slept[0] > 200*time.Millisecond {
 		t.Errorf("first wait %s, want 100ms..200ms", slept[0])
+	}
+}
+
+// A node whose cluster membership lapsed sends nothing more: what it had queued (waiting out
+// an MNS outage) and what comes after is dropped as not_member, and its workers stop.
+func TestMNSPublisherStopsWhenNotMember(t *testing.T) {
+	var member atomic.Bool
+	member.Store(true)
+	e := newPubEnv(t, MNSConfig{}, MNSPublisherOptions{RetryWindow: time.Minute, Member: member.Load})
+	e.pub.CreateTopic("room1")
+	e.pub.Publish(push("room1", 0, 8))
+	waitFor(t, "the first message", 5*time.Second, e.idle)
+
+	e.fake.SetDown(mnstest.Down503)
+	for i := 1; i < 10; i++ {
+		e.pub.Publish(push("room1", i, 8))
+	}
+	waitFor(t, "a failed attempt", 5*time.Second, func() bool {
+		return e.counter(t, "requests", "publish", MNSResultBreakerOpen)+e.counter(t, "requests", "publish", MNSResultError) > 0
+	})
+	member.Store(false) // expelled
+	e.fake.SetDown(mnstest.Up)
+	e.pub.Publish(push("room1", 10, 8))
+	waitFor(t, "the workers to stop", 5*time.Second, e.idle)
+	checkOrder(t, e.fake, "room1", []int{0})
+	if got := e.counter(t, "dropped", "publish", MNSDropNotMember); got != 10 {
+		t.Fatalf("dropped as not_member: %v, want 10", got)
 	}
 }

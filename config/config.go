@@ -55,8 +55,11 @@ type Config struct {
 
 // Redis is the connection of the redis store.
 type Redis struct {
-	Host      string        `yaml:"host"`
-	Port      int           `yaml:"port"`
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	// Username is the Redis 6+ ACL user (empty: the default user); docs/security.md has
+	// the ACL line that confines it to this deployment's keys.
+	Username  string        `yaml:"username"`
 	Password  string        `yaml:"password" secret:"true"`
 	KeyPrefix string        `yaml:"keyprefix"`
 	DB        int           `yaml:"db"`
@@ -71,6 +74,7 @@ type Redis struct {
 	// failover, a restart of Redis) rejoins under its identity instead of exiting, unless
 	// something it owned was taken over meanwhile. 0 turns it off.
 	FailoverGrace time.Duration `yaml:"failoverGrace"`
+	TLS           RedisTLS      `yaml:"tls"`
 }
 
 // RedisSentinel names the primary and the sentinels that watch it.
@@ -78,6 +82,19 @@ type RedisSentinel struct {
 	Master   string     `yaml:"master"`
 	Addrs    StringList `yaml:"addrs"`
 	Password string     `yaml:"password" secret:"true"`
+}
+
+// RedisTLS makes the connections to Redis TLS (redis-server --tls-port).
+type RedisTLS struct {
+	Enabled bool `yaml:"enabled"`
+	// CA is a PEM file of the CAs that sign the server's certificate (empty: the system's).
+	CA string `yaml:"ca"`
+	// Cert and Key are a client certificate and its key (PEM files), for a server that
+	// checks clients (tls-auth-clients yes); both or neither.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// ServerName is the name the server's certificate must carry (empty: redis.host).
+	ServerName string `yaml:"serverName"`
 }
 
 // Ali holds the Aliyun account and the settings of the CDN mix and MNS clients.
@@ -158,6 +175,14 @@ type HTTP struct {
 	PublicURL string `yaml:"publicUrl"`
 	// WS bounds the subscriptions of the push gateway (GET /ws).
 	WS WS `yaml:"ws"`
+	// TrustedProxies lists the CIDRs of the proxies in front of this server. A request whose
+	// TCP peer is one of them is from the right-most X-Forwarded-For (or Forwarded: for=)
+	// address that is not itself trusted; any other request is from its TCP peer, whatever
+	// its headers say. Empty: headers are never read.
+	TrustedProxies StringList `yaml:"trustedProxies"`
+	// MaxConns bounds the open connections of the public port that are not WebSockets
+	// (0 = no limit); a connection beyond it is closed at once.
+	MaxConns int `yaml:"maxConns"`
 }
 
 // WS bounds what one client may ask of the push gateway. A subscription over a limit is
@@ -171,6 +196,15 @@ type WS struct {
 	// MaxConnsPerAddr is how many connections one client address may hold open at once
 	// (0 = no limit). Behind a proxy every client has the proxy's address.
 	MaxConnsPerAddr int `yaml:"maxConnsPerAddr"`
+	// MaxConnsPerUser is how many sockets one signed-in user may hold open at once, across
+	// addresses, when auth.required is set (0 = no limit).
+	MaxConnsPerUser int `yaml:"maxConnsPerUser"`
+	// IdleTopicTTL: the history of a topic without subscribers that has not been pushed to
+	// for this long is forgotten (at least 1m; default 5m, so reconnects with since work).
+	IdleTopicTTL time.Duration `yaml:"idleTopicTTL"`
+	// MaxHistoryBytes caps the push history the gateway holds over all topics (0 = no
+	// cap); beyond it the longest-idle topics without subscribers are forgotten.
+	MaxHistoryBytes int64 `yaml:"maxHistoryBytes"`
 }
 
 // Actors configures the actor system.
@@ -199,7 +233,30 @@ type Cluster struct {
 	// MemberTTL: a node that has not renewed its membership for this long is dead and its
 	// rooms and calls move to live nodes.
 	MemberTTL time.Duration `yaml:"memberTTL"`
+	// Secret signs every message between the nodes (HMAC-SHA256, at least 32 bytes). It may
+	// be empty only while BindAddr is a loopback address (a cluster on one machine).
+	Secret string `yaml:"secret" secret:"true"`
+	// PreviousSecret is accepted on incoming messages but never used to sign: it lets the
+	// secret be rotated one node at a time (docs/security.md).
+	PreviousSecret string `yaml:"previousSecret" secret:"true"`
+	// MaxConns bounds the connections to BindAddr that have not yet sent a correctly signed
+	// request; beyond it the oldest of them is closed, so a flood never keeps a peer out.
+	MaxConns int `yaml:"maxConns"`
+	// TLS makes the traffic between the nodes TLS with client certificates (all three
+	// set) or leaves it plain (none set).
+	TLS ClusterTLS `yaml:"tls"`
 }
+
+// ClusterTLS is a node's certificate and key and the CA that signs every node's (PEM files).
+type ClusterTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	CA   string `yaml:"ca"`
+}
+
+// MinSecretLength is the shortest cluster.secret, auth.secret or admin.token accepted:
+// 32 bytes, the size of the HMAC-SHA256 key they become.
+const MinSecretLength = 32
 
 // Accepted values of the enumerated keys.
 const (
@@ -247,9 +304,10 @@ func Default() *Config {
 		Live:      Live{NoPublishTimeout: 180 * time.Second, TopicDeleteDelay: 60 * time.Second},
 		Auth:      Auth{TokenTTL: 720 * time.Hour},
 		HTTP: HTTP{MaxBodyBytes: 64 << 10, RequestTimeout: 5 * time.Second,
-			WS: WS{MaxTags: 16, MaxTagLength: 128, MaxTopicLength: 256, MaxConnsPerAddr: 256}},
+			WS: WS{MaxTags: 16, MaxTagLength: 128, MaxTopicLength: 256, MaxConnsPerAddr: 256, MaxConnsPerUser: 16,
+				IdleTopicTTL: 5 * time.Minute, MaxHistoryBytes: 256 << 20}},
 		Actors:  Actors{AskTimeout: 5 * time.Second, IdleTimeout: 10 * time.Minute},
-		Cluster: Cluster{BindAddr: "127.0.0.1:0", MemberTTL: 3 * time.Second},
+		Cluster: Cluster{BindAddr: "127.0.0.1:0", MemberTTL: 3 * time.Second, MaxConns: 1024},
 		Log:     Log{Level: "info", Format: "text"},
 	}
 }

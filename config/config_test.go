@@ -145,14 +145,17 @@ func TestFullConfigLoads(t *testing.T) {
 	want.RtmpHost, want.PlayHost = "push.example.test", "play.example.test"
 	want.Store, want.DataDir, want.Push, want.Mix = "redis", "/var/lib/appserver", StringList{"websocket", "mns"}, "simulator"
 	want.Live = Live{NoPublishTimeout: 3 * time.Minute, TopicDeleteDelay: 0}
-	want.Auth = Auth{Required: true, Secret: "auth-secret", TokenTTL: 24 * time.Hour}
-	want.Admin.Token = "admin-token"
+	want.Auth = Auth{Required: true, Secret: "auth-secret-of-at-least-32-bytes-0001", TokenTTL: 24 * time.Hour}
+	want.Admin.Token = "admin-token-of-at-least-32-bytes-00001"
 	want.HTTP = HTTP{MaxBodyBytes: 1024, RateLimit: 2.5, RateBurst: 10, CORSOrigins: StringList{"https://app.example.test", "*"},
 		RequestTimeout: 2 * time.Second, PublicURL: "https://api.example.test",
-		WS: WS{MaxTags: 4, MaxTagLength: 64, MaxTopicLength: 32, MaxConnsPerAddr: 0}}
+		WS: WS{MaxTags: 4, MaxTagLength: 64, MaxTopicLength: 32, MaxConnsPerAddr: 0, MaxConnsPerUser: 4,
+			IdleTopicTTL: 10 * time.Minute, MaxHistoryBytes: 1 << 20},
+		TrustedProxies: StringList{"10.0.0.0/8", "192.168.1.1"}, MaxConns: 5000}
 	want.Actors = Actors{AskTimeout: time.Second, IdleTimeout: time.Hour}
 	want.Log = Log{Level: "debug", Format: "json"}
-	want.Cluster = Cluster{Enabled: true, BindAddr: "0.0.0.0:7946", AdvertiseAddr: "10.0.0.5:7946", Node: "api-1", MemberTTL: 5 * time.Second}
+	want.Cluster = Cluster{Enabled: true, BindAddr: "0.0.0.0:7946", AdvertiseAddr: "10.0.0.5:7946", Node: "api-1", MemberTTL: 5 * time.Second,
+		Secret: "cluster-secret-of-at-least-32-bytes-01", PreviousSecret: "cluster-secret-of-at-least-32-bytes-00", MaxConns: 100}
 	c.sources = nil
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("full config:\n got %+v\nwant %+v", *c, *want)
@@ -402,6 +405,31 @@ func TestErrors(t *testing.T) {
 			[]string{"config: cluster.memberTTL: 10ms is too short"}},
 		{"cluster node name", "store: redis\ncluster: {enabled: true, node: 'a b'}\n", nil,
 			[]string{`config: cluster.node: invalid name "a b"`}},
+		{"cluster tls incomplete", "", []string{"APPSERVER_STORE=redis", "APPSERVER_CLUSTER_ENABLED=true", "APPSERVER_CLUSTER_TLS_CERT=/etc/node.pem"},
+			[]string{"config: APPSERVER_CLUSTER_TLS_CERT: cluster.tls.cert, cluster.tls.key and cluster.tls.ca go together"}},
+		{"redis tls key without cert", "store: redis\nredis: {tls: {enabled: true, key: /k.pem}}\n", nil,
+			[]string{"config: redis.tls.cert: redis.tls.cert and redis.tls.key go together"}},
+		// The start refusals of an insecure deployment: each names the variable to set.
+		{"cluster on a network address without a secret", "store: redis\ncluster: {enabled: true, bindAddr: '10.0.0.5:7946'}\n", nil,
+			[]string{`config: cluster.secret: must be set when cluster.bindAddr ("10.0.0.5:7946") is not a loopback address`, "set APPSERVER_CLUSTER_SECRET"}},
+		{"cluster wildcard with advertise, without a secret", "", []string{"APPSERVER_STORE=redis", "APPSERVER_CLUSTER_ENABLED=true",
+			"APPSERVER_CLUSTER_BINDADDR=0.0.0.0:7946", "APPSERVER_CLUSTER_ADVERTISEADDR=10.0.0.5:7946"},
+			[]string{"config: cluster.secret: must be set", "set APPSERVER_CLUSTER_SECRET"}},
+		{"short cluster secret", "", []string{"APPSERVER_STORE=redis", "APPSERVER_CLUSTER_ENABLED=true", "APPSERVER_CLUSTER_SECRET=0123456789abcdef0123456789abcde"},
+			[]string{"config: APPSERVER_CLUSTER_SECRET: too short (31 bytes): set APPSERVER_CLUSTER_SECRET to at least 32"}},
+		{"short previous cluster secret", "", []string{"APPSERVER_CLUSTER_SECRET=0123456789abcdef0123456789abcdef", "APPSERVER_CLUSTER_PREVIOUSSECRET=old"},
+			[]string{"config: APPSERVER_CLUSTER_PREVIOUSSECRET: too short (3 bytes)"}},
+		{"short auth secret", "auth: {secret: x}\n", nil,
+			[]string{"config: auth.secret: too short (1 bytes): set APPSERVER_AUTH_SECRET to at least 32"}},
+		{"short admin token", "", []string{"APPSERVER_ADMIN_TOKEN=admin"},
+			[]string{"config: APPSERVER_ADMIN_TOKEN: too short (5 bytes): set APPSERVER_ADMIN_TOKEN to at least 32"}},
+		{"auth required with aliyun mix and no callback key", "auth: {required: true, secret: 0123456789abcdef0123456789abcdef}\n" +
+			"mix: aliyun\nali: {accessKeyID: id, accessKeySecret: s}\n", nil,
+			[]string{"config: ali.callbackAuthKey: must be set when auth.required is true with mix aliyun", "set APPSERVER_ALI_CALLBACKAUTHKEY"}},
+		{"auth required with aliyun-live mix and no callback key", "", []string{"APPSERVER_AUTH_REQUIRED=true",
+			"APPSERVER_AUTH_SECRET=0123456789abcdef0123456789abcdef", "APPSERVER_MIX=aliyun-live", "APPSERVER_ALI_ACCESSKEYID=id",
+			"APPSERVER_ALI_ACCESSKEYSECRET=s"},
+			[]string{"config: ali.callbackAuthKey: must be set when auth.required is true with mix aliyun-live"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""
@@ -477,8 +505,9 @@ func TestSecretsRedacted(t *testing.T) {
 		"APPSERVER_REDIS_PASSWORD":      "S3cr3t-redis",
 		"APPSERVER_AUTHKEY":             "S3cr3t-authkey",
 		"APPSERVER_ALI_CALLBACKAUTHKEY": "S3cr3t-callback",
-		"APPSERVER_AUTH_SECRET":         "S3cr3t-auth",
-		"APPSERVER_ADMIN_TOKEN":         "S3cr3t-admin",
+		"APPSERVER_AUTH_SECRET":         "S3cr3t-auth-0123456789abcdef0123456789",
+		"APPSERVER_ADMIN_TOKEN":         "S3cr3t-admin-0123456789abcdef012345678",
+		"APPSERVER_CLUSTER_SECRET":      "S3cr3t-cluster-0123456789abcdef0123456",
 	}
 	var env []string
 	for k, v := range secrets {

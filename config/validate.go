@@ -3,6 +3,7 @@ package config
 import (
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -65,6 +66,13 @@ func (c *Config) validateStore() error {
 		}
 		if c.Redis.DB < 0 {
 			return c.errorf("redis.db", "db %d must not be negative", c.Redis.DB)
+		}
+		t := c.Redis.TLS
+		if (t.Cert == "") != (t.Key == "") {
+			return c.errorf("redis.tls.cert", "redis.tls.cert and redis.tls.key go together (a client certificate and its key)")
+		}
+		if !t.Enabled && (t.CA != "" || t.Cert != "" || t.ServerName != "") {
+			return c.errorf("redis.tls.enabled", "must be true when other redis.tls keys are set")
 		}
 	default:
 		return c.errorf("store", "unknown store %q (want embedded or redis)", c.Store)
@@ -220,6 +228,23 @@ func (c *Config) validateWS() error {
 	if ws.MaxConnsPerAddr < 0 {
 		return c.errorf("http.ws.maxConnsPerAddr", "must not be negative (0 = no limit), got %d", ws.MaxConnsPerAddr)
 	}
+	if ws.IdleTopicTTL < time.Minute {
+		return c.errorf("http.ws.idleTopicTTL", "must be at least 1m (reconnects with since replay from it), got %s", ws.IdleTopicTTL)
+	}
+	if ws.MaxHistoryBytes < 0 {
+		return c.errorf("http.ws.maxHistoryBytes", "must not be negative (0 = no cap), got %d", ws.MaxHistoryBytes)
+	}
+	if ws.MaxConnsPerUser < 0 {
+		return c.errorf("http.ws.maxConnsPerUser", "must not be negative (0 = no limit), got %d", ws.MaxConnsPerUser)
+	}
+	if c.HTTP.MaxConns < 0 {
+		return c.errorf("http.maxConns", "must not be negative (0 = no limit), got %d", c.HTTP.MaxConns)
+	}
+	for _, p := range c.HTTP.TrustedProxies {
+		if _, err := ParseTrusted(p); err != nil {
+			return c.errorf("http.trustedProxies", "%q is not a CIDR or an IP address", p)
+		}
+	}
 	return nil
 }
 
@@ -232,6 +257,28 @@ func (c *Config) validateMisc() error {
 	}
 	if c.Auth.Required && c.Auth.Secret == "" {
 		return c.errorf("auth.secret", "must be set when auth.required is true (it signs the tokens)")
+	}
+	return c.validateSecrets()
+}
+
+// validateSecrets refuses a secret too short to resist guessing, and a deployment that
+// requires tokens of its users while anyone may send the Aliyun callbacks that start and
+// end their streams.
+func (c *Config) validateSecrets() error {
+	for _, k := range []struct{ path, v string }{
+		{"auth.secret", c.Auth.Secret}, {"admin.token", c.Admin.Token},
+		{"cluster.secret", c.Cluster.Secret}, {"cluster.previousSecret", c.Cluster.PreviousSecret},
+	} {
+		if k.v != "" && len(k.v) < MinSecretLength {
+			return c.errorf(k.path, "too short (%d bytes): set %s to at least %d random bytes, e.g. $(openssl rand -hex 32)", len(k.v), EnvName(k.path), MinSecretLength)
+		}
+	}
+	mix := c.Mix
+	if mix == "" {
+		mix = c.defaultMix()
+	}
+	if c.Auth.Required && (mix == MixAliyun || mix == MixAliyunLive) && c.Ali.CallbackAuthKey == "" {
+		return c.errorf("ali.callbackAuthKey", "must be set when auth.required is true with mix %s, else anyone can send the stream callbacks: set %s", mix, EnvName("ali.callbackAuthKey"))
 	}
 	return nil
 }
@@ -278,10 +325,45 @@ func (c *Config) validateCluster() error {
 	} else if host == "" || isWildcard(host) {
 		return c.errorf("cluster.advertiseAddr", "must be set when cluster.bindAddr listens on every interface (%q)", cl.BindAddr)
 	}
+	if cl.Secret == "" && !isLoopback(host) {
+		return c.errorf("cluster.secret", "must be set when cluster.bindAddr (%q) is not a loopback address, to sign the messages between nodes: set %s to at least %d random bytes", cl.BindAddr, EnvName("cluster.secret"), MinSecretLength)
+	}
+	if cl.PreviousSecret != "" && cl.Secret == "" {
+		return c.errorf("cluster.secret", "must be set when cluster.previousSecret is")
+	}
+	if t := cl.TLS; (t.Cert != "" || t.Key != "" || t.CA != "") && (t.Cert == "" || t.Key == "" || t.CA == "") {
+		return c.errorf("cluster.tls.cert", "cluster.tls.cert, cluster.tls.key and cluster.tls.ca go together (set all three or none)")
+	}
+	if cl.MaxConns < 1 {
+		return c.errorf("cluster.maxConns", "must be at least 1, got %d", cl.MaxConns)
+	}
 	if cl.Node != "" && !nodeName.MatchString(cl.Node) {
 		return c.errorf("cluster.node", "invalid name %q (letters, digits, '.', '_', '-'; at most 63)", cl.Node)
 	}
 	return nil
+}
+
+// ParseTrusted reads one http.trustedProxies entry: a CIDR, or one IP address.
+func ParseTrusted(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// isLoopback reports whether host is a loopback IP or localhost: only processes of this
+// machine reach it.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func isWildcard(host string) bool {

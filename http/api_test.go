@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -56,6 +57,9 @@ type serverOpts struct {
 	rateLimit    float64
 	rateBurst    int
 	corsOrigins  []string
+	// The edge (edge_test.go).
+	trustedProxies    []netip.Prefix
+	maxWSConnsPerUser int
 }
 
 // newServer starts the real stack (embedded store in a temp dir, actors, gateway, router)
@@ -94,6 +98,7 @@ func newServer(t *testing.T, o serverOpts) *server {
 		Registerer: reg, Gatherer: reg,
 		MNSInfo: o.mnsInfo, CallbackAuthKey: o.callbackAuthKey, CallbackRtmpHost: "push.example",
 		CallbackMaxSkew: o.callbackMaxSkew, Now: o.now,
+		TrustedProxies: o.trustedProxies, MaxWSConnsPerUser: o.maxWSConnsPerUser, TicketSecret: []byte("test-secret"),
 	})
 	// The simulated CDN's MixResult callback arrives like Aliyun's: as a raw HTTP request
 	// line with unencoded spaces, on the server's own (space-tolerant) listener.

@@ -84,39 +84,3 @@ func (h *Handler) tokenUser(r *http.Request, p params) (string, error) {
 	}
 	return uid, nil
 }
-
-// signedInGateway guards /ws the same way: a token parameter (or header) is needed.
-func (h *Handler) signedInGateway(next http.Handler) http.Handler {
-	if !h.opts.AuthRequired {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		uid, err := h.tokenUser(r, params{"token": q.Get("token")})
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		// A user reads its own messages only: those of the room (tag = room id) and those
-		// addressed to it (tag = its uid). Without tags it gets exactly these two, not the
-		// invitations and answers tagged for other users.
-		topic := q.Get("topic")
-		var tags []string
-		for t := range strings.SplitSeq(q.Get("tags"), ",") {
-			if t = strings.TrimSpace(t); t == "" {
-				continue
-			}
-			if t != topic && t != uid {
-				writeError(w, actors.Errorf(actors.CodeForbidden, "只能订阅房间消息和发给自己的消息（tags: 房间ID, 自己的uid）"))
-				return
-			}
-			tags = append(tags, t)
-		}
-		if len(tags) == 0 {
-			r = r.Clone(r.Context())
-			q.Set("tags", topic+","+uid)
-			r.URL.RawQuery = q.Encode()
-		}
-		next.ServeHTTP(w, r)
-	})
-}

@@ -3,10 +3,13 @@ package http
 import (
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,7 +40,15 @@ const (
 	// RefusedBadSignature: the signature does not match, or the timestamp is not a
 	// non-negative decimal Unix time (so nothing can match it).
 	RefusedBadSignature = "bad_signature"
+	// RefusedReplay: an exact repeat (timestamp, signature, route and parameters) of a
+	// callback already applied: answered 200 as the first one was, and applied no more.
+	RefusedReplay = "replay"
 )
+
+// MaxCallbackFuture is how far in the future a callback's timestamp may be (a clock a
+// little ahead); a callback signed for later than that is refused whatever the skew
+// allows, so a captured one cannot be held back and used later.
+const MaxCallbackFuture = 30 * time.Second
 
 // CallbackSignature is the ALI-LIVE-SIGNATURE of a callback sent at timestamp (decimal Unix
 // seconds): md5hex(rtmpHost + "|" + timestamp + "|" + key), rtmpHost being the push domain.
@@ -71,6 +82,9 @@ type callbackAuth struct {
 	mu      sync.Mutex
 	lastLog time.Time
 	quiet   int // refusals not logged since lastLog
+
+	seen      callbackMemory
+	firstSeen func(ctx context.Context, key string, ttl time.Duration) (bool, error)
 }
 
 // callbackRoutes are the /ali/* routes; their refusal series are exported from the start.
@@ -82,11 +96,12 @@ func newCallbackAuth(opts Options) *callbackAuth {
 		return nil
 	}
 	a := &callbackAuth{
-		key:      []byte(opts.CallbackAuthKey),
-		rtmpHost: opts.CallbackRtmpHost,
-		maxSkew:  opts.CallbackMaxSkew,
-		now:      opts.Now,
-		log:      opts.Logger,
+		key:       []byte(opts.CallbackAuthKey),
+		rtmpHost:  opts.CallbackRtmpHost,
+		maxSkew:   opts.CallbackMaxSkew,
+		now:       opts.Now,
+		log:       opts.Logger,
+		firstSeen: opts.FirstSeen,
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "roomengine_callbacks_refused_total",
 			Help: "Aliyun live callbacks refused by signature checking, by route and reason.",
@@ -99,7 +114,7 @@ func newCallbackAuth(opts Options) *callbackAuth {
 		opts.Registerer.MustRegister(a.refused)
 	}
 	for _, route := range callbackRoutes {
-		for _, reason := range []string{RefusedMissing, RefusedStale, RefusedBadSignature} {
+		for _, reason := range []string{RefusedMissing, RefusedStale, RefusedBadSignature, RefusedReplay} {
 			a.refused.WithLabelValues(route, reason)
 		}
 	}
@@ -126,10 +141,82 @@ func (a *callbackAuth) check(r *http.Request) string {
 		return RefusedBadSignature
 	}
 	skew := a.now().Sub(time.Unix(sec, 0)) // saturates instead of overflowing
-	if skew > a.maxSkew || skew < -a.maxSkew {
+	if skew > a.maxSkew || skew < -min(a.maxSkew, MaxCallbackFuture) {
 		return RefusedStale
 	}
 	return ""
+}
+
+// replayed reports whether r repeats a callback accepted before, and remembers it if not.
+// It is called for correctly signed, fresh callbacks only: a signature's timestamp is in
+// the window until maxSkew after it, and it is remembered until then.
+func (a *callbackAuth) replayed(route string, p params, r *http.Request) bool {
+	ts := strings.TrimSpace(r.Header.Get(HeaderCallbackTimestamp))
+	sec, _ := strconv.ParseInt(ts, 10, 64)
+	key := callbackKey(route, ts, strings.ToLower(strings.TrimSpace(r.Header.Get(HeaderCallbackSignature))), p)
+	until, now := time.Unix(sec, 0).Add(a.maxSkew), a.now()
+	if !a.seen.add(key, until, now) {
+		return true
+	}
+	if a.firstSeen == nil {
+		return false
+	}
+	// Another node may have applied it: ask the deployment's memory. When it cannot
+	// answer, the callback is applied (every callback is idempotent on its own; only an
+	// old one after a newer one is what this guards against).
+	first, err := a.firstSeen(r.Context(), "callback:"+hex.EncodeToString(key[:]), max(time.Second, until.Sub(now)))
+	if err != nil {
+		a.log.Warn("callback replay check unavailable; applied", "route", route, "err", err)
+		return false
+	}
+	return !first
+}
+
+// callbackKey identifies one callback: its route, signature and parameters, sorted.
+func callbackKey(route, ts, sig string, p params) [sha256.Size]byte {
+	names := make([]string, 0, len(p))
+	for k := range p {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%s\n", route, ts, sig)
+	for _, k := range names {
+		fmt.Fprintf(h, "%d:%s=%d:%s\n", len(k), k, len(p[k]), p[k])
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// callbackMemory remembers accepted callbacks until their timestamps leave the window. Only
+// correctly signed callbacks get here, so its size is what Aliyun sends in maxSkew.
+type callbackMemory struct {
+	mu    sync.Mutex
+	until map[[sha256.Size]byte]time.Time
+	sweep time.Time
+}
+
+// add remembers key until until and reports false when it was remembered already.
+func (m *callbackMemory) add(key [sha256.Size]byte, until, now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.until == nil {
+		m.until = map[[sha256.Size]byte]time.Time{}
+	}
+	if now.After(m.sweep) {
+		for k, u := range m.until {
+			if now.After(u) {
+				delete(m.until, k)
+			}
+		}
+		m.sweep = now.Add(10 * time.Second)
+	}
+	if u, ok := m.until[key]; ok && !now.After(u) {
+		return false
+	}
+	m.until[key] = until
+	return true
 }
 
 // wrap refuses unsigned, wrongly signed and stale callbacks with 403 before fn runs, so a
@@ -142,6 +229,12 @@ func (a *callbackAuth) wrap(route string, fn apiFunc) apiFunc {
 		if reason := a.check(r); reason != "" {
 			a.refuse(route, reason, r)
 			return nil, actors.Errorf(actors.CodeForbidden, "回调签名校验失败: %s", reason)
+		}
+		if a.replayed(route, p, r) {
+			// Answered as the first one was (Aliyun may retry an answered callback), but a
+			// captured publish_done sent again after a new publish ends nothing.
+			a.refused.WithLabelValues(route, RefusedReplay).Inc()
+			return nil, nil
 		}
 		return fn(ctx, p, r)
 	}

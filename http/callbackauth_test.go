@@ -209,7 +209,8 @@ func TestCallbackAuthRefusesAndAccepts(t *testing.T) {
 	}
 }
 
-// The window is CallbackMaxSkew in both directions, inclusive, on the handler's clock.
+// The window is CallbackMaxSkew into the past and at most 30 s into the future, inclusive, on
+// the handler's clock.
 func TestCallbackAuthSkewWindow(t *testing.T) {
 	const key = "k"
 	base := time.Unix(1700000000, 0)
@@ -220,16 +221,16 @@ func TestCallbackAuthSkewWindow(t *testing.T) {
 		offset time.Duration
 		ok     bool
 	}{
-		{0, true}, {-120 * time.Second, true}, {120 * time.Second, true},
-		{-121 * time.Second, false}, {121 * time.Second, false}, {-time.Hour, false},
+		{0, true}, {-120 * time.Second, true}, {30 * time.Second, true},
+		{-121 * time.Second, false}, {31 * time.Second, false}, {120 * time.Second, false}, {-time.Hour, false},
 	} {
 		r := s.do(t, "GET", path, "", "", signedHeaders("push.example", key, base.Add(c.offset))...)
 		if ok := r.Status == 200 && r.Code == 200; ok != c.ok {
 			t.Errorf("offset %v: HTTP %d %+v, want accepted=%v", c.offset, r.Status, r, c.ok)
 		}
 	}
-	if got := metricValue(t, reg, "roomengine_callbacks_refused_total", map[string]string{"route": "/ali/stream/notify", "reason": "stale"}); got != 3 {
-		t.Fatalf("stale refusals %v, want 3", got)
+	if got := metricValue(t, reg, "roomengine_callbacks_refused_total", map[string]string{"route": "/ali/stream/notify", "reason": "stale"}); got != 4 {
+		t.Fatalf("stale refusals %v, want 4", got)
 	}
 }
 
@@ -276,5 +277,44 @@ func TestCallbackAuthSimulatedMixResult(t *testing.T) {
 	fs := sub.frames(5) // 17, 17, then 5 and two 16 in any order
 	if n := len(byType(t, fs, 16)); n != 2 {
 		t.Fatalf("type 16 frames: %d of %v", n, typesOf(fs))
+	}
+}
+
+// A captured publish_done sent again after a new publish changes nothing: an exact repeat of
+// a callback is answered 200, counted as a replay, and not applied. The same callback with
+// other parameters, or signed anew, is a new callback.
+func TestCallbackReplayChangesNothing(t *testing.T) {
+	const key = "cb-key"
+	reg := prometheus.NewRegistry()
+	s := newServer(t, serverOpts{callbackAuthKey: key, reg: reg})
+	mustOK(t, s.post(t, "/login", "name", "alice"), nil)
+	var room roomObject
+	mustOK(t, s.post(t, "/live/create", "uid", "1"), &room)
+	R := room.RoomID
+	notify := "/ali/stream/notify?app=DemoApp&appname=DemoApp&id=" + R + "&action="
+	now := time.Now()
+	mustOK(t, s.do(t, "GET", notify+"publish", "", "", signedHeaders("push.example", key, now)...), nil)
+	captured := signedHeaders("push.example", key, now.Add(-time.Second))
+	mustOK(t, s.do(t, "GET", notify+"publish_done", "", "", captured...), nil)
+	if got := roomStatus(t, s, R).Status; got != 0 {
+		t.Fatalf("after publish_done: status %d", got)
+	}
+	// The host publishes again (Aliyun signs each callback when it sends it).
+	mustOK(t, s.do(t, "GET", notify+"publish", "", "", signedHeaders("push.example", key, now.Add(time.Second))...), nil)
+	r := s.do(t, "GET", notify+"publish_done", "", "", captured...)
+	if r.Status != http.StatusOK || r.Code != 200 {
+		t.Fatalf("replayed publish_done: HTTP %d %+v, want 200", r.Status, r)
+	}
+	if got := roomStatus(t, s, R).Status; got != 1 {
+		t.Fatalf("a replayed publish_done ended the stream: status %d, want 1 (publishing)", got)
+	}
+	if got := metricValue(t, reg, "roomengine_callbacks_refused_total", map[string]string{"route": "/ali/stream/notify", "reason": "replay"}); got != 1 {
+		t.Fatalf("replays counted %v, want 1", got)
+	}
+	// The same signature with other parameters is not a repeat (and its signature covers
+	// only the time, as Aliyun's does): applied.
+	mustOK(t, s.do(t, "GET", notify+"publish_done&node=other", "", "", captured...), nil)
+	if got := roomStatus(t, s, R).Status; got != 0 {
+		t.Fatalf("a different callback was taken for a repeat: status %d", got)
 	}
 }

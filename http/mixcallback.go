@@ -42,6 +42,11 @@ func (h *Handler) mixCallback(cb *callbackAuth) httprouter.Handle {
 			h.setReadDeadline(w, time.Time{})
 		}
 		fields := callbackFields(r.URL.RawQuery, body)
+		if cb != nil && cb.replayed(mixCallbackRoute, params(fields), r) {
+			cb.refused.WithLabelValues(mixCallbackRoute, RefusedReplay).Inc()
+			writeOK(rec, nil) // a repeat: answered as the first one, applied no more
+			return
+		}
 		ev := recogniseMixEvent(fields, h.opts.TemplateName)
 		h.log.Info("aliyun mix callback", "mixStreamId", ev.MixID, "mainRoom", ev.MainRoom, "event", ev.Event,
 			"code", ev.Code, "failed", ev.Failed, "query", r.URL.RawQuery,

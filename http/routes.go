@@ -124,7 +124,7 @@ func (h *Handler) like(ctx context.Context, p params, _ *http.Request) (any, err
 	return nil, h.opts.Engine.Like(ctx, v[1], v[0])
 }
 
-func (h *Handler) list(ctx context.Context, p params, _ *http.Request) (any, error) {
+func (h *Handler) list(ctx context.Context, p params, r *http.Request) (any, error) {
 	q := actors.ListQuery{RoomID: p.get("roomId")}
 	var err error
 	if q.Offset, err = nonNegative(p, "offset"); err != nil {
@@ -135,6 +135,9 @@ func (h *Handler) list(ctx context.Context, p params, _ *http.Request) (any, err
 	}
 	data, err := h.opts.Engine.List(ctx, q)
 	if err != nil {
+		return nil, err
+	}
+	if data, err = h.listFor(r, p, data); err != nil {
 		return nil, err
 	}
 	return rawJSON(data), nil

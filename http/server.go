@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -70,6 +71,17 @@ type Options struct {
 	RateBurst int
 	// CORSOrigins allows browser pages from these origins ("*" = any); empty = CORS off.
 	CORSOrigins []string
+	// TrustedProxies are the proxies whose X-Forwarded-For / Forwarded headers name the
+	// client (http.trustedProxies, clientaddr.go); empty: the TCP peer is the client.
+	TrustedProxies []netip.Prefix
+	// MaxWSConnsPerUser bounds one signed-in user's open sockets (auth.required; 0 = none).
+	MaxWSConnsPerUser int
+	// TicketSecret signs the WebSocket tickets of POST /ws/ticket (auth.secret).
+	TicketSecret []byte
+	// FirstSeen, when set, records key for ttl across the deployment and reports whether
+	// it was new (the Redis store's SET NX): a signed callback replayed to another node and
+	// a ticket used on two nodes are caught too. Without it each node remembers its own.
+	FirstSeen func(ctx context.Context, key string, ttl time.Duration) (bool, error)
 }
 
 // Handler is the whole HTTP surface.
@@ -80,6 +92,9 @@ type Handler struct {
 	log     *slog.Logger
 	limiter *perIPLimiter
 	outer   http.Handler // router behind rate limit and CORS
+
+	tickets     *tickets // nil without auth.required
+	userSockets userSockets
 }
 
 // NewHandler builds the router with every route and callback of docs/api.md.
@@ -105,7 +120,11 @@ func NewHandler(opts Options) *Handler {
 	// Every value a client sends may reach a log line (a wrapped error, a route, a callback
 	// body): the logger cuts each one and rate-limits repeated warnings.
 	opts.Logger = logcap.Wrap(opts.Logger)
-	h := &Handler{opts: opts, router: httprouter.New(), metrics: newHTTPMetrics(opts.Registerer), log: opts.Logger}
+	h := &Handler{opts: opts, router: httprouter.New(), metrics: newHTTPMetrics(opts.Registerer), log: opts.Logger,
+		userSockets: userSockets{max: opts.MaxWSConnsPerUser, n: map[string]int{}}}
+	if opts.AuthRequired && len(opts.TicketSecret) > 0 {
+		h.tickets = newTickets(opts.TicketSecret, opts.Now, opts.FirstSeen)
+	}
 	cb := newCallbackAuth(opts)
 	r := h.router
 	r.RedirectTrailingSlash, r.RedirectFixedPath = false, false
@@ -156,6 +175,7 @@ func NewHandler(opts Options) *Handler {
 	}
 	if opts.Gateway != nil {
 		r.Handler("GET", "/ws", h.signedInGateway(opts.Gateway))
+		h.api("POST", "/ws/ticket", h.wsTicket)
 	}
 	if opts.Console != nil {
 		for _, m := range []string{"GET", "POST"} {
@@ -174,6 +194,7 @@ func NewHandler(opts Options) *Handler {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r = withClientAddr(r, h.opts.TrustedProxies)
 	if hasBody(r) {
 		// The server has no ReadTimeout (it would cut WebSockets and slow handlers), so
 		// the body gets its own deadline here. It stays set until the body is read (see

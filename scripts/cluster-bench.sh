@@ -48,7 +48,7 @@ TTL=${CBENCH_TTL:-3s}
 SERVER=${CBENCH_SERVER:-bin/appserver}
 LOADGEN=bin/loadgen
 OUT_DIR=bench/results
-ADMIN_TOKEN=cluster-bench-admin
+ADMIN_TOKEN=cluster-bench-admin-token-0123456789abcdef
 POLL_LIMIT_S=30 # no wait below lasts longer than this
 
 die() { echo "cluster-bench: $*" >&2; exit 2; }

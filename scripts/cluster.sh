@@ -134,6 +134,9 @@ if [[ -z $TOKEN ]]; then
   TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
   (umask 077 && printf '%s\n' "$TOKEN" >"$DIR/admin-token")
 fi
+# The nodes sign their messages to each other (docs/security.md); on loopback it is optional,
+# but a cluster run as it is deployed is the one worth trying.
+CLUSTER_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 
 # redis_start NAME PORT ARGS…: one redis-server (or sentinel) on the loopback interface, its
 # log in $DIR/NAME.log; returns once it answers PING.
@@ -207,6 +210,7 @@ for ((i = 0; i < NODES; i++)); do
     APPSERVER_CLUSTER_NODE=n$((i + 1)) \
     APPSERVER_CLUSTER_BINDADDR=127.0.0.1:0 \
     APPSERVER_CLUSTER_MEMBERTTL=$TTL \
+    APPSERVER_CLUSTER_SECRET=$CLUSTER_SECRET \
     "$BIN" >"$DIR/n$((i + 1)).log" 2>&1 &
   NODE_PIDS+=($!)
 done

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	nethttp "net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	apihttp "roomengine/http"
 	"roomengine/http/gateway"
 	"roomengine/internal/logcap"
+	redisstore "roomengine/persistence/redis"
 )
 
 // drainTimeout bounds how long SIGTERM waits for in-flight requests.
@@ -39,6 +41,7 @@ type app struct {
 	mns       *aliyun.MNSPublisher // nil unless push includes mns
 	simulator *aliyun.Simulator    // nil unless mix: simulator
 	server    *nethttp.Server
+	connLimit *apihttp.ConnLimit       // http.maxConns; nil without a limit
 	cluster   *clusterNode             // nil on a single node
 	breakers  map[string]func() string // circuit breaker states by API, for the console
 }
@@ -91,7 +94,8 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	// 1,024 queued frames per client ride out a 50 ms stall at 20,000 messages/s.
 	gwOpts := gateway.Options{QueueSize: 1024, HistorySize: historySize, Logger: log.With("component", "gateway"), Registerer: reg,
 		MaxTags: cfg.HTTP.WS.MaxTags, MaxTagLength: cfg.HTTP.WS.MaxTagLength, MaxTopicLength: cfg.HTTP.WS.MaxTopicLength,
-		MaxConnsPerAddr: wsConnLimit(cfg.HTTP.WS.MaxConnsPerAddr)}
+		MaxConnsPerAddr: wsConnLimit(cfg.HTTP.WS.MaxConnsPerAddr),
+		IdleTopicTTL:    cfg.HTTP.WS.IdleTopicTTL, MaxHistoryBytes: historyCap(cfg.HTTP.WS.MaxHistoryBytes)}
 	var clusterCfg *actors.ClusterConfig
 	ready := store.Ping
 	if a.cluster != nil {
@@ -158,9 +162,14 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		RateBurst:    cfg.HTTP.RateBurst,
 		CORSOrigins:  cfg.HTTP.CORSOrigins,
 		TemplateName: cfg.Videocall.TemplateName,
-		Logger:       log.With("component", "http"),
-		Registerer:   reg,
-		Gatherer:     reg,
+
+		TrustedProxies:    trustedProxies(cfg.HTTP.TrustedProxies),
+		MaxWSConnsPerUser: cfg.HTTP.WS.MaxConnsPerUser,
+		TicketSecret:      secret,
+		FirstSeen:         firstSeen(store),
+		Logger:            log.With("component", "http"),
+		Registerer:        reg,
+		Gatherer:          reg,
 
 		// A client sending less than its Content-Length is answered and cut off.
 		BodyReadTimeout: readTimeout,
@@ -192,8 +201,10 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	if a.cluster != nil {
 		a.cluster.start(engine, gw)
 	}
+	a.connLimit = apihttp.NewConnLimit(cfg.HTTP.MaxConns)
 	a.server = &nethttp.Server{
 		Handler:           handler,
+		ConnState:         a.connLimit.ConnState,
 		ReadHeaderTimeout: readTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.With("component", "net/http").Handler(), slog.LevelWarn),
@@ -224,10 +235,15 @@ func (a *app) publisher(reg prometheus.Registerer, breakers *prometheus.GaugeVec
 			return nil, fmt.Errorf("push mns: %w", err)
 		}
 		a.addBreaker("mns", client.BreakerState)
-		a.mns = aliyun.NewMNSPublisher(client, aliyun.MNSPublisherOptions{
+		opts := aliyun.MNSPublisherOptions{
 			SubscriptionEndpoint: a.cfg.Ali.MNSTopic.SubscriptionEndpoint,
 			Logger:               a.log.With("component", "mns"), Registerer: reg,
-		})
+		}
+		if a.cluster != nil {
+			// An expelled node sends nothing more: its rooms are other nodes' now.
+			opts.Member = a.cluster.member.LeaseValid
+		}
+		a.mns = aliyun.NewMNSPublisher(client, opts)
 		backends = append(backends, a.mns)
 	}
 	if len(backends) == 1 {
@@ -315,6 +331,7 @@ func (d discardResponse) WriteHeader(int)             {}
 // and close the store.
 func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	ln = apihttp.SpaceTolerant(ln) // Aliyun's MixResult callback has raw spaces in its query
+	ln = a.connLimit.Listener(ln)  // outermost: the server's ConnState sees its connections
 	a.log.Info("listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(ln) }()
@@ -420,4 +437,34 @@ func newURLs(cfg *config.Config) actors.URLs {
 	}
 	base = "ws" + strings.TrimPrefix(base, "http")
 	return gatewayURLs{URLBuilder: b, wsBase: base}
+}
+
+// trustedProxies parses http.trustedProxies (config validation has checked every entry).
+func trustedProxies(list []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := config.ParseTrusted(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// historyCap is http.ws.maxHistoryBytes for the gateway, whose 0 means its default: 0 in
+// the configuration means no cap.
+func historyCap(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// firstSeen is the deployment-wide memory of callbacks and tickets used once: Redis's with
+// the redis store (every node of a cluster shares it), else none (each node remembers its
+// own, which on one node is all of them).
+func firstSeen(store actors.Store) func(context.Context, string, time.Duration) (bool, error) {
+	if rs, ok := store.(*redisstore.Store); ok {
+		return rs.FirstSeen
+	}
+	return nil
 }

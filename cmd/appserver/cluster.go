@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -49,6 +50,8 @@ type clusterNode struct {
 	follower  *redisstore.Follower
 	feedFrom  string
 	client    *peer.Client
+	signer    *peer.Signer // nil without cluster.secret (loopback only)
+	tls       *tls.Config  // nil without cluster.tls
 	peerLn    net.Listener
 	peerSrv   *nethttp.Server
 
@@ -92,8 +95,20 @@ func joinCluster(ctx context.Context, cfg *config.Config, store actors.Store, lo
 		return nil, fmt.Errorf("cluster feed: %w", err)
 	}
 	n := &clusterNode{cfg: cfg, log: log.With("component", "cluster", "node", name), store: rs, member: member,
-		feedFrom: head, client: peer.NewClient(peerDialTimeout), peerLn: ln, expelled: make(chan struct{}),
+		feedFrom: head, signer: peer.NewSigner(cfg.Cluster.Secret, cfg.Cluster.PreviousSecret), peerLn: ln, expelled: make(chan struct{}),
 		pushRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomengine_push_refused"})}
+	n.client = peer.NewClient(peerDialTimeout, n.signer)
+	if t := cfg.Cluster.TLS; t.Cert != "" {
+		if n.tls, err = peer.TLSConfig(t.Cert, t.Key, t.CA); err != nil {
+			_ = member.Leave(context.Background())
+			_ = ln.Close()
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		n.client.UseTLS(n.tls)
+	}
+	if n.signer == nil {
+		n.log.Warn("cluster messages are not signed (no cluster.secret): only processes of this machine may reach cluster.bindAddr")
+	}
 	n.follower = rs.NewFollower(redisstore.FollowerOptions{Name: "roomengine-feed-" + name, Logger: n.log})
 	n.publisher = rs.NewPublisher(redisstore.PublisherOptions{Node: name, Incarnation: member.Incarnation(),
 		HistoryCap: historySize, Refused: n.pushRefused, Logger: n.log})
@@ -177,15 +192,13 @@ func (n *clusterNode) engineConfig() *actors.ClusterConfig {
 // start serves the other nodes, follows the feed into the engine's read model and the
 // gateway, and renews the membership.
 func (n *clusterNode) start(engine *actors.Engine, gw *gateway.Gateway) {
-	n.peerSrv = &nethttp.Server{Handler: peer.Handler(engine, n.log), ReadHeaderTimeout: readTimeout,
-		IdleTimeout: 2 * time.Minute,
-		ErrorLog:    slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
+	n.peerSrv = peer.NewServer(engine, n.signer, n.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	n.done.Add(3)
 	go func() {
 		defer n.done.Done()
-		if err := n.peerSrv.Serve(n.peerLn); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
+		if err := n.peerSrv.Serve(n.listener()); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
 			n.log.Error("cluster listener stopped", "err", err)
 		}
 	}()
@@ -200,6 +213,16 @@ func (n *clusterNode) start(engine *actors.Engine, gw *gateway.Gateway) {
 		defer n.done.Done()
 		n.member.Run(ctx, func() { close(n.expelled) })
 	}()
+}
+
+// listener is the cluster port as the peer server serves it: guarded, then TLS if set (the
+// guard counts connections before their handshake, so a flood of handshakes is bounded too).
+func (n *clusterNode) listener() net.Listener {
+	ln := peer.Guard(n.peerLn, n.cfg.Cluster.MaxConns, peer.ProveWithin)
+	if n.tls != nil {
+		ln = tls.NewListener(ln, n.tls)
+	}
+	return ln
 }
 
 // leave hands the node's rooms and calls over: called after the engine stopped (every

@@ -25,7 +25,7 @@ import (
 // path uses protoactor's remoting, whose races would force otherwise) on one real
 // redis-server, each on loopback ports of its own.
 
-const clusterAdminToken = "cluster-test-admin"
+const clusterAdminToken = "cluster-test-admin-token-0123456789abcdef"
 
 // testCluster is one redis-server and the nodes started on it.
 type testCluster struct {
@@ -59,20 +59,26 @@ func (c *testCluster) start(names ...string) []*clNode {
 	c.t.Helper()
 	out := make([]*clNode, 0, len(names))
 	for _, name := range names {
-		port := freePort(c.t)
-		env := append(redisEnv(c.t, c.redis, c.prefix), "APPSERVER_CLUSTER_ENABLED=true",
-			"APPSERVER_CLUSTER_NODE="+name, "APPSERVER_CLUSTER_MEMBERTTL="+c.ttl.String(),
-			"APPSERVER_ADMIN_TOKEN="+clusterAdminToken)
-		n := &clNode{proc: start(c.t, c.bin, port, append(env, c.extra...)...), name: name, port: port}
-		c.nodes[name] = n
-		c.t.Cleanup(func() {
-			if c.t.Failed() {
-				c.t.Logf("log of %s (port %d):\n%s", name, port, importantLines(n.log.String()))
-			}
-		})
-		out = append(out, n)
+		out = append(out, c.startEnv(name))
 	}
 	return out
+}
+
+// startEnv runs one node with env added to the cluster's extra settings.
+func (c *testCluster) startEnv(name string, env ...string) *clNode {
+	c.t.Helper()
+	port := freePort(c.t)
+	base := append(redisEnv(c.t, c.redis, c.prefix), "APPSERVER_CLUSTER_ENABLED=true",
+		"APPSERVER_CLUSTER_NODE="+name, "APPSERVER_CLUSTER_MEMBERTTL="+c.ttl.String(),
+		"APPSERVER_ADMIN_TOKEN="+clusterAdminToken)
+	n := &clNode{proc: start(c.t, c.bin, port, append(append(base, c.extra...), env...)...), name: name, port: port}
+	c.nodes[name] = n
+	c.t.Cleanup(func() {
+		if c.t.Failed() {
+			c.t.Logf("log of %s (port %d):\n%s", name, port, importantLines(n.log.String()))
+		}
+	})
+	return n
 }
 
 // importantLines keeps the warnings and errors of a node's log.

@@ -39,9 +39,10 @@ func TestClusterBehindNginx(t *testing.T) {
 	srv := redistest.Start(t)
 	bin := binary(t)
 
-	lbPort := freePort(t)
+	lbPort, opsPort := freePort(t), freePort(t)
 	lb := &proc{base: fmt.Sprintf("http://127.0.0.1:%d", lbPort)}
-	const token = "ngx-test-admin-token"
+	ops := fmt.Sprintf("http://127.0.0.1:%d", opsPort)
+	const token = "ngx-test-admin-token-0123456789abcdef"
 	names := []string{"n1", "n2", "n3"}
 	nodes := map[string]*proc{}
 	var nodePorts []int
@@ -50,11 +51,11 @@ func TestClusterBehindNginx(t *testing.T) {
 		env := append(redisEnv(t, srv, "ngx"),
 			"APPSERVER_CLUSTER_ENABLED=true", "APPSERVER_CLUSTER_NODE="+name,
 			"APPSERVER_CLUSTER_MEMBERTTL="+ngxMemberTTL.String(), "APPSERVER_ADMIN_TOKEN="+token,
-			"APPSERVER_HTTP_PUBLICURL="+lb.base)
+			"APPSERVER_HTTP_PUBLICURL="+lb.base, "APPSERVER_HTTP_TRUSTEDPROXIES=127.0.0.1")
 		nodes[name] = start(t, bin, port, env...)
 		nodePorts = append(nodePorts, port)
 	}
-	ngx := ngxStart(t, nginxBin, lbPort, nodePorts)
+	ngx := ngxStart(t, nginxBin, lbPort, opsPort, nodePorts)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, name := range names {
@@ -104,7 +105,19 @@ func TestClusterBehindNginx(t *testing.T) {
 		return ngxListed(lb, room) == 1
 	})
 
-	info := ngxCluster(t, lb.base, token, room)
+	// The operators' routes are not public: only the operators' port reaches them.
+	for _, path := range []string{"/metrics", "/console", "/console/api/rooms", "/admin/cluster", "/reset"} {
+		res, err := client.Get(lb.base + path)
+		require.NoError(t, err)
+		res.Body.Close()
+		assert.Equal(t, http.StatusNotFound, res.StatusCode, "public %s", path)
+	}
+	res, err := client.Get(ops + "/metrics")
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusOK, res.StatusCode, "/metrics on the operators' port")
+
+	info := ngxCluster(t, ops, token, room)
 	require.Len(t, info.Members, 3)
 	killedName, owner := info.Owner, nodes[info.Owner]
 	require.NotNil(t, owner, "owner %q is not one of the nodes", info.Owner)
@@ -165,9 +178,9 @@ func TestClusterBehindNginx(t *testing.T) {
 
 	// The room lives on another node now, and the cluster says so.
 	ngxEventually(t, "the killed node out of the members", 5*time.Second, func() bool {
-		return len(ngxCluster(t, lb.base, token, room).Members) == 2
+		return len(ngxCluster(t, ops, token, room).Members) == 2
 	})
-	info = ngxCluster(t, lb.base, token, room)
+	info = ngxCluster(t, ops, token, room)
 	assert.NotEqual(t, killedName, info.Owner, "the room's owner after the kill")
 	assert.NotNil(t, nodes[info.Owner], "owner %q is not one of the nodes", info.Owner)
 
@@ -212,13 +225,14 @@ func (n *ngxProc) errorLog() string {
 // ngxStart runs nginx in the foreground with docs/nginx-cluster.conf, its listen port and
 // upstream servers rewritten to port and nodePorts, everything else in a temporary
 // directory. It returns once nginx answers /healthz through the nodes.
-func ngxStart(t *testing.T, bin string, port int, nodePorts []int) *ngxProc {
+func ngxStart(t *testing.T, bin string, port, opsPort int, nodePorts []int) *ngxProc {
 	t.Helper()
 	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "nginx-cluster.conf"))
 	require.NoError(t, err)
 	site := string(doc)
 	// The documented file names the nodes of `make cluster` and port 8080: point it at ours.
-	replace := map[string]string{"listen 8080;": fmt.Sprintf("listen 127.0.0.1:%d;", port)}
+	replace := map[string]string{"listen 8080;": fmt.Sprintf("listen 127.0.0.1:%d;", port),
+		"listen 127.0.0.1:8081;": fmt.Sprintf("listen 127.0.0.1:%d;", opsPort)}
 	for i, p := range nodePorts {
 		replace[fmt.Sprintf("server 127.0.0.1:%d ", 4101+i)] = fmt.Sprintf("server 127.0.0.1:%d ", p)
 	}

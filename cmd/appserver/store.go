@@ -1,11 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -44,7 +48,10 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (actor
 		return store, cfg.Actors.AskTimeout, nil
 	case config.StoreRedis:
 		goredis.SetLogger(newRedisLogger(log.With("component", "redis"), cfg.Redis.Password, cfg.Redis.Sentinel.Password))
-		opts := redisOptions(cfg)
+		opts, err := redisOptions(cfg)
+		if err != nil {
+			return nil, 0, err
+		}
 		opts.Logger = log.With("component", "redis")
 		store, err := openRedis(ctx, opts, redisStartupWait, log)
 		if err != nil {
@@ -55,9 +62,14 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (actor
 	return nil, 0, fmt.Errorf("unknown store %q", cfg.Store)
 }
 
-func redisOptions(cfg *config.Config) redisstore.Options {
+func redisOptions(cfg *config.Config) (redisstore.Options, error) {
+	tlsConfig, err := redisTLS(cfg)
+	if err != nil {
+		return redisstore.Options{}, err
+	}
 	return redisstore.Options{
 		Addr:      net.JoinHostPort(cfg.Redis.Host, strconv.Itoa(cfg.Redis.Port)),
+		Username:  cfg.Redis.Username,
 		Password:  cfg.Redis.Password,
 		DB:        cfg.Redis.DB,
 		KeyPrefix: cfg.Redis.KeyPrefix,
@@ -68,7 +80,36 @@ func redisOptions(cfg *config.Config) redisstore.Options {
 		SentinelPassword: cfg.Redis.Sentinel.Password,
 		WaitReplicas:     cfg.Redis.WaitReplicas,
 		FailoverGrace:    cfg.Redis.FailoverGrace,
+		TLS:              tlsConfig,
+	}, nil
+}
+
+// redisTLS is redis.tls.* as a TLS configuration (nil when off). A file that cannot be read
+// is a configuration error naming its key.
+func redisTLS(cfg *config.Config) (*tls.Config, error) {
+	t := cfg.Redis.TLS
+	if !t.Enabled {
+		return nil, nil
 	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cmp.Or(t.ServerName, cfg.Redis.Host)}
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("config: redis.tls.ca: %v", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("config: redis.tls.ca: no PEM certificate in %s", t.CA)
+		}
+	}
+	if t.Cert != "" {
+		pair, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("config: redis.tls.cert/key: %v", err)
+		}
+		c.Certificates = []tls.Certificate{pair}
+	}
+	return c, nil
 }
 
 // openRedis connects, retrying with backoff for up to wait while Redis is unreachable or

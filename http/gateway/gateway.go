@@ -65,6 +65,14 @@ type Options struct {
 	// FeedLag, in cluster mode, is how far the node's feed follower is behind; it backs
 	// roomengine_push_feed_lag_seconds.
 	FeedLag func() time.Duration
+	// IdleTopicTTL: a topic without subscribers whose seq has not moved for this long is
+	// forgotten (default DefaultIdleTopicTTL, 5m). MaxHistoryBytes caps the history of all
+	// topics together (default DefaultMaxHistoryBytes; negative: no cap): beyond it the
+	// longest-idle topics without subscribers are forgotten. EvictInterval is how often
+	// both are checked (default 10s). See evict.go.
+	IdleTopicTTL    time.Duration
+	MaxHistoryBytes int64
+	EvictInterval   time.Duration
 }
 
 // Gateway is the WebSocket push gateway. It is an actors.Publisher and an http.Handler for
@@ -74,6 +82,7 @@ type Gateway struct {
 	log     *slog.Logger
 	topics  *topics
 	metrics *metrics
+	evict   *evictMetrics
 
 	mu       sync.Mutex
 	closed   bool
@@ -136,17 +145,28 @@ func New(opts Options) *Gateway {
 		opts.SeqOrigin = noOrigin
 		registerFeedLag(opts.Registerer, opts.FeedLag)
 	}
+	if opts.IdleTopicTTL <= 0 {
+		opts.IdleTopicTTL = DefaultIdleTopicTTL
+	}
+	if opts.MaxHistoryBytes == 0 {
+		opts.MaxHistoryBytes = DefaultMaxHistoryBytes
+	}
+	if opts.EvictInterval <= 0 {
+		opts.EvictInterval = defaultEvictInterval
+	}
 	g := &Gateway{
 		opts:        opts,
 		log:         opts.Logger,
 		topics:      newTopics(opts.SeqOrigin, opts.DeletedTopicGrace, writerCount()),
 		metrics:     newMetrics(opts.Registerer),
+		evict:       newEvictMetrics(opts.Registerer),
 		conns:       make(map[*conn]struct{}),
 		perAddr:     make(map[string]int),
 		shutdown:    make(chan struct{}),
 		stopWriters: make(chan struct{}),
 	}
 	g.startWriters(g.topics.parts, g.stopWriters)
+	go g.runJanitor(opts.EvictInterval)
 	return g
 }
 

@@ -83,7 +83,8 @@ type topic struct {
 	seq    uint64
 	hist   []*frame // ring buffer, oldest at head once full
 	head   int
-	dead   bool // removed from its shard; holders of a stale pointer must look it up again
+	dead   bool     // removed from its shard; holders of a stale pointer must look it up again
+	idle   idleMark // the eviction janitor's note (evict.go)
 	parts  []topicPart
 }
 

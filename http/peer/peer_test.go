@@ -26,11 +26,11 @@ func (e echoEngine) ServePeer(_ context.Context, req actors.PeerRequest) actors.
 // A request crosses intact and its answer comes back, text with & < > included.
 func TestSendDeliversAndAnswers(t *testing.T) {
 	eng := echoEngine{got: make(chan actors.PeerRequest, 1)}
-	srv := httptest.NewServer(Handler(eng, slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(Handler(eng, nil, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
-	c := NewClient(time.Second)
+	c := NewClient(time.Second, nil)
 	defer c.Close()
-	req := actors.PeerRequest{Kind: actors.PeerRoom, ID: "abc", Event: "comment", Data: []byte(`{"Text":"<hi>"}`)}
+	req := actors.PeerRequest{Kind: actors.PeerRoom, ID: "abc", Event: "comment", Data: []byte(`{"user":{"id":"7","name":"n"},"text":"<hi>"}`)}
 	rep, err := c.Send(context.Background(), strings.TrimPrefix(srv.URL, "http://"), req)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +54,7 @@ func TestSendFailsFastAndAtTheDeadline(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	c := NewClient(time.Second)
+	c := NewClient(time.Second, nil)
 	start := time.Now()
 	_, err = c.Send(context.Background(), addr, actors.PeerRequest{Kind: actors.PeerRoom})
 	if !errors.Is(err, actors.ErrPeerUnreachable) {
@@ -80,7 +80,7 @@ func TestSendFailsFastAndAtTheDeadline(t *testing.T) {
 // Garbage on the cluster port is refused and changes nothing.
 func TestHandlerRefusesGarbage(t *testing.T) {
 	eng := echoEngine{got: make(chan actors.PeerRequest, 1)}
-	srv := httptest.NewServer(Handler(eng, slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(Handler(eng, nil, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	resp, err := http.Post(srv.URL+Path, "application/json", strings.NewReader("{nope"))
 	if err != nil {

@@ -31,7 +31,9 @@ func newClient(opts Options, cs connSettings) *goredis.Client {
 			MasterName:       opts.SentinelMaster,
 			SentinelAddrs:    opts.SentinelAddrs,
 			SentinelPassword: opts.SentinelPassword,
+			Username:         opts.Username,
 			Password:         opts.Password,
+			TLSConfig:        opts.TLS,
 			DB:               opts.DB,
 			ClientName:       cs.name,
 			PoolSize:         cs.poolSize,
@@ -46,7 +48,9 @@ func newClient(opts Options, cs connSettings) *goredis.Client {
 	}
 	return goredis.NewClient(&goredis.Options{
 		Addr:       opts.Addr,
+		Username:   opts.Username,
 		Password:   opts.Password,
+		TLSConfig:  opts.TLS,
 		DB:         opts.DB,
 		ClientName: cs.name,
 		PoolSize:   cs.poolSize,

@@ -65,8 +65,15 @@ type PublisherOptions struct {
 	// Refused, if set, counts pushes refused for a stale fence or a lapsed membership
 	// (the wiring passes roomengine_fenced_writes_total{result="refused"}).
 	Refused prometheus.Counter
-	Logger  *slog.Logger
+	// MaxEntryBytes bounds one push (topic, tag and body): a larger one is dropped and
+	// logged, never written to the feed and every history. Default DefaultMaxEntryBytes;
+	// the API's own limits keep every real push far below it.
+	MaxEntryBytes int
+	Logger        *slog.Logger
 }
+
+// DefaultMaxEntryBytes is the default PublisherOptions.MaxEntryBytes.
+const DefaultMaxEntryBytes = 64 << 10
 
 // Publisher is the cluster's actors.Publisher: every node's pushes go through one Redis
 // script, so a topic has one seq and one order however many nodes publish to it. Publish
@@ -81,6 +88,7 @@ type Publisher struct {
 	historyCap string
 	feedCap    string
 	limit      int
+	maxEntry   int // MaxEntryBytes
 	log        *slog.Logger
 	refusedCtr prometheus.Counter
 
@@ -124,6 +132,9 @@ func (s *Store) NewPublisher(opts PublisherOptions) *Publisher {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultPushQueue
 	}
+	if opts.MaxEntryBytes <= 0 {
+		opts.MaxEntryBytes = DefaultMaxEntryBytes
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -140,6 +151,7 @@ func (s *Store) NewPublisher(opts PublisherOptions) *Publisher {
 		historyCap: strconv.Itoa(opts.HistoryCap),
 		feedCap:    strconv.Itoa(opts.FeedCap),
 		limit:      opts.QueueSize,
+		maxEntry:   opts.MaxEntryBytes,
 		log:        opts.Logger,
 		refusedCtr: opts.Refused,
 		next:       1,
@@ -170,6 +182,12 @@ func (p *Publisher) DeleteTopic(topic string) {
 }
 
 func (p *Publisher) enqueue(op pushOp) {
+	if n := len(op.p.Topic) + len(op.p.Tag) + len(op.p.Body); n > p.maxEntry {
+		p.nDropped.Add(1)
+		p.log.Error("push dropped: larger than a feed entry may be", "topic", op.p.Topic, "type", op.p.Type,
+			"bytes", n, "max", p.maxEntry)
+		return
+	}
 	p.mu.Lock()
 	if p.closing || len(p.queue) >= p.limit {
 		p.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -364,4 +365,23 @@ func TestEveryPushLandsWhileTheScriptCacheIsFlushed(t *testing.T) {
 	got, err := fx.rdb.XLen(t.Context(), fx.prefix+"feed").Result()
 	require.NoError(t, err)
 	assert.EqualValues(t, len(pubs)*perPublisher, got, "pushes on the feed")
+}
+
+// A push larger than MaxEntryBytes never reaches the feed (and so no node's history); the
+// pushes around it do, in order.
+func TestOversizedPushIsDropped(t *testing.T) {
+	fx := newFeedFixture(t)
+	_, rec := fx.follow(t, "f1", "0-0")
+	p := fx.publisher(t, PublisherOptions{MaxEntryBytes: 1024})
+	p.Publish(actors.Push{Topic: "r", Tag: "r", Body: body(1)})
+	p.Publish(actors.Push{Topic: "r", Tag: "r", Body: []byte(`{"data":"` + strings.Repeat("x", 2000) + `"}`)})
+	p.Publish(actors.Push{Topic: "r", Tag: "r", Body: body(3)})
+	flush(t, p)
+	entries := rec.waitLen(t, 2)
+	if len(entries) != 2 || entries[0].Body != string(body(1)) || entries[1].Body != string(body(3)) {
+		t.Fatalf("feed %+v, want the two small pushes only", entries)
+	}
+	if p.Dropped() != 1 {
+		t.Fatalf("dropped %d, want 1", p.Dropped())
+	}
 }

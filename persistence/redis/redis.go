@@ -39,6 +39,7 @@ package redis
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -75,8 +76,11 @@ var ErrClosed = errors.New("redis: store is closed")
 // Options configures Open. Only Addr is usually needed.
 type Options struct {
 	Addr     string // host:port, default DefaultAddr
+	Username string // ACL user (Redis 6+), empty for the default user
 	Password string // AUTH password, empty for none; never appears in errors
-	DB       int    // database number (SELECT)
+	// TLS makes the connections TLS (nil: plain TCP).
+	TLS *tls.Config
+	DB  int // database number (SELECT)
 	// KeyPrefix namespaces every key (default DefaultKeyPrefix, the old server's prefix).
 	KeyPrefix string
 	// Timeout bounds each call (each round trip for LoadRooms and Reset(""), which may

@@ -56,6 +56,9 @@ type serverOpts struct {
 	rateLimit    float64
 	rateBurst    int
 	corsOrigins  []string
+	// The publish hooks of a self-hosted media server (media_test.go).
+	media        apihttp.MediaHooks
+	templateName string
 }
 
 // newServer starts the real stack (embedded store in a temp dir, actors, gateway, router)
@@ -93,7 +96,7 @@ func newServer(t *testing.T, o serverOpts) *server {
 		MaxBodyBytes: o.maxBody, BodyReadTimeout: o.bodyReadTimeout, AdminToken: o.adminToken, Logger: log,
 		Registerer: reg, Gatherer: reg,
 		MNSInfo: o.mnsInfo, CallbackAuthKey: o.callbackAuthKey, CallbackRtmpHost: "push.example",
-		CallbackMaxSkew: o.callbackMaxSkew, Now: o.now,
+		CallbackMaxSkew: o.callbackMaxSkew, Now: o.now, Media: o.media, TemplateName: o.templateName,
 	})
 	// The simulated CDN's MixResult callback arrives like Aliyun's: as a raw HTTP request
 	// line with unencoded spaces, on the server's own (space-tolerant) listener.

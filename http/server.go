@@ -70,6 +70,9 @@ type Options struct {
 	RateBurst int
 	// CORSOrigins allows browser pages from these origins ("*" = any); empty = CORS off.
 	CORSOrigins []string
+
+	// Media configures the publish hooks of a self-hosted media server (/media/*).
+	Media MediaHooks
 }
 
 // Handler is the whole HTTP surface.
@@ -146,6 +149,8 @@ func NewHandler(opts Options) *Handler {
 		r.Handle(m, mixCallbackRoute, h.mixCallback(cb))
 	}
 
+	r.POST(nginxRTMPRoute, h.nginxRTMPHook())
+	r.POST(srsRoute, h.srsHook())
 	r.HandlerFunc("GET", "/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeEnvelope(w, http.StatusOK, envelope{Code: 200, Message: "ok"})
 	})

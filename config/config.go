@@ -277,7 +277,7 @@ func Default() *Config {
 		FFmpeg: FFmpeg{Path: "ffmpeg", MaxJobs: 8, MaxRestarts: 3, RestartWindow: 10 * time.Minute,
 			RestartBackoff: time.Second, StopGrace: 5 * time.Second, StallTimeout: 20 * time.Second,
 			Height: 360, FPS: 15, VideoBitrate: "800k", AudioBitrate: "64k"},
-		Auth:      Auth{TokenTTL: 720 * time.Hour},
+		Auth: Auth{TokenTTL: 720 * time.Hour},
 		HTTP: HTTP{MaxBodyBytes: 64 << 10, RequestTimeout: 5 * time.Second,
 			WS: WS{MaxTags: 16, MaxTagLength: 128, MaxTopicLength: 256, MaxConnsPerAddr: 256}},
 		Actors:  Actors{AskTimeout: 5 * time.Second, IdleTimeout: 10 * time.Minute},

@@ -34,7 +34,9 @@ func args(mainURL, partnerURL, outURL, layout string, o Output) []string {
 		"-progress", "pipe:1"}
 	for _, in := range []string{mainURL, partnerURL} {
 		// rw_timeout (µs): a source that stops sending ends ffmpeg instead of hanging it.
-		a = append(a, "-rw_timeout", "10000000", "-i", in)
+		// analyzeduration (µs): a live stream's first second tells its codecs; the default
+		// 5 s per input would delay every mix by 10 s.
+		a = append(a, "-analyzeduration", "1000000", "-rw_timeout", "10000000", "-i", in)
 	}
 	gop := strconv.Itoa(2 * o.FPS)
 	return append(a,

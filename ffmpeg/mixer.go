@@ -157,6 +157,8 @@ func (m *Mixer) start(ctx context.Context, req actors.MixRequest) (actors.MixSta
 		return actors.MixStarted{Streams: []string{m.OutputName(req.MainStream) + ".flv"}}, nil
 	case <-j.failed:
 		return actors.MixStarted{}, actors.Errorf(actors.CodeMixFailed, "ffmpeg混流失败: %s", j.failure())
+	case <-j.done:
+		return actors.MixStarted{}, actors.Errorf(actors.CodeMixInternal, "ffmpeg混流已停止")
 	case <-ctx.Done():
 		m.stopJob(j)
 		return actors.MixStarted{}, actors.Errorf(actors.CodeMixInternal, "ffmpeg混流输出未就绪 (%v)", ctx.Err())

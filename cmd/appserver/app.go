@@ -18,6 +18,7 @@ import (
 	"roomengine/actors"
 	"roomengine/aliyun"
 	"roomengine/config"
+	"roomengine/ffmpeg"
 	apihttp "roomengine/http"
 	"roomengine/http/gateway"
 	"roomengine/internal/logcap"
@@ -38,9 +39,12 @@ type app struct {
 	gateway   *gateway.Gateway
 	mns       *aliyun.MNSPublisher // nil unless push includes mns
 	simulator *aliyun.Simulator    // nil unless mix: simulator
-	server    *nethttp.Server
-	cluster   *clusterNode             // nil on a single node
-	breakers  map[string]func() string // circuit breaker states by API, for the console
+	ffmpeg    *ffmpeg.Mixer        // nil unless mix: ffmpeg
+	// engineReady is closed once engine is set: the mixer's failure events wait for it.
+	engineReady chan struct{}
+	server      *nethttp.Server
+	cluster     *clusterNode             // nil on a single node
+	breakers    map[string]func() string // circuit breaker states by API, for the console
 }
 
 // historySize is how many frames of a topic are kept for replay with since (per node on a
@@ -66,7 +70,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, store: store}
+	a := &app{cfg: cfg, log: log, store: store, engineReady: make(chan struct{})}
 	if cfg.Cluster.Enabled {
 		if a.cluster, err = joinCluster(ctx, cfg, store, log); err != nil {
 			_ = store.Close()
@@ -114,14 +118,16 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	engine, err := actors.NewEngine(actors.EngineConfig{
 		Cluster: clusterCfg,
 		Room: actors.RoomConfig{NoPublishTimeout: cfg.Live.NoPublishTimeout, TopicDeleteDelay: cfg.Live.TopicDeleteDelay,
-			// CreateMixStream mixes live streams: a room is ready once it publishes.
-			MixReadyOnPublish: cfg.Mix == config.MixAliyunLive},
-		Store:      store,
-		Publisher:  publisher,
-		Mixer:      mixer,
-		MixerReady: mixerReady,
-		URLs:       urls,
-		Logger:     log.With("component", "actors"),
+			// CreateMixStream and ffmpeg mix live streams: a room is ready once it publishes.
+			MixReadyOnPublish: cfg.Mix == config.MixAliyunLive || cfg.Mix == config.MixFFmpeg},
+		// ffmpeg jobs die with the process: a restarted (or taken-over) call starts them again.
+		ResumeMixes: cfg.Mix == config.MixFFmpeg,
+		Store:       store,
+		Publisher:   publisher,
+		Mixer:       mixer,
+		MixerReady:  mixerReady,
+		URLs:        urls,
+		Logger:      log.With("component", "actors"),
 		// An API request waits for its actor at most http.requestTimeout.
 		AskTimeout:   min(cfg.Actors.AskTimeout, cfg.HTTP.RequestTimeout),
 		StoreTimeout: storeTimeout,
@@ -173,6 +179,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		CallbackAuthKey:  cfg.Ali.CallbackAuthKey,
 		CallbackRtmpHost: cfg.RtmpHost,
 		CallbackMaxSkew:  cfg.Ali.CallbackMaxSkew,
+		Media:            a.mediaHooks(),
 	})
 	if a.simulator != nil {
 		// The simulated CDN's MixResult callback goes through the same route, parameter
@@ -189,6 +196,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		}
 	}
 	a.engine = engine
+	close(a.engineReady)
 	if a.cluster != nil {
 		a.cluster.start(engine, gw)
 	}
@@ -266,6 +274,13 @@ func (a *app) mixer(breakers *prometheus.GaugeVec) (actors.Mixer, func() error, 
 			CallbackURL: callback, Timeout: ali.Timeout, BreakerOpenTimeout: ali.BreakerOpenTimeout,
 			Logger: a.log.With("component", "live"), OnBreakerStateChange: onChange,
 		})
+	case config.MixFFmpeg:
+		m, err := a.newFFmpegMixer()
+		if err != nil {
+			return nil, nil, fmt.Errorf("mix ffmpeg: %w", err)
+		}
+		a.ffmpeg = m
+		return m, m.Ready, nil
 	default:
 		a.simulator = &aliyun.Simulator{Domain: a.cfg.PlayHost, App: a.cfg.AppName}
 		return a.simulator, nil, nil
@@ -356,6 +371,11 @@ func (a *app) shutdownEngine(expelled bool) {
 	a.engine.Shutdown()
 	if a.simulator != nil {
 		a.simulator.Wait()
+	}
+	if a.ffmpeg != nil {
+		// The calls stay mixed in the store: the next start (or the node that takes them
+		// over) starts their mixes again.
+		a.ffmpeg.Close()
 	}
 	if a.mns != nil && !expelled {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

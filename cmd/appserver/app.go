@@ -22,6 +22,7 @@ import (
 	apihttp "roomengine/http"
 	"roomengine/http/gateway"
 	"roomengine/internal/logcap"
+	"roomengine/mediaserver"
 )
 
 // drainTimeout bounds how long SIGTERM waits for in-flight requests.
@@ -40,6 +41,9 @@ type app struct {
 	mns       *aliyun.MNSPublisher // nil unless push includes mns
 	simulator *aliyun.Simulator    // nil unless mix: simulator
 	ffmpeg    *ffmpeg.Mixer        // nil unless mix: ffmpeg
+	// reconciler polls the media server's stream list; nil unless media.statUrl or
+	// media.srsApiUrl is set.
+	reconciler *mediaserver.Reconciler
 	// engineReady is closed once engine is set: the mixer's failure events wait for it.
 	engineReady chan struct{}
 	server      *nethttp.Server
@@ -197,6 +201,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	}
 	a.engine = engine
 	close(a.engineReady)
+	a.reconciler = a.newReconciler(reg)
 	if a.cluster != nil {
 		a.cluster.start(engine, gw)
 	}
@@ -368,6 +373,9 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 // push backends finish, hands the node's rooms over to the cluster — or, for a node the
 // cluster expelled, only stops: it owns nothing any more — and closes the store.
 func (a *app) shutdownEngine(expelled bool) {
+	if a.reconciler != nil {
+		a.reconciler.Stop()
+	}
 	a.engine.Shutdown()
 	if a.simulator != nil {
 		a.simulator.Wait()

@@ -3,12 +3,16 @@ package main
 import (
 	"context"
 	"net"
+	nethttp "net/http"
 	"path/filepath"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"roomengine/actors"
 	"roomengine/ffmpeg"
 	apihttp "roomengine/http"
+	"roomengine/mediaserver"
 )
 
 // newFFmpegMixer builds mix: ffmpeg from the ffmpeg.* keys and the stream URL keys. A mix
@@ -57,4 +61,40 @@ func (a *app) mediaHooks() apihttp.MediaHooks {
 		h.Outputs = a.ffmpeg
 	}
 	return h
+}
+
+// newReconciler starts the stream reconciliation of live.reconcileInterval when a media
+// server's stream list is configured (media.statUrl, media.srsApiUrl).
+func (a *app) newReconciler(reg prometheus.Registerer) *mediaserver.Reconciler {
+	client := &nethttp.Client{Timeout: a.cfg.Live.ReconcileInterval}
+	var listers []mediaserver.Lister
+	if u := a.cfg.Media.StatURL; u != "" {
+		listers = append(listers, mediaserver.NginxStat{URL: u, Client: client})
+	}
+	if u := a.cfg.Media.SRSAPIURL; u != "" {
+		listers = append(listers, mediaserver.SRSAPI{URL: u, Client: client})
+	}
+	if len(listers) == 0 {
+		return nil
+	}
+	unknown := prometheus.NewGauge(prometheus.GaugeOpts{Name: "roomengine_media_unknown_streams",
+		Help: "Streams the media server publishes for no known room (at the last reconciliation)."})
+	applied := prometheus.NewCounter(prometheus.CounterOpts{Name: "roomengine_media_reconciled_total",
+		Help: "Missed publish_done notifications the stream reconciliation applied."})
+	polls := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomengine_media_reconcile_polls_total",
+		Help: "Stream reconciliations run; result=failed when a stream list or the rooms could not be read."}, []string{"result"})
+	reg.MustRegister(unknown, applied, polls)
+	r := &mediaserver.Reconciler{Engine: a.engine, Listers: listers, App: a.cfg.AppName,
+		TemplateName: a.cfg.Videocall.TemplateName, Interval: a.cfg.Live.ReconcileInterval,
+		Logger:    a.log.With("component", "reconcile"),
+		OnUnknown: func(n int) { unknown.Set(float64(n)) }, OnApplied: func(string) { applied.Inc() },
+		OnPoll: func(complete bool) {
+			if complete {
+				polls.WithLabelValues("ok").Inc()
+			} else {
+				polls.WithLabelValues("failed").Inc()
+			}
+		}}
+	r.Start()
+	return r
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -46,7 +47,9 @@ type mediaStack struct {
 // rtmp is the base URL of the media server's application.
 func (m *mediaStack) rtmp() string { return fmt.Sprintf("rtmp://127.0.0.1:%d/DemoApp", m.rtmpPort) }
 
-func startMediaStack(t *testing.T, extra ...string) *mediaStack {
+// startMediaStack starts nginx-rtmp and the server; nginx rewrites more of the documented
+// configuration, extra adds server environment.
+func startMediaStack(t *testing.T, nginx map[string]string, extra ...string) *mediaStack {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs nginx-rtmp, ffmpeg and the real binary")
@@ -61,7 +64,7 @@ func startMediaStack(t *testing.T, extra ...string) *mediaStack {
 		fmt.Sprint("APPSERVER_FFMPEG_HEIGHT=", mediaHeight), "APPSERVER_FFMPEG_FPS=10", "APPSERVER_FFMPEG_VIDEOBITRATE=150k",
 		"APPSERVER_FFMPEG_AUDIOBITRATE=32k", "APPSERVER_FFMPEG_RESTARTBACKOFF=300ms", "APPSERVER_FFMPEG_STOPGRACE=3s",
 		"APPSERVER_VIDEOCALL_TEMPLATENAME=_mix"}, extra...)
-	m.nginxDir = startNginxRTMP(t, ngxBin, m.port, m.rtmpPort, m.statPort)
+	m.nginxDir = startNginxRTMP(t, ngxBin, m.port, m.rtmpPort, m.statPort, nginx)
 	m.app = start(t, m.bin, m.port, m.env...)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -84,12 +87,17 @@ func ffmpegLookPath(t *testing.T) {
 
 // startNginxRTMP runs nginx in the foreground with docs/nginx-rtmp.conf, its ports rewritten,
 // everything else in a temporary directory; it returns the directory once nginx serves /stat.
-func startNginxRTMP(t *testing.T, bin string, appPort, rtmpPort, statPort int) string {
+func startNginxRTMP(t *testing.T, bin string, appPort, rtmpPort, statPort int, more map[string]string) string {
 	t.Helper()
 	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "nginx-rtmp.conf"))
 	require.NoError(t, err)
 	conf := string(doc)
 	dir := t.TempDir()
+	// A test's own changes first: they name the documented text.
+	for from, to := range more {
+		require.Contains(t, conf, from)
+		conf = strings.ReplaceAll(conf, from, to)
+	}
 	for from, to := range map[string]string{
 		"listen 127.0.0.1:1935;": fmt.Sprintf("listen 127.0.0.1:%d;", rtmpPort),
 		"listen 127.0.0.1:8088;": fmt.Sprintf("listen 127.0.0.1:%d;", statPort),
@@ -102,6 +110,7 @@ func startNginxRTMP(t *testing.T, bin string, appPort, rtmpPort, statPort int) s
 		require.Contains(t, conf, from, "docs/nginx-rtmp.conf changed shape")
 		conf = strings.ReplaceAll(conf, from, to)
 	}
+
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644))
 	cmd := exec.Command(bin, "-p", dir+"/", "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"),
 		"-g", "daemon off;")
@@ -305,7 +314,7 @@ func (m *mediaStack) status(t *testing.T, room string) int {
 // stream has video of the layout's size and audio → push 5; a killed job is restarted and
 // the mix flows again; close → jobs end, push 15, nothing left; an encoder stops → push 10.
 func TestMediaFFmpegSideBySide(t *testing.T) {
-	m := startMediaStack(t)
+	m := startMediaStack(t, nil)
 	a, b := m.newRoom(t, "alice"), m.newRoom(t, "bob")
 
 	// Only the room's own push URL publishes: nginx drops an encoder whose auth_key is
@@ -385,4 +394,127 @@ func TestMediaFFmpegSideBySide(t *testing.T) {
 	assert.Equal(t, 0, m.status(t, b.id))
 	assert.Zero(t, a.watch.count(10))
 	encA.stop()
+}
+
+// kill -9 of the server mid-call: its jobs die with it (parent-death signal), the restarted
+// server kills what a previous run left and resumes the call's mixes (picture-in-picture:
+// the host's size); killing a job beyond its restart budget gives the mix up (push 14);
+// ffmpeg.maxJobs refuses a call whose mixes cannot run (503); closing leaves nothing.
+func TestMediaFFmpegKillNineAndRestartBudget(t *testing.T) {
+	m := startMediaStack(t, nil, "APPSERVER_FFMPEG_MAXRESTARTS=1", "APPSERVER_FFMPEG_MAXJOBS=2")
+	a, b := m.newRoom(t, "carol"), m.newRoom(t, "dave")
+	startEncoder(t, a.pushURL, "testsrc", 440)
+	startEncoder(t, b.pushURL, "testsrc2", 660)
+	waitFor(t, 20*time.Second, "push 9 for both rooms", func() bool { return a.watch.count(9) == 1 && b.watch.count(9) == 1 })
+	require.Equal(t, 200, m.accept(t, a, b, "picture_in_picture"))
+	waitFor(t, 40*time.Second, "push 5", func() bool { return a.watch.count(5) == 1 && b.watch.count(5) == 1 })
+	got, err := probe(m.rtmp() + "/" + b.id + "_mix")
+	require.NoError(t, err)
+	assert.Equal(t, probed{video: true, width: 160, height: mediaHeight, audio: true}, got,
+		"picture-in-picture: the host's picture, the guest's inside it, and audio")
+
+	// Every job slot is taken: another accept is refused with 503 and leaves nothing behind.
+	c, d := m.newRoom(t, "erin"), m.newRoom(t, "frank")
+	assert.Equal(t, 503, m.accept(t, c, d, "side_by_side"), "beyond ffmpeg.maxJobs")
+	assert.Len(t, m.mixJobs(), 2)
+
+	// kill -9: no job outlives the server.
+	before := m.mixJobs()
+	require.Len(t, before, 2)
+	require.NoError(t, m.app.cmd.Process.Signal(syscall.SIGKILL))
+	_ = m.app.cmd.Wait()
+	waitFor(t, 5*time.Second, "the jobs gone with the server", func() bool { return len(m.mixJobs()) == 0 })
+
+	// The restarted server resumes the call: its mixes flow again.
+	m.app = start(t, m.bin, m.port, m.env...)
+	a.watch, b.watch = watchTopic(t, m.app.base, a.id), watchTopic(t, m.app.base, b.id)
+	waitFor(t, 20*time.Second, "the call's two jobs running again", func() bool { return len(m.mixJobs()) == 2 })
+	eventually(t, 30*time.Second, "the resumed mix flowing", func() error {
+		p, err := probe(m.rtmp() + "/" + a.id + "_mix")
+		if err == nil && !(p.video && p.audio) {
+			err = fmt.Errorf("probed %+v", p)
+		}
+		return err
+	})
+	var rooms []struct {
+		RoomID  string `json:"roomId"`
+		IsMixed bool   `json:"isMixed"`
+	}
+	require.NoError(t, json.Unmarshal(m.app.call(t, "/live/list", url.Values{"roomId": {a.id}}), &rooms))
+	require.Len(t, rooms, 1)
+	assert.True(t, rooms[0].IsMixed, "still mixed after the restart")
+
+	// Beyond the restart budget (1): the first kill is restarted, the second gives up → 14.
+	killJobOf := func(room string) int {
+		t.Helper()
+		for pid, o := range m.mixJobs() {
+			if strings.Contains(o, "/"+room+"_mix") {
+				require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+				return pid
+			}
+		}
+		t.Fatalf("no job for %s", room)
+		return 0
+	}
+	first := killJobOf(a.id)
+	waitFor(t, 20*time.Second, "the killed job restarted", func() bool {
+		for pid, o := range m.mixJobs() {
+			if pid != first && strings.Contains(o, "/"+a.id+"_mix") {
+				return true
+			}
+		}
+		return false
+	})
+	assert.Zero(t, a.watch.count(14))
+	killJobOf(a.id)
+	waitFor(t, 15*time.Second, "push 14 on both host rooms", func() bool { return a.watch.count(14) == 1 && b.watch.count(14) == 1 })
+	assert.EqualValues(t, 3000, a.watch.last(14)["message"].(map[string]any)["code"])
+	waitFor(t, 5*time.Second, "only the other side's job left", func() bool { return len(m.mixJobs()) == 1 })
+
+	m.app.call(t, "/videocall/close", url.Values{"closeRoomId": {b.id}, "notifiedRoomId": {a.id}})
+	waitFor(t, 15*time.Second, "push 15", func() bool { return a.watch.count(15) == 1 && b.watch.count(15) == 1 })
+	waitFor(t, 10*time.Second, "nothing left running", func() bool { return len(m.mixJobs()) == 0 })
+	assert.Zero(t, zombiesOf(m.app.cmd.Process.Pid))
+}
+
+// A publish_done that never arrives (nginx's hook fails) is found by the reconciliation of
+// nginx-rtmp's /stat: the room stops publishing (status 0, push 10) within two intervals.
+func TestMediaReconcileMissedPublishDone(t *testing.T) {
+	dead := freePort(t) // nothing listens there: the on_publish_done hook fails
+	m := startMediaStack(t, map[string]string{
+		"on_publish_done http://127.0.0.1:4000/": fmt.Sprintf("on_publish_done http://127.0.0.1:%d/", dead),
+	}, "APPSERVER_LIVE_RECONCILEINTERVAL=1s")
+	a := m.newRoom(t, "grace")
+	enc := startEncoder(t, a.pushURL, "testsrc", 440)
+	waitFor(t, 20*time.Second, "push 9", func() bool { return a.watch.count(9) == 1 })
+	// A few reconciliations see the stream listed and change nothing.
+	polls := func() int { return metricValue(t, m.app.base, `roomengine_media_reconcile_polls_total{result="ok"}`) }
+	after := polls() + 3
+	waitFor(t, 10*time.Second, "three more reconciliations", func() bool { return polls() >= after })
+	assert.Zero(t, a.watch.count(10), "a listed stream is left alone")
+	enc.kill()
+	killed := time.Now()
+	waitFor(t, 10*time.Second, "push 10 from the reconciliation", func() bool { return a.watch.count(10) == 1 })
+	took := time.Since(killed)
+	t.Logf("missed publish_done applied %v after the encoder was killed", took.Round(time.Millisecond))
+	assert.Less(t, took, 2*time.Second+2*time.Second, "within two intervals (plus nginx noticing the dropped encoder)")
+	assert.Equal(t, 0, m.status(t, a.id))
+	assert.Equal(t, 1, metricValue(t, m.app.base, "roomengine_media_reconciled_total"))
+}
+
+// metricValue reads one series of /metrics, named with its labels (-1 when absent).
+func metricValue(t *testing.T, base, name string) int {
+	t.Helper()
+	res, err := client.Get(base + "/metrics")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			require.NoError(t, err)
+			return int(f)
+		}
+	}
+	return -1
 }

@@ -136,6 +136,17 @@ type Media struct {
 	StatURL string `yaml:"statUrl"`
 	// SRSAPIURL is SRS's HTTP API base (http://host:1985); empty: not polled.
 	SRSAPIURL string `yaml:"srsApiUrl"`
+	// PlayURL are the templates of the play URLs handed to clients (room objects, push 2
+	// and 5) when players reach the media server elsewhere than Aliyun's scheme says;
+	// {playHost}, {appName} and {stream} are replaced. Empty keeps Aliyun's scheme.
+	PlayURL PlayURL `yaml:"playUrl"`
+}
+
+// PlayURL are play URL templates (media.playUrl.*).
+type PlayURL struct {
+	FLV  string `yaml:"flv"`
+	HLS  string `yaml:"hls"`
+	RTMP string `yaml:"rtmp"`
 }
 
 // FFmpeg configures mix: ffmpeg, one supervised ffmpeg process per mixed stream.

@@ -228,6 +228,12 @@ func (c *Config) validateMedia() error {
 			return c.errorf("media.hookAllow", "invalid CIDR %q (want e.g. 127.0.0.1/32 or 10.0.0.0/8)", cidr)
 		}
 	}
+	for _, k := range []struct{ path, v string }{{"media.playUrl.flv", c.Media.PlayURL.FLV},
+		{"media.playUrl.hls", c.Media.PlayURL.HLS}, {"media.playUrl.rtmp", c.Media.PlayURL.RTMP}} {
+		if k.v != "" && !strings.Contains(k.v, "{stream}") {
+			return c.errorf(k.path, "template %q lacks {stream}", k.v)
+		}
+	}
 	for _, k := range []struct{ path, v string }{{"media.statUrl", c.Media.StatURL}, {"media.srsApiUrl", c.Media.SRSAPIURL}} {
 		if k.v == "" {
 			continue

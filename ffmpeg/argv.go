@@ -38,7 +38,7 @@ func args(mainURL, partnerURL, outURL, layout string, o Output) []string {
 		// 5 s per input would delay every mix by 10 s.
 		a = append(a, "-analyzeduration", "1000000", "-rw_timeout", "10000000", "-i", in)
 	}
-	gop := strconv.Itoa(2 * o.FPS)
+	gop := strconv.Itoa(o.FPS) // a keyframe a second: a player joining the mix starts within one
 	return append(a,
 		"-filter_complex", filterGraph(layout, o.Height, o.FPS),
 		"-map", "[v]", "-map", "[a]",

@@ -47,7 +47,7 @@ func TestArgsByLayout(t *testing.T) {
 				}
 				at += i
 			}
-			for _, v := range []string{"-b:v", "150k", "-b:a", "32k", "-g", "20", "[v]", "[a]"} {
+			for _, v := range []string{"-b:v", "150k", "-b:a", "32k", "-g", "10", "[v]", "[a]"} {
 				if !slices.Contains(a, v) {
 					t.Errorf("argv lacks %q: %v", v, a)
 				}

@@ -47,14 +47,21 @@ trap 'exit 0' INT TERM
 # The documented file, with nginx's own files (pid, logs, temp) in $DIR.
 sed -e "s#^worker_processes 1;#worker_processes 1;\npid $DIR/nginx.pid;\nerror_log $DIR/nginx-error.log info;#" \
     -e "s#^http {#http {\n    access_log $DIR/nginx-access.log;\n    client_body_temp_path $DIR/cb;\n    proxy_temp_path $DIR/px;\n    fastcgi_temp_path $DIR/fc;\n    uwsgi_temp_path $DIR/uw;\n    scgi_temp_path $DIR/sc;#" \
+    -e "s#/var/lib/roomengine/hls#$DIR/hls#g" \
     docs/nginx-rtmp.conf > "$DIR/nginx.conf"
+# nginx's workers may run as another user (nobody, when started as root): they write HLS there.
+mkdir -p "$DIR/hls"
+chmod 755 "$DIR"
+chmod 777 "$DIR/hls"
 "$NGINX" -p "$DIR/" -c "$DIR/nginx.conf" -e "$DIR/nginx-error.log" -g 'daemon off;' &
 NGINX_PID=$!
 
 APPSERVER_IP=127.0.0.1 APPSERVER_PORT=4000 APPSERVER_DATADIR="$DIR/data" APPSERVER_MIX=ffmpeg \
 APPSERVER_RTMPHOST=127.0.0.1:1935 APPSERVER_PLAYHOST=127.0.0.1:1935 APPSERVER_APPNAME=DemoApp \
 APPSERVER_AUTHKEY=${APPSERVER_AUTHKEY:-demo-auth-key} APPSERVER_MEDIA_HOOKSECRET=$SECRET \
-APPSERVER_MEDIA_STATURL=http://127.0.0.1:8088/stat APPSERVER_FFMPEG_HEIGHT=${APPSERVER_FFMPEG_HEIGHT:-240} \
+APPSERVER_MEDIA_STATURL=http://127.0.0.1:8088/stat \
+APPSERVER_MEDIA_PLAYURL_HLS='http://127.0.0.1:8088/hls/{stream}.m3u8' APPSERVER_MEDIA_PLAYURL_FLV='rtmp://{playHost}/{appName}/{stream}' \
+APPSERVER_FFMPEG_HEIGHT=${APPSERVER_FFMPEG_HEIGHT:-240} \
   "$BIN" >"$DIR/appserver.log" 2>&1 &
 APP_PID=$!
 for _ in $(seq 100); do
@@ -87,6 +94,7 @@ nginx-rtmp on rtmp://127.0.0.1:1935 (stats http://127.0.0.1:8088/stat), the serv
 
 3. Watch the mix (push 5 says it flows; follow pushes with: websocat 'ws://127.0.0.1:4000/ws?topic=$R1'):
    ffplay rtmp://127.0.0.1:1935/DemoApp/${R1}_mix
+   (or HLS, a few seconds behind: ffplay http://127.0.0.1:8088/hls/${R1}_mix.m3u8)
 
 4. End the call: curl -d 'closeRoomId=$R1&notifiedRoomId=$R2' $B/videocall/close
 

@@ -432,6 +432,7 @@ func newURLs(cfg *config.Config) actors.URLs {
 	b := &aliyun.URLBuilder{
 		AppName: cfg.AppName, RtmpHost: cfg.RtmpHost, PlayHost: cfg.PlayHost,
 		TemplateName: cfg.Videocall.TemplateName, AuthKey: cfg.AuthKey, CenterPush: cfg.IsCenterPush,
+		FLVTemplate: cfg.Media.PlayURL.FLV, HLSTemplate: cfg.Media.PlayURL.HLS, RTMPTemplate: cfg.Media.PlayURL.RTMP,
 	}
 	// topicLocation names the MNS topic only when messages go there: with WebSocket push
 	// alone it is this server's /ws URL, even if the Aliyun account is configured.

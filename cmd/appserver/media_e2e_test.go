@@ -63,7 +63,8 @@ func startMediaStack(t *testing.T, nginx map[string]string, extra ...string) *me
 		fmt.Sprintf("APPSERVER_MEDIA_STATURL=http://127.0.0.1:%d/stat", m.statPort),
 		fmt.Sprint("APPSERVER_FFMPEG_HEIGHT=", mediaHeight), "APPSERVER_FFMPEG_FPS=10", "APPSERVER_FFMPEG_VIDEOBITRATE=150k",
 		"APPSERVER_FFMPEG_AUDIOBITRATE=32k", "APPSERVER_FFMPEG_RESTARTBACKOFF=300ms", "APPSERVER_FFMPEG_STOPGRACE=3s",
-		"APPSERVER_VIDEOCALL_TEMPLATENAME=_mix"}, extra...)
+		"APPSERVER_VIDEOCALL_TEMPLATENAME=_mix", "APPSERVER_MEDIA_PLAYURL_FLV=rtmp://{playHost}/{appName}/{stream}",
+		fmt.Sprintf("APPSERVER_MEDIA_PLAYURL_HLS=http://127.0.0.1:%d/hls/{stream}.m3u8", m.statPort)}, extra...)
 	m.nginxDir = startNginxRTMP(t, ngxBin, m.port, m.rtmpPort, m.statPort, nginx)
 	m.app = start(t, m.bin, m.port, m.env...)
 	t.Cleanup(func() {
@@ -99,11 +100,12 @@ func startNginxRTMP(t *testing.T, bin string, appPort, rtmpPort, statPort int, m
 		conf = strings.ReplaceAll(conf, from, to)
 	}
 	for from, to := range map[string]string{
-		"listen 127.0.0.1:1935;": fmt.Sprintf("listen 127.0.0.1:%d;", rtmpPort),
-		"listen 127.0.0.1:8088;": fmt.Sprintf("listen 127.0.0.1:%d;", statPort),
-		"http://127.0.0.1:4000/": fmt.Sprintf("http://127.0.0.1:%d/", appPort),
-		"secret=change-me":       "secret=" + mediaHookSecret,
-		"worker_processes 1;":    fmt.Sprintf("worker_processes 1;\npid %[1]s/nginx.pid;\nerror_log %[1]s/error.log info;", dir),
+		"listen 127.0.0.1:1935;":  fmt.Sprintf("listen 127.0.0.1:%d;", rtmpPort),
+		"listen 127.0.0.1:8088;":  fmt.Sprintf("listen 127.0.0.1:%d;", statPort),
+		"http://127.0.0.1:4000/":  fmt.Sprintf("http://127.0.0.1:%d/", appPort),
+		"secret=change-me":        "secret=" + mediaHookSecret,
+		"/var/lib/roomengine/hls": hlsDir(t),
+		"worker_processes 1;":     fmt.Sprintf("worker_processes 1;\npid %[1]s/nginx.pid;\nerror_log %[1]s/error.log info;", dir),
 		"http {": fmt.Sprintf("http {\n    access_log %[1]s/access.log;\n    client_body_temp_path %[1]s/cb;\n    proxy_temp_path %[1]s/px;\n"+
 			"    fastcgi_temp_path %[1]s/fc;\n    uwsgi_temp_path %[1]s/uw;\n    scgi_temp_path %[1]s/sc;", dir),
 	} {
@@ -132,7 +134,8 @@ func startNginxRTMP(t *testing.T, bin string, appPort, rtmpPort, statPort int, m
 	eventually(t, 15*time.Second, "nginx-rtmp serving /stat", func() error {
 		select {
 		case <-exited:
-			t.Fatalf("nginx exited at start:\n%s", out)
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Fatalf("nginx exited at start:\n%s\n%s\n%s", out, log, conf)
 		default:
 		}
 		res, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/stat", statPort))
@@ -145,6 +148,17 @@ func startNginxRTMP(t *testing.T, bin string, appPort, rtmpPort, statPort int, m
 		}
 		return nil
 	})
+	return dir
+}
+
+// hlsDir is where nginx writes HLS: outside the test's private temporary directory, since
+// nginx's workers may run as another user (nobody, when the tests run as root).
+func hlsDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "roomengine-hls-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dir, 0o777))
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	return dir
 }
 
@@ -267,7 +281,7 @@ type probed struct {
 // probe reads the stream at u with ffprobe (15 s at most).
 func probe(u string) (probed, error) {
 	out, err := exec.Command("timeout", "15", "ffprobe", "-v", "error", "-rw_timeout", "10000000",
-		"-analyzeduration", "1000000", "-show_entries", "stream=codec_type,width,height", "-of", "json", u).Output()
+		"-analyzeduration", "3000000", "-show_entries", "stream=codec_type,width,height", "-of", "json", u).Output()
 	if err != nil {
 		return probed{}, fmt.Errorf("ffprobe %s: %v", u, err)
 	}
@@ -340,8 +354,10 @@ func TestMediaFFmpegSideBySide(t *testing.T) {
 
 	require.Equal(t, 200, m.accept(t, a, b, "side_by_side"))
 	waitFor(t, 40*time.Second, "push 5 on both host rooms", func() bool { return a.watch.count(5) == 1 && b.watch.count(5) == 1 })
+	// Push 5's play URLs follow media.playUrl.flv (RTMP here: nginx-rtmp has no HTTP-FLV).
 	five := a.watch.last(5)
-	assert.Equal(t, []any{fmt.Sprintf("http://127.0.0.1:%d/DemoApp/%s_mix.flv", m.rtmpPort, a.id)}, five["inviterMixPlayUrls"])
+	assert.Equal(t, []any{m.rtmp() + "/" + a.id + "_mix"}, five["inviterMixPlayUrls"])
+	assert.Equal(t, []any{m.rtmp() + "/" + b.id + "_mix"}, five["inviteeMixPlayUrls"])
 	jobs := m.mixJobs()
 	require.Len(t, jobs, 2, "one ffmpeg per mixed stream: %v", jobs)
 	outputs := slices.Sorted(func(yield func(string) bool) {
@@ -355,10 +371,29 @@ func TestMediaFFmpegSideBySide(t *testing.T) {
 	for _, o := range jobs {
 		assert.Contains(t, o, "?auth_key=", "the mix is published signed")
 	}
-	got, err := probe(m.rtmp() + "/" + a.id + "_mix")
+	got, err := probe(five["inviterMixPlayUrls"].([]any)[0].(string))
 	require.NoError(t, err)
 	assert.Equal(t, probed{video: true, width: 2 * 160, height: mediaHeight, audio: true}, got,
 		"side by side: both sources at the mix's height, next to each other, and audio")
+	// The room object's HLS URL (media.playUrl.hls) serves the mix from nginx.
+	var listed []struct {
+		M3U8PlayURL string `json:"m3u8PlayUrl"`
+	}
+	require.NoError(t, json.Unmarshal(m.app.call(t, "/live/list", url.Values{"roomId": {a.id}}), &listed))
+	require.Len(t, listed, 1)
+	require.Equal(t, fmt.Sprintf("http://127.0.0.1:%d/hls/%s_mix.m3u8", m.statPort, a.id), listed[0].M3U8PlayURL)
+	eventually(t, 15*time.Second, "the mix's HLS playlist", func() error {
+		res, err := client.Get(listed[0].M3U8PlayURL)
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		if res.StatusCode != 200 || !strings.HasPrefix(string(body), "#EXTM3U") {
+			return fmt.Errorf("HTTP %d %q", res.StatusCode, body)
+		}
+		return nil
+	})
 
 	// A job killed mid-call is restarted and the mix flows again; nothing else is pushed.
 	var victim int

@@ -123,6 +123,10 @@ type Live struct {
 	// ReconcileInterval is how often the media server's stream list is compared with the
 	// rooms the engine believes live (only while media.statUrl or media.srsApiUrl is set).
 	ReconcileInterval time.Duration `yaml:"reconcileInterval"`
+	// ReconcileAliyun adds Aliyun's DescribeLiveStreamsOnlineList (of playHost) to the
+	// reconciliation, with mix aliyun or aliyun-live (off by default: it is a paid API call
+	// every interval).
+	ReconcileAliyun bool `yaml:"reconcileAliyun"`
 }
 
 // Media is a self-hosted media server (docs/self-hosted.md).

@@ -326,6 +326,8 @@ func TestErrors(t *testing.T) {
 			[]string{"config: APPSERVER_FFMPEG_MAXJOBS: must be between 1 and 10000, got 0"}},
 		{"hook allow not a CIDR", "media: {hookAllow: [10.0.0.1]}\n", nil,
 			[]string{`config: media.hookAllow: invalid CIDR "10.0.0.1"`}},
+		{"aliyun reconciliation without aliyun", "", []string{"APPSERVER_LIVE_RECONCILEALIYUN=true"},
+			[]string{"config: APPSERVER_LIVE_RECONCILEALIYUN: needs mix aliyun or aliyun-live"}},
 		{"stat URL", "", []string{"APPSERVER_MEDIA_STATURL=ftp://x/stat"},
 			[]string{"config: APPSERVER_MEDIA_STATURL: invalid URL"}},
 		{"mix aliyun-live without creds", "mix: aliyun-live\n", nil,

@@ -223,6 +223,9 @@ func (c *Config) validateWS() error {
 
 // validateMedia checks the media.* keys, which every mix mode uses.
 func (c *Config) validateMedia() error {
+	if c.Live.ReconcileAliyun && c.Mix != MixAliyun && c.Mix != MixAliyunLive {
+		return c.errorf("live.reconcileAliyun", "needs mix aliyun or aliyun-live (an Aliyun account)")
+	}
 	for _, cidr := range c.Media.HookAllow {
 		if _, _, err := net.ParseCIDR(cidr); err != nil {
 			return c.errorf("media.hookAllow", "invalid CIDR %q (want e.g. 127.0.0.1/32 or 10.0.0.0/8)", cidr)

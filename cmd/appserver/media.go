@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"roomengine/actors"
+	"roomengine/aliyun"
 	"roomengine/ffmpeg"
 	apihttp "roomengine/http"
 	"roomengine/mediaserver"
@@ -74,6 +75,14 @@ func (a *app) newReconciler(reg prometheus.Registerer) *mediaserver.Reconciler {
 	if u := a.cfg.Media.SRSAPIURL; u != "" {
 		listers = append(listers, mediaserver.SRSAPI{URL: u, Client: client})
 	}
+	if a.cfg.Live.ReconcileAliyun {
+		l, err := a.aliyunLister()
+		if err != nil {
+			a.log.Error("Aliyun stream reconciliation off", "err", err)
+		} else {
+			listers = append(listers, l)
+		}
+	}
 	if len(listers) == 0 {
 		return nil
 	}
@@ -97,4 +106,29 @@ func (a *app) newReconciler(reg prometheus.Registerer) *mediaserver.Reconciler {
 		}}
 	r.Start()
 	return r
+}
+
+// aliyunStreams lists Aliyun's online streams for the reconciliation.
+type aliyunStreams struct{ client *aliyun.LiveClient }
+
+func (a aliyunStreams) Name() string { return "aliyun" }
+func (a aliyunStreams) Streams(ctx context.Context, app string) (map[string]bool, error) {
+	return a.client.OnlineStreams(ctx, app)
+}
+
+// aliyunLister is DescribeLiveStreamsOnlineList on a Live API client of its own, so a failed
+// poll does not count against the mix's circuit breaker.
+func (a *app) aliyunLister() (mediaserver.Lister, error) {
+	ali := a.cfg.Ali
+	c, err := aliyun.NewLiveClient(aliyun.LiveConfig{
+		URL: ali.URLs.Live.URL, Version: ali.URLs.Live.Version, Region: ali.LiveRegion,
+		AccessKeyID: ali.AccessKeyID, AccessKeySecret: ali.AccessKeySecret,
+		AppName: a.cfg.AppName, PlayHost: a.cfg.PlayHost, TemplateName: a.cfg.Videocall.TemplateName,
+		Timeout: ali.Timeout, BreakerOpenTimeout: ali.BreakerOpenTimeout,
+		Logger: a.log.With("component", "reconcile-aliyun"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return aliyunStreams{client: c}, nil
 }

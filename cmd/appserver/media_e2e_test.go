@@ -536,20 +536,3 @@ func TestMediaReconcileMissedPublishDone(t *testing.T) {
 	assert.Equal(t, 0, m.status(t, a.id))
 	assert.Equal(t, 1, metricValue(t, m.app.base, "roomengine_media_reconciled_total"))
 }
-
-// metricValue reads one series of /metrics, named with its labels (-1 when absent).
-func metricValue(t *testing.T, base, name string) int {
-	t.Helper()
-	res, err := client.Get(base + "/metrics")
-	require.NoError(t, err)
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			require.NoError(t, err)
-			return int(f)
-		}
-	}
-	return -1
-}

@@ -178,7 +178,7 @@ func (m *Mixer) runOnce(j *job) string {
 				j.markFlowing()
 			}
 			if time.Since(lastMove) > m.cfg.StallTimeout {
-				_ = syscall.Kill(-pid, syscall.SIGKILL)
+				killGroup(pid, syscall.SIGKILL)
 				<-exited
 				return fmt.Sprintf("output stalled for %v", m.cfg.StallTimeout)
 			}
@@ -189,13 +189,13 @@ func (m *Mixer) runOnce(j *job) string {
 // terminate ends the process group of pid: SIGTERM, then SIGKILL after grace. It returns
 // once the process was reaped.
 func terminate(pid int, exited <-chan error, grace time.Duration) {
-	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	killGroup(pid, syscall.SIGTERM)
 	select {
 	case <-exited:
 		// ffmpeg is the group's only process; a straggler of the group goes too.
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		killGroup(pid, syscall.SIGKILL)
 	case <-time.After(grace):
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		killGroup(pid, syscall.SIGKILL)
 		<-exited
 	}
 }
@@ -318,8 +318,7 @@ func (m *Mixer) killLeftovers() {
 		pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
 		if err == nil && pid > 1 && len(lines) > 1 && validStream(strings.TrimSpace(lines[1])) &&
 			isJob(pid, "/"+m.cfg.AppName+"/"+strings.TrimSpace(lines[1])) {
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			killGroup(pid, syscall.SIGKILL)
 			m.log.Warn("killed an ffmpeg mix left by a previous run", "pid", pid, "stream", strings.TrimSpace(lines[1]))
 		}
 		_ = os.Remove(path)

@@ -7,7 +7,7 @@ PKGS     := ./...
 FUZZTIME ?= 20s
 BIN      := bin/appserver
 
-.PHONY: run build cluster test test-deps unit fuzz lint bench bigroom-bench cluster-bench chaos console-screenshot clean
+.PHONY: run build cluster media-demo test test-deps unit fuzz lint bench bigroom-bench cluster-bench chaos console-screenshot clean
 
 ## run: build and start the server on :4000 (embedded store, WebSocket push, simulated CDN)
 run: build
@@ -24,15 +24,22 @@ cluster: build
 	@./scripts/test-deps.sh redis-server
 	REDIS=$(REDIS) ./scripts/cluster.sh
 
+## media-demo: nginx-rtmp (docs/nginx-rtmp.conf) and the server with mix: ffmpeg on loopback;
+## prints the commands that publish two test streams and watch their mix (docs/self-hosted.md)
+media-demo: build
+	@./scripts/test-deps.sh nginx libnginx-mod-rtmp ffmpeg
+	./scripts/media-demo.sh
+
 ## test: install what the tests need, then vet, race-test everything and fuzz briefly
 test: test-deps lint unit fuzz
 
 # test-deps installs the Debian packages the tests use when they are missing (CI machines
 # start fresh): Redis for the cluster store, nginx for the cluster-behind-nginx test,
 # Chromium for the operator console's browser test, systemd for `systemd-analyze verify` of
-# deploy/roomengine.service. Nothing here is needed by `make run`.
+# deploy/roomengine.service, nginx's rtmp module and ffmpeg for the self-hosted media tests
+# (mix: ffmpeg). Nothing here is needed by `make run`.
 test-deps:
-	@./scripts/test-deps.sh redis-server nginx chromium systemd
+	@./scripts/test-deps.sh redis-server nginx chromium systemd libnginx-mod-rtmp ffmpeg
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)

@@ -32,6 +32,8 @@ type callDeps struct {
 	// costs money, so a Stop is retried, but a call must end even if the CDN never answers.
 	stopAttempts int
 	stopBackoff  time.Duration
+	// resumeMixes: mixes die with the process (EngineConfig.ResumeMixes).
+	resumeMixes  bool
 	rooms, calls *actor.PID
 	dispatcher   actor.Dispatcher
 	// cluster is set when this node is one of a cluster.
@@ -97,6 +99,13 @@ func (a *callActor) reissue() {
 		case legStopping:
 			a.runMix(mixCall{leg: i, attempt: leg.Attempt,
 				req: MixRequest{MainStream: leg.Main, MixStream: leg.Mix, MixID: leg.MixID}})
+		case legStarted:
+			// A mix that ran in the process that died is started again; its answer is stale
+			// for the call (the leg is not starting), a failure arrives as a mix event.
+			if a.deps.resumeMixes && a.call.Phase == PhaseMixed {
+				a.runMix(mixCall{leg: i, attempt: leg.Attempt, start: true, req: MixRequest{MainStream: leg.Main,
+					MixStream: leg.Mix, Template: a.call.Layout, Adopt: true, Resume: true}})
+			}
 		}
 	}
 }

@@ -91,9 +91,11 @@ func newCallRegistry(deps *callDeps, snapshots []Call) *callRegistry {
 func (r *callRegistry) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		// Calls with a Start or Stop outstanding resume at once (their actor re-issues it).
+		// Calls with a Start or Stop outstanding resume at once (their actor re-issues it), and
+		// mixed calls whose mixes died with the previous process.
 		for id, e := range r.calls {
-			if e.call.Phase == PhaseStarting || e.call.Phase == PhaseClosing {
+			if e.call.Phase == PhaseStarting || e.call.Phase == PhaseClosing ||
+				(e.call.Phase == PhaseMixed && r.deps.resumeMixes) {
 				r.spawn(ctx, id, e, nil)
 			}
 		}

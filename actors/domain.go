@@ -218,6 +218,10 @@ type MixRequest struct {
 	// without a definite refusal, or the process restarted while it was in flight): a
 	// driver whose Start is not idempotent reuses a running mix instead of making another.
 	Adopt bool
+	// Resume (Start only) restarts a mix that had started before this process (re)gained
+	// the call (EngineConfig.ResumeMixes): the call does not wait for the answer, so a
+	// driver reports a failure of it through its own events (push 14).
+	Resume bool
 }
 
 // MixStarted is what a successful Start returned: the stream names the mix is playable

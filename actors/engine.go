@@ -45,6 +45,10 @@ type EngineConfig struct {
 	// doubling).
 	StopAttempts int
 	StopBackoff  time.Duration
+	// ResumeMixes says the mixes run in this process (mix: ffmpeg), so they die with it: a
+	// call loaded after a restart, or taken over from another node, starts its running
+	// mixes again (MixRequest.Resume). Mixes in a CDN outlive the process and are left be.
+	ResumeMixes bool
 
 	// Cluster makes this engine one node of a cluster (nil: a single node).
 	Cluster *ClusterConfig
@@ -136,7 +140,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		dispatcher: workers, cluster: cl}
 	cdeps := &callDeps{store: cfg.Store, publisher: cfg.Publisher, mixer: cfg.Mixer, mixerReady: cfg.MixerReady,
 		urls: cfg.URLs, clock: cfg.Clock, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, askTimeout: cfg.AskTimeout,
-		mixTimeout: cfg.MixTimeout, stopAttempts: cfg.StopAttempts, stopBackoff: cfg.StopBackoff,
+		mixTimeout: cfg.MixTimeout, stopAttempts: cfg.StopAttempts, stopBackoff: cfg.StopBackoff, resumeMixes: cfg.ResumeMixes,
 		rooms: roomsPID, calls: callsPID, dispatcher: workers, cluster: cl}
 
 	// A room actor that panics is stopped, not restarted in place: its in-memory state is

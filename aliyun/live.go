@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ const (
 	actionCreateMix   = "CreateMixStream"
 	actionDeleteMix   = "DeleteMixStream"
 	actionDescribeMix = "DescribeMixStreamList"
+	actionOnline      = "DescribeLiveStreamsOnlineList"
 
 	liveTimeFormat = "2006-01-02T15:04:05Z"
 	// describeWindow is how far back DescribeMixStreamList looks for a mix to adopt or
@@ -253,6 +255,38 @@ func (c *LiveClient) findMixes(ctx context.Context, output string) ([]string, er
 		}
 	}
 	return ids, nil
+}
+
+// onlinePageSize is how many streams one DescribeLiveStreamsOnlineList page asks for (its
+// maximum is 3000).
+const onlinePageSize = 3000
+
+// OnlineStreams lists the streams publishing to app on playHost (DescribeLiveStreamsOnlineList),
+// for the stream reconciliation (live.reconcileAliyun). Give it a LiveClient of its own: its
+// failures then do not count against the mix's circuit breaker.
+func (c *LiveClient) OnlineStreams(ctx context.Context, app string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for page := 1; ; page++ {
+		var ans struct {
+			OnlineInfo struct {
+				LiveStreamOnlineInfo []struct{ AppName, StreamName string }
+			}
+			TotalPage int
+		}
+		err := c.call(ctx, actionOnline, map[string]string{"DomainName": c.cfg.PlayHost, "AppName": app,
+			"PageNum": strconv.Itoa(page), "PageSize": strconv.Itoa(onlinePageSize)}, &ans)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range ans.OnlineInfo.LiveStreamOnlineInfo {
+			if s.AppName == "" || s.AppName == app {
+				out[s.StreamName] = true
+			}
+		}
+		if page >= ans.TotalPage || len(ans.OnlineInfo.LiveStreamOnlineInfo) == 0 {
+			return out, nil
+		}
+	}
 }
 
 // call signs one RPC action with V3 (parameters in the query, empty body) and sends it

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"testing"
+	"time"
 )
 
 func TestPercentEncode(t *testing.T) {
@@ -93,5 +94,32 @@ func TestWebsocketAuth(t *testing.T) {
 	}
 	if WebsocketAuth(secret, date, "2015-06-06", "abc123", "sub2") == want {
 		t.Fatal("subscription name is not covered by the signature")
+	}
+}
+
+// A push URL's own auth_key passes; a wrong path, key or digit, a malformed or missing value
+// and an expired one are refused, each for its reason.
+func TestCheckAuthKeyA(t *testing.T) {
+	now := time.Unix(1444435200, 0)
+	good := AuthKeyA("/app/room1", now.Add(time.Hour).Unix(), "k")
+	for name, tc := range map[string]struct {
+		path, value, key string
+		at               time.Time
+		want             error
+	}{
+		"valid":              {"/app/room1", good, "k", now, nil},
+		"the published test": {"/video/standard/test.mp4", "1444435200-0-0-23bf85053008f5c0e791667a313e28ce", "aliyuncdnexp1234", now, nil},
+		"another room":       {"/app/room2", good, "k", now, ErrAuthKeyInvalid},
+		"another key":        {"/app/room1", good, "k2", now, ErrAuthKeyInvalid},
+		"expired":            {"/app/room1", good, "k", now.Add(2 * time.Hour), ErrAuthKeyExpired},
+		"missing":            {"/app/room1", "", "k", now, ErrAuthKeyMissing},
+		"malformed":          {"/app/room1", "abc", "k", now, ErrAuthKeyInvalid},
+		"not a number":       {"/app/room1", "x-0-0-" + good[len(good)-32:], "k", now, ErrAuthKeyInvalid},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := CheckAuthKeyA(tc.path, tc.value, tc.key, tc.at); got != tc.want {
+				t.Fatalf("CheckAuthKeyA = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -24,6 +24,14 @@ type URLBuilder struct {
 	// TopicBase is the base URL of the topic service (the MNS endpoint); empty when the
 	// push backend has no topic URL.
 	TopicBase string
+	// Play URL templates of a self-hosted media server (media.playUrl.*); empty keeps
+	// Aliyun's scheme. {playHost}, {appName} and {stream} are replaced.
+	FLVTemplate, HLSTemplate, RTMPTemplate string
+}
+
+// expand fills a play URL template.
+func (b *URLBuilder) expand(template, stream string) string {
+	return strings.NewReplacer("{playHost}", b.PlayHost, "{appName}", b.AppName, "{stream}", stream).Replace(template)
 }
 
 // PushURL is the RTMP push URL of a room, signed until now+24h when AuthKey is set.
@@ -49,19 +57,37 @@ func (b *URLBuilder) PushURL(roomID string, now time.Time) string {
 // PlayURLs are the play URLs of the room's mixed stream (FLV, HLS, RTMP).
 func (b *URLBuilder) PlayURLs(roomID string) (flv, m3u8, rtmp string) {
 	stream := b.AppName + "/" + roomID + b.TemplateName
-	return "http://" + b.PlayHost + "/" + stream + ".flv",
-		"http://" + b.PlayHost + "/" + stream + ".m3u8",
-		"rtmp://" + b.PlayHost + "/" + stream
+	flv, m3u8, rtmp = "http://"+b.PlayHost+"/"+stream+".flv",
+		"http://"+b.PlayHost+"/"+stream+".m3u8",
+		"rtmp://"+b.PlayHost+"/"+stream
+	if b.FLVTemplate != "" {
+		flv = b.expand(b.FLVTemplate, roomID+b.TemplateName)
+	}
+	if b.HLSTemplate != "" {
+		m3u8 = b.expand(b.HLSTemplate, roomID+b.TemplateName)
+	}
+	if b.RTMPTemplate != "" {
+		rtmp = b.expand(b.RTMPTemplate, roomID+b.TemplateName)
+	}
+	return flv, m3u8, rtmp
 }
 
 // ShortDelayPlayURL is the unmixed FLV URL a co-streaming partner plays; ali_flv_retain=0
-// turns off the CDN's GOP cache so the partner sees the other side with minimal delay.
+// turns off the CDN's GOP cache so the partner sees the other side with minimal delay. With
+// an FLV template it is that template's URL of the room's own stream.
 func (b *URLBuilder) ShortDelayPlayURL(roomID string) string {
+	if b.FLVTemplate != "" {
+		return b.expand(b.FLVTemplate, roomID)
+	}
 	return "http://" + b.PlayHost + "/" + b.AppName + "/" + roomID + ".flv?ali_flv_retain=0"
 }
 
-// MixPlayURL is the play URL of a stream name returned by StartMixStreamsService.
+// MixPlayURL is the play URL of a stream name a mix Start returned (with an FLV template:
+// that template's URL of the stream, a ".flv" suffix of the name dropped).
 func (b *URLBuilder) MixPlayURL(streamName string) string {
+	if b.FLVTemplate != "" {
+		return b.expand(b.FLVTemplate, strings.TrimSuffix(streamName, ".flv"))
+	}
 	return "http://" + b.PlayHost + "/" + b.AppName + "/" + streamName
 }
 

@@ -103,3 +103,24 @@ func TestMNSEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// A self-hosted media server's play URL templates replace Aliyun's scheme for every play
+// URL (the push URL is unchanged).
+func TestPlayURLTemplates(t *testing.T) {
+	b := &aliyun.URLBuilder{AppName: "DemoApp", RtmpHost: "127.0.0.1:1935", PlayHost: "127.0.0.1:1935", TemplateName: "_mix",
+		FLVTemplate: "http://media.example:8080/flv?app={appName}&stream={stream}", HLSTemplate: "http://media.example:8088/hls/{stream}.m3u8",
+		RTMPTemplate: "rtmp://{playHost}/{appName}/{stream}"}
+	flv, m3u8, rtmp := b.PlayURLs("r1")
+	for _, c := range []struct{ got, want string }{
+		{flv, "http://media.example:8080/flv?app=DemoApp&stream=r1_mix"},
+		{m3u8, "http://media.example:8088/hls/r1_mix.m3u8"},
+		{rtmp, "rtmp://127.0.0.1:1935/DemoApp/r1_mix"},
+		{b.ShortDelayPlayURL("r1"), "http://media.example:8080/flv?app=DemoApp&stream=r1"},
+		{b.MixPlayURL("r1_mix.flv"), "http://media.example:8080/flv?app=DemoApp&stream=r1_mix"},
+		{b.PushURL("r1", time.Unix(0, 0)), "rtmp://127.0.0.1:1935/DemoApp/r1"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %s, want %s", c.got, c.want)
+		}
+	}
+}

@@ -35,10 +35,17 @@ type Config struct {
 	Store   string     `yaml:"store"`
 	DataDir string     `yaml:"dataDir"`
 	Push    StringList `yaml:"push"`
-	// Mix is "simulator", "aliyun" (the 2014 CDN API) or "aliyun-live" (the Live API's
-	// CreateMixStream). Left empty it is derived by Load: aliyun when ali.accessKeyID is
-	// set, else simulator.
+	// Mix is "simulator", "aliyun" (the 2014 CDN API), "aliyun-live" (the Live API's
+	// CreateMixStream) or "ffmpeg" (a supervised ffmpeg per mixed stream, pulling from and
+	// publishing to a self-hosted media server). Left empty it is derived by Load: aliyun
+	// when ali.accessKeyID is set, else simulator.
 	Mix string `yaml:"mix"`
+
+	// Media configures a self-hosted media server (nginx-rtmp, SRS): its publish hooks and
+	// the stream lists reconciliation polls.
+	Media Media `yaml:"media"`
+	// FFmpeg configures mix: ffmpeg.
+	FFmpeg FFmpeg `yaml:"ffmpeg"`
 
 	Live    Live    `yaml:"live"`
 	Auth    Auth    `yaml:"auth"`
@@ -147,6 +154,61 @@ type Videocall struct {
 type Live struct {
 	NoPublishTimeout time.Duration `yaml:"noPublishTimeout"`
 	TopicDeleteDelay time.Duration `yaml:"topicDeleteDelay"`
+	// ReconcileInterval is how often the media server's stream list is compared with the
+	// rooms the engine believes live (only while media.statUrl or media.srsApiUrl is set).
+	ReconcileInterval time.Duration `yaml:"reconcileInterval"`
+	// ReconcileAliyun adds Aliyun's DescribeLiveStreamsOnlineList (of playHost) to the
+	// reconciliation, with mix aliyun or aliyun-live (off by default: it is a paid API call
+	// every interval).
+	ReconcileAliyun bool `yaml:"reconcileAliyun"`
+}
+
+// Media is a self-hosted media server (docs/self-hosted.md).
+type Media struct {
+	// HookSecret, when set, must arrive as the secret query parameter of every publish
+	// hook (/media/nginx-rtmp, /media/srs); the media server's hook URL carries it.
+	HookSecret string `yaml:"hookSecret" secret:"true"`
+	// HookAllow, when set, lists the CIDRs publish hooks may come from.
+	HookAllow StringList `yaml:"hookAllow"`
+	// StatURL is nginx-rtmp's rtmp_stat page (http://host:port/stat); empty: not polled.
+	StatURL string `yaml:"statUrl"`
+	// SRSAPIURL is SRS's HTTP API base (http://host:1985); empty: not polled.
+	SRSAPIURL string `yaml:"srsApiUrl"`
+	// PlayURL are the templates of the play URLs handed to clients (room objects, push 2
+	// and 5) when players reach the media server elsewhere than Aliyun's scheme says;
+	// {playHost}, {appName} and {stream} are replaced. Empty keeps Aliyun's scheme.
+	PlayURL PlayURL `yaml:"playUrl"`
+}
+
+// PlayURL are play URL templates (media.playUrl.*).
+type PlayURL struct {
+	FLV  string `yaml:"flv"`
+	HLS  string `yaml:"hls"`
+	RTMP string `yaml:"rtmp"`
+}
+
+// FFmpeg configures mix: ffmpeg, one supervised ffmpeg process per mixed stream.
+type FFmpeg struct {
+	// Path is the ffmpeg binary (looked up in PATH when it has no slash).
+	Path string `yaml:"path"`
+	// MaxJobs bounds the ffmpeg processes running at once; an accept beyond it is 503.
+	MaxJobs int `yaml:"maxJobs"`
+	// MaxRestarts is how many times a crashed or stalled job is restarted within
+	// RestartWindow before the mix is given up (push 14).
+	MaxRestarts   int           `yaml:"maxRestarts"`
+	RestartWindow time.Duration `yaml:"restartWindow"`
+	// RestartBackoff is the wait before the first restart, doubling up to 30 s.
+	RestartBackoff time.Duration `yaml:"restartBackoff"`
+	// StopGrace is how long a stopped job gets after SIGTERM before SIGKILL.
+	StopGrace time.Duration `yaml:"stopGrace"`
+	// StallTimeout: a job whose output has not advanced for this long is killed and restarted.
+	StallTimeout time.Duration `yaml:"stallTimeout"`
+	// Height is the mixed video's height in pixels, FPS its frame rate, VideoBitrate and
+	// AudioBitrate ffmpeg's -b:v and -b:a.
+	Height       int    `yaml:"height"`
+	FPS          int    `yaml:"fps"`
+	VideoBitrate string `yaml:"videoBitrate"`
+	AudioBitrate string `yaml:"audioBitrate"`
 }
 
 // Auth configures user tokens.
@@ -269,6 +331,7 @@ const (
 	MixSimulator  = "simulator"
 	MixAliyun     = "aliyun"
 	MixAliyunLive = "aliyun-live"
+	MixFFmpeg     = "ffmpeg"
 )
 
 // Default returns the configuration used when neither a file nor the environment says
@@ -301,8 +364,11 @@ func Default() *Config {
 		Store:     StoreEmbedded,
 		DataDir:   "./data",
 		Push:      StringList{PushWebSocket},
-		Live:      Live{NoPublishTimeout: 180 * time.Second, TopicDeleteDelay: 60 * time.Second},
-		Auth:      Auth{TokenTTL: 720 * time.Hour},
+		Live:      Live{NoPublishTimeout: 180 * time.Second, TopicDeleteDelay: 60 * time.Second, ReconcileInterval: 30 * time.Second},
+		FFmpeg: FFmpeg{Path: "ffmpeg", MaxJobs: 8, MaxRestarts: 3, RestartWindow: 10 * time.Minute,
+			RestartBackoff: time.Second, StopGrace: 5 * time.Second, StallTimeout: 20 * time.Second,
+			Height: 360, FPS: 15, VideoBitrate: "800k", AudioBitrate: "64k"},
+		Auth: Auth{TokenTTL: 720 * time.Hour},
 		HTTP: HTTP{MaxBodyBytes: 64 << 10, RequestTimeout: 5 * time.Second,
 			WS: WS{MaxTags: 16, MaxTagLength: 128, MaxTopicLength: 256, MaxConnsPerAddr: 256, MaxConnsPerUser: 16,
 				IdleTopicTTL: 5 * time.Minute, MaxHistoryBytes: 256 << 20}},

@@ -144,7 +144,7 @@ func TestFullConfigLoads(t *testing.T) {
 	want.AppName, want.AuthKey, want.IsCenterPush = "LiveApp", "auth-key", true
 	want.RtmpHost, want.PlayHost = "push.example.test", "play.example.test"
 	want.Store, want.DataDir, want.Push, want.Mix = "redis", "/var/lib/appserver", StringList{"websocket", "mns"}, "simulator"
-	want.Live = Live{NoPublishTimeout: 3 * time.Minute, TopicDeleteDelay: 0}
+	want.Live = Live{NoPublishTimeout: 3 * time.Minute, TopicDeleteDelay: 0, ReconcileInterval: 30 * time.Second}
 	want.Auth = Auth{Required: true, Secret: "auth-secret-of-at-least-32-bytes-0001", TokenTTL: 24 * time.Hour}
 	want.Admin.Token = "admin-token-of-at-least-32-bytes-00001"
 	want.HTTP = HTTP{MaxBodyBytes: 1024, RateLimit: 2.5, RateBurst: 10, CORSOrigins: StringList{"https://app.example.test", "*"},
@@ -338,7 +338,17 @@ func TestErrors(t *testing.T) {
 		{"empty push", "", []string{"APPSERVER_PUSH= , "},
 			[]string{"config: APPSERVER_PUSH: no push backend"}},
 		{"unknown mix", "mix: cloud\n", nil,
-			[]string{`config: mix: unknown mix "cloud" (want simulator, aliyun or aliyun-live)`}},
+			[]string{`config: mix: unknown mix "cloud" (want simulator, aliyun, aliyun-live or ffmpeg)`}},
+		{"ffmpeg bad bitrate", "mix: ffmpeg\nffmpeg: {videoBitrate: \"800k -f null\"}\n", nil,
+			[]string{`config: ffmpeg.videoBitrate: invalid bitrate "800k -f null"`}},
+		{"ffmpeg no jobs", "", []string{"APPSERVER_MIX=ffmpeg", "APPSERVER_FFMPEG_MAXJOBS=0"},
+			[]string{"config: APPSERVER_FFMPEG_MAXJOBS: must be between 1 and 10000, got 0"}},
+		{"hook allow not a CIDR", "media: {hookAllow: [10.0.0.1]}\n", nil,
+			[]string{`config: media.hookAllow: invalid CIDR "10.0.0.1"`}},
+		{"aliyun reconciliation without aliyun", "", []string{"APPSERVER_LIVE_RECONCILEALIYUN=true"},
+			[]string{"config: APPSERVER_LIVE_RECONCILEALIYUN: needs mix aliyun or aliyun-live"}},
+		{"stat URL", "", []string{"APPSERVER_MEDIA_STATURL=ftp://x/stat"},
+			[]string{"config: APPSERVER_MEDIA_STATURL: invalid URL"}},
 		{"mix aliyun-live without creds", "mix: aliyun-live\n", nil,
 			[]string{"config: mix: mix aliyun-live needs ali.accessKeyID and ali.accessKeySecret"}},
 		{"mix aliyun-live bad url env", creds, []string{"APPSERVER_MIX=aliyun-live", "APPSERVER_ALI_URLS_LIVE_URL=live.aliyuncs.com"},

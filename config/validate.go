@@ -19,6 +19,7 @@ func (c *Config) Validate() error {
 		c.validateStore,
 		c.validatePush,
 		c.validateMix,
+		c.validateMedia,
 		c.validateDurations,
 		c.validateHTTP,
 		c.validateMisc,
@@ -123,9 +124,11 @@ func (c *Config) validateMix() error {
 	switch mix {
 	case MixSimulator:
 		return nil
+	case MixFFmpeg:
+		return c.validateFFmpeg()
 	case MixAliyun, MixAliyunLive:
 	default:
-		return c.errorf("mix", "unknown mix %q (want simulator, aliyun or aliyun-live)", c.Mix)
+		return c.errorf("mix", "unknown mix %q (want simulator, aliyun, aliyun-live or ffmpeg)", c.Mix)
 	}
 	if c.Ali.AccessKeyID == "" || c.Ali.AccessKeySecret == "" {
 		return c.errorf("mix", "mix %s needs ali.accessKeyID and ali.accessKeySecret", mix)
@@ -156,6 +159,7 @@ func (c *Config) validateDurations() error {
 		{"ali.timeout", c.Ali.Timeout},
 		{"ali.breakerOpenTimeout", c.Ali.BreakerOpenTimeout},
 		{"live.noPublishTimeout", c.Live.NoPublishTimeout},
+		{"live.reconcileInterval", c.Live.ReconcileInterval},
 		{"auth.tokenTTL", c.Auth.TokenTTL},
 		{"http.requestTimeout", c.HTTP.RequestTimeout},
 		{"actors.askTimeout", c.Actors.AskTimeout},
@@ -247,6 +251,73 @@ func (c *Config) validateWS() error {
 	}
 	return nil
 }
+
+// validateMedia checks the media.* keys, which every mix mode uses.
+func (c *Config) validateMedia() error {
+	if c.Live.ReconcileAliyun && c.Mix != MixAliyun && c.Mix != MixAliyunLive {
+		return c.errorf("live.reconcileAliyun", "needs mix aliyun or aliyun-live (an Aliyun account)")
+	}
+	for _, cidr := range c.Media.HookAllow {
+		if _, _, err := net.ParseCIDR(cidr); err != nil {
+			return c.errorf("media.hookAllow", "invalid CIDR %q (want e.g. 127.0.0.1/32 or 10.0.0.0/8)", cidr)
+		}
+	}
+	for _, k := range []struct{ path, v string }{{"media.playUrl.flv", c.Media.PlayURL.FLV},
+		{"media.playUrl.hls", c.Media.PlayURL.HLS}, {"media.playUrl.rtmp", c.Media.PlayURL.RTMP}} {
+		if k.v != "" && !strings.Contains(k.v, "{stream}") {
+			return c.errorf(k.path, "template %q lacks {stream}", k.v)
+		}
+	}
+	for _, k := range []struct{ path, v string }{{"media.statUrl", c.Media.StatURL}, {"media.srsApiUrl", c.Media.SRSAPIURL}} {
+		if k.v == "" {
+			continue
+		}
+		if err := checkHTTPURL(k.v); err != "" {
+			return c.errorf(k.path, "%s", err)
+		}
+	}
+	return nil
+}
+
+// validateFFmpeg checks the ffmpeg.* keys of mix: ffmpeg.
+func (c *Config) validateFFmpeg() error {
+	f := c.FFmpeg
+	if strings.TrimSpace(f.Path) == "" {
+		return c.errorf("ffmpeg.path", "must not be empty with mix ffmpeg")
+	}
+	for _, k := range []struct {
+		path     string
+		v        int
+		min, max int
+	}{
+		{"ffmpeg.maxJobs", f.MaxJobs, 1, 10000}, {"ffmpeg.maxRestarts", f.MaxRestarts, 0, 1000},
+		{"ffmpeg.height", f.Height, 16, 4320}, {"ffmpeg.fps", f.FPS, 1, 120},
+	} {
+		if k.v < k.min || k.v > k.max {
+			return c.errorf(k.path, "must be between %d and %d, got %d", k.min, k.max, k.v)
+		}
+	}
+	for _, k := range []struct {
+		path string
+		d    time.Duration
+	}{
+		{"ffmpeg.restartWindow", f.RestartWindow}, {"ffmpeg.restartBackoff", f.RestartBackoff},
+		{"ffmpeg.stopGrace", f.StopGrace}, {"ffmpeg.stallTimeout", f.StallTimeout},
+	} {
+		if k.d <= 0 {
+			return c.errorf(k.path, "must be a positive duration, got %s", k.d)
+		}
+	}
+	for _, k := range []struct{ path, v string }{{"ffmpeg.videoBitrate", f.VideoBitrate}, {"ffmpeg.audioBitrate", f.AudioBitrate}} {
+		if !bitrate.MatchString(k.v) {
+			return c.errorf(k.path, "invalid bitrate %q (want e.g. 800k or 2M)", k.v)
+		}
+	}
+	return nil
+}
+
+// bitrate is what ffmpeg.videoBitrate and audioBitrate may be: they reach ffmpeg's argv.
+var bitrate = regexp.MustCompile(`^[1-9][0-9]{0,6}[kKM]?$`)
 
 func (c *Config) validateMisc() error {
 	if _, ok := parseLevel(c.Log.Level); !ok {

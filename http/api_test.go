@@ -60,6 +60,9 @@ type serverOpts struct {
 	// The edge (edge_test.go).
 	trustedProxies    []netip.Prefix
 	maxWSConnsPerUser int
+	// The publish hooks of a self-hosted media server (media_test.go).
+	media        apihttp.MediaHooks
+	templateName string
 }
 
 // newServer starts the real stack (embedded store in a temp dir, actors, gateway, router)
@@ -99,6 +102,7 @@ func newServer(t *testing.T, o serverOpts) *server {
 		MNSInfo: o.mnsInfo, CallbackAuthKey: o.callbackAuthKey, CallbackRtmpHost: "push.example",
 		CallbackMaxSkew: o.callbackMaxSkew, Now: o.now,
 		TrustedProxies: o.trustedProxies, MaxWSConnsPerUser: o.maxWSConnsPerUser, TicketSecret: []byte("test-secret"),
+		Media: o.media, TemplateName: o.templateName,
 	})
 	// The simulated CDN's MixResult callback arrives like Aliyun's: as a raw HTTP request
 	// line with unencoded spaces, on the server's own (space-tolerant) listener.

@@ -60,7 +60,7 @@ func (l *perIPLimiter) allow(addr string, now time.Time) bool {
 }
 
 func exemptFromLimit(path string) bool {
-	return strings.HasPrefix(path, "/ali/") || path == "/healthz" || path == "/readyz" || path == "/metrics"
+	return strings.HasPrefix(path, "/ali/") || strings.HasPrefix(path, "/media/") || path == "/healthz" || path == "/readyz" || path == "/metrics"
 }
 
 func clientIP(r *http.Request) string {

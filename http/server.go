@@ -82,6 +82,9 @@ type Options struct {
 	// it was new (the Redis store's SET NX): a signed callback replayed to another node and
 	// a ticket used on two nodes are caught too. Without it each node remembers its own.
 	FirstSeen func(ctx context.Context, key string, ttl time.Duration) (bool, error)
+
+	// Media configures the publish hooks of a self-hosted media server (/media/*).
+	Media MediaHooks
 }
 
 // Handler is the whole HTTP surface.
@@ -165,6 +168,8 @@ func NewHandler(opts Options) *Handler {
 		r.Handle(m, mixCallbackRoute, h.mixCallback(cb))
 	}
 
+	r.POST(nginxRTMPRoute, h.nginxRTMPHook())
+	r.POST(srsRoute, h.srsHook())
 	r.HandlerFunc("GET", "/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeEnvelope(w, http.StatusOK, envelope{Code: 200, Message: "ok"})
 	})

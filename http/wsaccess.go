@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"roomengine/actors"
+	"roomengine/http/gateway"
 )
 
 // With auth.required a WebSocket client proves who it is before the upgrade. A browser or
@@ -185,7 +186,10 @@ func (h *Handler) signedInGateway(next http.Handler) http.Handler {
 				Message: fmt.Sprintf("该用户的推送连接过多（最多%d个）", h.userSockets.max)})
 			return
 		}
-		defer h.userSockets.leave(uid)
+		// The gateway gives the count back when the socket ends, not when its handler
+		// returns (right after the upgrade).
+		var once sync.Once
+		r = gateway.OnConnEnd(r, func() { once.Do(func() { h.userSockets.leave(uid) }) })
 		if len(tags) == 0 {
 			r = r.Clone(r.Context())
 			q.Set("tags", topic+","+uid)

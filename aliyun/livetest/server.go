@@ -41,6 +41,7 @@ const (
 	ActionUpdate   = "UpdateMixStream"
 	ActionDelete   = "DeleteMixStream"
 	ActionDescribe = "DescribeMixStreamList"
+	ActionOnline   = "DescribeLiveStreamsOnlineList"
 )
 
 // MaxSkew is how far a request's x-acs-date may be from the server's clock.
@@ -108,6 +109,7 @@ type Server struct {
 	nonces map[string]bool
 	calls  []Call
 	mixes  map[string]*Mix
+	online []online
 	faults apifake.Faults
 	seq    int
 }
@@ -120,6 +122,18 @@ func New(accessKeyID, accessKeySecret string) *Server {
 	s.URL = s.web.URL
 	return s
 }
+
+// SetOnline sets the streams DescribeLiveStreamsOnlineList lists: app/stream on domain.
+func (s *Server) SetOnline(domain, app string, streams ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.online = s.online[:0]
+	for _, st := range streams {
+		s.online = append(s.online, online{domain: domain, app: app, stream: st})
+	}
+}
+
+type online struct{ domain, app, stream string }
 
 // Close stops the server; delayed requests are cut short.
 func (s *Server) Close() { s.web.Close() }
@@ -234,6 +248,8 @@ func (s *Server) apply(c *Call) (map[string]any, *apifake.Error) {
 		}
 		m.Inputs, m.LayoutID = c.Inputs, p.Get("LayoutId")
 		return map[string]any{"MixStreamId": m.ID}, nil
+	case ActionOnline:
+		return s.onlineList(p), nil
 	case ActionDelete:
 		m, ok := s.mixes[c.MixStreamID]
 		if !ok || m.DomainName != p.Get("DomainName") {
@@ -258,6 +274,34 @@ func (s *Server) apply(c *Call) (map[string]any, *apifake.Error) {
 	return map[string]any{"MixStreamList": list, "Total": len(list)}, nil
 }
 
+// onlineList answers DescribeLiveStreamsOnlineList: the streams of DomainName (and
+// AppName, when given), one page of PageSize (default 2000) from PageNum (default 1).
+func (s *Server) onlineList(p url.Values) map[string]any {
+	var all []map[string]any
+	for _, o := range s.online {
+		if o.domain == p.Get("DomainName") && (p.Get("AppName") == "" || o.app == p.Get("AppName")) {
+			all = append(all, map[string]any{"DomainName": o.domain, "AppName": o.app, "StreamName": o.stream,
+				"PublishTime": s.now().UTC().Format(dateFormat), "PublishType": "edge"})
+		}
+	}
+	size, num := atoiOr(p.Get("PageSize"), 2000), atoiOr(p.Get("PageNum"), 1)
+	from := min(len(all), (num-1)*size)
+	page := all[from:min(len(all), from+size)]
+	if page == nil {
+		page = []map[string]any{}
+	}
+	return map[string]any{"OnlineInfo": map[string]any{"LiveStreamOnlineInfo": page}, "PageNum": num, "PageSize": size,
+		"TotalNum": len(all), "TotalPage": (len(all) + size - 1) / size}
+}
+
+func atoiOr(s string, def int) int {
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil || n < 1 {
+		return def
+	}
+	return n
+}
+
 const dateFormat = "2006-01-02T15:04:05Z"
 
 var required = map[string][]string{
@@ -265,6 +309,7 @@ var required = map[string][]string{
 	ActionUpdate:   {"DomainName", "MixStreamId", "InputStreamList", "LayoutId"},
 	ActionDelete:   {"DomainName", "MixStreamId"},
 	ActionDescribe: {},
+	ActionOnline:   {"DomainName"},
 }
 
 // verify runs Aliyun's checks and returns the call of a valid request.

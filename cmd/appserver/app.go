@@ -19,9 +19,11 @@ import (
 	"roomengine/actors"
 	"roomengine/aliyun"
 	"roomengine/config"
+	"roomengine/ffmpeg"
 	apihttp "roomengine/http"
 	"roomengine/http/gateway"
 	"roomengine/internal/logcap"
+	"roomengine/mediaserver"
 	redisstore "roomengine/persistence/redis"
 )
 
@@ -40,10 +42,16 @@ type app struct {
 	gateway   *gateway.Gateway
 	mns       *aliyun.MNSPublisher // nil unless push includes mns
 	simulator *aliyun.Simulator    // nil unless mix: simulator
-	server    *nethttp.Server
-	connLimit *apihttp.ConnLimit       // http.maxConns; nil without a limit
-	cluster   *clusterNode             // nil on a single node
-	breakers  map[string]func() string // circuit breaker states by API, for the console
+	ffmpeg    *ffmpeg.Mixer        // nil unless mix: ffmpeg
+	// reconciler polls the media server's stream list; nil unless media.statUrl or
+	// media.srsApiUrl is set.
+	reconciler *mediaserver.Reconciler
+	// engineReady is closed once engine is set: the mixer's failure events wait for it.
+	engineReady chan struct{}
+	server      *nethttp.Server
+	connLimit   *apihttp.ConnLimit       // http.maxConns; nil without a limit
+	cluster     *clusterNode             // nil on a single node
+	breakers    map[string]func() string // circuit breaker states by API, for the console
 }
 
 // historySize is how many frames of a topic are kept for replay with since (per node on a
@@ -69,7 +77,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, store: store}
+	a := &app{cfg: cfg, log: log, store: store, engineReady: make(chan struct{})}
 	if cfg.Cluster.Enabled {
 		if a.cluster, err = joinCluster(ctx, cfg, store, log); err != nil {
 			_ = store.Close()
@@ -118,14 +126,16 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	engine, err := actors.NewEngine(actors.EngineConfig{
 		Cluster: clusterCfg,
 		Room: actors.RoomConfig{NoPublishTimeout: cfg.Live.NoPublishTimeout, TopicDeleteDelay: cfg.Live.TopicDeleteDelay,
-			// CreateMixStream mixes live streams: a room is ready once it publishes.
-			MixReadyOnPublish: cfg.Mix == config.MixAliyunLive},
-		Store:      store,
-		Publisher:  publisher,
-		Mixer:      mixer,
-		MixerReady: mixerReady,
-		URLs:       urls,
-		Logger:     log.With("component", "actors"),
+			// CreateMixStream and ffmpeg mix live streams: a room is ready once it publishes.
+			MixReadyOnPublish: cfg.Mix == config.MixAliyunLive || cfg.Mix == config.MixFFmpeg},
+		// ffmpeg jobs die with the process: a restarted (or taken-over) call starts them again.
+		ResumeMixes: cfg.Mix == config.MixFFmpeg,
+		Store:       store,
+		Publisher:   publisher,
+		Mixer:       mixer,
+		MixerReady:  mixerReady,
+		URLs:        urls,
+		Logger:      log.With("component", "actors"),
 		// An API request waits for its actor at most http.requestTimeout.
 		AskTimeout:   min(cfg.Actors.AskTimeout, cfg.HTTP.RequestTimeout),
 		StoreTimeout: storeTimeout,
@@ -182,6 +192,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		CallbackAuthKey:  cfg.Ali.CallbackAuthKey,
 		CallbackRtmpHost: cfg.RtmpHost,
 		CallbackMaxSkew:  cfg.Ali.CallbackMaxSkew,
+		Media:            a.mediaHooks(),
 	})
 	if a.simulator != nil {
 		// The simulated CDN's MixResult callback goes through the same route, parameter
@@ -198,6 +209,8 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		}
 	}
 	a.engine = engine
+	close(a.engineReady)
+	a.reconciler = a.newReconciler(reg)
 	if a.cluster != nil {
 		a.cluster.start(engine, gw)
 	}
@@ -282,6 +295,13 @@ func (a *app) mixer(breakers *prometheus.GaugeVec) (actors.Mixer, func() error, 
 			CallbackURL: callback, Timeout: ali.Timeout, BreakerOpenTimeout: ali.BreakerOpenTimeout,
 			Logger: a.log.With("component", "live"), OnBreakerStateChange: onChange,
 		})
+	case config.MixFFmpeg:
+		m, err := a.newFFmpegMixer()
+		if err != nil {
+			return nil, nil, fmt.Errorf("mix ffmpeg: %w", err)
+		}
+		a.ffmpeg = m
+		return m, m.Ready, nil
 	default:
 		a.simulator = &aliyun.Simulator{Domain: a.cfg.PlayHost, App: a.cfg.AppName}
 		return a.simulator, nil, nil
@@ -370,9 +390,17 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 // push backends finish, hands the node's rooms over to the cluster — or, for a node the
 // cluster expelled, only stops: it owns nothing any more — and closes the store.
 func (a *app) shutdownEngine(expelled bool) {
+	if a.reconciler != nil {
+		a.reconciler.Stop()
+	}
 	a.engine.Shutdown()
 	if a.simulator != nil {
 		a.simulator.Wait()
+	}
+	if a.ffmpeg != nil {
+		// The calls stay mixed in the store: the next start (or the node that takes them
+		// over) starts their mixes again.
+		a.ffmpeg.Close()
 	}
 	if a.mns != nil && !expelled {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -421,6 +449,7 @@ func newURLs(cfg *config.Config) actors.URLs {
 	b := &aliyun.URLBuilder{
 		AppName: cfg.AppName, RtmpHost: cfg.RtmpHost, PlayHost: cfg.PlayHost,
 		TemplateName: cfg.Videocall.TemplateName, AuthKey: cfg.AuthKey, CenterPush: cfg.IsCenterPush,
+		FLVTemplate: cfg.Media.PlayURL.FLV, HLSTemplate: cfg.Media.PlayURL.HLS, RTMPTemplate: cfg.Media.PlayURL.RTMP,
 	}
 	// topicLocation names the MNS topic only when messages go there: with WebSocket push
 	// alone it is this server's /ws URL, even if the Aliyun account is configured.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -19,6 +20,18 @@ var acceptOptions = &websocket.AcceptOptions{InsecureSkipVerify: true}
 // answered with the usual JSON envelope before any upgrade, so old clients and curl alike
 // see what was wrong; so are subscriptions over a limit (limits.go), with HTTP 400 or 429.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// What the caller took for this connection (OnConnEnd) is given back when the handler
+	// returns, unless the connection was served: then when the connection ends.
+	callerRelease, _ := r.Context().Value(connEndKey{}).(func())
+	if callerRelease == nil {
+		callerRelease = func() {}
+	}
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			callerRelease()
+		}
+	}()
 	q := r.URL.Query()
 	topic := strings.TrimSpace(q.Get("topic"))
 	if topic == "" {
@@ -97,11 +110,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.ws, c.sock = ws, cw.conn
-	served = true
+	served, handedOver = true, true
 	g.serve(c, t, missed, topic, func() {
 		g.leave(addr)
+		callerRelease()
 		g.running.Done()
 	})
+}
+
+// connEndKey carries OnConnEnd's function in a request's context.
+type connEndKey struct{}
+
+// OnConnEnd returns r carrying release, which the gateway calls once the WebSocket that r
+// opens ends — or when it refuses r. ServeHTTP returns as soon as the connection is
+// upgraded, so what a caller holds for the connection's lifetime (a per-user socket
+// count) cannot be given back by a defer around it.
+func OnConnEnd(r *http.Request, release func()) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), connEndKey{}, release))
 }
 
 // isUpgrade is a cheap pre-check so a plain GET gets an envelope rather than the

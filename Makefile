@@ -7,7 +7,7 @@ PKGS     := ./...
 FUZZTIME ?= 20s
 BIN      := bin/appserver
 
-.PHONY: run build cluster media-demo test test-deps unit fuzz lint bench bigroom-bench cluster-bench chaos console-screenshot clean
+.PHONY: run build cluster media-demo test test-deps unit fuzz fuzz-check lint bench bigroom-bench cluster-bench chaos console-screenshot clean
 
 ## run: build and start the server on :4000 (embedded store, WebSocket push, simulated CDN)
 run: build
@@ -31,7 +31,7 @@ media-demo: build
 	./scripts/media-demo.sh
 
 ## test: install what the tests need, then vet, race-test everything and fuzz briefly
-test: test-deps lint unit fuzz
+test: test-deps lint unit fuzz-check
 
 # test-deps installs the Debian packages the tests use when they are missing (CI machines
 # start fresh): Redis for the cluster store, nginx for the cluster-behind-nginx test,
@@ -47,6 +47,10 @@ unit:
 ## fuzz: run the fuzzers (request decoding, peer events) for FUZZTIME each (default 20s); new corpus entries go
 ## to PKG/testdata/fuzz (commit them), a stalled fuzzer fails (see scripts/fuzz.sh)
 fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZKEEP=1 ./scripts/fuzz.sh
+
+# fuzz-check is make test's fuzz step: the same run, leaving the checkout clean.
+fuzz-check:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 lint:

@@ -10,9 +10,11 @@
 #   "0 execs/s" for most of its time and found half as much. No input decodes slowly.
 # - A stall (three progress lines in a row at 0 execs/s, i.e. >= 6 s without a counted
 #   run) fails the run: it means the fuzzer spent its time on something else than fuzzing.
-# - New corpus entries (in Go's cache, which a fresh CI machine does not have) are copied
-#   to PKG/testdata/fuzz/TARGET, so each run starts from what earlier runs found and plain
-#   `go test` replays them; commit them.
+# - With FUZZKEEP=1 (`make fuzz`), new corpus entries (in Go's cache, which a fresh CI
+#   machine does not have) are copied to PKG/testdata/fuzz/TARGET, so each run starts from
+#   what earlier runs found and plain `go test` replays them; commit them. Without it (the
+#   fuzz step of `make test`) the checkout is left as it was: only a failing input, which
+#   go test writes to testdata itself, shows up there — to be fixed and committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +36,7 @@ fuzz_one() {
   # Keep the corpus, new failing inputs included (go test writes those to testdata itself).
   local cache
   cache="$("$GO" env GOCACHE)/fuzz/roomengine/$pkg/$target"
-  if [ -d "$cache" ]; then
+  if [ "${FUZZKEEP:-0}" = 1 ] && [ -d "$cache" ]; then
     mkdir -p "$corpus"
     local added=0 f
     for f in "$cache"/*; do

@@ -29,6 +29,7 @@ var clusterValues = []string{"cluster.enabled=true", "replicaCount=3", "redis.ho
 	"config.http\\.publicUrl=https://live.example.com"}
 
 func TestHelmLintStrict(t *testing.T) {
+	t.Parallel()
 	helm := tool(t, "helm")
 	for name, set := range map[string][]string{"single node": nil, "cluster": clusterValues} {
 		t.Run(name, func(t *testing.T) {

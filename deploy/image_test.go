@@ -23,10 +23,12 @@ func podman(dir string) []string {
 // a container runtime would see it, then takes the binary out of it and runs `version`
 // (these machines cannot run a container: crun's setrlimit is refused).
 func TestImage(t *testing.T) {
+	t.Parallel()
 	store := t.TempDir()
 	pm := podman(store)
 	cmd := exec.Command("../scripts/image.sh")
-	cmd.Env = append(os.Environ(), "PODMAN="+strings.Join(pm, " "), "IMAGE=roomengine-test")
+	cmd.Env = append(os.Environ(), "PODMAN="+strings.Join(pm, " "), "IMAGE=roomengine-test",
+		"DIST="+filepath.Join(t.TempDir(), "dist"))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -27,9 +28,15 @@ const chartDir = "helm/roomengine"
 
 // tool returns the path of a pinned packaging tool (helm, nfpm), built by scripts/tool.sh
 // when missing; $HELM or $NFPM name one to use instead.
+// Parallel tests share one build of each tool.
 func tool(t *testing.T, name string) string {
 	t.Helper()
 	if p := os.Getenv(strings.ToUpper(name)); p != "" {
+		return p
+	}
+	tools.Lock()
+	defer tools.Unlock()
+	if p, ok := tools.path[name]; ok {
 		return p
 	}
 	out, err := exec.Command("../scripts/tool.sh", name).Output()
@@ -38,8 +45,14 @@ func tool(t *testing.T, name string) string {
 		t.Fatalf("scripts/tool.sh %s: %v\n%s", name, err, exit.Stderr)
 	}
 	require.NoError(t, err)
-	return strings.TrimSpace(string(out))
+	tools.path[name] = strings.TrimSpace(string(out))
+	return tools.path[name]
 }
+
+var tools = struct {
+	sync.Mutex
+	path map[string]string
+}{path: map[string]string{}}
 
 // decoder decodes YAML into the typed Kubernetes objects the chart may render, strictly: an
 // unknown or duplicated field is an error, as the API server's strict field validation

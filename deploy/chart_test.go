@@ -316,3 +316,24 @@ func assertSelects(t *testing.T, selector map[string]string, target any) {
 	}
 	assert.True(t, labels.SelectorFromSet(selector).Matches(labels.Set(l)), "selector %v does not match %v", selector, l)
 }
+
+// existingSecret: the pods read the operator's own Secret and the chart makes none (so it
+// never overwrites it); the cluster secret is left out unless given.
+func TestChartExistingSecret(t *testing.T) {
+	m := render(t, "existingSecret=live-secrets")
+	assert.Zero(t, count[*corev1.Secret](m), "no Secret of the chart's own")
+	d := one[*appsv1.Deployment](t, m, "rel-roomengine")
+	var refs []string
+	for _, from := range d.Spec.Template.Spec.Containers[0].EnvFrom {
+		if from.SecretRef != nil {
+			refs = append(refs, from.SecretRef.Name)
+		}
+	}
+	assert.Equal(t, []string{"live-secrets"}, refs)
+
+	single := render(t, "admin.token=admin-token-0123456789abcdef0123456789")
+	data := one[*corev1.Secret](t, single, "rel-roomengine").Data
+	assert.NotContains(t, data, "APPSERVER_CLUSTER_SECRET", "no cluster secret unless given")
+	assert.NotContains(t, data, "APPSERVER_REDIS_PASSWORD")
+	assert.Equal(t, "admin-token-0123456789abcdef0123456789", string(data["APPSERVER_ADMIN_TOKEN"]))
+}

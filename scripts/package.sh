@@ -72,7 +72,7 @@ if [ -n "$DEB_ARCHS" ]; then
   cat >"$stage/changelog" <<CHANGELOG
 roomengine ($VERSION) unstable; urgency=medium
 
-  * Release $VERSION, built from commit $COMMIT.
+  * Release $VERSION, built from commit ${COMMIT:0:12}.
 
  -- roomengine maintainers <roomengine@example.com>  $(date -u -R -d "@$EPOCH")
 CHANGELOG

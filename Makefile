@@ -7,7 +7,8 @@ PKGS     := ./...
 FUZZTIME ?= 20s
 BIN      := bin/appserver
 
-.PHONY: run build cluster media-demo test test-deps unit fuzz fuzz-check lint bench bigroom-bench cluster-bench chaos console-screenshot clean
+.PHONY: run build cluster media-demo test test-deps unit fuzz fuzz-check lint bench bigroom-bench cluster-bench chaos \
+	console-screenshot clean package package-check image deploy-test
 
 ## run: build and start the server on :4000 (embedded store, WebSocket push, simulated CDN)
 run: build
@@ -30,16 +31,18 @@ media-demo: build
 	@./scripts/test-deps.sh nginx libnginx-mod-rtmp ffmpeg
 	./scripts/media-demo.sh
 
-## test: install what the tests need, then vet, race-test everything and fuzz briefly
-test: test-deps lint unit fuzz-check
+## test: install what the tests need, then vet, race-test everything, fuzz briefly and test
+## what operators install (deploy-test)
+test: test-deps lint unit fuzz-check deploy-test
 
 # test-deps installs the Debian packages the tests use when they are missing (CI machines
 # start fresh): Redis for the cluster store, nginx for the cluster-behind-nginx test,
 # Chromium for the operator console's browser test, systemd for `systemd-analyze verify` of
 # deploy/roomengine.service, nginx's rtmp module and ffmpeg for the self-hosted media tests
-# (mix: ffmpeg). Nothing here is needed by `make run`.
+# (mix: ffmpeg), podman, lintian and ca-certificates for the image and the Debian packages
+# (deploy-test). Nothing here is needed by `make run`.
 test-deps:
-	@./scripts/test-deps.sh redis-server nginx chromium systemd libnginx-mod-rtmp ffmpeg
+	@./scripts/test-deps.sh redis-server nginx chromium systemd libnginx-mod-rtmp ffmpeg podman lintian ca-certificates
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
@@ -57,6 +60,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	cd deploy && $(GO) vet ./...
 
 ## chaos: the nemesis test for CHAOS_DURATION (default 5m) of operations: three nodes killed,
 ## frozen and restarted under concurrent clients; the history is checked for linearizability.
@@ -88,5 +92,26 @@ console-screenshot: test-deps
 cluster-bench: build
 	./scripts/cluster-bench.sh
 
+## package: release archives (linux/amd64, linux/arm64, darwin/arm64), Debian packages
+## (amd64, arm64) and SHA256SUMS in dist/ (docs/deploy.md); builds nfpm once, outside the repo
+package:
+	GO=$(GO) ./scripts/package.sh
+
+## image: the container image roomengine:<version> and :latest (podman, or a running docker)
+image:
+	GO=$(GO) ./scripts/image.sh
+
+## deploy-test: the deploy/ module's tests (its own go.mod): the Helm chart (helm lint and
+## strict decoding of both modes), compose.yaml, the image (make image's script) and the
+## packages (make package's script, reduced to the linux/arm64 archive and the amd64 .deb).
+## No -race: the tests run tools and check files, and a race build of the Kubernetes types
+## would only cost time.
+deploy-test: test-deps
+	cd deploy && $(GO) test -count=1 -timeout 30m ./...
+
+## package-check: TestPackages on everything make package builds (three archives, two .deb)
+package-check: test-deps
+	cd deploy && ROOMENGINE_PACKAGE_FULL=1 $(GO) test -count=1 -timeout 30m -run '^TestPackages$$' -v ./...
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -23,6 +23,7 @@ import (
 	apihttp "roomengine/http"
 	"roomengine/http/gateway"
 	"roomengine/internal/logcap"
+	"roomengine/internal/version"
 	"roomengine/mediaserver"
 	redisstore "roomengine/persistence/redis"
 )
@@ -71,7 +72,10 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // newApp wires the parts. ctx bounds start-up (the wait for Redis).
 func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, error) {
 	log := newLogger(cfg, logOut)
-	log.Info("starting roomengine", "config", cfg)
+	build := version.Get()
+	// The first line says which build this is, so a log alone tells which version misbehaved.
+	log.Info("starting roomengine", "version", build.Version, "commit", build.Commit, "built", build.Date,
+		"go", build.GoVersion, "config", cfg)
 
 	store, storeTimeout, err := openStore(ctx, cfg, log)
 	if err != nil {
@@ -94,7 +98,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	liveRooms := prometheus.NewGauge(prometheus.GaugeOpts{Name: "roomengine_live_rooms", Help: "Rooms that exist and have not ended."})
-	reg.MustRegister(liveRooms)
+	reg.MustRegister(liveRooms, buildInfoGauge(build))
 
 	breakers := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roomengine_breaker_open",
 		Help: "1 while the circuit breaker of an Aliyun API is open (0.5 half-open)."}, []string{"api"})

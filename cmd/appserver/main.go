@@ -3,7 +3,9 @@
 //
 // `appserver import-legacy` copies the old Node server's users and rooms from its Redis
 // into the configured store (see importlegacy.go). `appserver watch -topic ROOM` prints the
-// push messages of a room, one JSON line per WebSocket frame (see watch.go).
+// push messages of a room, one JSON line per WebSocket frame (see watch.go). `appserver
+// version` (or -version) prints the build (version.go); `appserver healthcheck` asks the
+// local server's /readyz, for images that have no shell or curl (healthcheck.go).
 package main
 
 import (
@@ -24,6 +26,12 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) > 0 && (args[0] == "version" || args[0] == "-version" || args[0] == "--version") {
+		return runVersion(os.Stdout)
+	}
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return runHealthcheck(args[1:], os.Environ(), os.Stdout, os.Stderr)
+	}
 	if len(args) > 0 && args[0] == "import-legacy" {
 		return runImportLegacy(args[1:], os.Environ(), os.Stdout, os.Stderr)
 	}

@@ -23,37 +23,16 @@ func newClient(opts Options, cs connSettings) *goredis.Client {
 	if cs.readTimeout > 0 {
 		readTimeout = cs.readTimeout
 	}
-	// Maintenance notifications are for Redis Enterprise / Cloud; with "auto" every new
-	// connection against a plain redis-server pays a failing command.
-	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	if opts.SentinelMaster != "" {
-		return goredis.NewFailoverClient(&goredis.FailoverOptions{
-			MasterName:       opts.SentinelMaster,
-			SentinelAddrs:    opts.SentinelAddrs,
-			SentinelPassword: opts.SentinelPassword,
-			Username:         opts.Username,
-			Password:         opts.Password,
-			TLSConfig:        opts.TLS,
-			DB:               opts.DB,
-			ClientName:       cs.name,
-			PoolSize:         cs.poolSize,
-
-			ContextTimeoutEnabled: true,
-			DialTimeout:           opts.Timeout,
-			ReadTimeout:           readTimeout,
-			WriteTimeout:          opts.Timeout,
-			PoolTimeout:           opts.Timeout,
-			DialerRetries:         1,
-		})
-	}
-	return goredis.NewClient(&goredis.Options{
-		Addr:       opts.Addr,
-		Username:   opts.Username,
-		Password:   opts.Password,
-		TLSConfig:  opts.TLS,
-		DB:         opts.DB,
-		ClientName: cs.name,
-		PoolSize:   cs.poolSize,
+	uo := &goredis.UniversalOptions{
+		Addrs:            []string{opts.Addr},
+		MasterName:       opts.SentinelMaster,
+		SentinelPassword: opts.SentinelPassword,
+		Username:         opts.Username,
+		Password:         opts.Password,
+		DB:               opts.DB,
+		TLSConfig:        opts.TLS,
+		ClientName:       cs.name,
+		PoolSize:         cs.poolSize,
 		// Every call carries a deadline (see begin); the socket timeouts are the
 		// same bound for a connection that is stuck regardless of the context.
 		ContextTimeoutEnabled: true,
@@ -63,9 +42,17 @@ func newClient(opts Options, cs connSettings) *goredis.Client {
 		PoolTimeout:           opts.Timeout,
 		// The pool's own dial retries would only spend the call's deadline on a server
 		// that refused the first dial; the caller or the next call retries instead.
-		DialerRetries:            1,
-		MaintNotificationsConfig: maint,
-	})
+		DialerRetries: 1,
+		// Maintenance notifications are for Redis Enterprise / Cloud; with "auto" every
+		// new connection against a plain redis-server pays a failing command.
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}
+	if opts.SentinelMaster != "" {
+		fo := uo.Failover()
+		fo.SentinelAddrs = opts.SentinelAddrs // Failover() would take them from Addrs
+		return goredis.NewFailoverClient(fo)
+	}
+	return goredis.NewClient(uo.Simple())
 }
 
 // Where names the Redis these options reach, for a log line or an error; it holds no secret.

@@ -92,7 +92,7 @@ nginx-rtmp on rtmp://127.0.0.1:1935 (stats http://127.0.0.1:8088/stat), the serv
    curl -d 'inviterUid=$U1&inviteeUid=$U2&liveRoomId=$R1&inviterType=2&type=side_by_side' $B/videocall/invite
    curl -d 'status=1&inviterUid=$U1&inviteeUid=$U2&inviterType=2&inviteeType=2&type=side_by_side' $B/videocall/feedback
 
-3. Watch the mix (push 5 says it flows; follow pushes with: websocat 'ws://127.0.0.1:4000/ws?topic=$R1'):
+3. Watch the mix (push 5 says it flows; follow pushes with: bin/appserver watch -addr 127.0.0.1:4000 -topic $R1):
    ffplay rtmp://127.0.0.1:1935/DemoApp/${R1}_mix
    (or HLS, a few seconds behind: ffplay http://127.0.0.1:8088/hls/${R1}_mix.m3u8)
 

@@ -36,6 +36,7 @@ type openJob struct {
 type openStats struct {
 	h                   hist // comment request latency, from the scheduled time
 	comments, likes     uint64
+	warmup              uint64 // requests scheduled before the measured window
 	errs                uint64
 	okComments, okLikes uint64 // answered 200, warm-up included (frames to expect)
 	kinds               map[string]uint64
@@ -94,6 +95,7 @@ func runOpenLoop(ctx context.Context, o options, cs *commentScenario, subs *subs
 					st.okComments++
 				}
 				if !measured {
+					st.warmup++
 					continue
 				}
 				if job.like {
@@ -139,6 +141,7 @@ func runOpenLoop(ctx context.Context, o options, cs *commentScenario, subs *subs
 		res.Comments += st.comments
 		res.Likes += st.likes
 		res.Requests += st.comments + st.likes
+		res.Warmup += st.warmup
 		res.Errors += st.errs
 		okComments += st.okComments
 		for k, v := range st.kinds {

@@ -33,6 +33,10 @@ func TestOpenLoopEndToEnd(t *testing.T) {
 	if res.Comments < 19 || res.Comments > 21 || res.Likes < 9 || res.Likes > 11 {
 		t.Errorf("measured %d comments and %d likes; the schedule says 20 and 10", res.Comments, res.Likes)
 	}
+	// 0.2 s of warm-up at 60/s: about 12 requests, reported apart from the window.
+	if res.Warmup < 10 || res.Warmup > 14 {
+		t.Errorf("%d warm-up requests reported; the schedule says 12", res.Warmup)
+	}
 	if res.FramesComplete == nil || !*res.FramesComplete {
 		t.Fatalf("not every subscriber got every comment: %+v", res)
 	}

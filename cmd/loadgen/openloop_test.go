@@ -61,8 +61,10 @@ func TestIdleMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every subscribed connection holds at least one goroutine on the server.
-	if res.Mode != "idle" || res.GoroutinesPerConn < 1 || res.RSSPerConnKiB == 0 || res.Requests != 0 {
+	// Every subscribed connection holds at least one goroutine on the server, and the
+	// server's memory was read. (What 20 connections add to the RSS can round to 0 KiB
+	// each when the server frees more than they take: that figure is for thousands.)
+	if res.Mode != "idle" || res.GoroutinesPerConn < 1 || res.ServerRSSMiB <= 0 || res.Requests != 0 {
 		t.Fatalf("idle: %+v", res)
 	}
 }

@@ -21,6 +21,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/benchlib.sh
+. scripts/benchlib.sh
 export PATH="/usr/local/go/bin:$HOME/go/bin:$PATH"
 
 RUNS=${BIGBENCH_RUNS:-3}
@@ -148,12 +150,6 @@ start_server() {
   die "could not start $kind"
 }
 
-jget() { sed 's/,"nodes":\[.*//' | sed -n 's/.*"'"$1"'":\([^,}]*\).*/\1/p' | head -n 1; }
-median() {
-  grep -E '^-?[0-9.eE+-]+$' | sort -g | awk '{a[NR]=$1} END {
-    if (NR == 0) { print "n/a"; exit }
-    if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 
 mkdir -p "$OUT_DIR"
 raw="$work/runs.jsonl"

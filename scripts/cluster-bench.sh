@@ -34,6 +34,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/benchlib.sh
+. scripts/benchlib.sh
 export PATH="/usr/local/go/bin:$HOME/go/bin:$PATH"
 
 PARTS=${CBENCH_PARTS:-throughput failover term}
@@ -190,14 +192,6 @@ owner_via() {
     "http://$(addr_of "$1")/admin/cluster?roomId=$2" 2>/dev/null | sed -n 's/.*"owner":"\([^"]*\)".*/\1/p' || true
 }
 
-# jget KEY reads a top-level number of a loadgen -json line (the per-node array is cut off
-# first: its keys repeat the totals' names) or a field of one per-node object.
-jget() { sed 's/,"nodes":\[.*//' | sed -n 's/.*"'"$1"'":\([^,}]*\).*/\1/p' | head -n 1; }
-median() {
-  grep -E '^-?[0-9.eE+-]+$' | sort -g | awk '{a[NR]=$1} END {
-    if (NR == 0) { print "n/a"; exit }
-    if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 maxof() { grep -E '^-?[0-9.eE+-]+$' | sort -g | tail -n 1 | grep . || echo n/a; }
 minof() { grep -E '^-?[0-9.eE+-]+$' | sort -g | head -n 1 | grep . || echo n/a; }
 secs() { [[ $1 == n/a ]] && echo n/a || printf "%.2f" "$1"; }

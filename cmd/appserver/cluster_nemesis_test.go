@@ -1396,11 +1396,7 @@ func (m *nemesis) describe() string {
 // longer than the sentinels' down-after (1 s) is a failover too, and the frozen server
 // comes back as a stale primary that the sentinels demote.
 func (m *nemesis) redisFault(ctx context.Context, ttl time.Duration) {
-	if m.killedRedis != nil {
-		m.note("restart Redis %s", m.killedRedis.Addr())
-		m.killedRedis.Restart()
-		m.killedRedis = nil
-		m.counts["redis restart"]++
+	if m.restartKilledRedis() {
 		return
 	}
 	primary := m.sen.Primary()
@@ -1424,18 +1420,26 @@ func (m *nemesis) redisFault(ctx context.Context, ttl time.Duration) {
 	m.note("SIGCONT Redis %s", primary.Addr())
 }
 
+// restartKilledRedis restarts the Redis server the nemesis killed, if any; the sentinels
+// make it a replica of the primary promoted meanwhile.
+func (m *nemesis) restartKilledRedis() bool {
+	if m.killedRedis == nil {
+		return false
+	}
+	m.note("restart Redis %s", m.killedRedis.Addr())
+	m.killedRedis.Restart()
+	m.killedRedis = nil
+	m.counts["redis restart"]++
+	return true
+}
+
 // healRedis restarts a Redis server the nemesis left killed, and waits until the primary
 // has both replicas in sync again (writes wait for one).
 func (m *nemesis) healRedis() {
 	if m.sen == nil {
 		return
 	}
-	if m.killedRedis != nil {
-		m.note("restart Redis %s", m.killedRedis.Addr())
-		m.killedRedis.Restart()
-		m.killedRedis = nil
-		m.counts["redis restart"]++
-	}
+	m.restartKilledRedis()
 	m.sen.WaitSynced(m.cl.t, 2, 30*time.Second)
 	m.note("Redis healed: %s is the primary, two replicas in sync", m.sen.Primary().Addr())
 }

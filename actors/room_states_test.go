@@ -416,6 +416,7 @@ func TestRoomInCallTable(t *testing.T) {
 		{"announce its call's accept (push 2)", "publishing", evAnnounceCall{callID: "C", push: outPush{topic: "abcdef0123", tag: "1", importance: 4, typ: 2}}, want{callID: "C", isMixed: true, mixedSet: 1, topics: "2@abcdef0123"}, nil},
 		{"announce on a room that ended first", "ended", evAnnounceCall{callID: "C", push: outPush{topic: "abcdef0123", typ: 2}}, want{err: CodeNoSuchRoom, callID: "C", isMixed: true, mixedSet: 1}, nil},
 		{"announce another call's accept", "publishing", evAnnounceCall{callID: "D", push: outPush{topic: "abcdef0123", typ: 2}}, want{err: CodeNoSuchRoom, callID: "C", isMixed: true, mixedSet: 1}, nil},
+		{"announce its call's accept to another room's topic", "publishing", evAnnounceCall{callID: "C", push: outPush{topic: "elsewhere", tag: "1", importance: 4, typ: 2}}, want{err: CodeNoSuchRoom, callID: "C", isMixed: true, mixedSet: 1}, nil},
 		{"leave ends the room and tells the call", "publishing", evLeave{}, want{callID: "C", save: true, ended: true, isMixed: true, mixedSet: 1, topics: "8@abcdef0123", notify: "actors.evCallClose"}, nil},
 	}
 	for _, c := range cases {

@@ -11,6 +11,7 @@ import (
 	nethttp "net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,7 +78,13 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	log.Info("starting roomengine", "version", build.Version, "commit", build.Commit, "built", build.Date,
 		"go", build.GoVersion, "config", cfg)
 
-	store, storeTimeout, err := openStore(ctx, cfg, log)
+	// The Redis breaker's gauge exists only once the registry does, after the store.
+	var redisBreaker atomic.Pointer[prometheus.Gauge]
+	store, storeTimeout, err := openStore(ctx, cfg, log, func(_, to string) {
+		if g := redisBreaker.Load(); g != nil {
+			(*g).Set(breakerValue(to))
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -101,8 +108,14 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	reg.MustRegister(liveRooms, buildInfoGauge(build))
 
 	breakers := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roomengine_breaker_open",
-		Help: "1 while the circuit breaker of an Aliyun API is open (0.5 half-open)."}, []string{"api"})
+		Help: "1 while the circuit breaker of an Aliyun API or of Redis is open (0.5 half-open)."}, []string{"api"})
 	reg.MustRegister(breakers)
+	if rs, ok := store.(*redisstore.Store); ok {
+		g := breakers.WithLabelValues("redis")
+		redisBreaker.Store(&g)
+		g.Set(breakerValue(rs.BreakerState()))
+		a.addBreaker("redis", rs.BreakerState)
+	}
 	// 1,024 queued frames per client ride out a 50 ms stall at 20,000 messages/s.
 	gwOpts := gateway.Options{QueueSize: 1024, HistorySize: historySize, Logger: log.With("component", "gateway"), Registerer: reg,
 		MaxTags: cfg.HTTP.WS.MaxTags, MaxTagLength: cfg.HTTP.WS.MaxTagLength, MaxTopicLength: cfg.HTTP.WS.MaxTopicLength,

@@ -136,7 +136,7 @@ func (l *legacyImport) run(ctx context.Context) error {
 	fmt.Fprintf(l.out, "read %s (prefix %q, db %d): %d users, last id %d, %d rooms, %d co-streaming records, %d undecodable records\n",
 		l.src.Addr, l.src.Prefix, l.src.DB, len(data.Users), data.LastID, len(data.Rooms), data.Calls, len(data.Skipped))
 
-	store, _, err := openStore(ctx, l.cfg, l.log)
+	store, _, err := openStore(ctx, l.cfg, l.log, nil)
 	if err != nil {
 		return err
 	}

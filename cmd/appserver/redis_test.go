@@ -278,6 +278,12 @@ func TestRedisOutage(t *testing.T) {
 	if st, _ := app.readyStatus(t); st != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz after the load: HTTP %d", st)
 	}
+	// The failures opened the store's circuit breaker: calls fail at once instead of each
+	// trying Redis (1 open, 0.5 half-open with its probe failing).
+	const redisBreaker = `roomengine_breaker_open{api="redis"}`
+	if v := app.metric(t, redisBreaker); v == 0 {
+		t.Errorf("%s = 0 after %d answers 503 with Redis down", redisBreaker, len(unavailable))
+	}
 
 	srv.Restart()
 	back := time.Now()
@@ -291,6 +297,9 @@ func TestRedisOutage(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("ready again %v after Redis answered", time.Since(back).Round(time.Millisecond))
+	if v := app.metric(t, redisBreaker); v != 0 {
+		t.Errorf("%s = %v once ready again, want 0 (closed)", redisBreaker, v)
+	}
 
 	// The state is what was acknowledged, nothing more.
 	wantRooms := map[string]int{room1: 1, room2: 0, room3: 0}

@@ -38,7 +38,9 @@ const redisLogEvery = time.Second
 // openStore opens the store cfg.store names and returns the bound of one store call, which
 // is also how long a command waits for the store before it answers 503: redis.timeout for
 // Redis, actors.askTimeout for the embedded file.
-func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (actors.Store, time.Duration, error) {
+//
+// onBreaker, if set, is told each change of the Redis store's circuit breaker.
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger, onBreaker func(from, to string)) (actors.Store, time.Duration, error) {
 	switch cfg.Store {
 	case config.StoreEmbedded:
 		store, err := embedded.Open(filepath.Join(cfg.DataDir, "roomengine.db"), embedded.Options{})
@@ -53,6 +55,13 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (actor
 			return nil, 0, err
 		}
 		opts.Logger = log.With("component", "redis")
+		opts.OnBreakerChange = func(from, to string) {
+			// A state change is rare (an outage starts or ends): worth a line each time.
+			opts.Logger.Warn("redis circuit breaker", "from", from, "to", to)
+			if onBreaker != nil {
+				onBreaker(from, to)
+			}
+		}
 		store, err := openRedis(ctx, opts, redisStartupWait, log)
 		if err != nil {
 			return nil, 0, err

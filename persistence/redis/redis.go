@@ -102,6 +102,15 @@ type Options struct {
 	// (replicawait.go); a write they do not confirm within Timeout fails with
 	// ErrNotReplicated.
 	WaitReplicas int
+	// BreakerFailures consecutive outages (no connection, no answer within Timeout, a
+	// server loading or demoted) open the store's circuit breaker: every call then fails
+	// at once with ErrUnavailable for BreakerOpen, after which one probe call is let
+	// through (breaker.go). Defaults DefaultBreakerFailures and DefaultBreakerOpen.
+	BreakerFailures int
+	BreakerOpen     time.Duration
+	// OnBreakerChange, if set, is called with the breaker's old and new state ("closed",
+	// "half-open", "open"), e.g. to export a gauge. It must be quick.
+	OnBreakerChange func(from, to string)
 }
 
 // Store is the Redis-backed actors.Store. Methods are safe for concurrent use.
@@ -137,8 +146,9 @@ type Store struct {
 	failoverKey    string // failover.go
 	takenPrefix    string // + node
 
-	log  *slog.Logger
-	opts Options // as Open completed them: what a connection of the store's own is made from
+	breaker *breakerHook
+	log     *slog.Logger
+	opts    Options // as Open completed them: what a connection of the store's own is made from
 	// member is this node's current membership: the identity fenced writes are checked
 	// against (set by Join).
 	member atomic.Pointer[Member]
@@ -156,7 +166,16 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
+	if opts.BreakerFailures <= 0 {
+		opts.BreakerFailures = DefaultBreakerFailures
+	}
+	if opts.BreakerOpen <= 0 {
+		opts.BreakerOpen = DefaultBreakerOpen
+	}
 	rdb := newClient(opts, connSettings{})
+	// The breaker goes first (outermost), so it sees what the replica wait made of a write.
+	breaker := newBreakerHook(opts.BreakerFailures, opts.BreakerOpen, opts.Timeout*9/10, opts.OnBreakerChange)
+	rdb.AddHook(breaker)
 	if opts.WaitReplicas > 0 {
 		rdb.AddHook(&replicaWait{rdb: rdb, replicas: opts.WaitReplicas, timeout: opts.Timeout,
 			markKey: opts.KeyPrefix + ":replicated"})
@@ -164,6 +183,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	p := opts.KeyPrefix + ":"
 	s := &Store{
 		rdb:         rdb,
+		breaker:     breaker,
 		timeout:     opts.Timeout,
 		prefix:      p,
 		counterKey:  p + "user:nextid",

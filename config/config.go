@@ -74,6 +74,9 @@ type Redis struct {
 	// Sentinel, when its master and addrs are set, finds the primary through Redis Sentinel
 	// instead of host/port and follows it across a failover.
 	Sentinel RedisSentinel `yaml:"sentinel"`
+	// Cluster, when its addrs are set, talks to a Redis Cluster through these seed nodes
+	// instead of host/port; the client learns the other masters and replicas from them.
+	Cluster RedisCluster `yaml:"cluster"`
 	// WaitReplicas: a write is acknowledged only once WAIT reports that many replicas have
 	// it (0: once the primary has it, the behaviour without replicas).
 	WaitReplicas int `yaml:"waitReplicas"`
@@ -89,6 +92,11 @@ type RedisSentinel struct {
 	Master   string     `yaml:"master"`
 	Addrs    StringList `yaml:"addrs"`
 	Password string     `yaml:"password" secret:"true"`
+}
+
+// RedisCluster lists seed nodes of a Redis Cluster (any masters or replicas of it).
+type RedisCluster struct {
+	Addrs StringList `yaml:"addrs"`
 }
 
 // RedisTLS makes the connections to Redis TLS (redis-server --tls-port).

@@ -78,6 +78,7 @@ func redisOptions(cfg *config.Config) (redisstore.Options, error) {
 		SentinelMaster:   cfg.Redis.Sentinel.Master,
 		SentinelAddrs:    cfg.Redis.Sentinel.Addrs,
 		SentinelPassword: cfg.Redis.Sentinel.Password,
+		ClusterAddrs:     cfg.Redis.Cluster.Addrs,
 		WaitReplicas:     cfg.Redis.WaitReplicas,
 		FailoverGrace:    cfg.Redis.FailoverGrace,
 		TLS:              tlsConfig,

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -15,15 +16,38 @@ type connSettings struct {
 	poolSize    int // 0: go-redis's default
 }
 
+// newUniversalClient is the store's client: a ClusterClient on a Redis Cluster (it learns
+// every master and replica from the seeds, sends each command to the master of its key's
+// slot and follows MOVED redirections, so a promoted replica takes over without a
+// restart), otherwise newClient's.
+func newUniversalClient(opts Options, cs connSettings) goredis.UniversalClient {
+	if len(opts.ClusterAddrs) == 0 {
+		return newClient(opts, cs)
+	}
+	co := universalOptions(opts, cs).Cluster()
+	co.Addrs = opts.ClusterAddrs
+	return goredis.NewClusterClient(co)
+}
+
 // newClient connects to the primary: at Addr, or the one the sentinels name. A client on
 // Sentinel asks the sentinels for the primary when it connects and again whenever they
 // announce a failover, so the store follows a promotion without a restart.
 func newClient(opts Options, cs connSettings) *goredis.Client {
+	uo := universalOptions(opts, cs)
+	if opts.SentinelMaster != "" {
+		fo := uo.Failover()
+		fo.SentinelAddrs = opts.SentinelAddrs // Failover() would take them from Addrs
+		return goredis.NewFailoverClient(fo)
+	}
+	return goredis.NewClient(uo.Simple())
+}
+
+func universalOptions(opts Options, cs connSettings) *goredis.UniversalOptions {
 	readTimeout := opts.Timeout
 	if cs.readTimeout > 0 {
 		readTimeout = cs.readTimeout
 	}
-	uo := &goredis.UniversalOptions{
+	return &goredis.UniversalOptions{
 		Addrs:            []string{opts.Addr},
 		MasterName:       opts.SentinelMaster,
 		SentinelPassword: opts.SentinelPassword,
@@ -47,16 +71,13 @@ func newClient(opts Options, cs connSettings) *goredis.Client {
 		// new connection against a plain redis-server pays a failing command.
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
-	if opts.SentinelMaster != "" {
-		fo := uo.Failover()
-		fo.SentinelAddrs = opts.SentinelAddrs // Failover() would take them from Addrs
-		return goredis.NewFailoverClient(fo)
-	}
-	return goredis.NewClient(uo.Simple())
 }
 
 // Where names the Redis these options reach, for a log line or an error; it holds no secret.
 func (o Options) Where() string {
+	if len(o.ClusterAddrs) > 0 {
+		return "cluster " + strings.Join(o.ClusterAddrs, ",")
+	}
 	if o.SentinelMaster != "" {
 		return "sentinel master " + o.SentinelMaster
 	}

@@ -324,7 +324,7 @@ func TestResetAllKeepsMembershipAndFeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{c.key("member:a"): true, c.key("members"): true, c.key("feed"): true}
+	want := map[string]bool{c.key("member:a"): true, c.key("members"): true, c.key("feed"): true, c.key("layout"): true}
 	if len(keys) != len(want) {
 		t.Fatalf("after Reset keys %v, want only %v", keys, want)
 	}

@@ -25,10 +25,10 @@ import (
 // the masters of a small Redis Cluster, few enough to read in one round trip.
 const indexShards = 16
 
-func (s *Store) userKey(id string) string  { return s.prefix + "user:{" + id + "}" }
-func (s *Store) roomKey(id string) string  { return s.prefix + "room:{" + id + "}" }
-func (s *Store) audKey(id string) string   { return s.prefix + "audience:{" + id + "}" }
-func (s *Store) callKey(id string) string  { return s.prefix + "call:{" + id + "}" }
+func (s *Store) userKey(id string) string   { return s.prefix + "user:{" + id + "}" }
+func (s *Store) roomKey(id string) string   { return s.prefix + "room:{" + id + "}" }
+func (s *Store) audKey(id string) string    { return s.prefix + "audience:{" + id + "}" }
+func (s *Store) callKey(id string) string   { return s.prefix + "call:{" + id + "}" }
 func (s *Store) reqKey(nonce string) string { return s.counterKey + ":req:" + nonce }
 
 // roomsIndex and callsIndex name the index set that holds id.

@@ -383,4 +383,3 @@ func (s *Store) ReserveUserIDs(ctx context.Context, last uint64) error {
 	}
 	return nil
 }
-

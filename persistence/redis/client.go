@@ -16,6 +16,10 @@ type connSettings struct {
 	poolSize    int // 0: go-redis's default
 }
 
+// clusterStateReload bounds how long a Redis Cluster client keeps the slot map it has: one
+// CLUSTER SLOTS a second costs nothing, and a promotion is followed within that.
+const clusterStateReload = time.Second
+
 // newUniversalClient is the store's client: a ClusterClient on a Redis Cluster (it learns
 // every master and replica from the seeds, sends each command to the master of its key's
 // slot and follows MOVED redirections, so a promoted replica takes over without a
@@ -26,6 +30,10 @@ func newUniversalClient(opts Options, cs connSettings) goredis.UniversalClient {
 	}
 	co := universalOptions(opts, cs).Cluster()
 	co.Addrs = opts.ClusterAddrs
+	// A dead master sends no MOVED: the client learns that its replica took over only by
+	// asking for the slots again, which it does when its view is older than this (the
+	// default, a minute, would keep sending a failed-over slot to the dead node that long).
+	co.ClusterStateReloadInterval = clusterStateReload
 	return goredis.NewClusterClient(co)
 }
 

@@ -1,0 +1,151 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"roomengine/actors"
+	"roomengine/persistence/redis/redistest"
+	"roomengine/persistence/storetest"
+)
+
+func openClusterT(t *testing.T, c *redistest.Cluster, opts Options) *Store {
+	t.Helper()
+	opts.ClusterAddrs = c.Addrs()
+	if opts.KeyPrefix == "" {
+		opts.KeyPrefix = newPrefix("rcluster")
+	}
+	return openT(t, opts)
+}
+
+// TestContractOnRedisCluster: single-node mode on a Redis Cluster of three masters and
+// three replicas (one cluster for every subtest but the failover's, which kills a master):
+// the store's contract holds — with and without waiting for a replica — and 60 rooms with
+// their users spread over every master.
+func TestContractOnRedisCluster(t *testing.T) {
+	c := redistest.StartCluster(t)
+	t.Run("Contract", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) actors.Store { return openClusterT(t, c, Options{}) })
+	})
+	t.Run("WaitingForAReplica", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) actors.Store { return openClusterT(t, c, Options{WaitReplicas: 1}) })
+	})
+	t.Run("WriteNotConfirmedByTheReplicaFails", func(t *testing.T) { testClusterWaitReplicas(t, c) })
+	t.Run("KeysSpreadOverMasters", func(t *testing.T) { testKeysSpread(t, c) })
+	t.Run("ClusterModeRefused", func(t *testing.T) {
+		s := openClusterT(t, c, Options{})
+		if _, err := s.Join(t.Context(), "n1", "127.0.0.1:1", time.Second); err == nil || !strings.Contains(err.Error(), ErrClusterModeUnsupported.Error()) {
+			t.Fatalf("Join on a Redis Cluster = %v, want ErrClusterModeUnsupported", err)
+		}
+	})
+}
+
+// testKeysSpread creates 60 users, each with a room, an audience and a call, and counts
+// the store's keys on each master: each must hold at least 15% of them.
+func testKeysSpread(t *testing.T, c *redistest.Cluster) {
+	prefix := newPrefix("spread")
+	s := openClusterT(t, c, Options{KeyPrefix: prefix})
+	ctx := t.Context()
+	for i := range 60 {
+		u, err := s.CreateUser(ctx, fmt.Sprint("u", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		room := actors.Room{ID: fmt.Sprint(1000 + i), UID: u.ID, Name: "r"}
+		if err := s.SaveRoom(ctx, room); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddAudience(ctx, room.ID, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rooms, err := s.LoadRooms(ctx)
+	if err != nil || len(rooms) != 60 {
+		t.Fatalf("LoadRooms = %d rooms, %v", len(rooms), err)
+	}
+	counts := map[string]int{}
+	total := 0
+	for _, m := range c.Masters() {
+		n := countKeys(t, m.Addr(), prefix+":*")
+		counts[m.Addr()] = n
+		total += n
+	}
+	if len(counts) != 3 {
+		t.Fatalf("%d masters, want 3", len(counts))
+	}
+	t.Logf("keys per master: %v (total %d)", counts, total)
+	for addr, n := range counts {
+		if float64(n) < 0.15*float64(total) {
+			t.Errorf("master %s holds %d of %d keys (%.0f%%), want at least 15%%", addr, n, total, 100*float64(n)/float64(total))
+		}
+	}
+}
+
+// countKeys counts the keys matching pattern on one server (SCAN: the server is shared
+// with the other subtests' prefixes).
+func countKeys(t *testing.T, addr, pattern string) int {
+	t.Helper()
+	rc := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer rc.Close()
+	n := 0
+	iter := rc.Scan(context.Background(), 0, globEscape(strings.TrimSuffix(pattern, "*"))+"*", 1000).Iterator()
+	for iter.Next(context.Background()) {
+		n++
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// testClusterWaitReplicas: with waitReplicas 1, a write to a slot whose master's replica is
+// frozen fails with ErrNotReplicated — the wait goes to the master that took the write —
+// while a write to another master's slot succeeds.
+func testClusterWaitReplicas(t *testing.T, c *redistest.Cluster) {
+	s := openClusterT(t, c, Options{WaitReplicas: 1, Timeout: 300 * time.Millisecond})
+	ctx := t.Context()
+	cc := s.rc.(*goredis.ClusterClient)
+	master := func(id string) string {
+		m, err := cc.MasterForKey(ctx, s.roomKey(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Options().Addr
+	}
+	// Two rooms on different masters.
+	a, b := "a", ""
+	for i := range 100 {
+		if id := fmt.Sprint("b", i); master(id) != master(a) {
+			b = id
+			break
+		}
+	}
+	var frozen *redistest.Server
+	for _, m := range c.Masters() {
+		if m.Addr() == master(a) {
+			frozen = c.ReplicaOf(m)
+		}
+	}
+	if frozen == nil || b == "" {
+		t.Fatalf("no replica of %s, or no room on another master", master(a))
+	}
+	frozen.Freeze()
+	errA := s.SaveRoom(ctx, actors.Room{ID: a, UID: "1"})
+	errB := s.SaveRoom(ctx, actors.Room{ID: b, UID: "1"})
+	frozen.Thaw()
+	if !errors.Is(errA, ErrNotReplicated) {
+		t.Errorf("SaveRoom on the master whose replica is frozen = %v, want ErrNotReplicated", errA)
+	}
+	if errB != nil {
+		t.Errorf("SaveRoom on another master = %v", errB)
+	}
+	waitWithin(t, 10*time.Second, "a confirmed write after the thaw", func() bool {
+		return s.SaveRoom(ctx, actors.Room{ID: a, UID: "1"}) == nil
+	})
+}

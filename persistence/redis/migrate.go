@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -35,7 +36,8 @@ import (
 const layoutVersion = "2"
 
 // migrateLayout moves old-layout keys once (above). The SCAN runs only while {p}:layout is
-// missing: on the first start after the upgrade, and on a fresh deployment's first start.
+// missing: on the first start after the upgrade, and on a new deployment's starts until it
+// has stored something (an empty namespace is left untouched: a dry run writes nothing).
 func (s *Store) migrateLayout(ctx context.Context) error {
 	v, err := withTimeout(ctx, s.timeout, func(ctx context.Context) (string, error) {
 		return s.rc.Get(ctx, s.layoutKey).Result()
@@ -49,7 +51,7 @@ func (s *Store) migrateLayout(ctx context.Context) error {
 	if err == nil {
 		return fmt.Errorf("%s is %q: written by a newer version of the store", s.layoutKey, v)
 	}
-	var moved int
+	var moved, seen atomic.Int64
 	err = s.forEachMaster(ctx, func(ctx context.Context, c goredis.UniversalClient, _ bool) error {
 		var cursor uint64
 		for {
@@ -59,13 +61,14 @@ func (s *Store) migrateLayout(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			seen.Add(int64(len(keys)))
 			for _, k := range keys {
 				ok, err := s.migrateKey(ctx, k)
 				if err != nil {
 					return fmt.Errorf("move %s to the new key layout: %w", k, err)
 				}
 				if ok {
-					moved++
+					moved.Add(1)
 				}
 			}
 			if next == 0 {
@@ -76,6 +79,11 @@ func (s *Store) migrateLayout(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	if seen.Load() == 0 {
+		// An empty namespace (a new deployment, a dry run): nothing to move, and nothing
+		// written; a later start that finds keys marks the layout.
+		return nil
 	}
 	// The old sets last: until every entity has moved they still list it.
 	_, err = withTimeout(ctx, s.timeout, func(ctx context.Context) (int64, error) {
@@ -92,8 +100,8 @@ func (s *Store) migrateLayout(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("finish the move to the new key layout: %w", err)
 	}
-	if moved > 0 {
-		s.log.Info("redis: moved the store's keys to the hash-tagged layout", "keys", moved, "prefix", s.prefix)
+	if n := moved.Load(); n > 0 {
+		s.log.Info("redis: moved the store's keys to the hash-tagged layout", "keys", n, "prefix", s.prefix)
 	}
 	return nil
 }

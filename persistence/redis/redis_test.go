@@ -308,9 +308,10 @@ func TestKeysNamespacedByPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.Sort(keys)
-	if !slices.Equal(keys, []string{"ns*[a]?:layout", "ns*[a]?:user:{nextid}"}) {
-		t.Errorf("after Reset, prefix a keeps keys %v, want only its counter and layout marker", keys)
+	// The layout marker stays too, when an Open wrote it (migrate.go).
+	keys = slices.DeleteFunc(keys, func(k string) bool { return k == "ns*[a]?:layout" })
+	if !slices.Equal(keys, []string{"ns*[a]?:user:{nextid}"}) {
+		t.Errorf("after Reset, prefix a keeps keys %v, want only its counter", keys)
 	}
 }
 

@@ -108,7 +108,8 @@ type RedisTLS struct {
 	// checks clients (tls-auth-clients yes); both or neither.
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
-	// ServerName is the name the server's certificate must carry (empty: redis.host).
+	// ServerName is the name the server's certificate must carry (empty: redis.host; on a
+	// Redis Cluster, the host of each node dialled).
 	ServerName string `yaml:"serverName"`
 }
 

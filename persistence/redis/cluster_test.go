@@ -38,6 +38,20 @@ func TestContractOnRedisCluster(t *testing.T) {
 	})
 	t.Run("WriteNotConfirmedByTheReplicaFails", func(t *testing.T) { testClusterWaitReplicas(t, c) })
 	t.Run("KeysSpreadOverMasters", func(t *testing.T) { testKeysSpread(t, c) })
+	t.Run("CreateUserRetryReturnsSameID", func(t *testing.T) {
+		s := openClusterT(t, c, Options{})
+		keys := []string{s.counterKey, s.reqKey("fixednonce")}
+		run := func() string {
+			id, err := allocUserID.Run(t.Context(), s.rc, keys, reqMarkerTTL).Text()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
+		if first, second := run(), run(); first != "1" || second != "1" {
+			t.Fatalf("first run id %s, replay id %s; want 1 and 1", first, second)
+		}
+	})
 	t.Run("ClusterModeRefused", func(t *testing.T) {
 		s := openClusterT(t, c, Options{})
 		if _, err := s.Join(t.Context(), "n1", "127.0.0.1:1", time.Second); err == nil || !strings.Contains(err.Error(), ErrClusterModeUnsupported.Error()) {

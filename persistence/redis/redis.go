@@ -247,11 +247,27 @@ func (s *Store) ping(ctx context.Context) error {
 	return s.rc.Ping(ctx).Err()
 }
 
-// allocUserID allocates the next id. KEYS[1] is the counter, KEYS[2] the call's marker
-// (both in the counter's slot); ARGV[1] is the marker's TTL.
+// createUser allocates the id and stores the user in one step, so a crash can never leave
+// an allocated id without its user or the reverse. KEYS[1] is the counter, KEYS[2] the
+// call's marker; ARGV are the user key up to the id ("{p}:user:{"), the name and the
+// marker's TTL. The user key is derived from the new id inside the script, which only one
+// server allows (on a Redis Cluster it is in another slot): CreateUser uses allocUserID
+// there.
 //
 // go-redis retries a command whose connection broke, and the first attempt may have run:
 // the marker makes the retry return that attempt's id instead of allocating another.
+var createUser = goredis.NewScript(`
+local id = redis.call('GET', KEYS[2])
+if id then return id end
+id = redis.call('INCR', KEYS[1])
+redis.call('HSET', ARGV[1] .. id .. '}', 'name', ARGV[2])
+redis.call('SET', KEYS[2], id, 'EX', ARGV[3])
+return tostring(id)
+`)
+
+// allocUserID is createUser's first half, for a Redis Cluster: it allocates the id (with
+// the marker, in the counter's slot) and CreateUser stores the user in its own slot next.
+// KEYS[1] is the counter, KEYS[2] the call's marker; ARGV[1] is the marker's TTL.
 var allocUserID = goredis.NewScript(`
 local id = redis.call('GET', KEYS[2])
 if id then return id end
@@ -261,9 +277,10 @@ return tostring(id)
 `)
 
 // CreateUser allocates the next id from the shared counter, so ids are unique across every
-// node using the same Redis and prefix, then stores the user under it. The user is in its
-// own slot, not the counter's, so the two are separate steps: a failure between them
-// leaves an id that no user has (never one handed out twice), and the call fails.
+// node using the same Redis and prefix, and stores the user under it: in one script on one
+// server. On a Redis Cluster the user is in its own slot, not the counter's, so the two are
+// separate steps there: a failure between them leaves an id that no user has (never one
+// handed out twice), and the call fails.
 func (s *Store) CreateUser(ctx context.Context, name string) (actors.User, error) {
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
@@ -274,7 +291,15 @@ func (s *Store) CreateUser(ctx context.Context, name string) (actors.User, error
 	if err != nil {
 		return actors.User{}, fmt.Errorf("redis: create user: %w", err)
 	}
-	id, err := allocUserID.Run(ctx, s.rc, []string{s.counterKey, s.reqKey(nonce)}, reqMarkerTTL).Text()
+	keys := []string{s.counterKey, s.reqKey(nonce)}
+	if !s.onCluster() {
+		id, err := createUser.Run(ctx, s.rc, keys, s.prefix+"user:{", name, reqMarkerTTL).Text()
+		if err != nil {
+			return actors.User{}, fmt.Errorf("redis: create user: %w", err)
+		}
+		return actors.User{ID: id, Name: name}, nil
+	}
+	id, err := allocUserID.Run(ctx, s.rc, keys, reqMarkerTTL).Text()
 	if err != nil {
 		return actors.User{}, fmt.Errorf("redis: create user: %w", err)
 	}

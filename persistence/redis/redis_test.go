@@ -431,7 +431,7 @@ func TestCreateUserRetryReturnsSameUser(t *testing.T) {
 	s := openT(t, Options{Addr: srv.Addr(), KeyPrefix: newPrefix("retry")})
 	keys := []string{s.counterKey, s.reqKey("fixednonce")}
 	run := func() string {
-		id, err := allocUserID.Run(t.Context(), s.rc, keys, reqMarkerTTL).Text()
+		id, err := createUser.Run(t.Context(), s.rc, keys, s.prefix+"user:{", "once", reqMarkerTTL).Text()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,4 +163,101 @@ func testClusterWaitReplicas(t *testing.T, c *redistest.Cluster) {
 	waitWithin(t, 10*time.Second, "a confirmed write after the thaw", func() bool {
 		return s.SaveRoom(ctx, actors.Room{ID: a, UID: "1"}) == nil
 	})
+}
+
+// TestRedisClusterFailoverLosesNoAcknowledgedWrite: writers with waitReplicas 1 on a Redis
+// Cluster; the master of the id counter is frozen (SIGSTOP, a hung machine) until its
+// replica is promoted, then thawed — it comes back as that replica's replica. The store
+// follows the promotion without being reopened, and every user and room it acknowledged
+// before, during and after is there.
+func TestRedisClusterFailoverLosesNoAcknowledgedWrite(t *testing.T) {
+	c := redistest.StartCluster(t)
+	s := openClusterT(t, c, Options{WaitReplicas: 1, Timeout: 500 * time.Millisecond})
+	ctx := t.Context()
+
+	var (
+		mu     sync.Mutex
+		users  = map[string]string{}
+		rooms  []string
+		failed int
+		stop   = make(chan struct{})
+		wg     sync.WaitGroup
+	)
+	deadline := time.Now().Add(60 * time.Second) // bounds the writers whatever happens
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; i < 5000 && time.Now().Before(deadline); i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := fmt.Sprintf("w%d-%d", w, i)
+				cctx, cancel := context.WithTimeout(ctx, time.Second)
+				u, err := s.CreateUser(cctx, name)
+				if err == nil {
+					err = s.SaveRoom(cctx, actors.Room{ID: "r-" + name, UID: u.ID, Name: name})
+				}
+				cancel()
+				mu.Lock()
+				if err == nil {
+					users[u.ID] = name
+					rooms = append(rooms, "r-"+name)
+				} else {
+					failed++
+				}
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(rooms) }
+	waitWithin(t, 10*time.Second, "writes before the freeze", func() bool { return count() >= 50 })
+
+	cc := s.rc.(*goredis.ClusterClient)
+	m, err := cc.MasterForKey(ctx, s.counterKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old *redistest.Server
+	for _, n := range c.Nodes {
+		if n.Addr() == m.Options().Addr {
+			old = n
+		}
+	}
+	replica := c.ReplicaOf(old)
+	if replica == nil {
+		t.Fatalf("the counter's master %s has no replica", m.Options().Addr)
+	}
+	old.Freeze()
+	took := c.WaitPromoted(t, replica, 20*time.Second)
+	old.Thaw()
+	c.WaitHealthy(t, 3, 20*time.Second)
+	before := count()
+	waitWithin(t, 20*time.Second, "writes after the failover", func() bool { return count() >= before+50 })
+	close(stop)
+	wg.Wait()
+	t.Logf("replica promoted %v after the freeze; %d users and %d rooms acknowledged, %d writes failed",
+		took.Round(time.Millisecond), len(users), len(rooms), failed)
+
+	stored, err := s.LoadRooms(ctx)
+	if err != nil {
+		t.Fatalf("LoadRooms: %v", err)
+	}
+	have := map[string]bool{}
+	for _, r := range stored {
+		have[r.ID] = true
+	}
+	for _, id := range rooms {
+		if !have[id] {
+			t.Errorf("acknowledged room %s lost in the failover", id)
+		}
+	}
+	for id, name := range users {
+		if u, err := s.GetUser(ctx, id); err != nil || u.Name != name {
+			t.Errorf("acknowledged user %s (%s) after the failover: %+v, %v", id, name, u, err)
+		}
+	}
 }

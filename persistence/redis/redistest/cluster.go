@@ -139,21 +139,31 @@ func (c *Cluster) Masters() []*Server {
 	return out
 }
 
-// ReplicaOf returns the replica of master (nil if it has none).
+// ReplicaOf returns the replica that master lists as online (nil if none): asked of the
+// master itself, whose view of its replicas is current, unlike the cluster bus's gossip.
 func (c *Cluster) ReplicaOf(master *Server) *Server {
-	ns, err := c.nodes()
+	rc := nodeClient(master.Addr())
+	info, err := rc.Info(context.Background(), "replication").Result()
+	rc.Close()
 	if err != nil {
 		return nil
 	}
-	var id string
-	for _, n := range ns {
-		if n.addr == master.Addr() {
-			id = n.id
+	for _, line := range strings.Split(info, "\n") {
+		if !strings.HasPrefix(line, "slave") || !strings.Contains(line, "state=online") {
+			continue
 		}
-	}
-	for _, n := range ns {
-		if !n.isMaster && n.master == id {
-			return c.byAddr(n.addr)
+		var ip, port string
+		for _, kv := range strings.Split(strings.TrimSpace(line[strings.IndexByte(line, ':')+1:]), ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "ip":
+				ip = v
+			case "port":
+				port = v
+			}
+		}
+		if s := c.byAddr(ip + ":" + port); s != nil {
+			return s
 		}
 	}
 	return nil

@@ -97,7 +97,10 @@ func TestClusterPromotesAReplica(t *testing.T) {
 	// The old master comes back as the new master's replica.
 	old.Restart()
 	c.WaitHealthy(t, 3, 20*time.Second)
-	if c.ReplicaOf(replica) != old {
-		t.Fatalf("the restarted master is not its old replica's replica")
+	// Each node learns the new roles through the cluster bus: the view asked may lag.
+	for deadline := time.Now().Add(10 * time.Second); c.ReplicaOf(replica) != old; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted master is not its old replica's replica")
+		}
 	}
 }

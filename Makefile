@@ -7,7 +7,7 @@ PKGS     := ./...
 FUZZTIME ?= 20s
 BIN      := bin/appserver
 
-.PHONY: run build cluster media-demo test test-deps unit fuzz fuzz-check lint bench bigroom-bench cluster-bench chaos \
+.PHONY: run build cluster redis-cluster media-demo test test-deps unit fuzz fuzz-check lint bench bigroom-bench cluster-bench chaos \
 	console-screenshot clean package package-check image deploy-test
 
 ## run: build and start the server on :4000 (embedded store, WebSocket push, simulated CDN)
@@ -24,6 +24,12 @@ REDIS ?= single
 cluster: build
 	@./scripts/test-deps.sh redis-server
 	REDIS=$(REDIS) ./scripts/cluster.sh
+
+## redis-cluster: a Redis Cluster (three masters, three replicas) and one node in single-node
+## mode on it, on 127.0.0.1:4101; Ctrl-C stops them (scripts/cluster.sh REDIS=cluster).
+redis-cluster: build
+	@./scripts/test-deps.sh redis-server
+	REDIS=cluster CLUSTER_NODES=1 ./scripts/cluster.sh
 
 ## media-demo: nginx-rtmp (docs/nginx-rtmp.conf) and the server with mix: ffmpeg on loopback;
 ## prints the commands that publish two test streams and watch their mix (docs/self-hosted.md)

@@ -74,6 +74,9 @@ type Redis struct {
 	// Sentinel, when its master and addrs are set, finds the primary through Redis Sentinel
 	// instead of host/port and follows it across a failover.
 	Sentinel RedisSentinel `yaml:"sentinel"`
+	// Cluster, when its addrs are set, talks to a Redis Cluster through these seed nodes
+	// instead of host/port; the client learns the other masters and replicas from them.
+	Cluster RedisCluster `yaml:"cluster"`
 	// WaitReplicas: a write is acknowledged only once WAIT reports that many replicas have
 	// it (0: once the primary has it, the behaviour without replicas).
 	WaitReplicas int `yaml:"waitReplicas"`
@@ -91,6 +94,11 @@ type RedisSentinel struct {
 	Password string     `yaml:"password" secret:"true"`
 }
 
+// RedisCluster lists seed nodes of a Redis Cluster (any masters or replicas of it).
+type RedisCluster struct {
+	Addrs StringList `yaml:"addrs"`
+}
+
 // RedisTLS makes the connections to Redis TLS (redis-server --tls-port).
 type RedisTLS struct {
 	Enabled bool `yaml:"enabled"`
@@ -100,7 +108,8 @@ type RedisTLS struct {
 	// checks clients (tls-auth-clients yes); both or neither.
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
-	// ServerName is the name the server's certificate must carry (empty: redis.host).
+	// ServerName is the name the server's certificate must carry (empty: redis.host; on a
+	// Redis Cluster, the host of each node dialled).
 	ServerName string `yaml:"serverName"`
 }
 

@@ -329,6 +329,17 @@ func TestErrors(t *testing.T) {
 			[]string{"config: redis.sentinel.master: must name the primary"}},
 		{"sentinel addr without port", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_SENTINEL_MASTER=m",
 			"APPSERVER_REDIS_SENTINEL_ADDRS=a:1,b"}, []string{`config: APPSERVER_REDIS_SENTINEL_ADDRS: "b" is not host:port`}},
+		{"cluster and host file", "store: redis\nredis: {host: 10.0.0.5, cluster: {addrs: 'a:7000'}}\n", nil,
+			[]string{"config: redis.host: set either redis.host or redis.cluster.addrs, not both", "app.yaml:2"}},
+		{"cluster and sentinel env", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_CLUSTER_ADDRS=a:7000",
+			"APPSERVER_REDIS_SENTINEL_MASTER=m", "APPSERVER_REDIS_SENTINEL_ADDRS=a:26379"},
+			[]string{"config: APPSERVER_REDIS_SENTINEL_MASTER: set either redis.sentinel.master or redis.cluster.addrs, not both"}},
+		{"cluster addr without port", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_CLUSTER_ADDRS=a:7000,b"},
+			[]string{`config: APPSERVER_REDIS_CLUSTER_ADDRS: "b" is not host:port`}},
+		{"cluster prefix with a brace", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_CLUSTER_ADDRS=a:7000",
+			"APPSERVER_REDIS_KEYPREFIX=a{b}"}, []string{"config: APPSERVER_REDIS_KEYPREFIX: must not contain { or }"}},
+		{"cluster mode on redis cluster", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_CLUSTER_ADDRS=a:7000",
+			"APPSERVER_CLUSTER_ENABLED=true"}, []string{"config: APPSERVER_CLUSTER_ENABLED: cluster mode does not run on a Redis Cluster yet"}},
 		{"failoverGrace negative", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_FAILOVERGRACE=-1s"},
 			[]string{"config: APPSERVER_REDIS_FAILOVERGRACE: must not be negative"}},
 		{"waitReplicas negative", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_WAITREPLICAS=-1"},
@@ -554,6 +565,18 @@ func TestSecretsRedacted(t *testing.T) {
 	// An unset secret is shown empty, so the log tells it was not configured.
 	if Default().Redacted()["authKey"] != "" {
 		t.Error("unset secret should redact to empty")
+	}
+}
+
+// A Redis Cluster replaces host/port like Sentinel does: their defaults do not count.
+func TestRedisClusterConfigLoads(t *testing.T) {
+	c := mustLoad(t, writeYAML(t, "store: redis\nredis:\n  waitReplicas: 1\n  cluster:\n    addrs: [10.0.0.1:7000, 10.0.0.2:7000]\n"))
+	if !c.Redis.UsesCluster() || c.Redis.UsesSentinel() || len(c.Redis.Cluster.Addrs) != 2 || c.Redis.WaitReplicas != 1 {
+		t.Fatalf("redis = %+v", c.Redis)
+	}
+	c = mustLoad(t, "", "APPSERVER_STORE=redis", "APPSERVER_REDIS_CLUSTER_ADDRS=10.0.0.1:7000, 10.0.0.2:7000 ,10.0.0.3:7000")
+	if got := c.Redis.Cluster.Addrs; len(got) != 3 || got[2] != "10.0.0.3:7000" {
+		t.Fatalf("cluster addrs = %q", got)
 	}
 }
 

@@ -12,12 +12,19 @@ const maxWaitReplicas = 16
 // UsesSentinel reports whether the primary is found through Redis Sentinel.
 func (r Redis) UsesSentinel() bool { return r.Sentinel.Master != "" || len(r.Sentinel.Addrs) > 0 }
 
-// validateRedisTopology checks that one way to reach Redis is chosen: host/port, or the
-// sentinels. Setting both is a mistake an operator must hear about (which one would win is
-// not obvious); a default (redis.host's 127.0.0.1) does not count as set.
+// UsesCluster reports whether Redis is a Redis Cluster reached through redis.cluster.addrs.
+func (r Redis) UsesCluster() bool { return len(r.Cluster.Addrs) > 0 }
+
+// validateRedisTopology checks that one way to reach Redis is chosen: host/port, the
+// sentinels, or a Redis Cluster's seeds. Setting two is a mistake an operator must hear
+// about (which one would win is not obvious); a default (redis.host's 127.0.0.1) does not
+// count as set.
 func (c *Config) validateRedisTopology() error {
 	if c.Redis.FailoverGrace < 0 {
 		return c.errorf("redis.failoverGrace", "must not be negative (0 turns it off)")
+	}
+	if c.Redis.UsesCluster() {
+		return c.validateRedisCluster()
 	}
 	if !c.Redis.UsesSentinel() {
 		return nil
@@ -37,6 +44,30 @@ func (c *Config) validateRedisTopology() error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return c.errorf("redis.sentinel.addrs", "%q is not host:port", a)
 		}
+	}
+	return nil
+}
+
+// validateRedisCluster checks redis.cluster.addrs against the other ways to reach Redis,
+// and refuses what does not work on a Redis Cluster yet.
+func (c *Config) validateRedisCluster() error {
+	for _, k := range []string{"redis.host", "redis.port", "redis.db", "redis.sentinel.master", "redis.sentinel.addrs"} {
+		if c.isSet(k) {
+			return c.errorf(k, "set either %s or redis.cluster.addrs, not both", k)
+		}
+	}
+	for _, a := range c.Redis.Cluster.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return c.errorf("redis.cluster.addrs", "%q is not host:port", a)
+		}
+	}
+	if strings.ContainsAny(c.Redis.KeyPrefix, "{}") {
+		return c.errorf("redis.keyprefix", "must not contain { or } on a Redis Cluster (they would override the store's hash tags)")
+	}
+	// The cluster's scripts (membership, fenced writes, call admission, the feeds) still
+	// touch keys of several hash slots together: docs/cluster.md, "Redis Cluster".
+	if c.Cluster.Enabled {
+		return c.errorf("cluster.enabled", "cluster mode does not run on a Redis Cluster yet: use Redis Sentinel or one redis-server for a cluster of nodes, or run a single node (cluster.enabled false) on the Redis Cluster")
 	}
 	return nil
 }

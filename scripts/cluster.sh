@@ -18,7 +18,11 @@
 #   REDIS=single              single: one redis-server; sentinel: a primary, two replicas and
 #                             three sentinels (down-after 1 s), the nodes find the primary
 #                             through the sentinels and wait for one replica on every write
-#                             (redis.waitReplicas 1) — kill -9 the primary to see a failover
+#                             (redis.waitReplicas 1) — kill -9 the primary to see a failover;
+#                             cluster: a Redis Cluster of three masters and three replicas
+#                             (cluster-node-timeout 2000, waitReplicas 1) and ONE node in
+#                             single-node mode (cluster mode does not run on a Redis Cluster
+#                             yet: docs/cluster.md), `make redis-cluster`
 # Every other APPSERVER_* variable set in the environment reaches every node as usual.
 set -euo pipefail
 
@@ -41,7 +45,13 @@ die() { echo "cluster: $*" >&2; exit 2; }
 [[ $NODES =~ ^[1-9]$ ]] || die "CLUSTER_NODES=$NODES: want 1..9"
 [[ $PORT =~ ^[0-9]+$ ]] && ((PORT >= 1 && PORT + NODES - 1 <= 65535)) || die "CLUSTER_PORT=$PORT: want a port"
 [[ -z $REDIS_PORT || $REDIS_PORT =~ ^[0-9]+$ ]] || die "CLUSTER_REDIS_PORT=$REDIS_PORT: want a port"
-[[ $MODE == single || $MODE == sentinel ]] || die "REDIS=$MODE: want single or sentinel"
+[[ $MODE == single || $MODE == sentinel || $MODE == cluster ]] || die "REDIS=$MODE: want single, sentinel or cluster"
+CLUSTER_ON=true
+if [[ $MODE == cluster ]]; then
+  # Cluster mode is refused on a Redis Cluster (config: cluster.enabled): one single node.
+  [[ $NODES == 1 ]] || die "REDIS=cluster runs one node in single-node mode (cluster mode does not run on a Redis Cluster yet): set CLUSTER_NODES=1"
+  CLUSTER_ON=false
+fi
 command -v redis-server >/dev/null || die "redis-server not found: run 'make cluster' (installs it) or 'apt-get install redis-server'"
 command -v redis-cli >/dev/null || die "redis-cli not found: apt-get install redis-tools"
 if [[ ! -x $BIN ]]; then
@@ -168,6 +178,30 @@ if [[ $MODE == single ]]; then
   redis_start redis "$REDIS_PORT" "${durable[@]}"
   REDIS_PID=${REDIS_PIDS[0]}
   WHERE="Redis 127.0.0.1:$REDIS_PORT (appendonly, appendfsync always)"
+elif [[ $MODE == cluster ]]; then
+  # Six servers, each with its own append-only directory, cluster config file and bus port
+  # (port+10000 by default, which may be taken).
+  CLUSTER_ADDRS=
+  p=$REDIS_PORT
+  for r in 1 2 3 4 5 6; do
+    ((r == 1)) || p=$(next_port $((p + 1)))
+    bus=$(next_port $((p + 20000)))
+    redis_start "rcluster$r" "$p" "${durable[@]}" --appenddirname "aof-$p" \
+      --cluster-enabled yes --cluster-config-file "nodes-$p.conf" --cluster-node-timeout 2000 \
+      --cluster-port "$bus" --repl-diskless-sync-delay 0
+    CLUSTER_ADDRS+=${CLUSTER_ADDRS:+,}127.0.0.1:$p
+  done
+  redis-cli --cluster create ${CLUSTER_ADDRS//,/ } --cluster-replicas 1 --cluster-yes >"$DIR/cluster-create.log" 2>&1 ||
+    die "redis-cli --cluster create failed; see $DIR/cluster-create.log"
+  for addr in ${CLUSTER_ADDRS//,/ }; do
+    for ((n = 0; ; n++)); do
+      redis-cli -h 127.0.0.1 -p "${addr##*:}" cluster info 2>/dev/null | grep -q '^cluster_state:ok' && break
+      ((n < 150)) || die "Redis Cluster node $addr not ok within 15 s; see $DIR"
+      sleep 0.1
+    done
+  done
+  REDIS_ENV=(APPSERVER_REDIS_CLUSTER_ADDRS=$CLUSTER_ADDRS APPSERVER_REDIS_WAITREPLICAS=1)
+  WHERE="a Redis Cluster $CLUSTER_ADDRS (redis-cli -p $REDIS_PORT cluster nodes; redis-server pids ${REDIS_PIDS[*]})"
 else
   # Each data server needs a directory of its own for its append-only file.
   REPLICA_PORTS=()
@@ -206,7 +240,7 @@ for ((i = 0; i < NODES; i++)); do
     APPSERVER_IP=127.0.0.1 \
     APPSERVER_PORT=$((PORT + i)) \
     APPSERVER_ADMIN_TOKEN=$TOKEN \
-    APPSERVER_CLUSTER_ENABLED=true \
+    APPSERVER_CLUSTER_ENABLED=$CLUSTER_ON \
     APPSERVER_CLUSTER_NODE=n$((i + 1)) \
     APPSERVER_CLUSTER_BINDADDR=127.0.0.1:0 \
     APPSERVER_CLUSTER_MEMBERTTL=$TTL \
@@ -227,7 +261,11 @@ for ((i = 0; i < NODES; i++)); do
   done
 done
 
-echo "cluster of $NODES nodes on $WHERE"
+if [[ $MODE == cluster ]]; then
+  echo "one node (single-node mode) on $WHERE"
+else
+  echo "cluster of $NODES nodes on $WHERE"
+fi
 for ((i = 0; i < NODES; i++)); do
   echo "  n$((i + 1))  http://127.0.0.1:$((PORT + i))   pid ${NODE_PIDS[i]}   log $DIR/n$((i + 1)).log"
 done
@@ -236,7 +274,7 @@ if [[ -n ${CLUSTER_ADMIN_TOKEN:-} ]]; then
 else
   auth="\$(cat $DIR/admin-token)"
 fi
-echo "members: curl -H \"Authorization: Bearer $auth\" http://127.0.0.1:$PORT/admin/cluster"
+[[ $MODE == cluster ]] || echo "members: curl -H \"Authorization: Bearer $auth\" http://127.0.0.1:$PORT/admin/cluster"
 echo "any node serves any route, callback and /ws; Ctrl-C stops them all"
 
 # Wait until Ctrl-C, reporting nodes that exit on their own (a kill -9 to try a failover).

@@ -52,7 +52,7 @@ func TestRedisOverTLS(t *testing.T) {
 		"APPSERVER_REDIS_TLS_CA="+ca, "APPSERVER_REDIS_TLS_CERT="+cert, "APPSERVER_REDIS_TLS_KEY="+key)
 	host := field(t, node.call(t, "/login", url.Values{"name": {"host"}}), "id")
 	room := field(t, node.call(t, "/live/create", url.Values{"uid": {host}}), "roomId")
-	n, err := rdb.Exists(context.Background(), "tls:room:"+room).Result()
+	n, err := rdb.Exists(context.Background(), "tls:room:{"+room+"}").Result()
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n, "the room is stored in the TLS redis-server\n%s", out)
 }

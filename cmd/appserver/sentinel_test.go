@@ -31,8 +31,10 @@ type failoverLoad struct {
 	failures map[int]int   // envelope code (or -1: no answer) -> count
 	killed   time.Time     // zero until the primary is killed
 	again    time.Duration // kill -9 → first room created by a request sent after it
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	// againLogin: kill -9 → first login (a new user id) by a request sent after it
+	againLogin time.Duration
+	stop       chan struct{}
+	wg         sync.WaitGroup
 }
 
 func startFailoverLoad(t *testing.T, procs []*proc) *failoverLoad {
@@ -74,6 +76,7 @@ func (l *failoverLoad) round(p *proc, name string) {
 		time.Sleep(20 * time.Millisecond)
 		return a, false
 	}
+	loginSent := time.Now()
 	a, ok := step("/login", url.Values{"name": {name}})
 	if !ok {
 		return
@@ -81,6 +84,9 @@ func (l *failoverLoad) round(p *proc, name string) {
 	uid := field(l.t, a.data, "id")
 	l.mu.Lock()
 	l.users[uid] = name
+	if !l.killed.IsZero() && loginSent.After(l.killed) && l.againLogin == 0 {
+		l.againLogin = time.Since(l.killed)
+	}
 	l.mu.Unlock()
 	sent := time.Now()
 	if a, ok = step("/live/create", url.Values{"uid": {uid}}); !ok {
@@ -113,15 +119,28 @@ func (l *failoverLoad) roomCount() int { l.mu.Lock(); defer l.mu.Unlock(); retur
 func (l *failoverLoad) killPrimary(sen *redistest.Sentinel, n int) {
 	t := l.t
 	t.Helper()
-	waitWithin(t, 30*time.Second, fmt.Sprintf("%d rooms before the kill", n), func() bool { return l.roomCount() >= n })
-	old := sen.Primary()
-	if old == nil {
-		t.Fatal("the sentinels name no primary")
+	var old *redistest.Server
+	l.kill(n, func() {
+		if old = sen.Primary(); old == nil {
+			t.Fatal("the sentinels name no primary")
+		}
+		old.Stop() // SIGKILL
+	})
+	if p := sen.Primary(); p == nil || p == old {
+		t.Fatal("no replica was promoted")
 	}
+}
+
+// kill runs fault once n rooms were created, waits until rooms are created again by
+// requests sent after it and n more after that, then stops the clients.
+func (l *failoverLoad) kill(n int, fault func()) {
+	t := l.t
+	t.Helper()
+	waitWithin(t, 30*time.Second, fmt.Sprintf("%d rooms before the kill", n), func() bool { return l.roomCount() >= n })
 	l.mu.Lock()
 	l.killed = time.Now()
 	l.mu.Unlock()
-	old.Stop() // SIGKILL
+	fault()
 	waitWithin(t, 30*time.Second, "room created by a request sent after the kill", func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -130,9 +149,6 @@ func (l *failoverLoad) killPrimary(sen *redistest.Sentinel, n int) {
 	before := l.roomCount()
 	waitWithin(t, 30*time.Second, fmt.Sprintf("%d more rooms on the new primary", n), func() bool { return l.roomCount() >= before+n })
 	l.end()
-	if p := sen.Primary(); p == nil || p == old {
-		t.Fatal("no replica was promoted")
-	}
 }
 
 func (l *failoverLoad) end() {

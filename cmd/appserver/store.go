@@ -87,6 +87,7 @@ func redisOptions(cfg *config.Config) (redisstore.Options, error) {
 		SentinelMaster:   cfg.Redis.Sentinel.Master,
 		SentinelAddrs:    cfg.Redis.Sentinel.Addrs,
 		SentinelPassword: cfg.Redis.Sentinel.Password,
+		ClusterAddrs:     cfg.Redis.Cluster.Addrs,
 		WaitReplicas:     cfg.Redis.WaitReplicas,
 		FailoverGrace:    cfg.Redis.FailoverGrace,
 		TLS:              tlsConfig,
@@ -101,6 +102,11 @@ func redisTLS(cfg *config.Config) (*tls.Config, error) {
 		return nil, nil
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cmp.Or(t.ServerName, cfg.Redis.Host)}
+	if cfg.Redis.UsesCluster() {
+		// Each node of a Redis Cluster is checked against its own host name (crypto/tls
+		// takes it from the address dialled when ServerName is empty).
+		c.ServerName = t.ServerName
+	}
 	if t.CA != "" {
 		pem, err := os.ReadFile(t.CA)
 		if err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -149,5 +151,68 @@ func outage(err error) bool {
 		goredis.IsClusterDownError(err) || goredis.IsMasterDownError(err)
 }
 
-// BreakerState is the store's circuit breaker state: "closed", "half-open" or "open".
-func (s *Store) BreakerState() string { return s.breaker.state() }
+// breakerSet is the store's breakers: one on one server or Sentinel, one per node on a
+// Redis Cluster (a dead master must not fail the calls that go to the others). The store's
+// state is the worst of them.
+type breakerSet struct {
+	failures       int
+	open, patience time.Duration
+	onChange       func(from, to string)
+	mu             sync.Mutex
+	states         []*atomic.Value // each breaker's last state, as its callback saw it
+	last           string
+}
+
+func newBreakerSet(failures int, open, patience time.Duration, onChange func(from, to string)) *breakerSet {
+	return &breakerSet{failures: failures, open: open, patience: patience, onChange: onChange, last: "closed"}
+}
+
+// add makes the breaker of one more client (a Redis Cluster node found later included).
+func (bs *breakerSet) add() *breakerHook {
+	st := &atomic.Value{}
+	st.Store("closed")
+	bs.mu.Lock()
+	bs.states = append(bs.states, st)
+	bs.mu.Unlock()
+	// The callback runs with that breaker locked: it records the state it was told rather
+	// than asking the breaker.
+	return newBreakerHook(bs.failures, bs.open, bs.patience, func(_, to string) {
+		st.Store(to)
+		bs.changed()
+	})
+}
+
+// state is the worst state of the set: open, else half-open, else closed.
+func (bs *breakerSet) state() string {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	return bs.worstLocked()
+}
+
+func (bs *breakerSet) worstLocked() string {
+	worst := "closed"
+	for _, st := range bs.states {
+		switch st.Load().(string) {
+		case "open":
+			return "open"
+		case "half-open":
+			worst = "half-open"
+		}
+	}
+	return worst
+}
+
+// changed reports a change of the set's worst state to onChange.
+func (bs *breakerSet) changed() {
+	bs.mu.Lock()
+	from, to := bs.last, bs.worstLocked()
+	bs.last = to
+	bs.mu.Unlock()
+	if from != to && bs.onChange != nil {
+		bs.onChange(from, to)
+	}
+}
+
+// BreakerState is the store's circuit breaker state: "closed", "half-open" or "open" (on a
+// Redis Cluster, the worst of its nodes' breakers).
+func (s *Store) BreakerState() string { return s.breakers.state() }

@@ -46,7 +46,7 @@ func callDue(c actors.Call, now time.Time) string {
 // Due returns up to limit entities whose deadline is at or before now, earliest first.
 func (m *Member) Due(ctx context.Context, now time.Time, limit int) ([]actors.DueEntity, error) {
 	zs, err := run(ctx, m, func(ctx context.Context) ([]goredis.Z, error) {
-		return m.s.rdb.ZRangeByScoreWithScores(ctx, m.s.dueKey, &goredis.ZRangeBy{
+		return m.s.rc.ZRangeByScoreWithScores(ctx, m.s.dueKey, &goredis.ZRangeBy{
 			Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: int64(limit),
 		}).Result()
 	})

@@ -63,7 +63,7 @@ func (m *Member) rejoin(ctx context.Context, sent time.Duration) (bool, error) {
 	if !m.mayRejoin() {
 		return false, nil
 	}
-	ok, err := rejoinScript.Run(ctx, m.s.rdb,
+	ok, err := rejoinScript.Run(ctx, m.s.rc,
 		[]string{m.key, m.s.membersKey, m.s.failoverKey, m.s.takenPrefix + m.node},
 		m.inc+"|"+m.addr, m.ttl.Milliseconds(), m.node, m.inc, m.grace.Milliseconds()).Int()
 	if err != nil {

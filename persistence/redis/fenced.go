@@ -102,35 +102,35 @@ return 'ok'
 
 func (s *Store) fencedSaveRoom(ctx context.Context, f actors.Fence, room actors.Room, val []byte) error {
 	return s.fenced(ctx, f, actors.KindRoom, room.ID, opSaveRoom,
-		[]string{s.roomPrefix + room.ID, s.roomsKey, s.dueKey, s.feedKey},
+		[]string{s.roomKey(room.ID), s.roomsIndex(room.ID), s.dueKey, s.feedKey},
 		room.ID, val, roomDue(room), feedMaxLen)
 }
 
 func (s *Store) fencedDeleteRoom(ctx context.Context, f actors.Fence, roomID string) error {
 	return s.fenced(ctx, f, actors.KindRoom, roomID, opDeleteRoom,
-		[]string{s.roomPrefix + roomID, s.roomsKey, s.dueKey, s.feedKey, s.audPrefix + roomID, s.ownedPrefix + f.Node},
+		[]string{s.roomKey(roomID), s.roomsIndex(roomID), s.dueKey, s.feedKey, s.audKey(roomID), s.ownedPrefix + f.Node},
 		roomID, ownerKeep, feedMaxLen)
 }
 
 func (s *Store) fencedAddAudience(ctx context.Context, f actors.Fence, roomID, uid string, val []byte) error {
 	return s.fenced(ctx, f, actors.KindRoom, roomID, opAddAud,
-		[]string{s.audPrefix + roomID}, uid, val)
+		[]string{s.audKey(roomID)}, uid, val)
 }
 
 func (s *Store) fencedRemoveAudience(ctx context.Context, f actors.Fence, roomID, uid string) error {
 	return s.fenced(ctx, f, actors.KindRoom, roomID, opRemoveAud,
-		[]string{s.audPrefix + roomID}, uid)
+		[]string{s.audKey(roomID)}, uid)
 }
 
 func (s *Store) fencedSaveCall(ctx context.Context, f actors.Fence, call actors.Call, val []byte) error {
 	return s.fenced(ctx, f, actors.KindCall, call.ID, opSaveCall,
-		[]string{s.callPrefix + call.ID, s.callsKey, s.dueKey},
+		[]string{s.callKey(call.ID), s.callsIndex(call.ID), s.dueKey},
 		call.ID, val, callDue(call, time.Now()))
 }
 
 func (s *Store) fencedDeleteCall(ctx context.Context, f actors.Fence, callID string) error {
 	return s.fenced(ctx, f, actors.KindCall, callID, opDeleteCall,
-		[]string{s.callPrefix + callID, s.callsKey, s.dueKey, s.ownedPrefix + f.Node},
+		[]string{s.callKey(callID), s.callsIndex(callID), s.dueKey, s.ownedPrefix + f.Node},
 		callID, ownerKeep)
 }
 
@@ -161,7 +161,7 @@ func (s *Store) fenced(ctx context.Context, f actors.Fence, kind, id, op string,
 	}
 	keys = append([]string{m.key, s.ownerPrefix + kind + ":" + id}, keys...)
 	args = append([]any{m.inc, m.node, f.Epoch, op}, args...)
-	res, err := fencedWrite.Run(ctx, s.rdb, keys, args...).Text()
+	res, err := fencedWrite.Run(ctx, s.rc, keys, args...).Text()
 	if err != nil {
 		return err
 	}

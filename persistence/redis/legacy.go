@@ -291,32 +291,6 @@ func (v *lenientBool) UnmarshalJSON(b []byte) error {
 // under an imported id.
 var ErrUserConflict = errors.New("a different user already has this id")
 
-// importUsers checks every pair of one batch before writing any: a stored user with the
-// same id and another name is a conflict (nothing written); the same name is a no-op, so an
-// import can be run again. It then raises the id counter (KEYS[1]) to the highest id of the
-// batch. ARGV[1] is the user key prefix, then id, name pairs. Ids are canonical decimals,
-// compared as strings (length first) so no id goes through a Lua double.
-var importUsers = goredis.NewScript(`
-local function greater(a, b)
-  if #a ~= #b then return #a > #b end
-  return a > b
-end
-for i = 2, #ARGV, 2 do
-  local have = redis.call('HGET', ARGV[1] .. ARGV[i], 'name')
-  if have and have ~= ARGV[i + 1] then
-    return redis.error_reply('CONFLICT ' .. ARGV[i])
-  end
-end
-local top = redis.call('GET', KEYS[1]) or '0'
-local raised = false
-for i = 2, #ARGV, 2 do
-  redis.call('HSET', ARGV[1] .. ARGV[i], 'name', ARGV[i + 1])
-  if greater(ARGV[i], top) then top = ARGV[i]; raised = true end
-end
-if raised then redis.call('SET', KEYS[1], top) end
-return 0
-`)
-
 // reserveUserIDs raises the counter KEYS[1] to ARGV[1] unless it is already higher.
 var reserveUserIDs = goredis.NewScript(`
 local cur = redis.call('GET', KEYS[1]) or '0'
@@ -328,9 +302,12 @@ return 0
 
 // ImportUsers stores users under their own ids (for import-legacy) and raises the id
 // counter past them, so CreateUser never hands out an imported id. Each batch of batchSize
-// users is one atomic script: a conflict (ErrUserConflict: this store already has another
-// user under one of the ids) writes nothing of that batch; earlier batches stay, and
-// re-running the import is harmless (users stored with the same name are skipped).
+// users first raises the counter to its highest id (from then on only an import writes
+// those ids), then checks every user of the batch and writes them only if none conflicts:
+// a conflict (ErrUserConflict: this store already has another user under one of the ids)
+// writes no user of that batch. Earlier batches stay, and re-running the import is harmless
+// (users stored with the same name are skipped). The users are in their own slots, so a
+// batch is not one transaction; the counter first makes that safe.
 func (s *Store) ImportUsers(ctx context.Context, users []actors.User) error {
 	for _, u := range users {
 		if !actors.IsDecimalID(u.ID) {
@@ -338,10 +315,11 @@ func (s *Store) ImportUsers(ctx context.Context, users []actors.User) error {
 		}
 	}
 	for batch := range slices.Chunk(users, batchSize) {
-		args := make([]any, 0, 1+2*len(batch))
-		args = append(args, s.userPrefix)
+		top := batch[0].ID
 		for _, u := range batch {
-			args = append(args, u.ID, u.Name)
+			if actors.CompareIDs(u.ID, top) > 0 {
+				top = u.ID
+			}
 		}
 		err := func() error {
 			ctx, cancel, err := s.begin(ctx)
@@ -349,10 +327,40 @@ func (s *Store) ImportUsers(ctx context.Context, users []actors.User) error {
 				return err
 			}
 			defer cancel()
-			return importUsers.Run(ctx, s.rdb, []string{s.counterKey}, args...).Err()
+			if err := reserveUserIDs.Run(ctx, s.rc, []string{s.counterKey}, top).Err(); err != nil {
+				return err
+			}
+			have := make([]*goredis.StringCmd, len(batch))
+			if _, err := s.rc.Pipelined(ctx, func(p goredis.Pipeliner) error {
+				for i, u := range batch {
+					have[i] = p.HGet(ctx, s.userKey(u.ID), "name")
+				}
+				return nil
+			}); err != nil && !errors.Is(err, goredis.Nil) {
+				return err
+			}
+			var todo []actors.User
+			for i, u := range batch {
+				name, err := have[i].Result()
+				switch {
+				case errors.Is(err, goredis.Nil):
+					todo = append(todo, u)
+				case err != nil:
+					return err
+				case name != u.Name:
+					return fmt.Errorf("redis: import user %s: %w", u.ID, ErrUserConflict)
+				}
+			}
+			_, err = s.rc.Pipelined(ctx, func(p goredis.Pipeliner) error {
+				for _, u := range todo {
+					p.HSet(ctx, s.userKey(u.ID), "name", u.Name)
+				}
+				return nil
+			})
+			return err
 		}()
-		if id, ok := strings.CutPrefix(errorText(err), "CONFLICT "); ok {
-			return fmt.Errorf("redis: import user %s: %w", id, ErrUserConflict)
+		if errors.Is(err, ErrUserConflict) {
+			return err
 		}
 		if err != nil {
 			return fmt.Errorf("redis: import users %s-%s: %w", batch[0].ID, batch[len(batch)-1].ID, err)
@@ -370,15 +378,8 @@ func (s *Store) ReserveUserIDs(ctx context.Context, last uint64) error {
 		return fmt.Errorf("redis: reserve user ids: %w", err)
 	}
 	defer cancel()
-	if err := reserveUserIDs.Run(ctx, s.rdb, []string{s.counterKey}, strconv.FormatUint(last, 10)).Err(); err != nil {
+	if err := reserveUserIDs.Run(ctx, s.rc, []string{s.counterKey}, strconv.FormatUint(last, 10)).Err(); err != nil {
 		return fmt.Errorf("redis: reserve user ids up to %d: %w", last, err)
 	}
 	return nil
-}
-
-func errorText(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }

@@ -84,6 +84,11 @@ redis.call('SADD', KEYS[3], ARGV[3])
 return false
 `)
 
+// ErrClusterModeUnsupported is Join's answer on a Redis Cluster: membership, ownership,
+// fenced writes, call admission and the feeds still use scripts and streams that span hash
+// slots (docs/cluster.md, "Redis Cluster").
+var ErrClusterModeUnsupported = errors.New("cluster mode does not run on a Redis Cluster yet")
+
 // Join makes this node a member named node, listening for the other nodes at addr, alive
 // while it renews within ttl (Run). A name held by a live member is refused with an error
 // wrapping ErrNodeNameTaken. The returned Member becomes the Store's identity for fenced
@@ -91,6 +96,9 @@ return false
 func (s *Store) Join(ctx context.Context, node, addr string, ttl time.Duration) (*Member, error) {
 	if node == "" {
 		return nil, errors.New("redis: join: empty node name")
+	}
+	if s.rdb == nil {
+		return nil, fmt.Errorf("redis: join %s: %w", node, ErrClusterModeUnsupported)
 	}
 	if ttl < 4*time.Millisecond {
 		return nil, fmt.Errorf("redis: join %s: ttl %v too short", node, ttl)
@@ -112,7 +120,7 @@ func (s *Store) Join(ctx context.Context, node, addr string, ttl time.Duration) 
 	}
 	defer cancel()
 	sent := m.mono()
-	held, err := join.Run(ctx, s.rdb, []string{m.key, m.ownedKey, s.membersKey},
+	held, err := join.Run(ctx, s.rc, []string{m.key, m.ownedKey, s.membersKey},
 		inc+"|"+addr, ttl.Milliseconds(), node).Text()
 	switch {
 	case errors.Is(err, goredis.Nil):
@@ -219,7 +227,7 @@ func (m *Member) Renew(ctx context.Context) error {
 	if m.failing.Load() {
 		recovering = "1"
 	}
-	ok, err := renew.Run(ctx, m.s.rdb, []string{m.key, m.s.membersKey, m.s.failoverKey},
+	ok, err := renew.Run(ctx, m.s.rc, []string{m.key, m.s.membersKey, m.s.failoverKey},
 		m.inc, m.ttl.Milliseconds(), m.node, recovering, m.grace.Milliseconds()).Int()
 	if err != nil {
 		m.failing.Store(true)
@@ -311,7 +319,7 @@ func (m *Member) Leave(ctx context.Context) error {
 		return fmt.Errorf("redis: leave %s: %w", m.node, err)
 	}
 	defer cancel()
-	n, err := leave.Run(ctx, m.s.rdb, []string{m.key, m.ownedKey, m.s.membersKey},
+	n, err := leave.Run(ctx, m.s.rc, []string{m.key, m.ownedKey, m.s.membersKey},
 		m.inc, m.node, m.s.ownerPrefix).Int()
 	if err != nil {
 		return fmt.Errorf("redis: leave %s: %w", m.node, err)
@@ -349,7 +357,7 @@ func (s *Store) Members(ctx context.Context) ([]MemberInfo, error) {
 		return nil, fmt.Errorf("redis: members: %w", err)
 	}
 	defer cancel()
-	pairs, err := members.Run(ctx, s.rdb, []string{s.membersKey}, s.memberPrefix).StringSlice()
+	pairs, err := members.Run(ctx, s.rc, []string{s.membersKey}, s.memberPrefix).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("redis: members: %w", err)
 	}

@@ -16,7 +16,7 @@ func (s *Store) FirstSeen(ctx context.Context, key string, ttl time.Duration) (b
 		return false, err
 	}
 	defer cancel()
-	ok, err := s.rdb.SetNX(ctx, s.prefix+"once:"+key, 1, ttl).Result()
+	ok, err := s.rc.SetNX(ctx, s.prefix+"once:"+key, 1, ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("redis: once: %w", err)
 	}

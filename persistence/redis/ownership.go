@@ -70,7 +70,7 @@ func (m *Member) Claim(ctx context.Context, kind, id string) (actors.Owner, erro
 	}
 	res, err := run(ctx, m, func(ctx context.Context) ([]any, error) {
 		ent := kind + ":" + id
-		return claim.Run(ctx, m.s.rdb,
+		return claim.Run(ctx, m.s.rc,
 			[]string{m.s.ownerPrefix + ent, m.key, m.ownedKey, m.s.failoverKey},
 			m.node, m.inc, m.addr, ent, m.s.memberPrefix, m.s.ownedPrefix, m.s.takenPrefix).Slice()
 	})
@@ -108,7 +108,7 @@ func (m *Member) Lookup(ctx context.Context, kind, id string) (actors.Owner, boo
 		return actors.Owner{}, false, fmt.Errorf("redis: lookup: %w", err)
 	}
 	res, err := run(ctx, m, func(ctx context.Context) ([]string, error) {
-		return lookup.Run(ctx, m.s.rdb, []string{m.s.ownerPrefix + kind + ":" + id},
+		return lookup.Run(ctx, m.s.rc, []string{m.s.ownerPrefix + kind + ":" + id},
 			m.s.memberPrefix).StringSlice()
 	})
 	if errors.Is(err, goredis.Nil) {
@@ -142,7 +142,7 @@ func (m *Member) Release(ctx context.Context, kind, id string, epoch int64) erro
 	}
 	ent := kind + ":" + id
 	_, err := run(ctx, m, func(ctx context.Context) (int64, error) {
-		return release.Run(ctx, m.s.rdb, []string{m.s.ownerPrefix + ent, m.ownedKey},
+		return release.Run(ctx, m.s.rc, []string{m.s.ownerPrefix + ent, m.ownedKey},
 			m.node, m.inc, epoch, ent).Int64()
 	})
 	if err != nil {
@@ -155,7 +155,7 @@ func (m *Member) Release(ctx context.Context, kind, id string, epoch int64) erro
 // roomengine_owned_entities gauge; see OwnedCounts).
 func (m *Member) Owned(ctx context.Context) ([]string, error) {
 	out, err := run(ctx, m, func(ctx context.Context) ([]string, error) {
-		return m.s.rdb.SMembers(ctx, m.ownedKey).Result()
+		return m.s.rc.SMembers(ctx, m.ownedKey).Result()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("redis: owned by %s: %w", m.node, err)

@@ -2,20 +2,28 @@
 // deployment talks to one Redis, so user ids are unique across nodes and any node can load
 // any room.
 //
-// Keys, all under Options.KeyPrefix + ":" ({p} below):
+// Keys, all under Options.KeyPrefix + ":" ({p} below). Braces are literal: they are the
+// hash tags that decide a key's slot on a Redis Cluster, so an entity's keys share one
+// slot and the entities spread over the masters (keys.go):
 //
-//	{p}:user:nextid        INCR counter of user ids; survives Reset
-//	{p}:user:{id}          hash {name}
-//	{p}:room:{id}          JSON of actors.Room
-//	{p}:rooms              set of the ids of stored rooms, so LoadRooms needs no SCAN
-//	{p}:audience:{roomId}  hash uid -> JSON of actors.User
-//	{p}:call:{id}          JSON of actors.Call
-//	{p}:calls              set of the ids of stored calls
-//	{p}:user:req:{nonce}   short-lived marker that makes a retried CreateUser return the
-//	                       user its first attempt created
+//	{p}:user:{nextid}      INCR counter of user ids; survives Reset
+//	{p}:user:{nextid}:req:NONCE  short-lived marker that makes a retried CreateUser
+//	                       return the id its first attempt allocated (the counter's slot)
+//	{p}:user:{ID}          hash {name}
+//	{p}:room:{ID}          JSON of actors.Room
+//	{p}:audience:{ID}      hash uid -> JSON of actors.User, of room ID
+//	{p}:rooms:{rN}         N = 0..15: set of the ids of stored rooms whose FNV-1a hash is
+//	                       N mod 16 (an index shard), so LoadRooms needs no SCAN
+//	{p}:call:{ID}          JSON of actors.Call
+//	{p}:calls:{cN}         N = 0..15: the calls' index shards, as the rooms'
+//	{p}:layout             "2": the keys above are in this layout; before it, the same
+//	                       data had no braces and one set per index (migrate.go)
+//	{p}:once:KEY           FirstSeen's markers (once.go)
+//	{p}:replicated[:{T}]   redis.waitReplicas's marker write (replicawait.go)
 //
 // and, when nodes form a cluster (membership.go, ownership.go, fenced.go, due.go,
-// reservations.go say why each exists):
+// reservations.go say why each exists; these scripts still span slots, so cluster mode
+// runs on one Redis server or Sentinel, not yet on a Redis Cluster):
 //
 //	{p}:member:{node}      "{incarnation}|{addr}" with a TTL: the node is alive while it exists
 //	{p}:members            set of node names that joined (dead ones are dropped lazily)
@@ -111,6 +119,9 @@ type Options struct {
 	// OnBreakerChange, if set, is called with the breaker's old and new state ("closed",
 	// "half-open", "open"), e.g. to export a gauge. It must be quick.
 	OnBreakerChange func(from, to string)
+	// ClusterAddrs, when set, are seed nodes of a Redis Cluster (Addr, DB and the
+	// sentinel fields are then unused). Cluster mode (Join) is refused there.
+	ClusterAddrs []string
 }
 
 // Store is the Redis-backed actors.Store. Methods are safe for concurrent use.
@@ -119,19 +130,20 @@ type Options struct {
 // returns an error but Redis may still have applied the write: the caller must treat the
 // outcome as unknown. A call whose context has already ended sends nothing.
 type Store struct {
+	// rc is the store's client: a ClusterClient on a Redis Cluster.
+	rc goredis.UniversalClient
+	// rdb is rc when it is one server's client (nil on a Redis Cluster): the feeds of
+	// cluster mode (feed.go, pushfeed.go, history.go) need it, and Join refuses to run on
+	// a Redis Cluster, so they never see nil.
 	rdb     *goredis.Client
 	timeout time.Duration
 	closed  atomic.Bool
 
 	prefix      string // KeyPrefix + ":"; the cluster's keys (push feed) are built from it
 	counterKey  string
-	roomsKey    string
-	userPrefix  string // + id
-	roomPrefix  string // + room id
-	audPrefix   string // + room id
-	callsKey    string
-	callPrefix  string // + call id
-	reqPrefix   string // + nonce
+	layoutKey   string
+	roomsShards []string // the index shards of rooms (keys.go)
+	callsShards []string
 	scanPattern string // every key under prefix, glob-escaped
 
 	// Cluster keys (see the package comment).
@@ -146,9 +158,9 @@ type Store struct {
 	failoverKey    string // failover.go
 	takenPrefix    string // + node
 
-	breaker *breakerHook
-	log     *slog.Logger
-	opts    Options // as Open completed them: what a connection of the store's own is made from
+	breakers *breakerSet
+	log      *slog.Logger
+	opts     Options // as Open completed them: what a connection of the store's own is made from
 	// member is this node's current membership: the identity fenced writes are checked
 	// against (set by Join).
 	member atomic.Pointer[Member]
@@ -172,28 +184,26 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.BreakerOpen <= 0 {
 		opts.BreakerOpen = DefaultBreakerOpen
 	}
-	rdb := newClient(opts, connSettings{})
-	// The breaker goes first (outermost), so it sees what the replica wait made of a write.
-	breaker := newBreakerHook(opts.BreakerFailures, opts.BreakerOpen, opts.Timeout*9/10, opts.OnBreakerChange)
-	rdb.AddHook(breaker)
+	if len(opts.ClusterAddrs) > 0 && strings.ContainsAny(opts.KeyPrefix, "{}") {
+		return nil, fmt.Errorf("redis: key prefix %q: { and } would override the store's hash tags on a Redis Cluster", opts.KeyPrefix)
+	}
+	// The breakers go first (outermost), so they see what the replica wait made of a write.
+	breakers := newBreakerSet(opts.BreakerFailures, opts.BreakerOpen, opts.Timeout*9/10, opts.OnBreakerChange)
+	rc := newUniversalClient(opts, connSettings{breakers: breakers})
 	if opts.WaitReplicas > 0 {
-		rdb.AddHook(&replicaWait{rdb: rdb, replicas: opts.WaitReplicas, timeout: opts.Timeout,
+		rc.AddHook(&replicaWait{rdb: rc, replicas: opts.WaitReplicas, timeout: opts.Timeout,
 			markKey: opts.KeyPrefix + ":replicated"})
 	}
 	p := opts.KeyPrefix + ":"
 	s := &Store{
-		rdb:         rdb,
-		breaker:     breaker,
+		rc:          rc,
+		breakers:    breakers,
 		timeout:     opts.Timeout,
 		prefix:      p,
-		counterKey:  p + "user:nextid",
-		roomsKey:    p + "rooms",
-		userPrefix:  p + "user:",
-		roomPrefix:  p + "room:",
-		audPrefix:   p + "audience:",
-		callsKey:    p + "calls",
-		callPrefix:  p + "call:",
-		reqPrefix:   p + "user:req:",
+		counterKey:  p + "user:{nextid}",
+		layoutKey:   p + "layout",
+		roomsShards: shardKeys(p, "rooms", "r"),
+		callsShards: shardKeys(p, "calls", "c"),
 		scanPattern: globEscape(p) + "*",
 
 		memberPrefix:   p + "member:",
@@ -210,11 +220,18 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		log:  opts.Logger,
 		opts: opts,
 	}
+	if c, ok := rc.(*goredis.Client); ok {
+		s.rdb = c
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if err := s.ping(ctx); err != nil {
-		rdb.Close()
+		rc.Close()
+		return nil, fmt.Errorf("redis: open %s: %w", opts.Where(), err)
+	}
+	if err := s.migrateLayout(ctx); err != nil {
+		rc.Close()
 		return nil, fmt.Errorf("redis: open %s: %w", opts.Where(), err)
 	}
 	return s, nil
@@ -226,7 +243,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	if err := s.rdb.Close(); err != nil {
+	if err := s.rc.Close(); err != nil {
 		return fmt.Errorf("redis: close: %w", err)
 	}
 	return nil
@@ -246,14 +263,15 @@ func (s *Store) ping(ctx context.Context) error {
 		return err
 	}
 	defer cancel()
-	return s.rdb.Ping(ctx).Err()
+	return s.rc.Ping(ctx).Err()
 }
 
 // createUser allocates the id and stores the user in one step, so a crash can never leave
 // an allocated id without its user or the reverse. KEYS[1] is the counter, KEYS[2] the
-// call's marker; ARGV are the user key prefix, the name and the marker's TTL. The user key
-// is derived from the new id inside the script: fine on a standalone Redis, which is what
-// this store supports.
+// call's marker; ARGV are the user key up to the id ("{p}:user:{"), the name and the
+// marker's TTL. The user key is derived from the new id inside the script, which only one
+// server allows (on a Redis Cluster it is in another slot): CreateUser uses allocUserID
+// there.
 //
 // go-redis retries a command whose connection broke, and the first attempt may have run:
 // the marker makes the retry return that attempt's id instead of allocating another.
@@ -261,13 +279,27 @@ var createUser = goredis.NewScript(`
 local id = redis.call('GET', KEYS[2])
 if id then return id end
 id = redis.call('INCR', KEYS[1])
-redis.call('HSET', ARGV[1] .. id, 'name', ARGV[2])
+redis.call('HSET', ARGV[1] .. id .. '}', 'name', ARGV[2])
 redis.call('SET', KEYS[2], id, 'EX', ARGV[3])
 return tostring(id)
 `)
 
+// allocUserID is createUser's first half, for a Redis Cluster: it allocates the id (with
+// the marker, in the counter's slot) and CreateUser stores the user in its own slot next.
+// KEYS[1] is the counter, KEYS[2] the call's marker; ARGV[1] is the marker's TTL.
+var allocUserID = goredis.NewScript(`
+local id = redis.call('GET', KEYS[2])
+if id then return id end
+id = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], id, 'EX', ARGV[1])
+return tostring(id)
+`)
+
 // CreateUser allocates the next id from the shared counter, so ids are unique across every
-// node using the same Redis and prefix.
+// node using the same Redis and prefix, and stores the user under it: in one script on one
+// server. On a Redis Cluster the user is in its own slot, not the counter's, so the two are
+// separate steps there: a failure between them leaves an id that no user has (never one
+// handed out twice), and the call fails.
 func (s *Store) CreateUser(ctx context.Context, name string) (actors.User, error) {
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
@@ -278,11 +310,20 @@ func (s *Store) CreateUser(ctx context.Context, name string) (actors.User, error
 	if err != nil {
 		return actors.User{}, fmt.Errorf("redis: create user: %w", err)
 	}
-	id, err := createUser.Run(ctx, s.rdb,
-		[]string{s.counterKey, s.reqPrefix + nonce},
-		s.userPrefix, name, reqMarkerTTL).Text()
+	keys := []string{s.counterKey, s.reqKey(nonce)}
+	if !s.onCluster() {
+		id, err := createUser.Run(ctx, s.rc, keys, s.prefix+"user:{", name, reqMarkerTTL).Text()
+		if err != nil {
+			return actors.User{}, fmt.Errorf("redis: create user: %w", err)
+		}
+		return actors.User{ID: id, Name: name}, nil
+	}
+	id, err := allocUserID.Run(ctx, s.rc, keys, reqMarkerTTL).Text()
 	if err != nil {
 		return actors.User{}, fmt.Errorf("redis: create user: %w", err)
+	}
+	if err := s.rc.HSet(ctx, s.userKey(id), "name", name).Err(); err != nil {
+		return actors.User{}, fmt.Errorf("redis: create user %s: %w", id, err)
 	}
 	return actors.User{ID: id, Name: name}, nil
 }
@@ -298,7 +339,7 @@ func (s *Store) GetUser(ctx context.Context, id string) (actors.User, error) {
 	if !actors.IsDecimalID(id) {
 		return actors.User{}, fmt.Errorf("user %q: %w", id, actors.ErrNotFound)
 	}
-	name, err := s.rdb.HGet(ctx, s.userPrefix+id, "name").Result()
+	name, err := s.rc.HGet(ctx, s.userKey(id), "name").Result()
 	if errors.Is(err, goredis.Nil) {
 		return actors.User{}, fmt.Errorf("user %s: %w", id, actors.ErrNotFound)
 	}
@@ -308,8 +349,8 @@ func (s *Store) GetUser(ctx context.Context, id string) (actors.User, error) {
 	return actors.User{ID: id, Name: name}, nil
 }
 
-// SaveRoom stores the snapshot as JSON with its times in UTC, and its id in the room set,
-// in one transaction.
+// SaveRoom stores the snapshot as JSON with its times in UTC, after adding its id to its
+// index shard (keys.go says why in that order).
 func (s *Store) SaveRoom(ctx context.Context, room actors.Room) error {
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
@@ -332,18 +373,16 @@ func (s *Store) SaveRoom(ctx context.Context, room actors.Room) error {
 		}
 		return nil
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		p.Set(ctx, s.roomPrefix+room.ID, val, 0)
-		p.SAdd(ctx, s.roomsKey, room.ID)
-		return nil
-	})
+	err = s.inOrder(ctx,
+		func(p goredis.Pipeliner) { p.SAdd(ctx, s.roomsIndex(room.ID), room.ID) },
+		func(p goredis.Pipeliner) { p.Set(ctx, s.roomKey(room.ID), val, 0) })
 	if err != nil {
 		return fmt.Errorf("redis: save room %s: %w", room.ID, err)
 	}
 	return nil
 }
 
-// DeleteRoom removes the room, its set member and its audience in one transaction. An
+// DeleteRoom removes the room and its audience in one command, then its index entry. An
 // unknown room is not an error.
 func (s *Store) DeleteRoom(ctx context.Context, roomID string) error {
 	ctx, cancel, err := s.begin(ctx)
@@ -367,25 +406,21 @@ func (s *Store) DeleteRoom(ctx context.Context, roomID string) error {
 }
 
 func (s *Store) deleteRoom(ctx context.Context, roomID string) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		p.Del(ctx, s.roomPrefix+roomID, s.audPrefix+roomID)
-		p.SRem(ctx, s.roomsKey, roomID)
-		return nil
-	})
-	return err
+	return s.inOrder(ctx,
+		func(p goredis.Pipeliner) { p.Del(ctx, s.roomKey(roomID), s.audKey(roomID)) },
+		func(p goredis.Pipeliner) { p.SRem(ctx, s.roomsIndex(roomID), roomID) })
 }
 
 // LoadRooms returns every room in the room set, ordered by id.
 func (s *Store) LoadRooms(ctx context.Context) ([]actors.Room, error) {
-	rooms, err := loadSet[actors.Room](ctx, s, s.roomsKey, s.roomPrefix)
+	rooms, err := loadSet[actors.Room](ctx, s, s.roomsShards, s.roomKey)
 	if err != nil {
 		return nil, fmt.Errorf("redis: load rooms: %w", err)
 	}
 	return rooms, nil
 }
 
-// SaveCall stores the call snapshot as JSON, and its id in the call set, in one
-// transaction.
+// SaveCall stores the call snapshot as JSON after adding its id to its index shard.
 func (s *Store) SaveCall(ctx context.Context, call actors.Call) error {
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
@@ -406,19 +441,16 @@ func (s *Store) SaveCall(ctx context.Context, call actors.Call) error {
 		}
 		return nil
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		p.Set(ctx, s.callPrefix+call.ID, val, 0)
-		p.SAdd(ctx, s.callsKey, call.ID)
-		return nil
-	})
+	err = s.inOrder(ctx,
+		func(p goredis.Pipeliner) { p.SAdd(ctx, s.callsIndex(call.ID), call.ID) },
+		func(p goredis.Pipeliner) { p.Set(ctx, s.callKey(call.ID), val, 0) })
 	if err != nil {
 		return fmt.Errorf("redis: save call %s: %w", call.ID, err)
 	}
 	return nil
 }
 
-// DeleteCall removes the call and its set member in one transaction. An unknown call is
-// not an error.
+// DeleteCall removes the call, then its index entry. An unknown call is not an error.
 func (s *Store) DeleteCall(ctx context.Context, callID string) error {
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
@@ -434,11 +466,9 @@ func (s *Store) DeleteCall(ctx context.Context, callID string) error {
 		}
 		return nil
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		p.Del(ctx, s.callPrefix+callID)
-		p.SRem(ctx, s.callsKey, callID)
-		return nil
-	})
+	err = s.inOrder(ctx,
+		func(p goredis.Pipeliner) { p.Del(ctx, s.callKey(callID)) },
+		func(p goredis.Pipeliner) { p.SRem(ctx, s.callsIndex(callID), callID) })
 	if err != nil {
 		return fmt.Errorf("redis: delete call %s: %w", callID, err)
 	}
@@ -447,61 +477,72 @@ func (s *Store) DeleteCall(ctx context.Context, callID string) error {
 
 // LoadCalls returns every call in the call set, ordered by id.
 func (s *Store) LoadCalls(ctx context.Context) ([]actors.Call, error) {
-	calls, err := loadSet[actors.Call](ctx, s, s.callsKey, s.callPrefix)
+	calls, err := loadSet[actors.Call](ctx, s, s.callsShards, s.callKey)
 	if err != nil {
 		return nil, fmt.Errorf("redis: load calls: %w", err)
 	}
 	return calls, nil
 }
 
-// loadSet reads the ids in setKey, then their JSON values under keyPrefix+id with
-// pipelined MGETs of batchSize keys, ordered by id. An id whose key vanished in between (a
-// concurrent delete) is skipped.
-func loadSet[T any](ctx context.Context, s *Store, setKey, keyPrefix string) ([]T, error) {
+// loadSet reads the ids in the index shards, then their JSON values under key(id) with
+// pipelined GETs (batchSize per pipeline; a Redis Cluster splits each pipeline by master),
+// ordered by id. An id whose key is missing (a concurrent delete, or an index entry whose
+// entity was never stored) is skipped.
+func loadSet[T any](ctx context.Context, s *Store, shards []string, key func(string) string) ([]T, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
 	ids, err := withTimeout(ctx, s.timeout, func(ctx context.Context) ([]string, error) {
-		return s.rdb.SMembers(ctx, setKey).Result()
+		var cmds []*goredis.StringSliceCmd
+		_, err := s.rc.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for _, k := range shards {
+				cmds = append(cmds, p.SMembers(ctx, k))
+			}
+			return nil
+		})
+		var ids []string
+		for _, c := range cmds {
+			ids = append(ids, c.Val()...)
+		}
+		return ids, err
 	})
 	if err != nil {
 		return nil, err
 	}
 	slices.Sort(ids)
+	ids = slices.Compact(ids)
 
 	var out []T
-	// A pipeline of up to 10 MGETs is one round trip of at most 5,000 values.
-	const perPipeline = 10 * batchSize
-	for chunk := range slices.Chunk(ids, perPipeline) {
-		cmds, err := withTimeout(ctx, s.timeout, func(ctx context.Context) ([]*goredis.SliceCmd, error) {
-			var cmds []*goredis.SliceCmd
-			_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-				for batch := range slices.Chunk(chunk, batchSize) {
-					keys := make([]string, len(batch))
-					for i, id := range batch {
-						keys[i] = keyPrefix + id
-					}
-					cmds = append(cmds, p.MGet(ctx, keys...))
+	for chunk := range slices.Chunk(ids, batchSize) {
+		cmds, err := withTimeout(ctx, s.timeout, func(ctx context.Context) ([]*goredis.StringCmd, error) {
+			var cmds []*goredis.StringCmd
+			_, err := s.rc.Pipelined(ctx, func(p goredis.Pipeliner) error {
+				for _, id := range chunk {
+					cmds = append(cmds, p.Get(ctx, key(id)))
 				}
 				return nil
 			})
+			if errors.Is(err, goredis.Nil) {
+				err = nil // a pipeline reports its first failed command's error: a missing key
+			}
 			return cmds, err
 		})
 		if err != nil {
 			return nil, err
 		}
 		for i, cmd := range cmds {
-			for j, v := range cmd.Val() {
-				str, ok := v.(string)
-				if !ok {
-					continue // nil: deleted since SMEMBERS
-				}
-				var x T
-				if err := json.Unmarshal([]byte(str), &x); err != nil {
-					return nil, fmt.Errorf("%s: %w", chunk[i*batchSize+j], err)
-				}
-				out = append(out, x)
+			str, err := cmd.Result()
+			if errors.Is(err, goredis.Nil) {
+				continue // deleted since SMEMBERS
 			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", chunk[i], err)
+			}
+			var x T
+			if err := json.Unmarshal([]byte(str), &x); err != nil {
+				return nil, fmt.Errorf("%s: %w", chunk[i], err)
+			}
+			out = append(out, x)
 		}
 	}
 	return out, nil
@@ -528,7 +569,7 @@ func (s *Store) AddAudience(ctx context.Context, roomID string, member actors.Us
 		}
 		return nil
 	}
-	if err := s.rdb.HSet(ctx, s.audPrefix+roomID, member.ID, val).Err(); err != nil {
+	if err := s.rc.HSet(ctx, s.audKey(roomID), member.ID, val).Err(); err != nil {
 		return fmt.Errorf("redis: add audience %s to room %s: %w", member.ID, roomID, err)
 	}
 	return nil
@@ -551,7 +592,7 @@ func (s *Store) RemoveAudience(ctx context.Context, roomID, uid string) error {
 		}
 		return nil
 	}
-	if err := s.rdb.HDel(ctx, s.audPrefix+roomID, uid).Err(); err != nil {
+	if err := s.rc.HDel(ctx, s.audKey(roomID), uid).Err(); err != nil {
 		return fmt.Errorf("redis: remove audience %s from room %s: %w", uid, roomID, err)
 	}
 	return nil
@@ -567,7 +608,7 @@ func (s *Store) LoadAudience(ctx context.Context, roomID string) ([]actors.User,
 	if roomID == "" {
 		return nil, nil
 	}
-	m, err := s.rdb.HGetAll(ctx, s.audPrefix+roomID).Result()
+	m, err := s.rc.HGetAll(ctx, s.audKey(roomID)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis: load audience of room %s: %w", roomID, err)
 	}
@@ -583,10 +624,11 @@ func (s *Store) LoadAudience(ctx context.Context, roomID string) ([]actors.User,
 	return users, nil
 }
 
-// Reset with a key deletes the user and the room (with its audience and its deadline) that
-// key names, in one transaction; unknown keys are not an error. Reset("") deletes every key
-// under the prefix except those keepOnReset names, scanning (never KEYS) and deleting in
-// batches; it is not atomic, so writes racing it may survive it.
+// Reset with a key deletes the user and the room (with its audience, index entry and
+// deadline) that key names, one slot after another; unknown keys are not an error.
+// Reset("") deletes every key under the prefix except those keepOnReset names, scanning
+// each master (never KEYS) and deleting in batches; it is not atomic, so writes racing it
+// may survive it.
 func (s *Store) Reset(ctx context.Context, key string) error {
 	if key == "" {
 		if err := s.resetAll(ctx); err != nil {
@@ -599,16 +641,16 @@ func (s *Store) Reset(ctx context.Context, key string) error {
 		return fmt.Errorf("redis: reset %s: %w", key, err)
 	}
 	defer cancel()
-	_, err = s.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		// Only canonical decimal ids name users: "nextid" must not name the counter.
-		if actors.IsDecimalID(key) {
-			p.Del(ctx, s.userPrefix+key)
-		}
-		p.Del(ctx, s.roomPrefix+key, s.audPrefix+key)
-		p.SRem(ctx, s.roomsKey, key)
-		p.ZRem(ctx, s.dueKey, actors.KindRoom+":"+key)
-		return nil
-	})
+	steps := []func(goredis.Pipeliner){
+		func(p goredis.Pipeliner) { p.Del(ctx, s.roomKey(key), s.audKey(key)) },
+		func(p goredis.Pipeliner) { p.SRem(ctx, s.roomsIndex(key), key) },
+		func(p goredis.Pipeliner) { p.ZRem(ctx, s.dueKey, actors.KindRoom+":"+key) },
+	}
+	// Only canonical decimal ids name users: "nextid" must not name the counter.
+	if actors.IsDecimalID(key) {
+		steps = append(steps, func(p goredis.Pipeliner) { p.Del(ctx, s.userKey(key)) })
+	}
+	err = s.inOrder(ctx, steps...)
 	if err != nil {
 		return fmt.Errorf("redis: reset %s: %w", key, err)
 	}
@@ -628,7 +670,7 @@ func (s *Store) announceReset(ctx context.Context, key string) error {
 		return fmt.Errorf("redis: reset %s: %w", key, err)
 	}
 	defer cancel()
-	err = s.rdb.XAdd(ctx, &goredis.XAddArgs{Stream: s.prefix + "feed", MaxLen: feedMaxLen, Approx: true,
+	err = s.rc.XAdd(ctx, &goredis.XAddArgs{Stream: s.prefix + "feed", MaxLen: feedMaxLen, Approx: true,
 		Values: []string{"k", "reset", "key", key, "inc", m.inc}}).Err()
 	if err != nil {
 		return fmt.Errorf("redis: reset %s: announce: %w", key, err)
@@ -640,34 +682,60 @@ func (s *Store) resetAll(ctx context.Context) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	var cursor uint64
-	for {
-		next, err := withTimeout(ctx, s.timeout, func(ctx context.Context) (uint64, error) {
-			keys, next, err := s.rdb.Scan(ctx, cursor, s.scanPattern, batchSize).Result()
-			if err != nil {
-				return 0, err
-			}
-			keys = slices.DeleteFunc(keys, s.keepOnReset)
-			if len(keys) > 0 {
-				// UNLINK frees the memory off the main thread: audiences may be big.
-				if err := s.rdb.Unlink(ctx, keys...).Err(); err != nil {
+	return s.forEachMaster(ctx, func(ctx context.Context, c goredis.UniversalClient, direct bool) error {
+		var cursor uint64
+		for {
+			next, err := withTimeout(ctx, s.timeout, func(ctx context.Context) (uint64, error) {
+				keys, next, err := c.Scan(ctx, cursor, s.scanPattern, batchSize).Result()
+				if err != nil {
 					return 0, err
 				}
+				keys = slices.DeleteFunc(keys, s.keepOnReset)
+				if len(keys) == 0 {
+					return next, nil
+				}
+				return next, s.unlinkAll(ctx, c, direct, keys)
+			})
+			if err != nil {
+				return err
 			}
-			return next, nil
-		})
-		if err != nil {
-			return err
+			if next == 0 {
+				return nil
+			}
+			cursor = next
 		}
-		if next == 0 {
-			return nil
+	})
+}
+
+// unlinkAll deletes keys through c with one UNLINK each: keys of different slots cannot
+// share a command on a Redis Cluster, even on one master. UNLINK frees the memory off the
+// main thread: audiences may be big. A master's own client (direct) has no replicaWait
+// hook, so the wait for replicas goes on the connection that carried the deletions.
+func (s *Store) unlinkAll(ctx context.Context, c goredis.UniversalClient, direct bool, keys []string) error {
+	var wait *goredis.Cmd
+	_, err := c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, k := range keys {
+			p.Unlink(ctx, k)
 		}
-		cursor = next
+		if direct && s.opts.WaitReplicas > 0 {
+			wait = p.Do(ctx, "WAIT", s.opts.WaitReplicas, s.timeout.Milliseconds())
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
+	if wait != nil {
+		if n, err := wait.Int64(); err != nil || n < int64(s.opts.WaitReplicas) {
+			return fmt.Errorf("%w (%d of %d)", ErrNotReplicated, n, s.opts.WaitReplicas)
+		}
+	}
+	return nil
 }
 
 // keepOnReset names the keys Reset("") leaves alone:
 //   - the user id counter, so ids are never reused;
+//   - the layout marker, so the next start does not look for old keys again;
 //   - the membership keys: the nodes are still running after a reset, and wiping their
 //     member keys would expel every one of them;
 //   - the cluster feed: readers hold positions in it, and a room wiped by the reset is
@@ -676,7 +744,7 @@ func (s *Store) resetAll(ctx context.Context) error {
 // Ownership, deadlines and reservations go: the entities they are about are gone too (a
 // wiped owner hash refuses its old owner's next write, so that copy stops).
 func (s *Store) keepOnReset(key string) bool {
-	return key == s.counterKey || key == s.membersKey || key == s.feedKey || key == s.failoverKey ||
+	return key == s.counterKey || key == s.layoutKey || key == s.membersKey || key == s.feedKey || key == s.failoverKey ||
 		strings.HasPrefix(key, s.memberPrefix) || strings.HasPrefix(key, s.takenPrefix)
 }
 

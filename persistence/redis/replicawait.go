@@ -25,8 +25,12 @@ var ErrNotReplicated = errors.New("redis: write not confirmed by enough replicas
 // pooled, so after a write the hook sends one more small write and WAIT together, in one
 // round trip on one connection: the primary's replication offset after that write is at
 // least the offset of every write acknowledged before it, on any connection.
+//
+// On a Redis Cluster each master replicates its own slots, so the wait goes to the master
+// of each slot written, and the marker write is to a key of that slot ({p}:replicated:{T},
+// T a tag of the slot: hashslot.go).
 type replicaWait struct {
-	rdb      *goredis.Client
+	rdb      goredis.UniversalClient
 	replicas int
 	timeout  time.Duration
 	markKey  string
@@ -43,7 +47,7 @@ func (w *replicaWait) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook 
 		if !wrote(err) || !isWrite(cmd) || ctx.Value(waitingKey{}) != nil {
 			return err
 		}
-		if werr := w.wait(ctx); werr != nil {
+		if werr := w.waitFor(ctx, []goredis.Cmder{cmd}); werr != nil {
 			return werr
 		}
 		return err
@@ -56,21 +60,71 @@ func (w *replicaWait) ProcessPipelineHook(next goredis.ProcessPipelineHook) gore
 		if ctx.Value(waitingKey{}) != nil {
 			return err
 		}
+		var written []goredis.Cmder
 		for _, c := range cmds {
 			if wrote(c.Err()) && isWrite(c) {
-				if werr := w.wait(ctx); werr != nil {
-					return werr
-				}
-				break
+				written = append(written, c)
+			}
+		}
+		if len(written) > 0 {
+			if werr := w.waitFor(ctx, written); werr != nil {
+				return werr
 			}
 		}
 		return err
 	}
 }
 
-// wait sends the marker write and WAIT in one round trip; WAIT blocks on the primary until
-// the replicas acknowledge or the time left runs out.
-func (w *replicaWait) wait(ctx context.Context) error {
+// waitFor waits until the replicas have the writes cmds made: on the one primary, or on
+// the master of each slot they wrote on a Redis Cluster.
+func (w *replicaWait) waitFor(ctx context.Context, cmds []goredis.Cmder) error {
+	cc, ok := w.rdb.(*goredis.ClusterClient)
+	if !ok {
+		return w.wait(ctx, w.rdb, w.markKey)
+	}
+	seen := map[*goredis.Client]bool{}
+	for _, c := range cmds {
+		key := firstKey(c)
+		if key == "" {
+			continue
+		}
+		marker := w.markKey + ":{" + slotTags()[keySlot(key)] + "}"
+		master, err := cc.MasterForKey(ctx, marker)
+		if err != nil {
+			return fmt.Errorf("%w: waiting for %d: %v", ErrNotReplicated, w.replicas, err)
+		}
+		if seen[master] {
+			continue
+		}
+		seen[master] = true
+		if err := w.wait(ctx, master, marker); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// firstKey is the first key a command names ("" for none): where a Redis Cluster sent it.
+func firstKey(cmd goredis.Cmder) string {
+	args := cmd.Args()
+	switch strings.ToLower(cmd.Name()) {
+	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro":
+		if len(args) > 3 && fmt.Sprint(args[2]) != "0" {
+			return fmt.Sprint(args[3])
+		}
+		return ""
+	case "multi", "exec", "ping", "wait":
+		return ""
+	}
+	if len(args) > 1 {
+		return fmt.Sprint(args[1])
+	}
+	return ""
+}
+
+// wait sends the marker write and WAIT in one round trip through c; WAIT blocks on the
+// primary until the replicas acknowledge or the time left runs out.
+func (w *replicaWait) wait(ctx context.Context, c goredis.UniversalClient, markKey string) error {
 	d := w.timeout
 	if dl, ok := ctx.Deadline(); ok {
 		// Leave the reply time to come back before the caller's deadline.
@@ -81,8 +135,8 @@ func (w *replicaWait) wait(ctx context.Context) error {
 	}
 	ctx = context.WithValue(ctx, waitingKey{}, true)
 	var acked *goredis.Cmd
-	_, err := w.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		p.Set(ctx, w.markKey, "1", time.Minute)
+	_, err := c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Set(ctx, markKey, "1", time.Minute)
 		acked = p.Do(ctx, "WAIT", w.replicas, d.Milliseconds())
 		return nil
 	})

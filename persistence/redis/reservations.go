@@ -43,7 +43,7 @@ func (m *Member) Reserve(ctx context.Context, callID string, rooms, users []stri
 		args = append(args, n)
 	}
 	res, err := run(ctx, m, func(ctx context.Context) ([]string, error) {
-		return reserve.Run(ctx, m.s.rdb, keys, args...).StringSlice()
+		return reserve.Run(ctx, m.s.rc, keys, args...).StringSlice()
 	})
 	if err != nil {
 		return "", fmt.Errorf("redis: reserve for call %s: %w", callID, err)
@@ -72,7 +72,7 @@ func (m *Member) Unreserve(ctx context.Context, callID string, rooms, users []st
 		return nil
 	}
 	_, err := run(ctx, m, func(ctx context.Context) (any, error) {
-		return unreserve.Run(ctx, m.s.rdb, keys, callID).Result()
+		return unreserve.Run(ctx, m.s.rc, keys, callID).Result()
 	})
 	if err != nil {
 		return fmt.Errorf("redis: unreserve for call %s: %w", callID, err)
@@ -83,7 +83,7 @@ func (m *Member) Unreserve(ctx context.Context, callID string, rooms, users []st
 // CallOf returns the call the room is reserved for, "" when none.
 func (m *Member) CallOf(ctx context.Context, roomID string) (string, error) {
 	id, err := run(ctx, m, func(ctx context.Context) (string, error) {
-		return m.s.rdb.Get(ctx, m.s.busyRoomPrefix+roomID).Result()
+		return m.s.rc.Get(ctx, m.s.busyRoomPrefix+roomID).Result()
 	})
 	if errors.Is(err, goredis.Nil) {
 		return "", nil

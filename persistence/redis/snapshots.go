@@ -16,7 +16,7 @@ import (
 
 // LoadRoom returns the stored room; an error wrapping actors.ErrNotFound if there is none.
 func (s *Store) LoadRoom(ctx context.Context, id string) (actors.Room, error) {
-	r, err := loadOne[actors.Room](ctx, s, s.roomPrefix, "room", id)
+	r, err := loadOne[actors.Room](ctx, s, s.roomKey, "room", id)
 	if err != nil {
 		return actors.Room{}, fmt.Errorf("redis: load room %s: %w", id, err)
 	}
@@ -25,7 +25,7 @@ func (s *Store) LoadRoom(ctx context.Context, id string) (actors.Room, error) {
 
 // LoadCall returns the stored call; an error wrapping actors.ErrNotFound if there is none.
 func (s *Store) LoadCall(ctx context.Context, id string) (actors.Call, error) {
-	c, err := loadOne[actors.Call](ctx, s, s.callPrefix, "call", id)
+	c, err := loadOne[actors.Call](ctx, s, s.callKey, "call", id)
 	if err != nil {
 		return actors.Call{}, fmt.Errorf("redis: load call %s: %w", id, err)
 	}
@@ -48,7 +48,7 @@ func (m *Member) LoadCall(ctx context.Context, id string) (actors.Call, error) {
 	return m.s.LoadCall(ctx, id)
 }
 
-func loadOne[T any](ctx context.Context, s *Store, prefix, what, id string) (T, error) {
+func loadOne[T any](ctx context.Context, s *Store, key func(string) string, what, id string) (T, error) {
 	var x T
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
@@ -58,7 +58,7 @@ func loadOne[T any](ctx context.Context, s *Store, prefix, what, id string) (T, 
 	if id == "" {
 		return x, fmt.Errorf("empty %s id: %w", what, actors.ErrNotFound)
 	}
-	b, err := s.rdb.Get(ctx, prefix+id).Bytes()
+	b, err := s.rc.Get(ctx, key(id)).Bytes()
 	if errors.Is(err, goredis.Nil) {
 		return x, fmt.Errorf("%s %s: %w", what, id, actors.ErrNotFound)
 	}

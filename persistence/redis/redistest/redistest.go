@@ -38,9 +38,10 @@ type Server struct {
 	args []string
 	conf string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has been waited for
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when cmd has been waited for
+	paused bool          // frozen with SIGSTOP
 }
 
 // Start starts a fresh redis-server and registers its termination with t.Cleanup.
@@ -122,6 +123,7 @@ func (s *Server) stopLocked() {
 	_ = s.cmd.Process.Kill()
 	<-s.done
 	s.cmd = nil
+	s.paused = false
 }
 
 func (s *Server) start() error {
@@ -222,5 +224,25 @@ func (s *Server) signal(sig syscall.Signal) {
 	defer s.mu.Unlock()
 	if s.cmd != nil {
 		_ = s.cmd.Process.Signal(sig)
+		s.paused = sig == syscall.SIGSTOP
 	}
+}
+
+// PID is the server process's id (0 when it is not running), for a test or a script that
+// signals it itself.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+func (s *Server) running() bool { return s.PID() != 0 }
+
+func (s *Server) frozen() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil && s.paused
 }

@@ -26,6 +26,7 @@ import (
 	"roomengine/http/gateway"
 	"roomengine/http/peer"
 	redisstore "roomengine/persistence/redis"
+	"roomengine/push"
 )
 
 // errExpelled ends serve when the cluster declared this node dead (it was frozen or cut off
@@ -42,18 +43,19 @@ const peerDialTimeout = time.Second
 // clusterNode is what cluster mode adds to a node: its membership, the shared push feed,
 // the listener of the other nodes' requests and the goroutines that follow the cluster.
 type clusterNode struct {
-	cfg       *config.Config
-	log       *slog.Logger
-	store     *redisstore.Store
-	member    *redisstore.Member
-	publisher *redisstore.Publisher
-	follower  *redisstore.Follower
-	feedFrom  string
-	client    *peer.Client
-	signer    *peer.Signer // nil without cluster.secret (loopback only)
-	tls       *tls.Config  // nil without cluster.tls
-	peerLn    net.Listener
-	peerSrv   *nethttp.Server
+	cfg        *config.Config
+	log        *slog.Logger
+	store      *redisstore.Store
+	member     *redisstore.Member
+	publisher  *redisstore.Publisher
+	subscriber *redisstore.Subscriber
+	follower   *redisstore.Follower
+	feedFrom   string
+	client     *peer.Client
+	signer     *peer.Signer // nil without cluster.secret (loopback only)
+	tls        *tls.Config  // nil without cluster.tls
+	peerLn     net.Listener
+	peerSrv    *nethttp.Server
 
 	// pushRefused counts pushes the feed refused (stale fence, lapsed membership).
 	pushRefused prometheus.Counter
@@ -112,6 +114,7 @@ func joinCluster(ctx context.Context, cfg *config.Config, store actors.Store, lo
 	n.follower = rs.NewFollower(redisstore.FollowerOptions{Name: "roomengine-feed-" + name, Logger: n.log})
 	n.publisher = rs.NewPublisher(redisstore.PublisherOptions{Node: name, Incarnation: member.Incarnation(),
 		HistoryCap: historySize, Refused: n.pushRefused, Logger: n.log})
+	n.subscriber = rs.NewSubscriber()
 	n.log.Info("joined the cluster", "addr", addr, "memberTTL", cfg.Cluster.MemberTTL)
 	return n, nil
 }
@@ -347,9 +350,9 @@ type feedHandler struct {
 func (h feedHandler) Room(room actors.Room) { h.engine.FeedRoom(room) }
 func (h feedHandler) RoomDeleted(id string) { h.engine.FeedRoomGone(id) }
 func (h feedHandler) Push(topic string, seq uint64, tag string, importance int, body []byte) {
-	h.gateway.Deliver(topic, seq, tag, importance, body)
+	h.gateway.Deliver(push.Frame{Topic: topic, Seq: seq, Tag: tag, Importance: importance, Body: body})
 }
-func (h feedHandler) TopicDeleted(topic string) { h.gateway.DeleteTopic(topic) }
+func (h feedHandler) TopicDeleted(topic string) { h.gateway.EndTopic(topic) }
 
 // Reset: /reset on another node wiped the store; the node that made it has already
 // forgotten what it held, before it answered.
@@ -368,7 +371,7 @@ func (h feedHandler) Reset(key, from string) {
 // (the shared history has what they missed) and the read model is reloaded.
 func (h feedHandler) Gap() {
 	h.log.Warn("cluster feed position trimmed away: reloading rooms, clients reconnect")
-	h.gateway.ReconnectAll()
+	h.gateway.Resync()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rooms, err := h.store.LoadRooms(ctx)

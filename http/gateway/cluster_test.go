@@ -17,6 +17,7 @@ import (
 	"roomengine/actors"
 	"roomengine/persistence/redis"
 	"roomengine/persistence/redis/redistest"
+	"roomengine/push"
 )
 
 // feedSink hands the cluster feed to a gateway, as a node's wiring does.
@@ -24,11 +25,11 @@ type feedSink struct{ g *Gateway }
 
 func (s feedSink) Room(actors.Room)          {}
 func (s feedSink) RoomDeleted(string)        {}
-func (s feedSink) TopicDeleted(topic string) { s.g.DeleteTopic(topic) }
-func (s feedSink) Gap()                      { s.g.ReconnectAll() }
+func (s feedSink) TopicDeleted(topic string) { s.g.EndTopic(topic) }
+func (s feedSink) Gap()                      { s.g.Resync() }
 func (s feedSink) Reset(string, string)      {}
 func (s feedSink) Push(topic string, seq uint64, tag string, importance int, body []byte) {
-	s.g.Deliver(topic, seq, tag, importance, body)
+	s.g.Deliver(push.Frame{Topic: topic, Seq: seq, Tag: tag, Importance: importance, Body: body})
 }
 
 // node is one in-process cluster node: its store, publisher, gateway and feed follower.
@@ -71,7 +72,7 @@ func startCluster(t testing.TB, n int, pub redis.PublisherOptions) *cluster {
 		opts.Logger = quietLogger()
 		nd := &node{name: fmt.Sprintf("n%d", i+1), store: s, pub: s.NewPublisher(opts)}
 		nd.fol = s.NewFollower(redis.FollowerOptions{Name: "feed-" + nd.name, Logger: quietLogger()})
-		nd.g, nd.srv = startGateway(t, Options{History: s, FeedLag: nd.fol.Lag, QueueSize: 4096, HistorySize: 4096})
+		nd.g, nd.srv = startGateway(t, Options{Feed: s.NewSubscriber(), FeedLag: nd.fol.Lag, QueueSize: 4096, HistorySize: 4096})
 		head, err := s.FeedHead(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -328,7 +329,7 @@ func TestClusterTopicDeletion(t *testing.T) {
 		conns = append(conns, dial(t, nd.srv, "topic=r1"))
 		waitSubscribers(t, nd.g, "r1", 1)
 	}
-	cl.nodes[0].pub.Publish(push("r1", "r1", 5, 8, `{"roomId":"r1"}`))
+	cl.nodes[0].pub.Publish(newPush("r1", "r1", 5, 8, `{"roomId":"r1"}`))
 	cl.nodes[0].pub.DeleteTopic("r1")
 	for i, c := range conns {
 		f := readFrame(t, c)
@@ -375,12 +376,11 @@ func TestClusterFencedPushesNeverReachSubscribers(t *testing.T) {
 	}
 }
 
-func TestClusterGatewayIgnoresPublishAndShutsDownWith1001(t *testing.T) {
+func TestClusterGatewayShutsDownWith1001(t *testing.T) {
 	cl := startCluster(t, 1, redis.PublisherOptions{})
 	nd := cl.nodes[0]
 	c := dial(t, nd.srv, "topic=r1")
 	waitSubscribers(t, nd.g, "r1", 1)
-	nd.g.Publish(comment("r1", 1)) // not through the feed: dropped
 	nd.pub.Publish(comment("r1", 2))
 	if f := readFrame(t, c); !strings.Contains(string(f.Message), `"comment":"c2"`) {
 		t.Fatalf("frame %s, want comment c2", f.Message)

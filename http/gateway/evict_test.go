@@ -28,9 +28,9 @@ func TestIdleTopicsAreForgotten(t *testing.T) {
 	g, srv := startGateway(t, Options{IdleTopicTTL: 200 * time.Millisecond, EvictInterval: 20 * time.Millisecond})
 	c := dial(t, srv, "topic=kept")
 	for i := range 1000 {
-		g.Publish(actors.Push{Topic: fmt.Sprint("made-up-", i), Tag: "x", Importance: 1, Type: 6, Body: []byte(`{"n":1}`)})
+		pubOf(g).Publish(actors.Push{Topic: fmt.Sprint("made-up-", i), Tag: "x", Importance: 1, Type: 6, Body: []byte(`{"n":1}`)})
 	}
-	g.Publish(actors.Push{Topic: "kept", Tag: "kept", Importance: 1, Type: 6, Body: []byte(`{"n":1}`)})
+	pubOf(g).Publish(actors.Push{Topic: "kept", Tag: "kept", Importance: 1, Type: 6, Body: []byte(`{"n":1}`)})
 	if n := g.Stats().Topics; n != 1001 {
 		t.Fatalf("topics before eviction: %d", n)
 	}
@@ -55,10 +55,10 @@ func TestHistoryByteCap(t *testing.T) {
 	c := dial(t, srv, "topic=busy")
 	body := []byte(`{"text":"` + strings.Repeat("a", 1000) + `"}`)
 	for i := range 500 { // about 500 KB
-		g.Publish(actors.Push{Topic: fmt.Sprint("t", i), Tag: "x", Importance: 1, Type: 6, Body: body})
+		pubOf(g).Publish(actors.Push{Topic: fmt.Sprint("t", i), Tag: "x", Importance: 1, Type: 6, Body: body})
 	}
 	for range 10 {
-		g.Publish(actors.Push{Topic: "busy", Tag: "x", Importance: 1, Type: 6, Body: body})
+		pubOf(g).Publish(actors.Push{Topic: "busy", Tag: "x", Importance: 1, Type: 6, Body: body})
 	}
 	// A pass may run while the pushes are still coming: wait for one that saw them all.
 	waitGW(t, "history under the cap", func() bool {

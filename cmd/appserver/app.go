@@ -217,7 +217,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	close(a.engineReady)
 	a.reconciler = a.newReconciler(reg)
 	if a.cluster != nil {
-		a.cluster.start(engine, gw)
+		a.cluster.start(engine)
 	}
 	a.connLimit = apihttp.NewConnLimit(cfg.HTTP.MaxConns)
 	a.server = &nethttp.Server{

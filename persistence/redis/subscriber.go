@@ -38,6 +38,10 @@ type Subscriber struct {
 	log      *slog.Logger
 	sink     push.Sink
 
+	// cmd orders the SUBSCRIBE and UNSUBSCRIBE commands as the interest changes: taken
+	// around each change of a topic's on and the command it causes, so a quick Unfollow
+	// then Follow cannot reach Redis as SUBSCRIBE then UNSUBSCRIBE. Never taken by run.
+	cmd    sync.Mutex
 	mu     sync.Mutex
 	topics map[string]*interest
 
@@ -137,6 +141,9 @@ func (sub *Subscriber) ReadHistory(ctx context.Context, topic string, since uint
 // every Follow returns once the subscription is confirmed, or with ctx's error (bounded by
 // the store's timeout), having then withdrawn itself.
 func (sub *Subscriber) Follow(ctx context.Context, topic string) error {
+	ctx, cancel := context.WithTimeout(ctx, sub.store.timeout)
+	defer cancel()
+	sub.cmd.Lock()
 	sub.mu.Lock()
 	in := sub.topics[topic]
 	if in == nil {
@@ -151,12 +158,11 @@ func (sub *Subscriber) Follow(ctx context.Context, topic string) error {
 	}
 	ready := in.ready
 	sub.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, sub.store.timeout)
-	defer cancel()
 	var err error
 	if send {
 		err = sub.ps.Subscribe(ctx, sub.channel(topic))
 	}
+	sub.cmd.Unlock()
 	if err != nil {
 		// Taken as not sent: a confirmation that comes anyway only readies the
 		// subscription early, while Redis is failing.
@@ -177,6 +183,8 @@ func (sub *Subscriber) Follow(ctx context.Context, topic string) error {
 
 // Unfollow withdraws a local subscriber; the last one unsubscribes the topic's channel.
 func (sub *Subscriber) Unfollow(topic string) {
+	sub.cmd.Lock()
+	defer sub.cmd.Unlock()
 	sub.mu.Lock()
 	in := sub.topics[topic]
 	if in == nil || in.refs == 0 {

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -115,5 +116,42 @@ func TestSubscriberHoldsAPushUntilTheReadModelHasTheChange(t *testing.T) {
 	rec.waitLen(t, 2)
 	if sub.Waited() != 1 {
 		t.Fatalf("held %d pushes, want 1", sub.Waited())
+	}
+}
+
+// Subscribers come and go on one topic from many goroutines (SUBSCRIBE and UNSUBSCRIBE
+// cross on the connection): every Follow still returns once subscribed, and afterwards the
+// topic is followed exactly while someone follows it.
+func TestSubscriberFollowUnfollowChurn(t *testing.T) {
+	fx := newFeedFixture(t)
+	sub, rec := fx.subscribe(t, SubscriberOptions{})
+	p := fx.publisher(t, PublisherOptions{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				if err := sub.Follow(t.Context(), "r"); err != nil {
+					t.Errorf("follow %d/%d: %v", w, i, err)
+					return
+				}
+				if i%10 == 0 {
+					p.Publish(actors.Push{Topic: "r", Body: body(i)})
+				}
+				sub.Unfollow("r")
+			}
+		})
+	}
+	wg.Wait()
+	if n := sub.Following(); n != 0 {
+		t.Fatalf("following %d topics after every Unfollow", n)
+	}
+	if err := sub.Follow(t.Context(), "r"); err != nil {
+		t.Fatal(err)
+	}
+	before := len(rec.snapshot())
+	p.Publish(actors.Push{Topic: "r", Body: body(1000)})
+	got := rec.waitLen(t, before+1)
+	if last := got[len(got)-1]; last.Body != string(body(1000)) {
+		t.Fatalf("last frame %+v, want the push after the churn", last)
 	}
 }

@@ -19,8 +19,10 @@ type MemoryOptions struct {
 	// would have to publish more than one frame per microsecond of its life to break this.
 	// Tests set a fixed origin.
 	SeqOrigin func() uint64
-	// IdleTTL: a topic whose seq has not moved for about this long is forgotten; its next
-	// frame starts from SeqOrigin again (above every earlier seq). Default 5m.
+	// IdleTTL: a topic without subscribers (Follow) whose seq has not moved for about this
+	// long is forgotten; its next frame starts from SeqOrigin again (above every earlier
+	// seq). A followed topic is kept however quiet, so its subscribers see its seqs go up
+	// by one. Default 5m.
 	IdleTTL time.Duration
 }
 
@@ -50,6 +52,7 @@ type memTopic struct {
 	mu   sync.Mutex
 	seq  uint64
 	mark uint64 // seq at the previous sweep: unchanged over a sweep means idle
+	refs int    // the gateway's subscribers of the topic (Follow minus Unfollow)
 	dead bool   // forgotten; a holder of a stale pointer looks the topic up again
 }
 
@@ -107,9 +110,30 @@ func (m *Memory) DeleteTopic(topic string) {
 	t.mu.Unlock()
 }
 
-// Follow and Unfollow do nothing: every frame reaches the node's only gateway.
-func (m *Memory) Follow(context.Context, string) error { return nil }
-func (m *Memory) Unfollow(string)                      {}
+// Follow counts a subscriber of topic, whose counter is then kept however long the topic
+// is quiet. Every frame reaches the node's only gateway whether followed or not.
+func (m *Memory) Follow(_ context.Context, topic string) error {
+	t := m.lock(topic)
+	t.refs++
+	t.mu.Unlock()
+	return nil
+}
+
+// Unfollow withdraws a subscriber counted by Follow.
+func (m *Memory) Unfollow(topic string) {
+	s := m.shard(topic)
+	s.mu.Lock()
+	t := s.m[topic]
+	s.mu.Unlock()
+	if t == nil {
+		return // deleted meanwhile: its subscribers went with it
+	}
+	t.mu.Lock()
+	if t.refs > 0 {
+		t.refs--
+	}
+	t.mu.Unlock()
+}
 
 // DeliversAll is true: the gateway's copy of a topic is its history.
 func (m *Memory) DeliversAll() bool { return true }
@@ -157,7 +181,7 @@ func (m *Memory) sweep(s *memShard) {
 		if !t.mu.TryLock() { // publishing right now: not idle
 			continue
 		}
-		if t.seq == t.mark {
+		if t.seq == t.mark && t.refs == 0 {
 			t.dead = true
 			delete(s.m, name)
 		}

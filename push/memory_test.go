@@ -94,6 +94,10 @@ func TestMemoryForgetsIdleTopics(t *testing.T) {
 	s := &sink{}
 	m.Attach(s)
 	m.Publish(actors.Push{Topic: "idle"})
+	if err := m.Follow(t.Context(), "watched"); err != nil { // a quiet topic with a subscriber
+		t.Fatal(err)
+	}
+	m.Publish(actors.Push{Topic: "watched"})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		// Each new topic may sweep its shard; "idle" is forgotten once its shard is swept
@@ -121,4 +125,11 @@ func TestMemoryForgetsIdleTopics(t *testing.T) {
 	if last := s.frames[len(s.frames)-1]; last.Topic != "idle" || last.Seq <= first+1 {
 		t.Fatalf("after being forgotten: seq %d, first life's %d", last.Seq, first)
 	}
+	// The followed topic was swept as often and kept: its seqs go on by one.
+	watched := s.frames[1].Seq
+	m.Publish(actors.Push{Topic: "watched"})
+	if last := s.frames[len(s.frames)-1]; last.Seq != watched+1 {
+		t.Fatalf("followed topic: seq %d after %d", last.Seq, watched)
+	}
+	m.Unfollow("watched")
 }

@@ -8,7 +8,7 @@ FUZZTIME ?= 20s
 BIN      := bin/appserver
 
 .PHONY: run build cluster redis-cluster media-demo test test-deps unit fuzz fuzz-check lint bench bigroom-bench cluster-bench chaos \
-	console-screenshot clean package package-check image deploy-test
+	console-screenshot clean package package-check image deploy-test interest-bench
 
 ## run: build and start the server on :4000 (embedded store, WebSocket push, simulated CDN)
 run: build
@@ -97,6 +97,10 @@ console-screenshot: test-deps
 ## cluster-bench: one node vs three cluster nodes on one redis-server, failover after kill -9 and SIGTERM
 cluster-bench: build
 	./scripts/cluster-bench.sh
+
+## interest-bench: all load and subscribers on node 1 of 3: CPU of nodes 2 and 3 against node 1's
+interest-bench: build
+	./scripts/interest-bench.sh
 
 ## package: release archives (linux/amd64, linux/arm64, darwin/arm64), Debian packages
 ## (amd64, arm64) and SHA256SUMS in dist/ (docs/deploy.md); builds nfpm once, outside the repo

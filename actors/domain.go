@@ -160,6 +160,10 @@ type Push struct {
 	// backend refuses a push whose fence is stale, so a node that lost a room sends nothing
 	// more for it.
 	Fence Fence
+	// Changed says the push follows a change of its room that the room list shows (a room
+	// started, ended): a cluster delivers it on a node only once that node's read model has
+	// the change.
+	Changed bool
 }
 
 // Publisher delivers pushes. Publish must not block on the network: a backend that talks

@@ -293,7 +293,7 @@ func (a *roomActor) commit(ctx actor.Context, st roomStep) {
 			topic = a.room.ID
 		}
 		push := EncodePush(topic, p.tag, p.importance, p.typ, p.data, now)
-		push.Fence = a.fence
+		push.Fence, push.Changed = a.fence, changed
 		a.deps.publisher.Publish(push)
 	}
 	if st.deleteTopic {

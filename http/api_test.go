@@ -30,6 +30,7 @@ import (
 	"roomengine/http/gateway"
 	"roomengine/internal/logcap"
 	"roomengine/persistence/embedded"
+	"roomengine/push"
 )
 
 type server struct {
@@ -82,13 +83,14 @@ func newServer(t *testing.T, o serverOpts) *server {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	gw := gateway.New(gateway.Options{Logger: log, Registerer: reg})
+	feed := push.NewMemory(push.MemoryOptions{})
+	gw := gateway.New(gateway.Options{Feed: feed, Logger: log, Registerer: reg})
 	urls := &aliyun.URLBuilder{AppName: "DemoApp", RtmpHost: "push.example", PlayHost: "play.example",
 		TemplateName: "_mix", AuthKey: "secretkey", TopicBase: "http://127.0.0.1:8090"}
 	sim := &aliyun.Simulator{Domain: "play.example", App: "DemoApp"}
 	eng, err := actors.NewEngine(actors.EngineConfig{
 		Room:  actors.RoomConfig{NoPublishTimeout: time.Hour, TopicDeleteDelay: time.Minute},
-		Store: store, Publisher: gw, URLs: urls, Logger: log, AskTimeout: 5 * time.Second, Mixer: sim,
+		Store: store, Publisher: feed, URLs: urls, Logger: log, AskTimeout: 5 * time.Second, Mixer: sim,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 	apihttp "roomengine/http"
 	"roomengine/http/gateway"
 	"roomengine/persistence/embedded"
+	"roomengine/push"
 )
 
 // End to end over the mns push backend: the real stack (embedded store, actors, router,
@@ -79,12 +80,13 @@ func startMNSStack(t *testing.T, fake *mnstest.Server, o mnsStackOpts) *mnsStack
 		InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		Logger: log, Registerer: reg,
 	})
-	gw := gateway.New(gateway.Options{Logger: log, Registerer: reg})
+	feed := push.NewMemory(push.MemoryOptions{})
+	gw := gateway.New(gateway.Options{Feed: feed, Logger: log, Registerer: reg})
 	urls := &aliyun.URLBuilder{AppName: "DemoApp", RtmpHost: "push.example", PlayHost: "play.example",
 		TemplateName: "_mix", TopicBase: fake.URL}
 	eng, err := actors.NewEngine(actors.EngineConfig{
 		Room:  actors.RoomConfig{NoPublishTimeout: time.Hour, TopicDeleteDelay: o.topicDeleteDelay},
-		Store: store, Publisher: actors.Publishers{gw, pub}, URLs: urls, Logger: log, AskTimeout: 5 * time.Second,
+		Store: store, Publisher: actors.Publishers{feed, pub}, URLs: urls, Logger: log, AskTimeout: 5 * time.Second,
 		Mixer: &aliyun.Simulator{Domain: "play.example", App: "DemoApp", Notify: func(string) {}},
 	})
 	if err != nil {

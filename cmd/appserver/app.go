@@ -27,6 +27,7 @@ import (
 	"roomengine/internal/version"
 	"roomengine/mediaserver"
 	redisstore "roomengine/persistence/redis"
+	"roomengine/push"
 )
 
 // drainTimeout bounds how long SIGTERM waits for in-flight requests.
@@ -124,8 +125,8 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	var clusterCfg *actors.ClusterConfig
 	ready := store.Ping
 	if a.cluster != nil {
-		// Frames come numbered from the cluster feed; since replays from the shared history.
-		gwOpts.History, gwOpts.FeedLag = a.cluster.store, a.cluster.follower.Lag
+		// Frames come numbered from Redis; since replays from the shared history.
+		gwOpts.Feed, gwOpts.FeedLag = a.cluster.subscriber, a.cluster.follower.Lag
 		clusterCfg, ready = a.cluster.engineConfig(), a.cluster.ready
 		reg.MustRegister(newClusterCollector(a.cluster))
 	}
@@ -229,7 +230,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	close(a.engineReady)
 	a.reconciler = a.newReconciler(reg)
 	if a.cluster != nil {
-		a.cluster.start(engine, gw)
+		a.cluster.start(engine)
 	}
 	a.connLimit = apihttp.NewConnLimit(cfg.HTTP.MaxConns)
 	a.server = &nethttp.Server{
@@ -247,10 +248,12 @@ func (a *app) publisher(reg prometheus.Registerer, breakers *prometheus.GaugeVec
 	var backends actors.Publishers
 	switch {
 	case a.cfg.HasPush(config.PushWebSocket) && a.cluster != nil:
-		// Every node's pushes are numbered in Redis and reach every gateway by the feed.
+		// Every node's pushes are numbered in Redis and reach the gateways that follow
+		// their topics through each node's Subscriber.
 		backends = append(backends, a.cluster.publisher)
 	case a.cfg.HasPush(config.PushWebSocket):
-		backends = append(backends, a.gateway)
+		// The gateway's own feed: pushes numbered in memory, delivered at once.
+		backends = append(backends, a.gateway.Feed().(*push.Memory))
 	}
 	if a.cfg.HasPush(config.PushMNS) {
 		endpoint := aliyun.MNSEndpoint(a.cfg.Ali.OwnerID, a.cfg.MNSRegionName(), a.cfg.Ali.MNSEndpoint)

@@ -23,7 +23,6 @@ import (
 	"roomengine/config"
 	apihttp "roomengine/http"
 	"roomengine/http/console"
-	"roomengine/http/gateway"
 	"roomengine/http/peer"
 	redisstore "roomengine/persistence/redis"
 )
@@ -42,18 +41,19 @@ const peerDialTimeout = time.Second
 // clusterNode is what cluster mode adds to a node: its membership, the shared push feed,
 // the listener of the other nodes' requests and the goroutines that follow the cluster.
 type clusterNode struct {
-	cfg       *config.Config
-	log       *slog.Logger
-	store     *redisstore.Store
-	member    *redisstore.Member
-	publisher *redisstore.Publisher
-	follower  *redisstore.Follower
-	feedFrom  string
-	client    *peer.Client
-	signer    *peer.Signer // nil without cluster.secret (loopback only)
-	tls       *tls.Config  // nil without cluster.tls
-	peerLn    net.Listener
-	peerSrv   *nethttp.Server
+	cfg        *config.Config
+	log        *slog.Logger
+	store      *redisstore.Store
+	member     *redisstore.Member
+	publisher  *redisstore.Publisher
+	subscriber *redisstore.Subscriber
+	follower   *redisstore.Follower
+	feedFrom   string
+	client     *peer.Client
+	signer     *peer.Signer // nil without cluster.secret (loopback only)
+	tls        *tls.Config  // nil without cluster.tls
+	peerLn     net.Listener
+	peerSrv    *nethttp.Server
 
 	// pushRefused counts pushes the feed refused (stale fence, lapsed membership).
 	pushRefused prometheus.Counter
@@ -112,6 +112,7 @@ func joinCluster(ctx context.Context, cfg *config.Config, store actors.Store, lo
 	n.follower = rs.NewFollower(redisstore.FollowerOptions{Name: "roomengine-feed-" + name, Logger: n.log})
 	n.publisher = rs.NewPublisher(redisstore.PublisherOptions{Node: name, Incarnation: member.Incarnation(),
 		HistoryCap: historySize, Refused: n.pushRefused, Logger: n.log})
+	n.subscriber = rs.NewSubscriber(redisstore.SubscriberOptions{Follower: n.follower, Logger: n.log})
 	n.log.Info("joined the cluster", "addr", addr, "memberTTL", cfg.Cluster.MemberTTL)
 	return n, nil
 }
@@ -189,9 +190,9 @@ func (n *clusterNode) engineConfig() *actors.ClusterConfig {
 	return &actors.ClusterConfig{Placement: n.member, Lease: n.member.LeaseValid, Transport: n.client}
 }
 
-// start serves the other nodes, follows the feed into the engine's read model and the
-// gateway, and renews the membership.
-func (n *clusterNode) start(engine *actors.Engine, gw *gateway.Gateway) {
+// start serves the other nodes, follows the room-change feed into the engine's read model,
+// and renews the membership. (The gateway's frames come through n.subscriber, its feed.)
+func (n *clusterNode) start(engine *actors.Engine) {
 	n.peerSrv = peer.NewServer(engine, n.signer, n.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -204,7 +205,7 @@ func (n *clusterNode) start(engine *actors.Engine, gw *gateway.Gateway) {
 	}()
 	go func() {
 		defer n.done.Done()
-		h := feedHandler{engine: engine, gateway: gw, store: n.store, log: n.log, self: n.member.Incarnation()}
+		h := feedHandler{engine: engine, store: n.store, log: n.log, self: n.member.Incarnation()}
 		if err := n.follower.Run(ctx, n.feedFrom, h); err != nil && ctx.Err() == nil {
 			n.log.Error("cluster feed follower stopped", "err", err)
 		}
@@ -262,6 +263,7 @@ func (n *clusterNode) stop() {
 	if n.cancel != nil {
 		n.cancel()
 	}
+	n.subscriber.Close()
 	if n.peerSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = n.peerSrv.Shutdown(ctx)
@@ -334,22 +336,16 @@ func (v consoleClusterView) ClusterView(ctx context.Context, roomIDs []string) (
 	return view, nil
 }
 
-// feedHandler applies the cluster feed: room changes to the engine's read model, pushes and
-// topic ends to this node's WebSocket clients.
+// feedHandler applies the room-change feed to the engine's read model.
 type feedHandler struct {
-	engine  *actors.Engine
-	gateway *gateway.Gateway
-	store   *redisstore.Store
-	log     *slog.Logger
-	self    string // this node's incarnation: its own resets are applied already
+	engine *actors.Engine
+	store  *redisstore.Store
+	log    *slog.Logger
+	self   string // this node's incarnation: its own resets are applied already
 }
 
 func (h feedHandler) Room(room actors.Room) { h.engine.FeedRoom(room) }
 func (h feedHandler) RoomDeleted(id string) { h.engine.FeedRoomGone(id) }
-func (h feedHandler) Push(topic string, seq uint64, tag string, importance int, body []byte) {
-	h.gateway.Deliver(topic, seq, tag, importance, body)
-}
-func (h feedHandler) TopicDeleted(topic string) { h.gateway.DeleteTopic(topic) }
 
 // Reset: /reset on another node wiped the store; the node that made it has already
 // forgotten what it held, before it answered.
@@ -364,11 +360,9 @@ func (h feedHandler) Reset(key, from string) {
 	}
 }
 
-// Gap: entries were trimmed before this node read them. Its clients reconnect with since
-// (the shared history has what they missed) and the read model is reloaded.
+// Gap: entries were trimmed before this node read them: the read model is reloaded.
 func (h feedHandler) Gap() {
-	h.log.Warn("cluster feed position trimmed away: reloading rooms, clients reconnect")
-	h.gateway.ReconnectAll()
+	h.log.Warn("cluster feed position trimmed away: reloading rooms")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rooms, err := h.store.LoadRooms(ctx)
@@ -386,6 +380,10 @@ type clusterCollector struct {
 	owned    *prometheus.Desc
 	takeover *prometheus.Desc
 	fenced   *prometheus.Desc
+	received *prometheus.Desc
+	recover  *prometheus.Desc
+	waited   *prometheus.Desc
+	topics   *prometheus.Desc
 }
 
 func newClusterCollector(n *clusterNode) *clusterCollector {
@@ -398,6 +396,14 @@ func newClusterCollector(n *clusterNode) *clusterCollector {
 		fenced: prometheus.NewDesc("roomengine_fenced_writes_total",
 			"Writes and pushes carrying this node's ownership, by result (refused: the node had lost the entity).",
 			[]string{"result"}, nil),
+		received: prometheus.NewDesc("roomengine_push_feed_received_total",
+			"Pushes this node received from Redis pub/sub: only those of topics it has a subscriber of.", nil, nil),
+		recover: prometheus.NewDesc("roomengine_push_feed_recovered_total",
+			"Frames this node read from a topic's shared history to fill a gap in what pub/sub delivered.", nil, nil),
+		waited: prometheus.NewDesc("roomengine_push_feed_held_total",
+			"Pushes held until this node's read model had the room change they follow.", nil, nil),
+		topics: prometheus.NewDesc("roomengine_push_feed_topics",
+			"Topics this node follows in Redis (it has a subscriber of them).", nil, nil),
 	}
 }
 
@@ -406,6 +412,10 @@ func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.owned
 	ch <- c.takeover
 	ch <- c.fenced
+	ch <- c.received
+	ch <- c.recover
+	ch <- c.waited
+	ch <- c.topics
 }
 
 func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
@@ -428,4 +438,9 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.fenced, prometheus.CounterValue, float64(st.FencedWritesOK), "ok")
 	ch <- prometheus.MustNewConstMetric(c.fenced, prometheus.CounterValue, float64(st.FencedWritesRefused)+refusedPushes, "refused")
+	sub := c.node.subscriber
+	ch <- prometheus.MustNewConstMetric(c.received, prometheus.CounterValue, float64(sub.Received()))
+	ch <- prometheus.MustNewConstMetric(c.recover, prometheus.CounterValue, float64(sub.Recovered()))
+	ch <- prometheus.MustNewConstMetric(c.waited, prometheus.CounterValue, float64(sub.Waited()))
+	ch <- prometheus.MustNewConstMetric(c.topics, prometheus.GaugeValue, float64(sub.Following()))
 }

@@ -163,9 +163,13 @@ func TestClusterServesAsOne(t *testing.T) {
 	metrics := metricsText(t, n1)
 	for _, m := range []string{"roomengine_cluster_members 3", `roomengine_owned_entities{kind="room"}`,
 		"roomengine_ownership_takeovers_total", `roomengine_fenced_writes_total{result="ok"}`,
-		"roomengine_push_feed_lag_seconds"} {
+		"roomengine_push_feed_lag_seconds", "roomengine_push_feed_topics"} {
 		assert.Contains(t, metrics, m)
 	}
+	// Interest: n1 and n3 had subscribers and received the room's pushes by pub/sub; n2,
+	// which served requests but had no subscriber, received none.
+	assert.NotContains(t, metrics, "roomengine_push_feed_received_total 0\n")
+	assert.Contains(t, metricsText(t, n2), "roomengine_push_feed_received_total 0\n")
 }
 
 // kill -9 of the node that owns a room, a pending deadline and a call: the room answers

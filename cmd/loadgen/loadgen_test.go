@@ -23,6 +23,7 @@ import (
 	apihttp "roomengine/http"
 	"roomengine/http/gateway"
 	"roomengine/persistence/embedded"
+	"roomengine/push"
 )
 
 func TestHistBuckets(t *testing.T) {
@@ -178,11 +179,12 @@ func newServer(t *testing.T) string {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gw := gateway.New(gateway.Options{Logger: log, Registerer: reg})
+	feed := push.NewMemory(push.MemoryOptions{})
+	gw := gateway.New(gateway.Options{Feed: feed, Logger: log, Registerer: reg})
 	urls := &aliyun.URLBuilder{AppName: "DemoApp", RtmpHost: "push.example", PlayHost: "play.example", TemplateName: "_mix"}
 	eng, err := actors.NewEngine(actors.EngineConfig{
 		Room:  actors.RoomConfig{NoPublishTimeout: time.Hour, TopicDeleteDelay: time.Minute},
-		Store: store, Publisher: gw, URLs: urls, Logger: log, AskTimeout: 5 * time.Second,
+		Store: store, Publisher: feed, URLs: urls, Logger: log, AskTimeout: 5 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -55,12 +55,12 @@ func BenchmarkFanout100(b *testing.B) {
 		})
 	}
 
-	p := push("bench", "bench", 8, 6, `{"uid":"42","name":"viewer","comment":"what a goal!"}`)
+	p := newPush("bench", "bench", 8, 6, `{"uid":"42","name":"viewer","comment":"what a goal!"}`)
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	for i := 1; i <= b.N; i++ {
-		g.Publish(p)
+		pubOf(g).Publish(p)
 		if i%16 == 0 {
 			for slowest() < int64(i-window) {
 				time.Sleep(20 * time.Microsecond) // flow control, not synchronisation

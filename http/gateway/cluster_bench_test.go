@@ -109,7 +109,7 @@ func btoi(v bool) int {
 
 // stampedComment carries its publish time (ns) as the comment, for the latency.
 func stampedComment() actors.Push {
-	return push("bench", "bench", 8, 6, fmt.Sprintf(`{"uid":"42","name":"viewer","comment":"%d"}`, time.Now().UnixNano()))
+	return newPush("bench", "bench", 8, 6, fmt.Sprintf(`{"uid":"42","name":"viewer","comment":"%d"}`, time.Now().UnixNano()))
 }
 
 func sentAt(frame []byte) time.Time {

@@ -19,23 +19,20 @@ import (
 	"roomengine/persistence/redis/redistest"
 )
 
-// feedSink hands the cluster feed to a gateway, as a node's wiring does.
-type feedSink struct{ g *Gateway }
+// feedSink is a node's room-change feed handler; the gateway needs none of it.
+type feedSink struct{}
 
-func (s feedSink) Room(actors.Room)          {}
-func (s feedSink) RoomDeleted(string)        {}
-func (s feedSink) TopicDeleted(topic string) { s.g.DeleteTopic(topic) }
-func (s feedSink) Gap()                      { s.g.ReconnectAll() }
-func (s feedSink) Reset(string, string)      {}
-func (s feedSink) Push(topic string, seq uint64, tag string, importance int, body []byte) {
-	s.g.Deliver(topic, seq, tag, importance, body)
-}
+func (feedSink) Room(actors.Room)     {}
+func (feedSink) RoomDeleted(string)   {}
+func (feedSink) Gap()                 {}
+func (feedSink) Reset(string, string) {}
 
 // node is one in-process cluster node: its store, publisher, gateway and feed follower.
 type node struct {
 	name   string
 	store  *redis.Store
 	pub    *redis.Publisher
+	sub    *redis.Subscriber
 	g      *Gateway
 	srv    *httptest.Server
 	fol    *redis.Follower
@@ -71,7 +68,8 @@ func startCluster(t testing.TB, n int, pub redis.PublisherOptions) *cluster {
 		opts.Logger = quietLogger()
 		nd := &node{name: fmt.Sprintf("n%d", i+1), store: s, pub: s.NewPublisher(opts)}
 		nd.fol = s.NewFollower(redis.FollowerOptions{Name: "feed-" + nd.name, Logger: quietLogger()})
-		nd.g, nd.srv = startGateway(t, Options{History: s, FeedLag: nd.fol.Lag, QueueSize: 4096, HistorySize: 4096})
+		nd.sub = s.NewSubscriber(redis.SubscriberOptions{Follower: nd.fol, Logger: quietLogger()})
+		nd.g, nd.srv = startGateway(t, Options{Feed: nd.sub, FeedLag: nd.fol.Lag, QueueSize: 4096, HistorySize: 4096})
 		head, err := s.FeedHead(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -79,6 +77,7 @@ func startCluster(t testing.TB, n int, pub redis.PublisherOptions) *cluster {
 		nd.follow(head)
 		t.Cleanup(func() {
 			nd.stop()
+			nd.sub.Close()
 			_ = nd.pub.Close(context.Background())
 			s.Close()
 		})
@@ -92,7 +91,7 @@ func (nd *node) follow(from string) {
 	nd.stopFn, nd.done = cancel, make(chan struct{})
 	go func() {
 		defer close(nd.done)
-		_ = nd.fol.Run(ctx, from, feedSink{nd.g})
+		_ = nd.fol.Run(ctx, from, feedSink{})
 	}()
 }
 
@@ -245,9 +244,10 @@ func expectSilence(t *testing.T, c *websocket.Conn) {
 	}
 }
 
-// A follower whose Redis connection is cut reads on from its last entry: its clients see
-// no gap.
-func TestClusterFollowerConnectionCut(t *testing.T) {
+// The pub/sub connections are cut while pushes flow (go-redis reconnects and resubscribes
+// on its own): the node reads what it missed from the topic's history, its clients see no
+// gap and no duplicate.
+func TestClusterPubSubConnectionCut(t *testing.T) {
 	cl := startCluster(t, 2, redis.PublisherOptions{HistoryCap: 4096})
 	n2 := cl.nodes[1]
 	c := dial(t, n2.srv, "topic=r1")
@@ -259,13 +259,14 @@ func TestClusterFollowerConnectionCut(t *testing.T) {
 		}
 	}()
 	first := readAll(t, c, 50)
-	if killClients(t, cl.rdb, "feed-n2") == 0 {
-		t.Fatal("the follower's connection was not found")
+	if err := cl.rdb.Do(t.Context(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
 	}
 	rest := readAll(t, c, total-50)
 	if rest[0].Seq != first[49].Seq+1 {
 		t.Fatalf("seq %d after %d across the cut", rest[0].Seq, first[49].Seq)
 	}
+	expectSilence(t, c)
 }
 
 func killClients(t *testing.T, rdb *goredis.Client, name string) int {
@@ -284,39 +285,59 @@ func killClients(t *testing.T, rdb *goredis.Client, name string) int {
 	return killed
 }
 
-// A node whose feed position was trimmed away closes its clients with 1013; they come back
-// with since and get everything from the shared history.
-func TestClusterTrimmedFeedClosesWith1013(t *testing.T) {
-	cl := startCluster(t, 2, redis.PublisherOptions{HistoryCap: 4096, FeedCap: 100})
-	n1, n2 := cl.nodes[0], cl.nodes[1]
-	c := dial(t, n2.srv, "topic=r1")
-	waitSubscribers(t, n2.g, "r1", 1)
-	n1.pub.Publish(comment("r1", 0))
-	seen := readAll(t, c, 1)
-	waitUntil(t, "node 2's follower to pass the first push", func() bool { return n2.fol.Lag() == 0 })
-
-	n2.stop() // node 2 falls behind by more than the feed holds
-	const total = 1000
-	for k := 1; k < total; k++ {
+// Interest: a node receives a topic's pushes only while it has a subscriber of it. A
+// client that connects with since to node 2 (which had none) while comments flow through
+// node 1 gets every frame once, in seq order — across pub/sub reconnects too; node 3,
+// which never has a subscriber, receives none.
+func TestClusterInterestSinceSeamAcrossPubSubReconnect(t *testing.T) {
+	cl := startCluster(t, 3, redis.PublisherOptions{HistoryCap: 4096})
+	n1, n2, n3 := cl.nodes[0], cl.nodes[1], cl.nodes[2]
+	watcher := dial(t, n1.srv, "topic=r1") // sees everything, for the expected frames
+	waitSubscribers(t, n1.g, "r1", 1)
+	for k := range 20 {
 		n1.pub.Publish(comment("r1", k))
 	}
-	if err := n1.pub.Close(t.Context()); err != nil {
-		t.Fatal(err)
+	seen := readAll(t, watcher, 20)
+	if n2.sub.Received() != 0 || n3.sub.Received() != 0 {
+		t.Fatalf("nodes without subscribers received %d and %d pushes", n2.sub.Received(), n3.sub.Received())
 	}
-	n2.follow(n2.fol.LastID())
-
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	_, _, err := c.Read(ctx)
-	if code := websocket.CloseStatus(err); code != websocket.StatusTryAgainLater {
-		t.Fatalf("read: %v; want close 1013", err)
-	}
-	back := dial(t, n2.srv, fmt.Sprintf("topic=r1&since=%d", seen[0].Seq))
-	rest := readAll(t, back, total-1)
-	if rest[0].Seq != seen[0].Seq+1 {
-		t.Fatalf("replay starts at %d, want %d", rest[0].Seq, seen[0].Seq+1)
+	const total = 400
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for k := 20; k < total; k++ {
+			n1.pub.Publish(comment("r1", k))
+			if k == 200 || k == 300 {
+				_ = n1.pub.Sync(context.Background())
+				_ = cl.rdb.Do(context.Background(), "CLIENT", "KILL", "TYPE", "pubsub").Err()
+			}
+		}
+	}()
+	back := dial(t, n2.srv, fmt.Sprintf("topic=r1&since=%d", seen[9].Seq))
+	<-done
+	all := append(seen, readAll(t, watcher, total-20)...)
+	rest := readAll(t, back, total-10)
+	for i, f := range rest {
+		if want := all[10+i]; f.Seq != want.Seq || string(f.Message) != string(want.Message) {
+			t.Fatalf("frame %d on node 2: seq %d, want %d", i, f.Seq, want.Seq)
+		}
 	}
 	expectSilence(t, back)
+	if n := n3.sub.Received(); n != 0 {
+		t.Fatalf("node 3, without subscribers, received %d pushes", n)
+	}
+	// The last subscriber leaving stops it: node 2 receives nothing more.
+	back.Close(websocket.StatusNormalClosure, "")
+	waitSubscribers(t, n2.g, "r1", 0)
+	waitUntil(t, "node 2 to unsubscribe r1 in Redis", func() bool {
+		return n2.sub.Following() == 0 && cl.rdb.PubSubNumSub(context.Background(), cl.prefix+"push:{r1}").Val()[cl.prefix+"push:{r1}"] == 1
+	})
+	before := n2.sub.Received()
+	n1.pub.Publish(comment("r1", total))
+	readAll(t, watcher, 1)
+	if n := n2.sub.Received(); n != before {
+		t.Fatalf("node 2 received %d pushes after its last subscriber left", n-before)
+	}
 }
 
 // Deleting a topic on one node ends its subscriptions on every node: the last message
@@ -328,7 +349,7 @@ func TestClusterTopicDeletion(t *testing.T) {
 		conns = append(conns, dial(t, nd.srv, "topic=r1"))
 		waitSubscribers(t, nd.g, "r1", 1)
 	}
-	cl.nodes[0].pub.Publish(push("r1", "r1", 5, 8, `{"roomId":"r1"}`))
+	cl.nodes[0].pub.Publish(newPush("r1", "r1", 5, 8, `{"roomId":"r1"}`))
 	cl.nodes[0].pub.DeleteTopic("r1")
 	for i, c := range conns {
 		f := readFrame(t, c)
@@ -375,12 +396,11 @@ func TestClusterFencedPushesNeverReachSubscribers(t *testing.T) {
 	}
 }
 
-func TestClusterGatewayIgnoresPublishAndShutsDownWith1001(t *testing.T) {
+func TestClusterGatewayShutsDownWith1001(t *testing.T) {
 	cl := startCluster(t, 1, redis.PublisherOptions{})
 	nd := cl.nodes[0]
 	c := dial(t, nd.srv, "topic=r1")
 	waitSubscribers(t, nd.g, "r1", 1)
-	nd.g.Publish(comment("r1", 1)) // not through the feed: dropped
 	nd.pub.Publish(comment("r1", 2))
 	if f := readFrame(t, c); !strings.Contains(string(f.Message), `"comment":"c2"`) {
 		t.Fatalf("frame %s, want comment c2", f.Message)

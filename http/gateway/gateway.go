@@ -1,8 +1,8 @@
 // Package gateway is the built-in WebSocket push backend (docs/api.md, WebSocket protocol; push: websocket). Clients
-// subscribe to a room's topic at GET /ws; every Publish is encoded once, kept in a bounded
-// per-topic history for reconnects with since, and fanned out to per-connection bounded
-// queues that shed likes before comments and close the connection rather than lose an
-// important message silently.
+// subscribe to a room's topic at GET /ws; every frame the node's push feed (package push)
+// delivers is encoded once, kept in a bounded per-topic history for reconnects with since,
+// and fanned out to per-connection bounded queues that shed likes before comments and close
+// the connection rather than lose an important message silently.
 package gateway
 
 import (
@@ -15,8 +15,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"roomengine/actors"
 	"roomengine/internal/logcap"
+	"roomengine/push"
 )
 
 // Options configures a Gateway. Zero values take the defaults noted on each field.
@@ -38,12 +38,14 @@ type Options struct {
 	// PingInterval is how often idle and busy connections alike are pinged; a client that
 	// does not answer within the interval is disconnected. Default 20s.
 	PingInterval time.Duration
-	// SeqOrigin returns the seq a new topic counts from (its first frame gets origin+1).
-	// Default: the current time in microseconds. A topic's next life (after a deletion, or
-	// in a restarted server) thus numbers its frames above every seq of the previous life,
-	// so a client reconnecting with a since from before gets the whole new history instead
-	// of silently skipping its first frames. A topic would have to publish more than one
-	// frame per microsecond of its life to break this. Tests set a fixed origin.
+	// Feed is where the gateway's frames come from (package push): the room actors publish
+	// to it, it numbers each push and delivers it to the gateway (Deliver), and it replays
+	// since when the gateway does not hold a topic's whole history. Default: a new
+	// push.Memory (a single node), numbering from SeqOrigin; the caller publishes to it
+	// through Feed().
+	Feed push.Feed
+	// SeqOrigin is the default Memory feed's push.MemoryOptions.SeqOrigin (tests set a
+	// fixed origin); unused with Feed set.
 	SeqOrigin func() uint64
 	// DeletedTopicGrace is how long a deleted topic's history stays for clients that
 	// reconnect with since (they get the frames they missed, then a close). Default 1m.
@@ -59,11 +61,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the gateway's metrics; nil registers none.
 	Registerer prometheus.Registerer
-	// History, when set, puts the gateway in cluster mode (cluster.go): frames arrive
-	// numbered through Deliver, and since is replayed from this shared history.
-	History HistorySource
-	// FeedLag, in cluster mode, is how far the node's feed follower is behind; it backs
-	// roomengine_push_feed_lag_seconds.
+	// FeedLag, in a cluster, is how far the node's room-change feed follower is behind; it
+	// backs roomengine_push_feed_lag_seconds.
 	FeedLag func() time.Duration
 	// IdleTopicTTL: a topic without subscribers whose seq has not moved for this long is
 	// forgotten (default DefaultIdleTopicTTL, 5m). MaxHistoryBytes caps the history of all
@@ -75,7 +74,7 @@ type Options struct {
 	EvictInterval   time.Duration
 }
 
-// Gateway is the WebSocket push gateway. It is an actors.Publisher and an http.Handler for
+// Gateway is the WebSocket push gateway: the push.Sink of its feed and an http.Handler for
 // the /ws route. All methods are safe for concurrent use.
 type Gateway struct {
 	opts    Options
@@ -95,11 +94,9 @@ type Gateway struct {
 	nextWriter  atomic.Uint64
 	stopWriters chan struct{}
 	stopOnce    sync.Once
-
-	warnedPublish atomic.Bool // a Publish in cluster mode was logged
 }
 
-var _ actors.Publisher = (*Gateway)(nil)
+var _ push.Sink = (*Gateway)(nil)
 
 // New returns a running gateway. It panics if Registerer already holds a different
 // collector under one of the gateway's metric names, as prometheus.MustRegister does.
@@ -136,18 +133,13 @@ func New(opts Options) *Gateway {
 	if opts.DeletedTopicGrace <= 0 {
 		opts.DeletedTopicGrace = time.Minute
 	}
-	if opts.SeqOrigin == nil {
-		opts.SeqOrigin = clockOrigin
-	}
-	if opts.History != nil {
-		// Seqs come from the cluster; a topic known here only by its subscribers has
-		// seen none yet.
-		opts.SeqOrigin = noOrigin
-		registerFeedLag(opts.Registerer, opts.FeedLag)
-	}
 	if opts.IdleTopicTTL <= 0 {
 		opts.IdleTopicTTL = DefaultIdleTopicTTL
 	}
+	if opts.Feed == nil {
+		opts.Feed = push.NewMemory(push.MemoryOptions{SeqOrigin: opts.SeqOrigin, IdleTTL: opts.IdleTopicTTL})
+	}
+	registerFeedLag(opts.Registerer, opts.FeedLag)
 	if opts.MaxHistoryBytes == 0 {
 		opts.MaxHistoryBytes = DefaultMaxHistoryBytes
 	}
@@ -157,7 +149,7 @@ func New(opts Options) *Gateway {
 	g := &Gateway{
 		opts:        opts,
 		log:         opts.Logger,
-		topics:      newTopics(opts.SeqOrigin, opts.DeletedTopicGrace, writerCount()),
+		topics:      newTopics(opts.Feed, opts.DeletedTopicGrace, writerCount()),
 		metrics:     newMetrics(opts.Registerer),
 		evict:       newEvictMetrics(opts.Registerer),
 		conns:       make(map[*conn]struct{}),
@@ -167,27 +159,30 @@ func New(opts Options) *Gateway {
 	}
 	g.startWriters(g.topics.parts, g.stopWriters)
 	go g.runJanitor(opts.EvictInterval)
+	opts.Feed.Attach(g)
 	return g
 }
+
+// Feed is the gateway's feed (Options.Feed, or the Memory feed New made): on a single
+// node, the actors.Publisher the rooms publish to.
+func (g *Gateway) Feed() push.Feed { return g.opts.Feed }
 
 // DefaultWriteCoalesce is Options.WriteCoalesce's default.
 const DefaultWriteCoalesce = 10 * time.Millisecond
 
-// clockOrigin is the default SeqOrigin: the current time in microseconds.
-func clockOrigin() uint64 { return uint64(time.Now().UnixMicro()) }
-
-// Publish assigns the next seq of p.Topic, records the frame in the topic's history and
-// hands it to the writers, which queue it for every matching subscriber. It never waits
-// for a connection nor for the fan-out: a full queue sheds or, for an important frame,
-// marks the connection for closing.
-func (g *Gateway) Publish(p actors.Push) {
-	if g.opts.History != nil {
-		g.misrouted(p)
+// Deliver is the one way a frame reaches the gateway: it records the frame, numbered by
+// the feed, in the topic's history and hands it to the writers, which queue it for every
+// matching subscriber. It never waits for a connection nor for the fan-out: a full queue
+// sheds or, for an important frame, marks the connection for closing. A seq at or below
+// the topic's last one is a repeat and is dropped, so no client gets a frame twice.
+func (g *Gateway) Deliver(f push.Frame) {
+	t := g.topics.lock(f.Topic)
+	if f.Seq <= t.seq {
+		t.mu.Unlock()
 		return
 	}
-	t := g.topics.lock(p.Topic)
-	t.seq++
-	g.fanOut(t, p.Tag, p.Importance, p.Body, p.Type)
+	t.seq = f.Seq
+	g.fanOut(t, f.Tag, f.Importance, f.Body, f.Type)
 }
 
 // fanOut encodes the frame numbered t.seq, records it in the history and hands it to the
@@ -211,13 +206,10 @@ func (g *Gateway) fanOut(t *topic, tag string, importance int, body []byte, typ 
 	}
 }
 
-// CreateTopic does nothing: a topic comes to life with its first publish or subscriber.
-func (g *Gateway) CreateTopic(string) {}
-
-// DeleteTopic forgets the topic's history and seq, and ends its subscriptions: each
+// EndTopic forgets the topic's history and seq, and ends its subscriptions: each
 // connection sends what is queued, then closes with 1000 "topic deleted". The room asks
 // for it live.topicDeleteDelay after it ended, so clients have had the type 8 long before.
-func (g *Gateway) DeleteTopic(topic string) {
+func (g *Gateway) EndTopic(topic string) {
 	g.topics.delete(topic)
 }
 
@@ -225,7 +217,7 @@ func (g *Gateway) DeleteTopic(topic string) {
 type Stats struct {
 	Connections int               // subscribed WebSocket connections
 	Topics      int               // topics holding history or subscribers
-	Published   uint64            // Publish calls
+	Published   uint64            // frames delivered
 	FramesSent  uint64            // frames written to clients, replays included
 	Dropped     map[string]uint64 // frames not delivered, by Reason* constant
 	Refused     map[string]uint64 // subscriptions refused before the upgrade, by Refused* constant

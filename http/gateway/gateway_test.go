@@ -23,7 +23,7 @@ func TestFrameFormat(t *testing.T) {
 	c := dial(t, srv, "topic=r1")
 	waitSubscribers(t, g, "r1", 1)
 
-	g.Publish(comment("r1", 1))
+	pubOf(g).Publish(comment("r1", 1))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, b, err := c.Read(ctx)
@@ -40,7 +40,7 @@ func TestBodyIsEmbeddedVerbatim(t *testing.T) {
 	g, srv := startGateway(t, Options{})
 	c := dial(t, srv, "topic=r1")
 	waitSubscribers(t, g, "r1", 1)
-	g.Publish(push("r1", "r1", 8, 6, `{"comment":"<b>&</b> 你好"}`))
+	pubOf(g).Publish(newPush("r1", "r1", 8, 6, `{"comment":"<b>&</b> 你好"}`))
 	f := readFrame(t, c)
 	if want := `{"data":{"comment":"<b>&</b> 你好"},"type":6,"time":1700000000000}`; string(f.Message) != want {
 		t.Fatalf("message %s, want %s", f.Message, want)
@@ -51,7 +51,7 @@ func TestInvalidBodyIsSentAsString(t *testing.T) {
 	g, srv := startGateway(t, Options{})
 	c := dial(t, srv, "topic=r1")
 	waitSubscribers(t, g, "r1", 1)
-	g.Publish(push("r1", "r1", 8, 6, "")) // renders "data": with no value
+	pubOf(g).Publish(newPush("r1", "r1", 8, 6, "")) // renders "data": with no value
 	f := readFrame(t, c)
 	var s string
 	if err := json.Unmarshal(f.Message, &s); err != nil || !strings.HasPrefix(s, `{"data":,`) {
@@ -68,13 +68,13 @@ func TestTagFiltering(t *testing.T) {
 	waitSubscribers(t, g, "r1", 4)
 
 	for _, tag := range []string{"r1", "u7", "u9", "r1", "r2"} {
-		g.Publish(push("r1", tag, 8, 6, `{}`))
+		pubOf(g).Publish(newPush("r1", tag, 8, 6, `{}`))
 	}
 	// Sentinels: the last frame each client should see, so the reads below also prove
 	// nothing else arrived before it.
-	g.Publish(push("r1", "r1", 5, 8, `{}`)) // seq 6
-	g.Publish(push("r1", "u9", 5, 8, `{}`)) // seq 7
-	g.Publish(push("r1", "u7", 5, 8, `{}`)) // seq 8
+	pubOf(g).Publish(newPush("r1", "r1", 5, 8, `{}`)) // seq 6
+	pubOf(g).Publish(newPush("r1", "u9", 5, 8, `{}`)) // seq 7
+	pubOf(g).Publish(newPush("r1", "u7", 5, 8, `{}`)) // seq 8
 
 	cases := []struct {
 		name string
@@ -96,12 +96,12 @@ func TestTagFiltering(t *testing.T) {
 func TestSinceReplaysMissedThenLive(t *testing.T) {
 	g, srv := startGateway(t, Options{})
 	for i := 1; i <= 5; i++ {
-		g.Publish(comment("r1", i))
+		pubOf(g).Publish(comment("r1", i))
 	}
 	c := dial(t, srv, "topic=r1&since=2")
 	waitSubscribers(t, g, "r1", 1)
-	g.Publish(comment("r1", 6))
-	g.Publish(comment("r1", 7))
+	pubOf(g).Publish(comment("r1", 6))
+	pubOf(g).Publish(comment("r1", 7))
 
 	var got []uint64
 	for range 5 {
@@ -125,11 +125,11 @@ func TestSinceReplaysMissedThenLive(t *testing.T) {
 func TestSinceReplayIsTagFiltered(t *testing.T) {
 	g, srv := startGateway(t, Options{})
 	for _, tag := range []string{"r1", "u1", "u2", "u1"} {
-		g.Publish(push("r1", tag, 4, 1, `{}`))
+		pubOf(g).Publish(newPush("r1", tag, 4, 1, `{}`))
 	}
 	c := dial(t, srv, "topic=r1&tags=u1&since=0")
 	waitSubscribers(t, g, "r1", 1)
-	g.Publish(push("r1", "u1", 4, 1, `{}`))
+	pubOf(g).Publish(newPush("r1", "u1", 4, 1, `{}`))
 	if got, want := readSeqs(t, c, 3), []uint64{2, 4, 5}; !slices.Equal(got, want) {
 		t.Fatalf("got seqs %v, want %v", got, want)
 	}
@@ -139,8 +139,8 @@ func TestSinceReplayIsTagFiltered(t *testing.T) {
 // everything still held rather than nothing.
 func TestSinceFromAnEarlierTopicLifeReplaysAll(t *testing.T) {
 	g, srv := startGateway(t, Options{})
-	g.Publish(comment("r1", 1))
-	g.Publish(comment("r1", 2))
+	pubOf(g).Publish(comment("r1", 1))
+	pubOf(g).Publish(comment("r1", 2))
 	c := dial(t, srv, "topic=r1&since=900")
 	if got, want := readSeqs(t, c, 2), []uint64{1, 2}; !slices.Equal(got, want) {
 		t.Fatalf("got seqs %v, want %v", got, want)
@@ -153,7 +153,7 @@ func TestSinceFromAnEarlierTopicLifeReplaysAll(t *testing.T) {
 func TestSinceUnderConcurrentPublishHasNoGapOrDuplicate(t *testing.T) {
 	const limit = 50000
 	g, srv := startGateway(t, Options{HistorySize: limit, QueueSize: limit})
-	pub := func() { g.Publish(push("r1", "r1", 5, 9, `{}`)) }
+	pub := func() { pubOf(g).Publish(newPush("r1", "r1", 5, 9, `{}`)) }
 	for range 1000 {
 		pub()
 	}
@@ -218,13 +218,13 @@ func TestRequestErrors(t *testing.T) {
 func TestDeleteTopic(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	g, srv := startGateway(t, Options{Registerer: reg})
-	g.Publish(comment("gone", 1))
-	g.Publish(comment("gone", 2))
-	g.DeleteTopic("gone")
+	pubOf(g).Publish(comment("gone", 1))
+	pubOf(g).Publish(comment("gone", 2))
+	pubOf(g).DeleteTopic("gone")
 	if n := g.Stats().Topics; n != 0 {
 		t.Fatalf("%d topics after deleting the only one", n)
 	}
-	g.Publish(comment("gone", 1))
+	pubOf(g).Publish(comment("gone", 1))
 	c := dial(t, srv, "topic=gone&since=0")
 	if got := readSeqs(t, c, 1); !slices.Equal(got, []uint64{1}) {
 		t.Fatalf("after delete the seq restarts: got %v, want [1]", got)
@@ -232,8 +232,8 @@ func TestDeleteTopic(t *testing.T) {
 
 	// A subscriber gets what was published before the deletion, then a normal close (as an
 	// MNS subscription ends with its topic); the topic is gone at once.
-	g.Publish(comment("gone", 2))
-	g.DeleteTopic("gone")
+	pubOf(g).Publish(comment("gone", 2))
+	pubOf(g).DeleteTopic("gone")
 	if got := readSeqs(t, c, 1); !slices.Equal(got, []uint64{2}) {
 		t.Fatalf("subscriber before delete: got %v, want [2]", got)
 	}
@@ -257,7 +257,7 @@ func TestDeleteTopic(t *testing.T) {
 		t.Fatalf("Stats().Disconnects = %v, want topic_deleted 1", got)
 	}
 
-	g.CreateTopic("idle") // a no-op: nothing to hold yet
+	pubOf(g).CreateTopic("idle") // a no-op: nothing to hold yet
 	if n := g.Stats().Topics; n != 0 {
 		t.Fatalf("CreateTopic made %d topics", n)
 	}
@@ -328,23 +328,23 @@ func TestSlowClientShedsLikesBeforeCommentsThenCloses1013(t *testing.T) {
 	waitSubscribers(t, g, "r1", 1)
 	sc := onlyConn(t, g)
 
-	big := push("r1", "r1", 9, 7, fmt.Sprintf(`{"uid":"1","name":"a","pad":"%s"}`, strings.Repeat("x", 1<<20)))
-	g.Publish(big) // seq 1
+	big := newPush("r1", "r1", 9, 7, fmt.Sprintf(`{"uid":"1","name":"a","pad":"%s"}`, strings.Repeat("x", 1<<20)))
+	pubOf(g).Publish(big) // seq 1
 	// The big frame is taken and stuck in the socket: its drain owns the connection.
 	waitUntil(t, "the writer to be stuck on the big frame", func() bool { return sc.sock != nil && sc.sock.busy() })
 
-	like := func() { g.Publish(push("r1", "r1", 9, 7, `{"uid":"1","name":"a"}`)) }
+	like := func() { pubOf(g).Publish(newPush("r1", "r1", 9, 7, `{"uid":"1","name":"a"}`)) }
 	for range 8 {
 		like() // seq 2..9 fill the queue
 	}
 	like() // seq 10: dropped, nothing less important to evict
 	for i := range 8 {
-		g.Publish(comment("r1", 11+i)) // seq 11..18 evict likes 2..9, oldest first
+		pubOf(g).Publish(comment("r1", 11+i)) // seq 11..18 evict likes 2..9, oldest first
 	}
 	// The writer fans out after Publish returns: wait for it, then the order is exact.
 	waitQueued(t, sc.q, []uint64{11, 12, 13, 14, 15, 16, 17, 18}, "after comments (every like shed)")
-	g.Publish(comment("r1", 19)) // seq 19: dropped, a comment does not evict a comment
-	critical := func() { g.Publish(push("r1", "r1", 5, 9, `{"uid":"1","name":"a","roomId":"r1"}`)) }
+	pubOf(g).Publish(comment("r1", 19)) // seq 19: dropped, a comment does not evict a comment
+	critical := func() { pubOf(g).Publish(newPush("r1", "r1", 5, 9, `{"uid":"1","name":"a","roomId":"r1"}`)) }
 	for range 8 {
 		critical() // seq 20..27 evict the comments
 	}
@@ -410,7 +410,7 @@ func TestStuckClientIsDroppedAfterWriteTimeout(t *testing.T) {
 	c := dial(t, srv, "topic=r1") // never reads
 	defer c.CloseNow()
 	waitSubscribers(t, g, "r1", 1)
-	g.Publish(push("r1", "r1", 5, 9, fmt.Sprintf(`{"pad":"%s"}`, strings.Repeat("x", 1<<20))))
+	pubOf(g).Publish(newPush("r1", "r1", 5, 9, fmt.Sprintf(`{"pad":"%s"}`, strings.Repeat("x", 1<<20))))
 	// The subscriber is removed before its end is counted: wait for both.
 	waitUntil(t, "the stuck client to be dropped and counted", func() bool {
 		return g.Subscribers("r1") == 0 && gatheredValue(t, reg, "roomengine_ws_disconnects_total", EndWriteFailed) >= 1
@@ -440,7 +440,7 @@ func TestSlowSteadyReaderKeepsUp(t *testing.T) {
 	const frames = 500
 	pad := strings.Repeat("x", 8<<10)
 	for i := range frames {
-		g.Publish(push("r1", "r1", 8, 6, fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, pad)))
+		pubOf(g).Publish(newPush("r1", "r1", 8, 6, fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, pad)))
 	}
 	for want := uint64(1); want <= frames; want++ {
 		if f := readFrame(t, c); f.Seq != want {
@@ -548,7 +548,7 @@ func TestThousandSubscribersAllReceive(t *testing.T) {
 		t.Fatalf("connections gauge = %v, want %d", got, n)
 	}
 
-	g.Publish(comment("big", 1))
+	pubOf(g).Publish(comment("big", 1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	failures := make(chan string, n)
@@ -629,8 +629,8 @@ func TestMetricsRegisterTwice(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	a := New(Options{Registerer: reg, Logger: quietLogger(), SeqOrigin: zeroOrigin})
 	b := New(Options{Registerer: reg, Logger: quietLogger(), SeqOrigin: zeroOrigin})
-	a.Publish(comment("r1", 1))
-	b.Publish(comment("r1", 1))
+	pubOf(a).Publish(comment("r1", 1))
+	pubOf(b).Publish(comment("r1", 1))
 	if got := gatheredValue(t, reg, "roomengine_push_messages_total", ""); got != 2 {
 		t.Fatalf("published = %v, want 2", got)
 	}
@@ -644,13 +644,13 @@ func TestSinceFromAPreviousServerReplaysTheNewHistory(t *testing.T) {
 	c := dial(t, srvBefore, "topic=r1")
 	waitSubscribers(t, before, "r1", 1)
 	for i := range 3 {
-		before.Publish(comment("r1", i))
+		pubOf(before).Publish(comment("r1", i))
 	}
 	seen := readSeqs(t, c, 3)
 
 	after, srvAfter := startGateway(t, Options{SeqOrigin: clockOrigin})
 	for i := range 2 {
-		after.Publish(comment("r1", 10+i))
+		pubOf(after).Publish(comment("r1", 10+i))
 	}
 	again := dial(t, srvAfter, fmt.Sprintf("topic=r1&since=%d", seen[2]))
 	replayed := readSeqs(t, again, 2)
@@ -667,15 +667,15 @@ func TestReconnectAfterTopicDeletion(t *testing.T) {
 	g, srv := startGateway(t, Options{DeletedTopicGrace: 300 * time.Millisecond})
 	c := dial(t, srv, "topic=r1")
 	waitSubscribers(t, g, "r1", 1)
-	g.Publish(comment("r1", 1))
+	pubOf(g).Publish(comment("r1", 1))
 	if got := readSeqs(t, c, 1); got[0] != 1 {
 		t.Fatalf("first frame %v", got)
 	}
 	c.CloseNow() // the client drops off
 	waitSubscribers(t, g, "r1", 0)
-	g.Publish(comment("r1", 2))
-	g.Publish(push("r1", "r1", 5, 8, `{"roomId":"r1"}`)) // the room ended
-	g.DeleteTopic("r1")
+	pubOf(g).Publish(comment("r1", 2))
+	pubOf(g).Publish(newPush("r1", "r1", 5, 8, `{"roomId":"r1"}`)) // the room ended
+	pubOf(g).DeleteTopic("r1")
 
 	expectClosed := func(c *websocket.Conn) {
 		t.Helper()

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"roomengine/actors"
+	"roomengine/push"
 )
 
 // testFrame mirrors the wire format so tests check it from the client's side.
@@ -121,7 +122,7 @@ func waitSubscribers(t testing.TB, g *Gateway, topic string, n int) {
 	})
 }
 
-func push(topic, tag string, importance, typ int, data string) actors.Push {
+func newPush(topic, tag string, importance, typ int, data string) actors.Push {
 	return actors.Push{
 		Topic:      topic,
 		Tag:        tag,
@@ -132,7 +133,7 @@ func push(topic, tag string, importance, typ int, data string) actors.Push {
 }
 
 func comment(topic string, n int) actors.Push {
-	return push(topic, topic, 8, 6, fmt.Sprintf(`{"uid":"1","name":"a","comment":"c%d"}`, n))
+	return newPush(topic, topic, 8, 6, fmt.Sprintf(`{"uid":"1","name":"a","comment":"c%d"}`, n))
 }
 
 // pinnedSendBuffers pins the kernel send buffer of every accepted socket. Left alone, the
@@ -149,3 +150,10 @@ func (l pinnedSendBuffers) Accept() (net.Conn, error) {
 	}
 	return c, err
 }
+
+// pubOf is the publisher of g's default feed (a push.Memory): what the room actors of a
+// single node publish to.
+func pubOf(g *Gateway) actors.Publisher { return g.Feed().(*push.Memory) }
+
+// clockOrigin is the memory feed's default origin, for tests that need real lives.
+func clockOrigin() uint64 { return uint64(time.Now().UnixMicro()) }

@@ -66,7 +66,7 @@ func TestSubscriptionLimitsRefuseBeforeTheUpgrade(t *testing.T) {
 	c := dial(t, srv, "topic=123456789012&tags=a,b,12345678,a,b")
 	defer c.CloseNow()
 	waitSubscribers(t, g, "123456789012", 1)
-	g.Publish(push("123456789012", "12345678", 8, 6, `{"n":1}`))
+	pubOf(g).Publish(newPush("123456789012", "12345678", 8, 6, `{"n":1}`))
 	assert.Equal(t, "12345678", readFrame(t, c).Tag)
 }
 
@@ -150,10 +150,10 @@ func BenchmarkFanOutManyTags(b *testing.B) {
 	for range 100 {
 		g.subscribe("r", newTagSet(tags), 0, false)
 	}
-	p := push("r", "nobody", 8, 6, `{"n":1}`)
+	p := newPush("r", "nobody", 8, 6, `{"n":1}`)
 	b.ResetTimer()
 	for range b.N {
-		g.Publish(p)
+		pubOf(g).Publish(p)
 	}
 }
 

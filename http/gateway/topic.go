@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"roomengine/actors"
+	"roomengine/push"
 )
 
 // frame is one encoded push as every subscriber of its topic receives it. The bytes, the
@@ -78,14 +79,13 @@ func encodeFrame(topic string, seq uint64, tag string, importance int, body []by
 type topic struct {
 	name string
 
-	mu     sync.Mutex
-	origin uint64 // the seq before the first frame
-	seq    uint64
-	hist   []*frame // ring buffer, oldest at head once full
-	head   int
-	dead   bool     // removed from its shard; holders of a stale pointer must look it up again
-	idle   idleMark // the eviction janitor's note (evict.go)
-	parts  []topicPart
+	mu    sync.Mutex
+	seq   uint64   // the last frame's, 0 before the first
+	hist  []*frame // ring buffer, oldest at head once full
+	head  int
+	dead  bool     // removed from its shard; holders of a stale pointer must look it up again
+	idle  idleMark // the eviction janitor's note (evict.go)
+	parts []topicPart
 }
 
 // topicPart is one writer's share of a topic.
@@ -146,10 +146,10 @@ func (t *topic) missed(since uint64, tags tagSet) []*frame {
 	return out
 }
 
-// removeSub unsubscribes c; t.mu is held.
-func (t *topic) removeSub(c *conn) {
+// removeSub unsubscribes c and reports whether it was subscribed; t.mu is held.
+func (t *topic) removeSub(c *conn) bool {
 	if len(t.parts) == 0 { // a detached topic (deleted before c subscribed)
-		return
+		return false
 	}
 	p := &t.parts[c.w.idx]
 	p.mu.Lock()
@@ -160,7 +160,9 @@ func (t *topic) removeSub(c *conn) {
 		p.subs[last] = nil
 		p.subs = p.subs[:last]
 		p.n--
+		return true
 	}
+	return false
 }
 
 const shardCount = 64
@@ -170,7 +172,7 @@ const shardCount = 64
 type topics struct {
 	seed   maphash.Seed
 	shards [shardCount]shard
-	origin func() uint64
+	feed   push.Feed     // told when a subscriber leaves (Unfollow)
 	grace  time.Duration // how long a deleted topic's last frames stay for reconnects
 	parts  int           // writers: each topic is cut into one part per writer
 	// writers[i] fans out part i of every topic; set once by New.
@@ -198,8 +200,8 @@ type tombstone struct {
 	frames []*frame // oldest first
 }
 
-func newTopics(origin func() uint64, grace time.Duration, parts int) *topics {
-	ts := &topics{seed: maphash.MakeSeed(), origin: origin, grace: grace, parts: parts}
+func newTopics(feed push.Feed, grace time.Duration, parts int) *topics {
+	ts := &topics{seed: maphash.MakeSeed(), feed: feed, grace: grace, parts: parts}
 	for i := range ts.shards {
 		ts.shards[i].m = make(map[string]*topic)
 		ts.shards[i].tombs = make(map[string]*tombstone)
@@ -220,8 +222,9 @@ func (ts *topics) lock(name string) *topic {
 		s.mu.Lock()
 		t := s.m[name]
 		if t == nil {
-			o := ts.origin()
-			t = &topic{name: name, origin: o, seq: o, parts: make([]topicPart, ts.parts)}
+			// Seqs come from the feed: a topic known here only by its subscribers has
+			// seen none yet.
+			t = &topic{name: name, parts: make([]topicPart, ts.parts)}
 			s.m[name] = t
 		}
 		s.mu.Unlock()
@@ -233,18 +236,21 @@ func (ts *topics) lock(name string) *topic {
 	}
 }
 
-// release unsubscribes c and forgets the topic once nobody listens to it and it holds
-// nothing worth replaying.
+// release unsubscribes c, withdraws it from the feed, and forgets the topic once nobody
+// listens to it and it holds nothing worth replaying.
 func (ts *topics) release(t *topic, c *conn) {
 	s := ts.shard(t.name)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.removeSub(c)
-	if t.subscribers() == 0 && t.seq == t.origin && !t.dead {
+	removed := t.removeSub(c)
+	if t.subscribers() == 0 && t.seq == 0 && !t.dead {
 		t.dead = true
 		delete(s.m, t.name)
+	}
+	t.mu.Unlock()
+	s.mu.Unlock()
+	if removed {
+		ts.feed.Unfollow(t.name)
 	}
 }
 

@@ -57,7 +57,7 @@ func TestConcurrentRoomsEveryFrameArrives(t *testing.T) {
 	for r := range rooms {
 		publishers.Go(func() {
 			for i := range frames {
-				g.Publish(comment(fmt.Sprintf("room%d", r), i))
+				pubOf(g).Publish(comment(fmt.Sprintf("room%d", r), i))
 				time.Sleep(time.Duration(r+1) * 300 * time.Microsecond)
 			}
 		})

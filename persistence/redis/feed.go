@@ -16,23 +16,20 @@ import (
 	"roomengine/actors"
 )
 
-// FeedHandler receives the cluster feed's entries ({p}:feed) in stream order. Its methods
-// are called from the follower's goroutine, one at a time.
+// FeedHandler receives the cluster feed's entries ({p}:feed: room changes and resets; the
+// pushes go by topic, subscriber.go) in stream order. Its methods are called from the
+// follower's goroutine, one at a time.
 type FeedHandler interface {
 	// Room is a room snapshot a fenced save appended (k=room).
 	Room(room actors.Room)
 	// RoomDeleted is a fenced room deletion (k=roomdel).
 	RoomDeleted(id string)
-	// Push is one push, numbered by the push script (k=push).
-	Push(topic string, seq uint64, tag string, importance int, body []byte)
-	// TopicDeleted ends a topic (k=topicdel), after its last push.
-	TopicDeleted(topic string)
 	// Reset: the store was wiped (key "": everything, else one room or user) by /reset on
 	// the member whose incarnation is from; every node forgets what it held of it.
 	Reset(key, from string)
 	// Gap says entries were trimmed from the feed before this follower read them: whatever
-	// the node derived from the feed may have missed changes (reload it; close push clients
-	// so they reconnect with since). Following goes on from the oldest entry left.
+	// the node derived from the feed may have missed changes (reload it). Following goes on
+	// from the oldest entry left.
 	Gap()
 }
 
@@ -60,9 +57,10 @@ type Follower struct {
 	opts Options
 	conn connSettings
 
-	mu     sync.Mutex
-	lastID string
-	behind time.Time // zero when caught up; else the time of the oldest unread news
+	mu       sync.Mutex
+	lastID   string
+	behind   time.Time     // zero when caught up; else the time of the oldest unread news
+	progress chan struct{} // closed (and replaced) whenever lastID moves
 }
 
 // NewFollower prepares a follower; Run follows.
@@ -76,7 +74,8 @@ func (s *Store) NewFollower(opts FollowerOptions) *Follower {
 	// A connection of its own: a blocking read must not hold one of the store's, and its
 	// read timeout must outlast the block (pipelines use the client's ReadTimeout).
 	cs := connSettings{name: opts.Name, readTimeout: feedBlock + s.timeout, poolSize: 1}
-	return &Follower{opts: s.opts, conn: cs, key: s.prefix + "feed", log: opts.Logger, lastID: "0-0"}
+	return &Follower{opts: s.opts, conn: cs, key: s.prefix + "feed", log: opts.Logger, lastID: "0-0",
+		progress: make(chan struct{})}
 }
 
 // FeedHead returns the id of the feed's last entry ("0-0" while it is empty). A node takes
@@ -107,9 +106,7 @@ func (f *Follower) Run(ctx context.Context, from string, h FeedHandler) error {
 	// node leaving does not wait out the block.
 	stop := context.AfterFunc(ctx, func() { rdb.Close() })
 	defer stop()
-	f.mu.Lock()
-	f.lastID = from
-	f.mu.Unlock()
+	f.moved(from)
 	backoff := 20 * time.Millisecond
 	for ctx.Err() == nil {
 		msgs, gap, err := f.read(ctx, rdb, from)
@@ -175,16 +172,6 @@ func (f *Follower) read(ctx context.Context, rdb *goredis.Client, from string) (
 func dispatch(h FeedHandler, m goredis.XMessage, log *slog.Logger) {
 	str := func(k string) string { s, _ := m.Values[k].(string); return s }
 	switch k := str("k"); k {
-	case "push":
-		seq, err1 := strconv.ParseUint(str("s"), 10, 64)
-		imp, err2 := strconv.Atoi(str("i"))
-		if err := errors.Join(err1, err2); err != nil {
-			log.Error("push feed: malformed push entry", "id", m.ID, "err", err)
-			return
-		}
-		h.Push(str("t"), seq, str("g"), imp, []byte(str("b")))
-	case "topicdel":
-		h.TopicDeleted(str("t"))
 	case "room":
 		var r actors.Room
 		if err := json.Unmarshal([]byte(str("v")), &r); err != nil {
@@ -206,12 +193,48 @@ func dispatch(h FeedHandler, m goredis.XMessage, log *slog.Logger) {
 // more is waiting and the entry's age is the lag.
 func (f *Follower) handled(id string, full bool) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.lastID = id
 	if full {
 		f.behind = idTime(id)
 	} else {
 		f.behind = time.Time{}
+	}
+	f.mu.Unlock()
+	f.moved(id)
+}
+
+// moved records the follower's position and wakes WaitPast.
+func (f *Follower) moved(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if id == f.lastID {
+		return
+	}
+	f.lastID = id
+	close(f.progress)
+	f.progress = make(chan struct{})
+}
+
+// Passed reports whether the follower has handled the entry id (or a later one).
+func (f *Follower) Passed(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return compareIDs(f.lastID, id) >= 0
+}
+
+// WaitPast waits until the follower has handled the entry id; false if ctx ended first.
+func (f *Follower) WaitPast(ctx context.Context, id string) bool {
+	for {
+		f.mu.Lock()
+		passed, ch := compareIDs(f.lastID, id) >= 0, f.progress
+		f.mu.Unlock()
+		if passed {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -29,6 +30,19 @@ func (fx *feedFixture) killClient(t *testing.T, name string) int {
 	return killed
 }
 
+// roomGone appends a room deletion for room r<i> to the feed, as the fenced room writes
+// (another file) do; maxLen > 0 trims the feed like them.
+func (fx *feedFixture) roomGone(t *testing.T, i int, maxLen int64) {
+	t.Helper()
+	args := &goredis.XAddArgs{Stream: fx.prefix + "feed", Values: []any{"k", "roomdel", "id", fmt.Sprint("r", i)}}
+	if maxLen > 0 {
+		args.MaxLen, args.Approx = maxLen, true
+	}
+	if err := fx.rdb.XAdd(t.Context(), args).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestFeedHeadAndRoomEntries(t *testing.T) {
 	fx := newFeedFixture(t)
 	head, err := fx.store.FeedHead(t.Context())
@@ -36,28 +50,33 @@ func TestFeedHeadAndRoomEntries(t *testing.T) {
 		t.Fatalf("head of an empty feed: %q, %v", head, err)
 	}
 	// The fenced room saves (another file) append these; the follower hands them over in
-	// stream order with the pushes.
+	// stream order. Pushes are not on the feed (subscriber.go).
 	feed := fx.prefix + "feed"
 	fx.rdb.XAdd(t.Context(), &goredis.XAddArgs{Stream: feed, Values: []any{"k", "room", "id", "r1", "v", `{"id":"r1"}`}})
 	head, err = fx.store.FeedHead(t.Context())
 	if err != nil || head == "0-0" {
 		t.Fatalf("head after an entry: %q, %v", head, err)
 	}
-	_, rec := fx.follow(t, "f1", "0-0")
+	f, rec := fx.follow(t, "f1", "0-0")
 	p := fx.publisher(t, PublisherOptions{})
 	p.Publish(actors.Push{Topic: "r1", Body: body(1)})
 	p.DeleteTopic("r1")
 	flush(t, p)
-	fx.rdb.XAdd(t.Context(), &goredis.XAddArgs{Stream: feed, Values: []any{"k", "roomdel", "id", "r1"}})
-	got := rec.waitLen(t, 4)
-	kinds := []string{got[0].Kind, got[1].Kind, got[2].Kind, got[3].Kind}
-	if want := []string{"room", "push", "topicdel", "roomdel"}; strings.Join(kinds, ",") != strings.Join(want, ",") {
+	fx.roomGone(t, 1, 0)
+	got := rec.waitLen(t, 2)
+	kinds := []string{got[0].Kind, got[1].Kind}
+	if want := []string{"room", "roomdel"}; strings.Join(kinds, ",") != strings.Join(want, ",") {
 		t.Fatalf("kinds %v, want %v", kinds, want)
 	}
-	for _, e := range []feedEntry{got[0], got[2], got[3]} {
+	for _, e := range got {
 		if e.Topic != "r1" {
 			t.Fatalf("entry %+v names the wrong room", e)
 		}
+	}
+	last := fx.rdb.XRevRangeN(t.Context(), feed, "+", "-", 1).Val()[0].ID
+	waitFor(t, "the follower to pass the last entry", func() bool { return f.Passed(last) })
+	if !f.WaitPast(t.Context(), head) {
+		t.Fatal("WaitPast of a passed entry did not return at once")
 	}
 }
 
@@ -66,22 +85,20 @@ func TestFeedHeadAndRoomEntries(t *testing.T) {
 func TestFollowerSurvivesAKilledConnection(t *testing.T) {
 	fx := newFeedFixture(t)
 	f, rec := fx.follow(t, "victim", "0-0")
-	p := fx.publisher(t, PublisherOptions{})
 	const n = 300
 	for i := range n {
-		p.Publish(actors.Push{Topic: "r1", Body: body(i)})
+		fx.roomGone(t, i, 0)
 		if i == n/3 || i == 2*n/3 {
 			waitFor(t, "the follower's connection", func() bool { return fx.killClient(t, "victim") > 0 })
 		}
 	}
 	got := rec.waitLen(t, n)
 	for i, e := range got {
-		if e.Kind != "push" || e.Body != string(body(i)) {
-			t.Fatalf("entry %d = %+v, want push %d", i, e, i)
+		if e.Kind != "roomdel" || e.Topic != fmt.Sprint("r", i) {
+			t.Fatalf("entry %d = %+v, want roomdel r%d", i, e, i)
 		}
 	}
 	// Nothing more arrives: a duplicate would show up as an extra entry.
-	flush(t, p)
 	waitFor(t, "the follower to go idle", func() bool { return f.Lag() == 0 })
 	if got := rec.snapshot(); len(got) != n {
 		t.Fatalf("%d entries, want %d", len(got), n)
@@ -92,20 +109,16 @@ func TestFollowerSurvivesAKilledConnection(t *testing.T) {
 // reads on from the oldest entry left.
 func TestFollowerReportsATrimmedPosition(t *testing.T) {
 	fx := newFeedFixture(t)
-	p := fx.publisher(t, PublisherOptions{FeedCap: 100})
-	p.Publish(actors.Push{Topic: "r1", Body: body(0)})
-	flush(t, p)
+	fx.roomGone(t, 0, 100)
 	from, err := fx.store.FeedHead(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	// MAXLEN ~ trims whole stream nodes (100 entries each): publish well past the cap.
-	p2 := fx.publisher(t, PublisherOptions{FeedCap: 100})
+	// MAXLEN ~ trims whole stream nodes (100 entries each): append well past the cap.
 	const n = 1000
 	for i := 1; i <= n; i++ {
-		p2.Publish(actors.Push{Topic: "r1", Body: body(i)})
+		fx.roomGone(t, i, 100)
 	}
-	flush(t, p2)
 	left := int(fx.rdb.XLen(t.Context(), fx.prefix+"feed").Val())
 	if left >= n {
 		t.Fatalf("the feed was not trimmed (%d entries)", left)
@@ -115,11 +128,11 @@ func TestFollowerReportsATrimmedPosition(t *testing.T) {
 	if got[0].Kind != "gap" {
 		t.Fatalf("first entry %+v, want the gap", got[0])
 	}
-	if last := got[len(got)-1]; last.Body != string(body(n)) {
-		t.Fatalf("last entry %+v, want push %d", last, n)
+	if last := got[len(got)-1]; last.Topic != fmt.Sprint("r", n) {
+		t.Fatalf("last entry %+v, want room %d", last, n)
 	}
 	for i := 2; i < len(got); i++ {
-		if got[i].Kind != "push" || got[i].Seq != got[i-1].Seq+1 {
+		if got[i].Kind != "roomdel" || got[i].Topic != fmt.Sprint("r", n-len(got)+1+i) {
 			t.Fatalf("entry %d = %+v after %+v", i, got[i], got[i-1])
 		}
 	}

@@ -20,7 +20,7 @@ func (s *Store) ReadHistory(ctx context.Context, topic string, since uint64,
 		return 0, false, err
 	}
 	defer cancel()
-	keys := []string{s.prefix + "seq:" + topic, s.prefix + "topic:" + topic}
+	keys := []string{topicKey(s.prefix, "seq", topic), topicKey(s.prefix, "topic", topic)}
 	res, err := historyScript.Run(ctx, s.rdb, keys, strconv.FormatUint(since, 10)).Slice()
 	if err != nil {
 		return 0, false, fmt.Errorf("redis: read history of %s: %w", topic, err)

@@ -15,18 +15,24 @@ import (
 	"roomengine/actors"
 )
 
-// The cluster's push stream. Every push of every node goes through one Lua script that
-// checks the sender's fence, numbers the push in its topic and appends it to two streams:
+// The cluster's pushes. Every push of every node goes through one Lua script that checks
+// the sender's fence, numbers the push in its topic, appends it to the topic's history and
+// publishes it on the topic's channel, which the nodes with a subscriber of the topic
+// follow (subscriber.go). Every key and the channel of a topic carry the topic as their
+// hash tag, so the script touches one topic's slot (and the fence's owner hash and the
+// sender's member key) and SPUBLISH can later replace PUBLISH on Redis Cluster:
 //
 //	{p}:seq:{topic}        the topic's last seq (INCR); created at Redis TIME in µs, so a
 //	                       topic's next life numbers above its previous one, as on one node
-//	{p}:topic:{topic}      the topic's replay history: stream of s=seq g=tag i=importance
-//	                       b=body, MAXLEN ~ HistoryCap
-//	{p}:feed               the cluster feed every node follows (see feed.go): k=push t=topic
-//	                       s g i b, k=topicdel t=topic, and the room entries the fenced room
-//	                       saves append (k=room id v, k=roomdel id); MAXLEN ~ FeedCap
-//	{p}:pushdedup:{pub}    the last queue number a publisher instance had applied, so a batch
-//	                       resent after a broken connection is not applied twice
+//	{p}:topic:{topic}      the topic's history, the source of truth: stream of s=seq g=tag
+//	                       i=importance b=body, MAXLEN ~ HistoryCap
+//	{p}:push:{topic}       the topic's channel: "P <seq> <importance> <after> <taglen>\n" then
+//	                       the tag and the body; "D" when the topic is deleted. after is the
+//	                       room-change feed's ({p}:feed) head when the push followed a room
+//	                       change, "-" otherwise (subscriber.go: read models first)
+//	{p}:pushdedup:{topic}  hash: per publisher instance, the last queue number applied to the
+//	                       topic, so a batch resent after a broken connection is not applied
+//	                       twice
 //
 // A deleted topic's seq and history expire a minute later (late reconnects with since get
 // the frames they missed); a push to it meanwhile starts its next life.
@@ -34,7 +40,6 @@ import (
 // Defaults of PublisherOptions.
 const (
 	DefaultHistoryCap = 256 // the gateway's default history size
-	DefaultFeedCap    = 100000
 	DefaultPushQueue  = 1 << 16
 )
 
@@ -57,8 +62,6 @@ type PublisherOptions struct {
 	// HistoryCap bounds each topic's replay history (MAXLEN ~). Default DefaultHistoryCap;
 	// set it to the gateway's HistorySize.
 	HistoryCap int
-	// FeedCap bounds the cluster feed (MAXLEN ~). Default DefaultFeedCap.
-	FeedCap int
 	// QueueSize bounds the pushes waiting for Redis. A push beyond it is dropped and
 	// logged: only a Redis outage long enough to fill it gets there. Default DefaultPushQueue.
 	QueueSize int
@@ -78,15 +81,14 @@ const DefaultMaxEntryBytes = 64 << 10
 // Publisher is the cluster's actors.Publisher: every node's pushes go through one Redis
 // script, so a topic has one seq and one order however many nodes publish to it. Publish
 // only queues; one writer goroutine sends the queue in order (pipelined), so the pushes of
-// one Publisher reach the feed in the order Publish was called.
+// one Publisher are numbered in the order Publish was called.
 type Publisher struct {
 	rdb        *goredis.Client
 	prefix     string
 	node       string
 	inc        atomic.Pointer[string]
-	dedupKey   string
+	nonce      string // this instance's field in the topics' dedup hashes
 	historyCap string
-	feedCap    string
 	limit      int
 	maxEntry   int // MaxEntryBytes
 	log        *slog.Logger
@@ -126,9 +128,6 @@ func (s *Store) NewPublisher(opts PublisherOptions) *Publisher {
 	if opts.HistoryCap <= 0 {
 		opts.HistoryCap = DefaultHistoryCap
 	}
-	if opts.FeedCap <= 0 {
-		opts.FeedCap = DefaultFeedCap
-	}
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultPushQueue
 	}
@@ -147,9 +146,8 @@ func (s *Store) NewPublisher(opts PublisherOptions) *Publisher {
 		rdb:        s.rdb,
 		prefix:     s.prefix,
 		node:       opts.Node,
-		dedupKey:   s.prefix + "pushdedup:" + opts.Node + ":" + nonce,
+		nonce:      opts.Node + ":" + nonce,
 		historyCap: strconv.Itoa(opts.HistoryCap),
-		feedCap:    strconv.Itoa(opts.FeedCap),
 		limit:      opts.QueueSize,
 		maxEntry:   opts.MaxEntryBytes,
 		log:        opts.Logger,
@@ -175,8 +173,8 @@ func (p *Publisher) Publish(push actors.Push) { p.enqueue(pushOp{p: push}) }
 // CreateTopic does nothing: a topic's seq and history are created by its first push.
 func (p *Publisher) CreateTopic(string) {}
 
-// DeleteTopic queues the deletion behind the topic's pushes: every node's gateway ends the
-// topic's subscriptions after delivering them.
+// DeleteTopic queues the deletion behind the topic's pushes: every node that follows the
+// topic ends its subscriptions after delivering them.
 func (p *Publisher) DeleteTopic(topic string) {
 	p.enqueue(pushOp{p: actors.Push{Topic: topic}, drop: true})
 }
@@ -336,7 +334,11 @@ func (p *Publisher) send(ctx context.Context, batch []pushOp) bool {
 
 func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 	inc := *p.inc.Load()
-	// One MULTI/EXEC, not a plain pipeline: the dedup marker is a high-water mark, so the
+	after, err := p.feedHead(ctx, batch)
+	if err != nil {
+		return err
+	}
+	// One MULTI/EXEC, not a plain pipeline: the dedup markers are high-water marks, so the
 	// ops of a batch must run all or none. In a plain pipeline, another node loading the
 	// scripts (SCRIPT LOAD after a Redis restart, or at first use) between two of its
 	// EVALSHAs let the later ops run while the earlier ones got NOSCRIPT; the resent
@@ -346,10 +348,14 @@ func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 	for i, op := range batch {
 		if op.drop {
 			cmds[i] = topicDelScript.EvalSha(ctx, pipe, p.deleteKeys(op.p.Topic), op.n,
-				dedupTTL.Milliseconds(), inc, op.p.Topic, p.feedCap, topicGrace.Milliseconds())
+				dedupTTL.Milliseconds(), inc, "", "", p.nonce, topicGrace.Milliseconds())
 			continue
 		}
-		cmds[i] = p.evalPush(ctx, pipe, op, inc)
+		a := "-"
+		if op.p.Changed {
+			a = after
+		}
+		cmds[i] = p.evalPush(ctx, pipe, op, inc, a)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
 		return err
@@ -373,24 +379,46 @@ func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 	return nil
 }
 
-func (p *Publisher) evalPush(ctx context.Context, pipe goredis.Pipeliner, op pushOp, inc string) *goredis.Cmd {
+// feedHead is the room-change feed's last entry id when a push of the batch follows a room
+// change ("" otherwise, at no cost): that change was written before the push was queued,
+// so its entry is at or before the head read now. A node delivers the push only once its
+// feed follower has passed the head (subscriber.go), so its read model already shows the
+// change. One round trip more per batch that carries a room change.
+func (p *Publisher) feedHead(ctx context.Context, batch []pushOp) (string, error) {
+	for _, op := range batch {
+		if op.p.Changed && !op.drop {
+			msgs, err := p.rdb.XRevRangeN(ctx, p.prefix+"feed", "+", "-", 1).Result()
+			if err != nil || len(msgs) == 0 {
+				return "0-0", err
+			}
+			return msgs[0].ID, nil
+		}
+	}
+	return "", nil
+}
+
+// topicKey names one of a topic's keys (or its channel) with the topic as hash tag.
+func topicKey(prefix, kind, topic string) string { return prefix + kind + ":{" + topic + "}" }
+
+func (p *Publisher) evalPush(ctx context.Context, pipe goredis.Pipeliner, op pushOp, inc, after string) *goredis.Cmd {
 	t := op.p.Topic
-	keys := []string{p.prefix + "seq:" + t, p.prefix + "topic:" + t, p.prefix + "feed", p.dedupKey}
+	keys := []string{topicKey(p.prefix, "seq", t), topicKey(p.prefix, "topic", t), topicKey(p.prefix, "pushdedup", t),
+		topicKey(p.prefix, "push", t)}
 	f := op.p.Fence
 	if f.IsZero() {
 		keys = append(keys, p.prefix+"member:"+p.node, p.prefix+"member:"+p.node)
 		return pushScript.EvalSha(ctx, pipe, keys, op.n, dedupTTL.Milliseconds(), "0", p.node, inc,
-			t, op.p.Tag, op.p.Importance, op.p.Body, p.historyCap, p.feedCap)
+			p.nonce, op.p.Tag, op.p.Importance, op.p.Body, p.historyCap, after)
 	}
 	keys = append(keys, p.prefix+"owner:"+f.Kind+":"+f.ID, p.prefix+"member:"+f.Node)
 	return pushScript.EvalSha(ctx, pipe, keys, op.n, dedupTTL.Milliseconds(), "1", f.Node,
-		strconv.FormatInt(f.Epoch, 10), t, op.p.Tag, op.p.Importance, op.p.Body, p.historyCap, p.feedCap)
+		strconv.FormatInt(f.Epoch, 10), p.nonce, op.p.Tag, op.p.Importance, op.p.Body, p.historyCap, after)
 }
 
 func (p *Publisher) deleteKeys(topic string) []string {
 	member := p.prefix + "member:" + p.node
-	return []string{p.prefix + "seq:" + topic, p.prefix + "topic:" + topic, p.prefix + "feed",
-		p.dedupKey, member, member}
+	return []string{topicKey(p.prefix, "seq", topic), topicKey(p.prefix, "topic", topic),
+		topicKey(p.prefix, "pushdedup", topic), topicKey(p.prefix, "push", topic), member, member}
 }
 
 func (p *Publisher) refused(push actors.Push) {
@@ -418,11 +446,13 @@ func loadScripts(ctx context.Context, rdb *goredis.Client) error {
 }
 
 // pushDedup is the head of both scripts: ARGV[1] is the op's queue number, ARGV[2] the
-// dedup marker's TTL and KEYS[4] the marker; an op already applied returns -1.
+// dedup marker's TTL, KEYS[3] the topic's dedup hash and ARGV[6] this publisher's field in
+// it; an op already applied returns -1.
 const pushDedup = `
 local n = tonumber(ARGV[1])
-if n <= tonumber(redis.call('GET', KEYS[4]) or '0') then return -1 end
-redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
+if n <= tonumber(redis.call('HGET', KEYS[3], ARGV[6]) or '0') then return -1 end
+redis.call('HSET', KEYS[3], ARGV[6], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
 `
 
 // memberAlive refuses (0) unless the membership at KEYS[6] is the incarnation in the
@@ -434,11 +464,12 @@ if inc ~= '' then
 end
 `
 
-// pushScript: KEYS seq, history, feed, dedup marker, owner hash (or unused), member;
-// ARGV n, dedup TTL, fenced ("1"/"0"), node, epoch (fenced) or incarnation, topic, tag,
-// importance, body, history cap, feed cap. Returns the push's seq, 0 when refused, -1
-// when already applied. A fenced push is refused unless the owner hash still names the
-// fence's node and epoch and that node's membership is the incarnation that claimed it.
+// pushScript: KEYS seq, history, dedup hash, channel, owner hash (or unused), member;
+// ARGV n, dedup TTL, fenced ("1"/"0"), node, epoch (fenced) or incarnation, publisher
+// nonce, tag, importance, body, history cap, after (the room-change feed id the push
+// follows, or "-"). Returns the push's seq, 0 when refused, -1 when already applied. A
+// fenced push is refused unless the owner hash still names the fence's node and epoch and
+// that node's membership is the incarnation that claimed it.
 var pushScript = goredis.NewScript(pushDedup + `
 local inc
 if ARGV[3] == '1' then
@@ -461,19 +492,19 @@ elseif ttl >= 0 then
 end
 local seq = string.format('%.0f', redis.call('INCR', KEYS[1]))
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[10], '*', 's', seq, 'g', ARGV[7], 'i', ARGV[8], 'b', ARGV[9])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[11], '*', 'k', 'push', 't', ARGV[6], 's', seq,
-  'g', ARGV[7], 'i', ARGV[8], 'b', ARGV[9])
+redis.call('PUBLISH', KEYS[4], 'P ' .. seq .. ' ' .. ARGV[8] .. ' ' .. ARGV[11] .. ' ' .. #ARGV[7] .. '\n' ..
+  ARGV[7] .. ARGV[9])
 return tonumber(seq)
 `)
 
-// topicDelScript: KEYS seq, history, feed, dedup marker, (unused), member; ARGV n, dedup
-// TTL, incarnation, topic, feed cap, grace (ms). Returns 1, 0 when refused, -1 when applied
-// before.
+// topicDelScript: KEYS seq, history, dedup hash, channel, (unused), member; ARGV n, dedup
+// TTL, incarnation, (unused), (unused), publisher nonce, grace (ms). Returns 1, 0 when
+// refused, -1 when applied before.
 var topicDelScript = goredis.NewScript(pushDedup + `
 local inc = ARGV[3]
 ` + memberAlive + `
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'k', 'topicdel', 't', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call('PUBLISH', KEYS[4], 'D')
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
 return 1
 `)

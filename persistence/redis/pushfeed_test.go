@@ -15,6 +15,7 @@ import (
 
 	"roomengine/actors"
 	"roomengine/persistence/redis/redistest"
+	"roomengine/push"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -44,11 +45,14 @@ func (r *recorder) add(e feedEntry) {
 
 func (r *recorder) Room(room actors.Room)  { r.add(feedEntry{Kind: "room", Topic: room.ID}) }
 func (r *recorder) RoomDeleted(id string)  { r.add(feedEntry{Kind: "roomdel", Topic: id}) }
-func (r *recorder) TopicDeleted(t string)  { r.add(feedEntry{Kind: "topicdel", Topic: t}) }
 func (r *recorder) Gap()                   { r.add(feedEntry{Kind: "gap"}) }
 func (r *recorder) Reset(key, from string) { r.add(feedEntry{Kind: "reset", Topic: key, Tag: from}) }
-func (r *recorder) Push(topic string, seq uint64, tag string, imp int, body []byte) {
-	r.add(feedEntry{Kind: "push", Topic: topic, Seq: seq, Tag: tag, Imp: imp, Body: string(body)})
+
+// The recorder is also a push.Sink, for a Subscriber.
+func (r *recorder) EndTopic(t string) { r.add(feedEntry{Kind: "topicdel", Topic: t}) }
+func (r *recorder) Resync()           { r.add(feedEntry{Kind: "resync"}) }
+func (r *recorder) Deliver(f push.Frame) {
+	r.add(feedEntry{Kind: "push", Topic: f.Topic, Seq: f.Seq, Tag: f.Tag, Imp: f.Importance, Body: string(f.Body)})
 }
 
 func (r *recorder) snapshot() []feedEntry {
@@ -104,6 +108,30 @@ func (fx *feedFixture) follow(t *testing.T, name, from string) (*Follower, *reco
 	return f, rec
 }
 
+// subscribe starts a Subscriber recording what it delivers, following topics.
+func (fx *feedFixture) subscribe(t *testing.T, opts SubscriberOptions, topics ...string) (*Subscriber, *recorder) {
+	opts.Logger = discardLogger()
+	sub := fx.store.NewSubscriber(opts)
+	rec := &recorder{}
+	sub.Attach(rec)
+	t.Cleanup(sub.Close)
+	for _, topic := range topics {
+		if err := sub.Follow(t.Context(), topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sub, rec
+}
+
+// history is the number of pushes in a topic's shared history.
+func (fx *feedFixture) history(t *testing.T, topic string) int64 {
+	n, err := fx.rdb.XLen(t.Context(), topicKey(fx.prefix, "topic", topic)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func (fx *feedFixture) join(t *testing.T, node, inc string) {
 	if err := fx.rdb.Set(t.Context(), fx.prefix+"member:"+node, inc+"|127.0.0.1:1", 0).Err(); err != nil {
 		t.Fatal(err)
@@ -128,14 +156,14 @@ func flush(t *testing.T, p *Publisher) {
 
 func body(n int) []byte { return fmt.Appendf(nil, `{"data":{"n":%d},"type":6,"time":1}`, n) }
 
-// The ordering guarantee: one publisher's pushes reach the feed in Publish order, each
-// topic numbered 1 by 1 from a clock-based origin, and every follower reads the same.
+// The ordering guarantee: one publisher's pushes reach a subscriber in Publish order, each
+// topic numbered 1 by 1 from a clock-based origin.
 func TestPushesReachTheFeedInPublishOrder(t *testing.T) {
 	fx := newFeedFixture(t)
-	_, rec := fx.follow(t, "f1", "0-0")
+	topics := []string{"ra", "rb", "rc"}
+	_, rec := fx.subscribe(t, SubscriberOptions{}, topics...)
 	p := fx.publisher(t, PublisherOptions{})
 	before := uint64(time.Now().UnixMicro())
-	topics := []string{"ra", "rb", "rc"}
 	const n = 600
 	for i := range n {
 		p.Publish(actors.Push{Topic: topics[i%3], Tag: "tag", Importance: 8, Type: 6, Body: body(i)})
@@ -175,8 +203,8 @@ func TestResentBatchIsAppliedOnce(t *testing.T) {
 			}
 		}
 	}
-	if n := fx.rdb.XLen(t.Context(), fx.prefix+"feed").Val(); n != 2 {
-		t.Fatalf("feed holds %d entries, want 2", n)
+	if n := fx.history(t, "r"); n != 2 {
+		t.Fatalf("history holds %d entries, want 2", n)
 	}
 }
 
@@ -214,11 +242,11 @@ func TestFencedPushes(t *testing.T) {
 	}
 
 	var bodies []string
-	for _, m := range fx.rdb.XRange(t.Context(), fx.prefix+"feed", "-", "+").Val() {
+	for _, m := range fx.rdb.XRange(t.Context(), topicKey(fx.prefix, "topic", "r1"), "-", "+").Val() {
 		bodies = append(bodies, m.Values["b"].(string))
 	}
 	if want := []string{string(body(1)), string(body(3))}; !slices.Equal(bodies, want) {
-		t.Fatalf("feed bodies %q, want %q", bodies, want)
+		t.Fatalf("history bodies %q, want %q", bodies, want)
 	}
 }
 
@@ -266,8 +294,8 @@ func TestReadHistory(t *testing.T) {
 	if _, deleted := read(first + 8); !deleted || !slices.Equal(seqs, []uint64{first + 9}) {
 		t.Fatalf("after deletion: deleted %v seqs %v", deleted, seqs)
 	}
-	for _, k := range []string{"seq:r1", "topic:r1"} {
-		if ttl := fx.rdb.PTTL(t.Context(), fx.prefix+k).Val(); ttl <= 0 || ttl > time.Minute {
+	for _, k := range []string{"seq", "topic"} {
+		if ttl := fx.rdb.PTTL(t.Context(), topicKey(fx.prefix, k, "r1")).Val(); ttl <= 0 || ttl > time.Minute {
 			t.Fatalf("%s expires in %v, want within a minute", k, ttl)
 		}
 	}
@@ -278,7 +306,7 @@ func TestReadHistory(t *testing.T) {
 	if _, deleted := read(first + 9); deleted || !slices.Equal(seqs, []uint64{first + 10}) {
 		t.Fatalf("next life: deleted %v seqs %v", deleted, seqs)
 	}
-	if ttl := fx.rdb.PTTL(t.Context(), fx.prefix+"seq:r1").Val(); ttl != -1 {
+	if ttl := fx.rdb.PTTL(t.Context(), topicKey(fx.prefix, "seq", "r1")).Val(); ttl != -1 {
 		t.Fatalf("next life's seq expires in %v", ttl)
 	}
 }
@@ -306,16 +334,14 @@ func TestResetIsAnnouncedOnTheFeed(t *testing.T) {
 // answers: during an outage it waits until its context ends.
 func TestSyncWaitsForQueuedPushes(t *testing.T) {
 	fx := newFeedFixture(t)
-	p := fx.publisher(t, PublisherOptions{})
+	p := fx.publisher(t, PublisherOptions{HistoryCap: 10000})
 	require.NoError(t, p.Sync(t.Context()), "nothing queued")
 	const n = 500
 	for i := range n {
 		p.Publish(actors.Push{Topic: "ra", Tag: "tag", Importance: 8, Type: 6, Body: body(i)})
 	}
 	require.NoError(t, p.Sync(t.Context()))
-	got, err := fx.rdb.XLen(t.Context(), fx.prefix+"feed").Result()
-	require.NoError(t, err)
-	assert.EqualValues(t, n, got, "feed entries right after Sync")
+	assert.EqualValues(t, n, fx.history(t, "ra"), "history entries right after Sync")
 
 	fx.srv.Stop()
 	p.Publish(actors.Push{Topic: "ra", Tag: "tag", Importance: 8, Type: 6, Body: body(n)})
@@ -332,7 +358,8 @@ func TestSyncWaitsForQueuedPushes(t *testing.T) {
 // ones, which the dedup marker then took for applied.
 func TestEveryPushLandsWhileTheScriptCacheIsFlushed(t *testing.T) {
 	fx := newFeedFixture(t)
-	pubs := []*Publisher{fx.publisher(t, PublisherOptions{}), fx.publisher(t, PublisherOptions{}), fx.publisher(t, PublisherOptions{})}
+	opts := PublisherOptions{HistoryCap: 10000}
+	pubs := []*Publisher{fx.publisher(t, opts), fx.publisher(t, opts), fx.publisher(t, opts)}
 	const perPublisher = 1000
 	stop := make(chan struct{})
 	flushed := make(chan int)
@@ -362,16 +389,14 @@ func TestEveryPushLandsWhileTheScriptCacheIsFlushed(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	t.Logf("script cache flushed %d times", <-flushed)
-	got, err := fx.rdb.XLen(t.Context(), fx.prefix+"feed").Result()
-	require.NoError(t, err)
-	assert.EqualValues(t, len(pubs)*perPublisher, got, "pushes on the feed")
+	assert.EqualValues(t, len(pubs)*perPublisher, fx.history(t, "ra"), "pushes in the history")
 }
 
 // A push larger than MaxEntryBytes never reaches the feed (and so no node's history); the
 // pushes around it do, in order.
 func TestOversizedPushIsDropped(t *testing.T) {
 	fx := newFeedFixture(t)
-	_, rec := fx.follow(t, "f1", "0-0")
+	_, rec := fx.subscribe(t, SubscriberOptions{}, "r")
 	p := fx.publisher(t, PublisherOptions{MaxEntryBytes: 1024})
 	p.Publish(actors.Push{Topic: "r", Tag: "r", Body: body(1)})
 	p.Publish(actors.Push{Topic: "r", Tag: "r", Body: []byte(`{"data":"` + strings.Repeat("x", 2000) + `"}`)})

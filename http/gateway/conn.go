@@ -26,8 +26,8 @@ const (
 const clientReadLimit = 4096
 
 // conn is one subscribed WebSocket. An idle one holds its queue (empty), its sock and one
-// goroutine, the reader; its frames are written by its writer (writer.go) and, while the
-// client is behind, by a drain goroutine (coalesce.go).
+// goroutine, the reader; its frames are written by its writer (writer.go), which also
+// retries the backlog of a client that is behind (coalesce.go).
 type conn struct {
 	g    *Gateway
 	w    *writer
@@ -56,7 +56,7 @@ type conn struct {
 	topic     *topic                 // what it is subscribed to
 	name      string                 // the topic's name, for logs
 
-	// helpers are the goroutines beside the reader: pings, the drain, the closing. The
+	// helpers are the goroutines beside the reader: pings and the closing. The
 	// reader waits for them when it ends; reaped (under hmu) refuses new ones from then on.
 	hmu     sync.Mutex
 	reaped  bool
@@ -209,17 +209,21 @@ func (c *conn) finish(e ending) {
 	})
 }
 
-// flush is the writer's turn at c: the replay first, then everything queued, unless the
-// drain is still writing (it hands c back when done) or the connection is ending.
+// flush is the writer's turn at c: its backlog first (even when the connection is ending:
+// the close frame waits for it), then the replay, then everything queued. A connection
+// whose socket still holds a backlog is tried again on the writer's next round, and its
+// queue is left alone meanwhile, so it fills and sheds as the client falls behind.
 func (c *conn) flush(w *writer) {
 	c.scheduled.Store(false) // before take: a frame queued after it schedules c again
-	if !c.ready.Load() || c.end.Load() != nil || c.sock.busy() {
+	if !c.ready.Load() {
+		return
+	}
+	if !c.send(w, nil) || c.end.Load() != nil {
 		return
 	}
 	if missed := c.missed; missed != nil {
 		c.missed = nil
-		if err := c.send(w, missed); err != nil {
-			c.finish(writeFailed(err))
+		if !c.send(w, missed) {
 			return
 		}
 	}
@@ -237,28 +241,29 @@ func (c *conn) flush(w *writer) {
 	if c.after != 0 {
 		batch = c.skipReplayed(batch)
 	}
-	err := c.send(w, batch)
+	ok := c.send(w, batch)
 	clear(batch) // let the history alone decide how long frames live
 	c.spare = batch[:0]
-	switch {
-	case err != nil:
-		c.finish(writeFailed(err))
-	case ended:
+	if ok && ended {
 		c.finish(ending{websocket.StatusNormalClosure, reasonDeleted, EndTopicDeleted})
 	}
 }
 
-// send hands frames to the socket (coalesce.go) and counts them as sent (the writer adds
-// its count to the metrics once per round).
-func (c *conn) send(w *writer, frames []*frame) error {
-	if len(frames) == 0 {
-		return nil
-	}
-	if err := c.sock.send(frames, &w.scratch); err != nil {
-		return err
+// send hands frames to the socket after its backlog (coalesce.go) and counts them as sent
+// (the writer adds its count to the metrics once per round). It reports whether the socket
+// took everything: if it failed, the connection is finished; if a backlog remains, c is
+// tried again on the writer's next round (and an ending topic closes it then).
+func (c *conn) send(w *writer, frames []*frame) bool {
+	behind, err := c.sock.send(frames, &w.scratch)
+	if err != nil {
+		c.finish(writeFailed(err))
+		return false
 	}
 	w.sent += len(frames)
-	return nil
+	if behind {
+		w.again(c)
+	}
+	return !behind
 }
 
 // flushChunk is how many bytes of frames go to the socket in one write (at least one

@@ -96,7 +96,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeEnvelope(w, http.StatusServiceUnavailable, 503, "推送历史暂不可用")
 		return
 	}
-	cw := &coalescingWriter{ResponseWriter: w}
+	cw := &coalescingWriter{ResponseWriter: w, timeout: g.opts.WriteTimeout}
 	ws, err := websocket.Accept(cw, r, acceptOptions)
 	if err != nil {
 		// Accept has already answered the client; a failed handshake is the client's problem.

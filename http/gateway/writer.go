@@ -15,7 +15,9 @@ import (
 // frames to its subscribers' queues (shedding there as before), then writes every ready
 // connection's queued frames in one system call per 64 KiB. Rounds are at most one per Options.WriteCoalesce: while frames keep coming, a
 // connection's frames of the last few milliseconds leave together (each still its own
-// WebSocket frame), and the first frame after a quiet spell leaves at once.
+// WebSocket frame), and the first frame after a quiet spell leaves at once. What a client's
+// socket cannot take at once waits as the connection's backlog, tried again each round
+// (coalesce.go): a slow client costs the writer a failed write per round, no goroutine.
 
 // writer is one of the gateway's socket writers.
 type writer struct {
@@ -34,8 +36,9 @@ type writer struct {
 	// Owned by the writer's goroutine.
 	spare       []*conn
 	spareTopics []*topic
-	scratch     []byte // the chunk being written
-	sent        int    // frames written in this round, counted once at its end
+	scratch     []byte  // the chunk being written
+	carry       []*conn // connections whose socket kept a backlog: tried again next round
+	sent        int     // frames written in this round, counted once at its end
 }
 
 // writerCount is how many writers a gateway runs: one per CPU.
@@ -110,12 +113,20 @@ func (w *writer) run(stop <-chan struct{}) {
 		case <-stop:
 			return
 		}
-		if d := w.g.opts.WriteCoalesce - time.Since(last); d > 0 {
+		wait := w.g.opts.WriteCoalesce
+		if len(w.carry) > 0 {
+			// Only backlogs may be waiting: never try them again at once.
+			wait = max(wait, time.Millisecond)
+		}
+		if d := wait - time.Since(last); d > 0 {
 			time.Sleep(d)
 		}
 		last = time.Now()
 		w.mu.Lock()
 		w.kicked = false
+		w.ready = append(w.ready, w.carry...)
+		clear(w.carry)
+		w.carry = w.carry[:0]
 		topics := w.topics
 		w.topics = w.spareTopics[:0]
 		w.mu.Unlock()
@@ -137,9 +148,21 @@ func (w *writer) run(stop <-chan struct{}) {
 		}
 		clear(round)
 		w.spare = round
+		if len(w.carry) > 0 {
+			w.mu.Lock()
+			w.kick() // the next round, one WriteCoalesce on, tries the backlogs again
+			w.mu.Unlock()
+		}
 		if cap(w.scratch) > 4*flushChunk {
 			w.scratch = nil // an outsized frame's buffer is not kept
 		}
+	}
+}
+
+// again carries c, whose socket kept a backlog, to the writer's next round.
+func (w *writer) again(c *conn) {
+	if c.scheduled.CompareAndSwap(false, true) {
+		w.carry = append(w.carry, c)
 	}
 }
 

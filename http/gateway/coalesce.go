@@ -1,10 +1,8 @@
 package gateway
 
 import (
-	"bufio"
 	"errors"
 	"net"
-	"net/http"
 	"os"
 	"sync"
 	"syscall"
@@ -13,7 +11,7 @@ import (
 
 // A connection's bytes reach its socket two ways: push frames, built once per topic and
 // written by the gateway's writers (writer.go) several frames per system call, and the
-// WebSocket library's control frames (pongs, pings, the close). Both go through sock,
+// control frames (pongs, pings, the close: wsconn.go). Both go through sock,
 // which writes without ever blocking its caller: what the kernel cannot take at once
 // becomes the connection's backlog, which its writer tries again on each of its rounds
 // (one per WriteCoalesce while a backlog waits), dropping the client if it takes no byte
@@ -21,7 +19,7 @@ import (
 // backlog is the rest of a frame (its shared bytes) and the frames taken from the queue
 // after it, and while it waits the queue fills and sheds as the client falls behind.
 
-// sock is the hijacked connection as the library and the writers see it.
+// sock is the hijacked connection as the writers and the control frames see it.
 type sock struct {
 	net.Conn
 	rc      syscall.RawConn // for writes that must not block; nil: blocking writes under timeout
@@ -40,6 +38,9 @@ type sock struct {
 	rest []*frame
 	// moved is when the socket last took bytes while a backlog waited (or the backlog began).
 	moved time.Time
+	gone  bool // closed
+	// waited: the wait for the client's close frame is over (waitGone).
+	waited bool
 }
 
 var errBroken = errors.New("gateway: socket write failed earlier")
@@ -68,8 +69,7 @@ func (s *sock) attach(c *conn) {
 // behind reports whether a backlog waits; s.mu is held.
 func (s *sock) behind() bool { return len(s.cut) > 0 || len(s.ctrl) > 0 || len(s.rest) > 0 }
 
-// Write is the library's path (control frames; the handshake before attach). It never
-// blocks once attached: what the socket does not take at once joins the backlog, and the
+// Write is the control frames' path. It never blocks once attached: what the socket does not take at once joins the backlog, and the
 // connection's writer is told.
 func (s *sock) Write(p []byte) (int, error) {
 	s.mu.Lock()
@@ -281,39 +281,27 @@ func (s *sock) waitIdle() {
 	s.mu.Unlock()
 }
 
-// controlBufferSize is the library's write buffer: it only writes control frames now (at
-// most 131 bytes each), so a small one saves memory on every connection.
-const controlBufferSize = 256
-
-// readBufferSize is the library's read buffer: clients send nothing but control frames.
-const readBufferSize = 512
-
-// coalescingWriter hands the library a sock when it hijacks the connection.
-type coalescingWriter struct {
-	http.ResponseWriter
-	timeout time.Duration // WriteTimeout
-	conn    *sock
+// waitGone returns once the socket is closed, or after timeout.
+func (s *sock) waitGone(timeout time.Duration) {
+	t := time.AfterFunc(timeout, func() {
+		s.mu.Lock()
+		s.waited = true
+		s.idle.Broadcast()
+		s.mu.Unlock()
+	})
+	defer t.Stop()
+	s.mu.Lock()
+	for !s.gone && !s.waited {
+		s.idle.Wait()
+	}
+	s.mu.Unlock()
 }
 
-func (w *coalescingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := w.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, http.ErrNotSupported
-	}
-	nc, brw, err := hj.Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := brw.Writer.Flush(); err != nil {
-		_ = nc.Close()
-		return nil, nil, err
-	}
-	w.conn = newSock(nc, w.timeout)
-	br := brw.Reader
-	if br.Buffered() == 0 {
-		// The server's 4 KiB read buffer would idle with the connection; nothing read
-		// ahead is lost by replacing it.
-		br = bufio.NewReaderSize(nc, readBufferSize)
-	}
-	return w.conn, bufio.NewReadWriter(br, bufio.NewWriterSize(w.conn, controlBufferSize)), nil
+// close closes the socket; every later write fails at once.
+func (s *sock) close() {
+	s.mu.Lock()
+	s.gone = true
+	s.fail()
+	s.mu.Unlock()
+	_ = s.Conn.Close()
 }

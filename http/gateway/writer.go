@@ -24,6 +24,7 @@ type writer struct {
 	g    *Gateway
 	idx  int           // its part of every topic
 	wake chan struct{} // one pending signal at most
+	poll *poller       // reads its connections' client bytes (shared by all writers)
 
 	mu      sync.Mutex
 	topics  []*topic // topics with frames to fan out (or an end) in this writer's part
@@ -38,6 +39,7 @@ type writer struct {
 	spareTopics []*topic
 	scratch     []byte  // the chunk being written
 	carry       []*conn // connections whose socket kept a backlog: tried again next round
+	due         []*conn // connections due a ping
 	sent        int     // frames written in this round, counted once at its end
 }
 
@@ -47,8 +49,9 @@ func writerCount() int { return max(runtime.GOMAXPROCS(0), 1) }
 // startWriters starts the writers; they stop when stop is closed.
 func (g *Gateway) startWriters(n int, stop <-chan struct{}) {
 	g.writers = make([]*writer, n)
+	poll := newPoller(stop)
 	for i := range g.writers {
-		w := &writer{g: g, idx: i, wake: make(chan struct{}, 1), members: make(map[*conn]struct{})}
+		w := &writer{g: g, idx: i, wake: make(chan struct{}, 1), poll: poll, members: make(map[*conn]struct{})}
 		g.writers[i] = w
 		go w.run(stop)
 	}
@@ -197,15 +200,22 @@ func pingSweep(interval time.Duration) time.Duration {
 	return min(max(interval/4, time.Millisecond), time.Second)
 }
 
-// pingDue pings every member whose interval has passed since its last ping.
+// pingDue pings every member whose interval has passed since its last ping (outside w.mu:
+// a ping that cannot be written at once puts its connection on the ready list).
 func (w *writer) pingDue(now time.Time) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	due := w.due[:0]
 	for c := range w.members {
 		if now.Before(c.nextPing) {
 			continue
 		}
 		c.nextPing = now.Add(w.g.opts.PingInterval)
+		due = append(due, c)
+	}
+	w.mu.Unlock()
+	for _, c := range due {
 		c.ping()
 	}
+	clear(due)
+	w.due = due[:0]
 }

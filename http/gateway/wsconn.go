@@ -87,7 +87,28 @@ func upgrade(w http.ResponseWriter, r *http.Request, timeout time.Duration) (*so
 		return nil, nil, err
 	}
 	_ = nc.SetWriteDeadline(time.Time{})
-	return newSock(nc, timeout), early, nil
+	return newSock(unwrapConn(nc), timeout), early, nil
+}
+
+// unwrapConn finds the socket under the listener's wrappers (a connection counter, a
+// request-line mender: appserver's), so that it is written without blocking and read by
+// the poller, and the wrappers' buffers are let go. A wrapper offers its inner connection
+// with UnwrapConn only when it adds nothing more to the byte stream (TLS never does).
+func unwrapConn(nc net.Conn) net.Conn {
+	for {
+		if _, ok := nc.(syscall.Conn); ok {
+			return nc
+		}
+		u, ok := nc.(interface{ UnwrapConn() net.Conn })
+		if !ok {
+			return nc
+		}
+		inner := u.UnwrapConn()
+		if inner == nil {
+			return nc
+		}
+		nc = inner
+	}
 }
 
 // frameReader is what a connection keeps of the client's bytes between reads.

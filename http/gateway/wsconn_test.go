@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"io"
 	"net"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -199,5 +202,72 @@ func TestBadHandshakeRefused(t *testing.T) {
 	status, err := bufio.NewReader(nc).ReadString('\n')
 	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 400") {
 		t.Fatalf("status %q %v, want 400", status, err)
+	}
+}
+
+// wrappedListener wraps each accepted socket as appserver's listeners do; unwrappable says
+// whether the wrapper offers the socket under it (UnwrapConn).
+type wrappedListener struct {
+	net.Listener
+	unwrappable bool
+}
+
+type opaqueConn struct{ net.Conn }
+
+type unwrappableConn struct{ net.Conn }
+
+func (c unwrappableConn) UnwrapConn() net.Conn { return c.Conn }
+
+func (l wrappedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil || !l.unwrappable {
+		return opaqueConn{c}, err
+	}
+	return unwrappableConn{c}, nil
+}
+
+// A socket under a listener's wrapper is found and watched by the poller; one under a
+// wrapper that does not offer it is read by a goroutine and written blocking. Both deliver
+// frames, answer pings and end on the client's close.
+func TestWrappedConnections(t *testing.T) {
+	for _, unwrappable := range []bool{true, false} {
+		g := New(Options{PingInterval: 50 * time.Millisecond, SeqOrigin: zeroOrigin, Logger: quietLogger()})
+		srv := httptest.NewUnstartedServer(g)
+		srv.Listener = wrappedListener{srv.Listener, unwrappable}
+		srv.Start()
+		var pings atomic.Int32
+		c := dialWith(t, srv, "topic=r1", &websocket.DialOptions{OnPingReceived: func(context.Context, []byte) bool {
+			pings.Add(1)
+			return true
+		}})
+		sc := onlyConn(t, g)
+		if watched := sc.pollID.Load() != 0; watched != unwrappable {
+			t.Errorf("unwrappable %v: watched by the poller: %v", unwrappable, watched)
+		}
+		frames := make(chan uint64, 1)
+		go func() {
+			for {
+				_, b, err := c.Read(context.Background())
+				if err != nil {
+					close(frames)
+					return
+				}
+				var f testFrame
+				_ = json.Unmarshal(b, &f)
+				frames <- f.Seq
+			}
+		}()
+		g.Publish(comment("r1", 1))
+		if seq := <-frames; seq != 1 {
+			t.Errorf("unwrappable %v: got seq %d", unwrappable, seq)
+		}
+		// The client library answers pings while it reads.
+		waitUntil(t, "three pings", func() bool { return pings.Load() >= 3 })
+		if g.Subscribers("r1") != 1 || g.Stats().Disconnects[EndClientGone] != 0 {
+			t.Errorf("unwrappable %v: the pinged client was dropped", unwrappable)
+		}
+		c.Close(websocket.StatusNormalClosure, "")
+		waitUntil(t, "the client's close", func() bool { return g.Stats().Disconnects[EndClientGone] == 1 })
+		stopGateway(t, g, srv)
 	}
 }

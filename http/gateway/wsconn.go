@@ -317,48 +317,6 @@ func (c *conn) readBlocking() {
 	}
 }
 
-// readReady reads what a socket the poller reported readable holds, into buf, without
-// waiting; the client leaving (or the socket failing) closes the connection.
-func (c *conn) readReady(buf []byte) {
-	for {
-		n, gone := c.sock.readNow(buf)
-		if n > 0 {
-			c.onRead(buf[:n])
-		}
-		if gone {
-			c.closeNow()
-			return
-		}
-		if n < len(buf) {
-			return
-		}
-	}
-}
-
-// readNow reads what the socket holds without waiting. gone: the client closed its side
-// or the socket failed.
-func (s *sock) readNow(buf []byte) (n int, gone bool) {
-	err := s.rc.Read(func(fd uintptr) bool {
-		for {
-			m, e := syscall.Read(int(fd), buf)
-			switch {
-			case e == syscall.EINTR:
-				continue
-			case e == syscall.EAGAIN:
-			case e != nil || m == 0:
-				gone = true
-			default:
-				n = m
-			}
-			return true
-		}
-	})
-	if err != nil {
-		gone = true
-	}
-	return n, gone
-}
-
 // readBufferSize is the fallback reader's buffer: clients send nothing but control frames.
 const readBufferSize = 512
 

@@ -9,7 +9,7 @@ import (
 	"github.com/coder/websocket"
 )
 
-// Close reasons are fixed strings: the WebSocket library limits them to 123 bytes and a
+// Close reasons are fixed strings: a close frame holds at most 123 bytes of reason, and a
 // client can match on them.
 const (
 	reasonQueueFull = "queue full, reconnect with since"
@@ -19,7 +19,7 @@ const (
 )
 
 // clientReadLimit bounds what a client may send: the protocol is push-only, so anything
-// beyond a small message is a misbehaving client and the library closes it with 1009.
+// beyond a small message is a misbehaving client, closed with 1009 (wsconn.go).
 const clientReadLimit = 4096
 
 // conn is one subscribed WebSocket. An idle one holds its queue (empty), its sock and its

@@ -38,10 +38,18 @@ func newPoller(stop <-chan struct{}) *poller {
 		p.closeFDs()
 		return nil
 	}
-	go p.run()
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
+		p.run()
+	}()
+	go func() {
+		// The descriptors are closed only here, once the loop has ended: never while a
+		// write to the pipe could reach a reused number.
 		<-stop
 		_, _ = syscall.Write(p.wake[1], []byte{0})
+		<-done
+		p.closeFDs()
 	}()
 	return p
 }
@@ -100,7 +108,6 @@ func (p *poller) forget(c *conn) {
 }
 
 func (p *poller) run() {
-	defer p.closeFDs()
 	events := make([]syscall.EpollEvent, 256)
 	buf := make([]byte, pollReadSize)
 	for {

@@ -88,6 +88,13 @@ type limitedConn struct {
 
 func (c *limitedConn) release() { c.once.Do(func() { c.l.open.Add(-1) }) }
 
+// UnwrapConn hands over the socket itself (to the WebSocket gateway, after the upgrade):
+// the connection stops counting, as when it is hijacked.
+func (c *limitedConn) UnwrapConn() net.Conn {
+	c.release()
+	return c.Conn
+}
+
 func (c *limitedConn) Close() error {
 	c.release()
 	return c.Conn.Close()

@@ -70,6 +70,16 @@ type spaceConn struct {
 	upgrade bool
 }
 
+// UnwrapConn hands over the socket itself once the stream is an upgraded connection with
+// nothing buffered here: the WebSocket gateway then reads and writes it directly, and this
+// wrapper (with its read buffer) is let go. nil while the wrapper still holds bytes.
+func (c *spaceConn) UnwrapConn() net.Conn {
+	if c.state != passThrough || c.in.Buffered() > 0 || len(c.out) > 0 {
+		return nil
+	}
+	return c.Conn
+}
+
 func (c *spaceConn) Read(p []byte) (int, error) {
 	for len(c.out) == 0 {
 		if err := c.fill(); err != nil {

@@ -116,3 +116,50 @@ func FuzzSpaceTolerantConn(f *testing.F) {
 		}
 	})
 }
+
+// After an upgrade request, the listeners' wrappers hand over the socket under them
+// (UnwrapConn, for the WebSocket gateway) — but not while the mender still holds bytes of
+// the stream, which would be lost.
+func TestUnwrapConnAfterUpgrade(t *testing.T) {
+	for _, extra := range []string{"", "early bytes"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		limit := NewConnLimit(10)
+		wrapped := limit.Listener(SpaceTolerant(ln))
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := "GET /ws?topic=a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+		if _, err := client.Write([]byte(req + extra)); err != nil {
+			t.Fatal(err)
+		}
+		sc, err := wrapped.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, len(req)) // what net/http would read of the request
+		for got := 0; got < len(req); {
+			n, err := sc.Read(buf[got:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += n
+		}
+		type unwrapper interface{ UnwrapConn() net.Conn }
+		mender := sc.(unwrapper).UnwrapConn()
+		if limit.Open() != 0 {
+			t.Errorf("a handed-over socket still counts: %d open", limit.Open())
+		}
+		sock := mender.(unwrapper).UnwrapConn()
+		if _, isTCP := sock.(*net.TCPConn); isTCP != (extra == "") {
+			t.Errorf("extra %q: handed over %T", extra, sock)
+		}
+		_ = client.Close()
+		_ = sc.Close()
+		_ = ln.Close()
+	}
+}

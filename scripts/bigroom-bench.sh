@@ -18,6 +18,8 @@
 #                                over them, e.g. BIGBENCH_SERVERS="roomengine cluster" BIGBENCH_LOADS="9000x5 idle9000"
 #   BIGBENCH_SERVER=bin/appserver                           the roomengine binary (e.g. a build of main)
 #   BIGBENCH_GOMAXPROCS=         when set, the servers' GOMAXPROCS
+#   BIGBENCH_CONCURRENCY=64      the generator's request workers (-c): an open loop whose
+#                                round trip exceeds CONCURRENCY/rate queues without bound
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -31,12 +33,14 @@ WARMUP=${BIGBENCH_WARMUP:-3s}
 LOADS=${BIGBENCH_LOADS:-10000x5 1000x150 1000x500 idle10000}
 SERVERS=${BIGBENCH_SERVERS:-ceiling roomengine}
 SERVER=${BIGBENCH_SERVER:-bin/appserver}
+CONCURRENCY=${BIGBENCH_CONCURRENCY:-64}
 LOADGEN=bin/loadgen
 CEILING=bin/ceiling
 OUT_DIR=bench/results
 
 die() { echo "bigroom-bench: $*" >&2; exit 2; }
 [[ $RUNS =~ ^[0-9]+$ ]] && ((RUNS >= 1 && RUNS <= 50)) || die "BIGBENCH_RUNS=$RUNS: want 1..50"
+[[ $CONCURRENCY =~ ^[0-9]+$ ]] && ((CONCURRENCY >= 1 && CONCURRENCY <= 4096)) || die "BIGBENCH_CONCURRENCY=$CONCURRENCY: want 1..4096"
 for d in "$DURATION" "$WARMUP"; do
   [[ $d =~ ^[0-9]+(ms|s|m)$ ]] || die "duration '$d': want e.g. 500ms, 10s or 2m"
 done
@@ -167,7 +171,7 @@ for ((run = 1; run <= RUNS; run++)); do
         args=(-subs "$subs" -idle)
       else
         subs=${load%x*}
-        args=(-subs "$subs" -rate "${load#*x}" -d "$DURATION" -warmup "$WARMUP")
+        args=(-subs "$subs" -rate "${load#*x}" -c "$CONCURRENCY" -d "$DURATION" -warmup "$WARMUP")
       fi
       echo
       echo "== $load on $kind — run $run/$RUNS (load average $(cut -d' ' -f1 /proc/loadavg))"
@@ -197,7 +201,7 @@ summary="$work/summary.md"
   echo "# big rooms: roomengine vs the fan-out ceiling — $started_at"
   echo
   echo "- commit $rev, server $SERVER, $(go version | cut -d' ' -f3), $(nproc) CPUs; generator on the same machine"
-  echo "- $RUNS run(s) per load, ${DURATION} measured after ${WARMUP} warm-up; medians; load average per run in the lines below"
+  echo "- $RUNS run(s) per load, ${DURATION} measured after ${WARMUP} warm-up, $CONCURRENCY request workers; medians; load average per run in the lines below"
   echo
   echo "| load | server | delivery p50 / p99 ms | request p99 ms | frames/s | complete | server cores | server µs/frame | loadgen cores |"
   echo "|---|---|---|---:|---:|---|---:|---:|---:|"

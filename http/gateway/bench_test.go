@@ -123,8 +123,8 @@ func BenchmarkIdleConnection(b *testing.B) {
 		waitSubscribers(b, g, "idle", n)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/n/1024, "heap-KiB/conn")
-		b.ReportMetric(float64(after.StackInuse-before.StackInuse)/n/1024, "stack-KiB/conn")
+		b.ReportMetric(float64(int64(after.HeapInuse)-int64(before.HeapInuse))/n/1024, "heap-KiB/conn")
+		b.ReportMetric(float64(int64(after.StackInuse)-int64(before.StackInuse))/n/1024, "stack-KiB/conn")
 		b.ReportMetric(float64(runtime.NumGoroutine()-goroutines)/n, "goroutines/conn")
 		for _, c := range conns {
 			_ = c.Close()

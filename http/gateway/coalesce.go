@@ -1,10 +1,8 @@
 package gateway
 
 import (
-	"bufio"
 	"errors"
 	"net"
-	"net/http"
 	"os"
 	"sync"
 	"syscall"
@@ -13,32 +11,45 @@ import (
 
 // A connection's bytes reach its socket two ways: push frames, built once per topic and
 // written by the gateway's writers (writer.go) several frames per system call, and the
-// WebSocket library's control frames (pongs, pings, the close). Both go through sock,
-// which writes without ever blocking its caller: a write the kernel cannot take at once
-// leaves its remainder, and the frames behind it, to a drain goroutine that writes them
-// chunk by chunk, dropping the client if it takes nothing for WriteTimeout. That goroutine exists only while a client is behind, so an
-// idle or keeping-up connection holds no writer goroutine and no write buffer.
+// control frames (pongs, pings, the close: wsconn.go). Both go through sock,
+// which writes without ever blocking its caller: what the kernel cannot take at once
+// becomes the connection's backlog, which its writer tries again on each of its rounds
+// (one per WriteCoalesce while a backlog waits), dropping the client if it takes no byte
+// for WriteTimeout. No goroutine and no buffer is added for a client that falls behind: the
+// backlog is the rest of a frame (its shared bytes) and the frames taken from the queue
+// after it, and while it waits the queue fills and sheds as the client falls behind.
 
-// sock is the hijacked connection as the library and the writers see it.
+// sock is the hijacked connection as the writers and the control frames see it.
 type sock struct {
 	net.Conn
-	rc syscall.RawConn // for writes that must not block; nil: every write goes to the drain
+	rc      syscall.RawConn // for writes that must not block; nil: blocking writes under timeout
+	timeout time.Duration   // WriteTimeout
 
 	mu    sync.Mutex
-	idle  *sync.Cond // signalled when a drain ends
+	idle  *sync.Cond // signalled when the backlog is written or the socket fails
 	owner *conn      // nil until the handshake is done: writes before it block, as plain writes
-	// slow is set while a drain goroutine owns the socket's writes: everything else is
-	// appended behind it (pending bytes, then rest frames) and nothing writes directly.
-	slow    bool
-	broken  bool     // a write failed: later writes fail at once
-	pending []byte   // bytes that must go first: the rest of a cut frame, control frames
-	rest    []*frame // frames not yet written, after pending
+	// broken: a write failed, later writes fail at once.
+	broken bool
+	// The backlog, written in this order: cut is the rest of a frame the socket took in
+	// part (a push frame's shared bytes, or a copy of a control frame's), ctrl the control
+	// frames written meanwhile, rest the push frames not begun.
+	cut  []byte
+	ctrl []byte
+	rest []*frame
+	// moved is when the socket last took bytes while a backlog waited (or the backlog began).
+	moved time.Time
+	gone  bool // closed
+	// waited: the wait for the client's close frame is over (waitGone).
+	waited bool
 }
 
 var errBroken = errors.New("gateway: socket write failed earlier")
 
-func newSock(nc net.Conn) *sock {
-	s := &sock{Conn: nc}
+// errStuck is the failure of a client that took no byte of its backlog for WriteTimeout.
+var errStuck = os.ErrDeadlineExceeded
+
+func newSock(nc net.Conn, timeout time.Duration) *sock {
+	s := &sock{Conn: nc, timeout: timeout}
 	s.idle = sync.NewCond(&s.mu)
 	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
@@ -55,69 +66,155 @@ func (s *sock) attach(c *conn) {
 	s.mu.Unlock()
 }
 
-// Write is the library's path (control frames; the handshake before attach). It never
-// blocks once attached: what the socket does not take at once goes to the drain.
+// behind reports whether a backlog waits; s.mu is held.
+func (s *sock) behind() bool { return len(s.cut) > 0 || len(s.ctrl) > 0 || len(s.rest) > 0 }
+
+// Write is the control frames' path. It never blocks once attached: what the socket does not take at once joins the backlog, and the
+// connection's writer is told.
 func (s *sock) Write(p []byte) (int, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	switch {
 	case s.broken:
+		s.mu.Unlock()
 		return 0, errBroken
 	case s.owner == nil:
+		defer s.mu.Unlock()
 		return s.Conn.Write(p)
-	case s.slow:
-		s.pending = append(s.pending, p...)
+	case s.behind():
+		s.ctrl = append(s.ctrl, p...)
+		s.mu.Unlock()
 		return len(p), nil
 	}
 	n, err := s.tryWrite(p)
 	if err != nil {
-		s.broken = true
+		s.fail()
+		s.mu.Unlock()
 		return n, err
 	}
-	if n < len(p) {
-		s.pending = append(s.pending, p[n:]...)
-		s.startDrain()
+	fell := n < len(p)
+	if fell {
+		s.ctrl = append(s.ctrl, p[n:]...)
+		s.moved = time.Now()
+	}
+	owner := s.owner
+	s.mu.Unlock()
+	if fell {
+		owner.schedule() // its writer takes the backlog on
 	}
 	return len(p), nil
 }
 
-// busy reports whether the drain owns the writes (or the socket failed): the writer then
-// leaves the connection's queue alone, so it fills and sheds as the client falls behind.
+// busy reports whether a backlog waits (or the socket failed): the writer then leaves the
+// connection's queue alone, so it fills and sheds as the client falls behind.
 func (s *sock) busy() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.slow || s.broken
+	return s.behind() || s.broken
 }
 
 // send writes frames in chunks of up to flushChunk bytes built in *scratch (the writer's
-// buffer, reused for every connection), each chunk in one system call. When the kernel
-// takes a chunk only in part, the remainder and the frames after it go to the drain.
-func (s *sock) send(frames []*frame, scratch *[]byte) error {
+// buffer, reused for every connection), each chunk in one system call, after the backlog
+// if one waits. What the socket does not take becomes the backlog. It reports whether a
+// backlog remains; an error means the socket failed, or the client took nothing for
+// WriteTimeout.
+func (s *sock) send(frames []*frame, scratch *[]byte) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.broken {
-		return errBroken
+		return false, errBroken
 	}
-	if s.slow {
-		s.rest = append(s.rest, frames...)
+	if len(frames) > 0 {
+		if s.behind() {
+			s.rest = append(s.rest, frames...)
+		} else if err := s.writeFrames(frames, scratch, true); err != nil {
+			return false, err
+		}
+	}
+	if !s.behind() {
+		return false, nil
+	}
+	return s.retry(scratch)
+}
+
+// retry writes as much of the backlog as the socket takes; s.mu is held.
+func (s *sock) retry(scratch *[]byte) (bool, error) {
+	now := time.Now()
+	for len(s.cut) > 0 || len(s.ctrl) > 0 {
+		b := &s.cut
+		if len(s.cut) == 0 {
+			b = &s.ctrl
+		}
+		n, err := s.tryWrite(*b)
+		if err != nil {
+			s.fail()
+			return false, err
+		}
+		if n > 0 {
+			s.moved = now
+		}
+		*b = (*b)[n:]
+		if len(*b) > 0 {
+			return true, s.stuck(now)
+		}
+		*b = nil
+	}
+	if len(s.rest) > 0 {
+		rest := s.rest
+		s.rest = nil
+		if err := s.writeFrames(rest, scratch, false); err != nil {
+			return false, err
+		}
+		clear(rest[:len(rest)-len(s.rest)])
+		if s.behind() {
+			return true, s.stuck(now)
+		}
+	}
+	s.idle.Broadcast()
+	return false, nil
+}
+
+// stuck fails the socket if the client has taken no byte for WriteTimeout; s.mu is held.
+func (s *sock) stuck(now time.Time) error {
+	if now.Sub(s.moved) < s.timeout {
 		return nil
 	}
+	s.fail()
+	return errStuck
+}
+
+// writeFrames writes frames chunk by chunk until the socket takes a chunk only in part:
+// the rest of the frame it cut (its shared bytes, no copy) and the frames after it become
+// backlog (copied when fresh: frames is then the caller's, which it reuses). s.mu is held;
+// s.cut, s.ctrl and s.rest are empty.
+func (s *sock) writeFrames(frames []*frame, scratch *[]byte, fresh bool) error {
+	wrote := false
 	for len(frames) > 0 {
 		var n int
 		*scratch, n = appendChunk((*scratch)[:0], frames)
 		chunk := *scratch
-		frames = frames[n:]
 		w, err := s.tryWrite(chunk)
 		if err != nil {
-			s.broken = true
+			s.fail()
 			return err
 		}
-		if w < len(chunk) {
-			s.pending = append(s.pending, chunk[w:]...)
-			s.rest = append(s.rest, frames...)
-			s.startDrain()
-			return nil
+		if w == len(chunk) {
+			frames, wrote = frames[n:], true
+			continue
 		}
+		for w >= len(frames[0].wire) { // the whole frames the socket took
+			w -= len(frames[0].wire)
+			frames = frames[1:]
+		}
+		s.cut = frames[0].wire[w:]
+		if fresh || wrote || w > 0 {
+			s.moved = time.Now()
+		}
+		if fresh {
+			s.rest = append([]*frame(nil), frames[1:]...)
+		} else {
+			s.rest = frames[1:] // the backlog's own array
+		}
+		return nil
 	}
 	return nil
 }
@@ -133,10 +230,20 @@ func appendChunk(b []byte, frames []*frame) ([]byte, int) {
 	return b, n
 }
 
-// tryWrite writes what the socket takes without waiting; s.mu is held.
+// fail marks the socket failed and drops its backlog; s.mu is held.
+func (s *sock) fail() {
+	s.broken = true
+	s.cut, s.ctrl, s.rest = nil, nil, nil
+	s.idle.Broadcast()
+}
+
+// tryWrite writes what the socket takes without waiting; s.mu is held. A connection without
+// a raw descriptor (none of net/http's plain TCP ones) is written blocking, under
+// WriteTimeout.
 func (s *sock) tryWrite(p []byte) (int, error) {
 	if s.rc == nil {
-		return 0, nil
+		_ = s.Conn.SetWriteDeadline(time.Now().Add(s.timeout))
+		return s.Conn.Write(p)
 	}
 	n := 0
 	var werr error
@@ -156,7 +263,7 @@ func (s *sock) tryWrite(p []byte) (int, error) {
 				break
 			}
 		}
-		return true // never wait here: the drain does
+		return true // never wait here: the writer's next round tries again
 	})
 	if err != nil {
 		return n, err
@@ -164,109 +271,37 @@ func (s *sock) tryWrite(p []byte) (int, error) {
 	return n, werr
 }
 
-// startDrain hands the socket's writes to a drain goroutine; s.mu is held.
-func (s *sock) startDrain() {
-	s.slow = true
-	if !s.owner.goHelper(s.owner.drain) {
-		// The connection has ended: nothing more will be written.
-		s.broken, s.pending, s.rest = true, nil, nil
-	}
-}
-
-// drain writes what is pending, then the rest frames chunk by chunk, each chunk within
-// WriteTimeout, until nothing is left; then the writer takes the connection back.
-func (c *conn) drain() {
-	s := c.sock
-	var buf []byte
-	for {
-		s.mu.Lock()
-		var out []byte
-		switch {
-		case len(s.pending) > 0:
-			out, s.pending = s.pending, nil
-		case len(s.rest) > 0:
-			var n int
-			buf, n = appendChunk(buf[:0], s.rest)
-			clear(s.rest[:n])
-			s.rest = s.rest[n:]
-			out = buf
-		default:
-			s.slow, s.rest = false, nil
-			s.idle.Broadcast()
-			s.mu.Unlock()
-			c.schedule() // what queued meanwhile
-			return
-		}
-		s.mu.Unlock()
-		err := s.writeAll(out, c.g.opts.WriteTimeout)
-		_ = s.Conn.SetWriteDeadline(time.Time{})
-		if err != nil {
-			s.mu.Lock()
-			s.broken, s.pending, s.rest = true, nil, nil
-			s.idle.Broadcast()
-			s.mu.Unlock()
-			c.finish(writeFailed(err))
-			return
-		}
-	}
-}
-
-// writeAll writes out, blocking. A client is stuck when it takes nothing for timeout: one
-// that takes some of it in time is slow, and gets another timeout for the rest (its queue
-// sheds meanwhile, and an important frame it cannot take closes it with 1013).
-func (s *sock) writeAll(out []byte, timeout time.Duration) error {
-	for {
-		_ = s.Conn.SetWriteDeadline(time.Now().Add(timeout))
-		n, err := s.Conn.Write(out)
-		if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return err
-		}
-		out = out[n:]
-	}
-}
-
-// waitIdle returns once no drain is running (everything handed to the socket was written,
-// or the socket failed).
+// waitIdle returns once no backlog waits (everything handed to the socket was written, or
+// the socket failed).
 func (s *sock) waitIdle() {
 	s.mu.Lock()
-	for s.slow && !s.broken {
+	for s.behind() && !s.broken {
 		s.idle.Wait()
 	}
 	s.mu.Unlock()
 }
 
-// controlBufferSize is the library's write buffer: it only writes control frames now (at
-// most 131 bytes each), so a small one saves memory on every connection.
-const controlBufferSize = 256
-
-// readBufferSize is the library's read buffer: clients send nothing but control frames.
-const readBufferSize = 512
-
-// coalescingWriter hands the library a sock when it hijacks the connection.
-type coalescingWriter struct {
-	http.ResponseWriter
-	conn *sock
+// waitGone returns once the socket is closed, or after timeout.
+func (s *sock) waitGone(timeout time.Duration) {
+	t := time.AfterFunc(timeout, func() {
+		s.mu.Lock()
+		s.waited = true
+		s.idle.Broadcast()
+		s.mu.Unlock()
+	})
+	defer t.Stop()
+	s.mu.Lock()
+	for !s.gone && !s.waited {
+		s.idle.Wait()
+	}
+	s.mu.Unlock()
 }
 
-func (w *coalescingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := w.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, http.ErrNotSupported
-	}
-	nc, brw, err := hj.Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := brw.Writer.Flush(); err != nil {
-		_ = nc.Close()
-		return nil, nil, err
-	}
-	w.conn = newSock(nc)
-	br := brw.Reader
-	if br.Buffered() == 0 {
-		// The server's 4 KiB read buffer would idle with the connection; nothing read
-		// ahead is lost by replacing it.
-		br = bufio.NewReaderSize(nc, readBufferSize)
-	}
-	return w.conn, bufio.NewReadWriter(br, bufio.NewWriterSize(w.conn, controlBufferSize)), nil
+// close closes the socket; every later write fails at once.
+func (s *sock) close() {
+	s.mu.Lock()
+	s.gone = true
+	s.fail()
+	s.mu.Unlock()
+	_ = s.Conn.Close()
 }

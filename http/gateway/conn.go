@@ -1,18 +1,15 @@
 package gateway
 
 import (
-	"context"
 	"errors"
-	"io"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
 )
 
-// Close reasons are fixed strings: the WebSocket library limits them to 123 bytes and a
+// Close reasons are fixed strings: a close frame holds at most 123 bytes of reason, and a
 // client can match on them.
 const (
 	reasonQueueFull = "queue full, reconnect with since"
@@ -22,19 +19,21 @@ const (
 )
 
 // clientReadLimit bounds what a client may send: the protocol is push-only, so anything
-// beyond a small message is a misbehaving client and the library closes it with 1009.
+// beyond a small message is a misbehaving client, closed with 1009 (wsconn.go).
 const clientReadLimit = 4096
 
-// conn is one subscribed WebSocket. An idle one holds its queue (empty), its sock and one
-// goroutine, the reader; its frames are written by its writer (writer.go) and, while the
-// client is behind, by a drain goroutine (coalesce.go).
+// conn is one subscribed WebSocket. An idle one holds its queue (empty), its sock and its
+// entries in the lists of its topic, its writer and the poller: no goroutine, no buffer.
+// Its frames are written by its writer (writer.go), which also retries the backlog of a
+// client that is behind (coalesce.go); what the client sends is read when the poller says
+// it is there (wsconn.go, poll_linux.go).
 type conn struct {
 	g    *Gateway
 	w    *writer
-	ws   *websocket.Conn
 	sock *sock
 	tags tagSet
 	q    *queue
+	rd   frameReader // the client's bytes (wsconn.go), owned by the reading goroutine
 
 	// Owned by the writer's goroutine.
 	spare  []*frame
@@ -52,15 +51,12 @@ type conn struct {
 	ready     atomic.Bool            // the handshake is done: the writer may write
 	end       atomic.Pointer[ending] // how it ends, once decided (the first cause wins)
 	pinging   atomic.Bool            // a ping is waiting for its pong
+	closeSent atomic.Bool            // our close frame is written (or the client's answered)
+	closed    atomic.Bool            // the socket is closed and the connection undone
+	pollID    atomic.Uint64          // its id in the poller (0: not watched)
 	release   func()                 // the handler's bookkeeping, undone when the connection ends
 	topic     *topic                 // what it is subscribed to
 	name      string                 // the topic's name, for logs
-
-	// helpers are the goroutines beside the reader: pings, the drain, the closing. The
-	// reader waits for them when it ends; reaped (under hmu) refuses new ones from then on.
-	hmu     sync.Mutex
-	reaped  bool
-	helpers sync.WaitGroup
 }
 
 func (g *Gateway) newConn(tags tagSet) *conn {
@@ -114,11 +110,10 @@ func (g *Gateway) unsubscribe(t *topic, c *conn) {
 }
 
 // serve starts an upgraded, subscribed connection: its writer takes over the replay and
-// the queue, its reader runs on a goroutine of its own, and the handler's goroutine (with
-// the HTTP server's state for the request) is let go. release runs when the connection
-// has ended.
-func (g *Gateway) serve(c *conn, t *topic, missed []*frame, name string, release func()) {
-	c.ws.SetReadLimit(clientReadLimit)
+// the queue, and the poller its reads; the handler's goroutine (with the HTTP server's
+// state for the request) is let go. early is what the client sent after its request.
+// release runs when the connection has ended.
+func (g *Gateway) serve(c *conn, t *topic, missed []*frame, name string, early []byte, release func()) {
 	c.topic, c.name, c.missed, c.release = t, name, missed, release
 	c.w.mu.Lock()
 	c.nextPing = time.Now().Add(g.opts.PingInterval)
@@ -130,40 +125,12 @@ func (g *Gateway) serve(c *conn, t *topic, missed []*frame, name string, release
 		c.finish(ending{websocket.StatusGoingAway, reasonShutdown, EndShutdown})
 	}
 	c.schedule() // the replay and whatever queued during the handshake
-	go c.readLoop()
-}
-
-// readLoop discards whatever the client sends. It must run for the library to answer
-// pings, receive pongs and complete the close handshake. When reading fails (the client
-// left, or the connection was closed for one of the reasons in ending) it cleans up.
-func (c *conn) readLoop() {
-	for {
-		_, r, err := c.ws.Reader(context.Background())
-		if err == nil {
-			_, err = io.Copy(io.Discard, r)
-		}
-		if err != nil {
-			break
-		}
+	if len(early) > 0 {
+		c.onRead(early)
 	}
-	c.finish(ending{cause: EndClientGone})
-	c.hmu.Lock()
-	c.reaped = true
-	c.hmu.Unlock()
-	c.helpers.Wait()
-	g := c.g
-	c.w.leave(c)
-	g.unsubscribe(c.topic, c)
-	end := c.end.Load()
-	g.metrics.ended(end.cause)
-	switch end.cause {
-	case EndQueueFull:
-		g.log.Info("closing slow push client", "topic", c.name)
-	case EndWriteFailed:
-		g.log.Info("dropping stuck push client", "topic", c.name, "writeTimeout", g.opts.WriteTimeout)
+	if !c.w.poll.watch(c) {
+		go c.readBlocking()
 	}
-	g.untrack(c)
-	c.release()
 }
 
 // Why a connection ended, as the label of roomengine_ws_disconnects_total.
@@ -194,32 +161,34 @@ func writeFailed(err error) ending {
 }
 
 // finish ends the connection for e's reason, once: what was handed to the socket goes
-// first, then the close frame (if e has a code), then the socket is closed, which ends
-// the reader and with it the connection.
+// first, then the close frame (if e has a code), then the socket is closed and the
+// connection undone (closeNow).
 func (c *conn) finish(e ending) {
 	if !c.end.CompareAndSwap(nil, &e) {
 		return
 	}
-	c.goHelper(func() {
-		if e.code != 0 {
-			c.sock.waitIdle()
-			_ = c.ws.Close(e.code, e.reason)
-		}
-		_ = c.ws.CloseNow()
-	})
+	if e.code == 0 {
+		c.closeNow()
+		return
+	}
+	go c.closeGracefully(e)
 }
 
-// flush is the writer's turn at c: the replay first, then everything queued, unless the
-// drain is still writing (it hands c back when done) or the connection is ending.
+// flush is the writer's turn at c: its backlog first (even when the connection is ending:
+// the close frame waits for it), then the replay, then everything queued. A connection
+// whose socket still holds a backlog is tried again on the writer's next round, and its
+// queue is left alone meanwhile, so it fills and sheds as the client falls behind.
 func (c *conn) flush(w *writer) {
 	c.scheduled.Store(false) // before take: a frame queued after it schedules c again
-	if !c.ready.Load() || c.end.Load() != nil || c.sock.busy() {
+	if !c.ready.Load() {
+		return
+	}
+	if !c.send(w, nil) || c.end.Load() != nil {
 		return
 	}
 	if missed := c.missed; missed != nil {
 		c.missed = nil
-		if err := c.send(w, missed); err != nil {
-			c.finish(writeFailed(err))
+		if !c.send(w, missed) {
 			return
 		}
 	}
@@ -237,60 +206,44 @@ func (c *conn) flush(w *writer) {
 	if c.after != 0 {
 		batch = c.skipReplayed(batch)
 	}
-	err := c.send(w, batch)
+	ok := c.send(w, batch)
 	clear(batch) // let the history alone decide how long frames live
 	c.spare = batch[:0]
-	switch {
-	case err != nil:
-		c.finish(writeFailed(err))
-	case ended:
+	if ok && ended {
 		c.finish(ending{websocket.StatusNormalClosure, reasonDeleted, EndTopicDeleted})
 	}
 }
 
-// send hands frames to the socket (coalesce.go) and counts them as sent (the writer adds
-// its count to the metrics once per round).
-func (c *conn) send(w *writer, frames []*frame) error {
-	if len(frames) == 0 {
-		return nil
-	}
-	if err := c.sock.send(frames, &w.scratch); err != nil {
-		return err
+// send hands frames to the socket after its backlog (coalesce.go) and counts them as sent
+// (the writer adds its count to the metrics once per round). It reports whether the socket
+// took everything: if it failed, the connection is finished; if a backlog remains, c is
+// tried again on the writer's next round (and an ending topic closes it then).
+func (c *conn) send(w *writer, frames []*frame) bool {
+	behind, err := c.sock.send(frames, &w.scratch)
+	if err != nil {
+		c.finish(writeFailed(err))
+		return false
 	}
 	w.sent += len(frames)
-	return nil
+	if behind {
+		w.again(c)
+	}
+	return !behind
 }
 
 // flushChunk is how many bytes of frames go to the socket in one write (at least one
 // frame), so a writer's buffer stays small whatever the backlog.
 const flushChunk = 64 << 10
 
-// ping runs beside the writer because Ping waits for the pong. A client that does not
-// answer within one interval is cut off.
+// ping is the writer's sweep at a connection due a ping. A client that has not answered
+// the last one, sent an interval ago, is cut off.
 func (c *conn) ping() {
-	if c.end.Load() != nil || !c.pinging.CompareAndSwap(false, true) {
+	if c.end.Load() != nil {
 		return
 	}
-	started := c.goHelper(func() {
-		defer c.pinging.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), c.g.opts.PingInterval)
-		defer cancel()
-		if err := c.ws.Ping(ctx); err != nil {
-			c.finish(ending{cause: EndClientGone})
-		}
-	})
-	if !started {
-		c.pinging.Store(false)
+	if c.pinging.Swap(true) {
+		c.finish(ending{cause: EndClientGone})
+		return
 	}
-}
-
-// goHelper runs f on a helper goroutine, unless the reader has already ended.
-func (c *conn) goHelper(f func()) bool {
-	c.hmu.Lock()
-	defer c.hmu.Unlock()
-	if c.reaped {
-		return false
-	}
-	c.helpers.Go(f)
-	return true
+	c.control(opPing, nil)
 }

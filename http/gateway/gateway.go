@@ -276,7 +276,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		for c := range g.conns {
 			// CloseNow waits for a close handshake already under way; none of them may
 			// hold up the others or the caller.
-			go c.ws.CloseNow()
+			go c.closeNow()
 		}
 		g.mu.Unlock()
 		return ctx.Err()

@@ -330,7 +330,7 @@ func TestSlowClientShedsLikesBeforeCommentsThenCloses1013(t *testing.T) {
 
 	big := newPush("r1", "r1", 9, 7, fmt.Sprintf(`{"uid":"1","name":"a","pad":"%s"}`, strings.Repeat("x", 1<<20)))
 	pubOf(g).Publish(big) // seq 1
-	// The big frame is taken and stuck in the socket: its drain owns the connection.
+	// The big frame is taken and stuck in the socket: it is the connection's backlog.
 	waitUntil(t, "the writer to be stuck on the big frame", func() bool { return sc.sock != nil && sc.sock.busy() })
 
 	like := func() { pubOf(g).Publish(newPush("r1", "r1", 9, 7, `{"uid":"1","name":"a"}`)) }

@@ -6,17 +6,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-
-	"github.com/coder/websocket"
 )
 
-// acceptOptions skips the Origin check on purpose. Native mobile clients send no Origin,
-// and the channel carries only what the room broadcasts to anyone who knows its topic (the
-// same trust model as the MNS WebSocket endpoint it replaces): there is no cookie-borne
-// authority a cross-site page could borrow.
-var acceptOptions = &websocket.AcceptOptions{InsecureSkipVerify: true}
-
-// ServeHTTP handles GET /ws?topic=ROOMID&tags=T1,T2&since=SEQ. Parameter errors are
+// ServeHTTP handles GET /ws?topic=ROOMID&tags=T1,T2&since=SEQ. The Origin is not checked,
+// on purpose: native mobile clients send none, and the channel carries only what the room
+// broadcasts to anyone who knows its topic (the same trust model as the MNS WebSocket
+// endpoint it replaces): there is no cookie-borne authority a cross-site page could borrow.
+// No extension or subprotocol is negotiated. Parameter errors are
 // answered with the usual JSON envelope before any upgrade, so old clients and curl alike
 // see what was wrong; so are subscriptions over a limit (limits.go), with HTTP 400 or 429.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -88,6 +84,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
+	if he := checkHandshake(r); he != nil {
+		writeEnvelope(w, he.status, he.status, he.message)
+		return
+	}
+
 	// Subscribe before the handshake completes: a client that sees its upgrade succeed and
 	// then causes a push (a comment, say) must receive it.
 	c, t, missed, err := g.subscribeAny(r.Context(), topic, newTagSet(tags), since, replay)
@@ -96,22 +97,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeEnvelope(w, http.StatusServiceUnavailable, 503, "推送历史暂不可用")
 		return
 	}
-	cw := &coalescingWriter{ResponseWriter: w}
-	ws, err := websocket.Accept(cw, r, acceptOptions)
+	sk, early, err := upgrade(w, r, g.opts.WriteTimeout)
 	if err != nil {
-		// Accept has already answered the client; a failed handshake is the client's problem.
+		// The client is gone, or the server cannot hand over the connection.
 		g.unsubscribe(t, c)
 		g.log.Debug("websocket upgrade failed", "err", err)
 		return
 	}
-	if cw.conn == nil { // the library did not hijack through us: cannot happen with net/http
-		_ = ws.CloseNow()
-		g.unsubscribe(t, c)
-		return
-	}
-	c.ws, c.sock = ws, cw.conn
+	c.sock = sk
 	served, handedOver = true, true
-	g.serve(c, t, missed, topic, func() {
+	g.serve(c, t, missed, topic, early, func() {
 		g.leave(addr)
 		callerRelease()
 		g.running.Done()

@@ -15,13 +15,16 @@ import (
 // frames to its subscribers' queues (shedding there as before), then writes every ready
 // connection's queued frames in one system call per 64 KiB. Rounds are at most one per Options.WriteCoalesce: while frames keep coming, a
 // connection's frames of the last few milliseconds leave together (each still its own
-// WebSocket frame), and the first frame after a quiet spell leaves at once.
+// WebSocket frame), and the first frame after a quiet spell leaves at once. What a client's
+// socket cannot take at once waits as the connection's backlog, tried again each round
+// (coalesce.go): a slow client costs the writer a failed write per round, no goroutine.
 
 // writer is one of the gateway's socket writers.
 type writer struct {
 	g    *Gateway
 	idx  int           // its part of every topic
 	wake chan struct{} // one pending signal at most
+	poll *poller       // reads its connections' client bytes (shared by all writers)
 
 	mu      sync.Mutex
 	topics  []*topic // topics with frames to fan out (or an end) in this writer's part
@@ -34,8 +37,10 @@ type writer struct {
 	// Owned by the writer's goroutine.
 	spare       []*conn
 	spareTopics []*topic
-	scratch     []byte // the chunk being written
-	sent        int    // frames written in this round, counted once at its end
+	scratch     []byte  // the chunk being written
+	carry       []*conn // connections whose socket kept a backlog: tried again next round
+	due         []*conn // connections due a ping
+	sent        int     // frames written in this round, counted once at its end
 }
 
 // writerCount is how many writers a gateway runs: one per CPU.
@@ -44,8 +49,9 @@ func writerCount() int { return max(runtime.GOMAXPROCS(0), 1) }
 // startWriters starts the writers; they stop when stop is closed.
 func (g *Gateway) startWriters(n int, stop <-chan struct{}) {
 	g.writers = make([]*writer, n)
+	poll := newPoller(stop)
 	for i := range g.writers {
-		w := &writer{g: g, idx: i, wake: make(chan struct{}, 1), members: make(map[*conn]struct{})}
+		w := &writer{g: g, idx: i, wake: make(chan struct{}, 1), poll: poll, members: make(map[*conn]struct{})}
 		g.writers[i] = w
 		go w.run(stop)
 	}
@@ -110,12 +116,20 @@ func (w *writer) run(stop <-chan struct{}) {
 		case <-stop:
 			return
 		}
-		if d := w.g.opts.WriteCoalesce - time.Since(last); d > 0 {
+		wait := w.g.opts.WriteCoalesce
+		if len(w.carry) > 0 {
+			// Only backlogs may be waiting: never try them again at once.
+			wait = max(wait, time.Millisecond)
+		}
+		if d := wait - time.Since(last); d > 0 {
 			time.Sleep(d)
 		}
 		last = time.Now()
 		w.mu.Lock()
 		w.kicked = false
+		w.ready = append(w.ready, w.carry...)
+		clear(w.carry)
+		w.carry = w.carry[:0]
 		topics := w.topics
 		w.topics = w.spareTopics[:0]
 		w.mu.Unlock()
@@ -137,9 +151,21 @@ func (w *writer) run(stop <-chan struct{}) {
 		}
 		clear(round)
 		w.spare = round
+		if len(w.carry) > 0 {
+			w.mu.Lock()
+			w.kick() // the next round, one WriteCoalesce on, tries the backlogs again
+			w.mu.Unlock()
+		}
 		if cap(w.scratch) > 4*flushChunk {
 			w.scratch = nil // an outsized frame's buffer is not kept
 		}
+	}
+}
+
+// again carries c, whose socket kept a backlog, to the writer's next round.
+func (w *writer) again(c *conn) {
+	if c.scheduled.CompareAndSwap(false, true) {
+		w.carry = append(w.carry, c)
 	}
 }
 
@@ -174,15 +200,22 @@ func pingSweep(interval time.Duration) time.Duration {
 	return min(max(interval/4, time.Millisecond), time.Second)
 }
 
-// pingDue pings every member whose interval has passed since its last ping.
+// pingDue pings every member whose interval has passed since its last ping (outside w.mu:
+// a ping that cannot be written at once puts its connection on the ready list).
 func (w *writer) pingDue(now time.Time) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	due := w.due[:0]
 	for c := range w.members {
 		if now.Before(c.nextPing) {
 			continue
 		}
 		c.nextPing = now.Add(w.g.opts.PingInterval)
+		due = append(due, c)
+	}
+	w.mu.Unlock()
+	for _, c := range due {
 		c.ping()
 	}
+	clear(due)
+	w.due = due[:0]
 }

@@ -504,7 +504,7 @@ declare -A T=()
       done < <(grep '"id":"sub1-comment"' "$raw")
       echo
       echo "All comment load and one WebSocket subscriber of the room on n1 of 3 (target: n2 + n3 ≤ 5 % of n1):" \
-        "n1 $(printf '%s\n' "${n1s[@]}" | median) CPU-s, n2 + n3 $(printf '%s\n' "${n23s[@]}" | median) CPU-s," \
+        "n1 $(fmt2 "$(printf '%s\n' "${n1s[@]}" | median)") CPU-s, n2 + n3 $(fmt2 "$(printf '%s\n' "${n23s[@]}" | median)") CPU-s," \
         "**(n2 + n3) / n1 = $(printf '%s\n' "${fr[@]}" | median | awk '{ printf "%.1f %%", $1 * 100 }')** (median; per run: $(printf '%s\n' "${fr[@]}" | awk '{ printf "%.1f%% ", $1 * 100 }'))"
     fi
   fi

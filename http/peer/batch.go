@@ -184,7 +184,8 @@ func (c *Client) sendBatch(ctx context.Context, addr string, reqs []actors.PeerR
 	if err != nil {
 		return nil, err
 	}
-	out, err := c.roundTrip(ctx, addr, body)
+	// Each answer may be as long as a lone request's (a room's audience, say).
+	out, err := c.roundTrip(ctx, addr, body, int64(len(reqs))*maxBody)
 	if err != nil {
 		return nil, err
 	}

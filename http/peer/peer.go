@@ -169,7 +169,7 @@ func (c *Client) send(ctx context.Context, addr string, req actors.PeerRequest) 
 	if err != nil {
 		return actors.PeerReply{}, err
 	}
-	out, err := c.roundTrip(ctx, addr, body)
+	out, err := c.roundTrip(ctx, addr, body, maxBody)
 	if err != nil {
 		return actors.PeerReply{}, err
 	}
@@ -183,8 +183,9 @@ func (c *Client) send(ctx context.Context, addr string, req actors.PeerRequest) 
 	return rep, nil
 }
 
-// roundTrip posts body (signed, with a secret) and returns the answer's verified body.
-func (c *Client) roundTrip(ctx context.Context, addr string, body []byte) ([]byte, error) {
+// roundTrip posts body (signed, with a secret) and returns the answer's verified body, of at
+// most limit bytes.
+func (c *Client) roundTrip(ctx context.Context, addr string, body []byte, limit int64) ([]byte, error) {
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.scheme+addr+Path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -208,7 +209,7 @@ func (c *Client) roundTrip(ctx context.Context, addr string, body []byte) ([]byt
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
 		return nil, fmt.Errorf("peer %s answered HTTP %d", addr, resp.StatusCode)
 	}
-	out, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	out, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: %w", addr, err)
 	}

@@ -28,10 +28,9 @@ import (
 const (
 	// MaxInFlight is how many posts to one node may be under way at the same time; a
 	// request that finds them all busy waits for the next one that finishes. One would
-	// batch most (it measured a little less CPU per request than two, within the noise of
-	// the shared benchmark machine), but then one slow request would hold up every request
-	// for that node; four batched too little to save much (docs/benchmarks.md, "Cost per
-	// request").
+	// batch most but did not measure cheaper than two on the shared benchmark machine, and
+	// it would let one slow request hold up every request for that node; four saved less
+	// (docs/benchmarks.md, "Cost per request").
 	MaxInFlight = 2
 	// MaxBatch bounds the requests of one post (the owner refuses a longer batch).
 	MaxBatch = 32

@@ -1,7 +1,9 @@
 // Package peer carries the messages of a cluster between its nodes: a request for a room or
 // call that another node owns, and that node's answer, as one JSON envelope (actors.PeerRequest,
 // actors.PeerReply) over HTTP/1.1 keep-alive connections on the cluster address
-// (cluster.bindAddr). With a cluster.secret every request and answer is signed (sign.go) and
+// (cluster.bindAddr); requests for one node that arrive while posts to it are under way share
+// the next post, as a JSON array (batch.go). With a cluster.secret every request and answer
+// (a batch: every post and its answer) is signed (sign.go) and
 // a node obeys only requests signed by its peers; the listener (conns.go) keeps connections
 // that have not proved themselves from using up the node.
 package peer

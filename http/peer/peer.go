@@ -3,9 +3,9 @@
 // actors.PeerReply) over HTTP/1.1 keep-alive connections on the cluster address
 // (cluster.bindAddr); requests for one node that arrive while posts to it are under way share
 // the next post, as a JSON array (batch.go). With a cluster.secret every request and answer
-// (a batch: every post and its answer) is signed (sign.go) and
-// a node obeys only requests signed by its peers; the listener (conns.go) keeps connections
-// that have not proved themselves from using up the node.
+// (a batch: every post and its answer) is signed (sign.go) and a node obeys only requests
+// signed by its peers; the listener (conns.go) keeps connections that have not proved
+// themselves from using up the node.
 package peer
 
 import (

@@ -54,6 +54,7 @@ type Config struct {
 	Actors  Actors  `yaml:"actors"`
 	Log     Log     `yaml:"log"`
 	Cluster Cluster `yaml:"cluster"`
+	Debug   Debug   `yaml:"debug"`
 
 	// sources remembers where each key that did not keep its default came from, so a
 	// validation error can name the variable or file line the operator has to fix.
@@ -288,6 +289,13 @@ type Actors struct {
 type Log struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
+}
+
+// Debug holds what only someone investigating the server turns on.
+type Debug struct {
+	// PprofAddr is a loopback host:port where Go's net/http/pprof handlers listen ("": off).
+	// It is its own listener, never the public port: a profile shows what the server does.
+	PprofAddr string `yaml:"pprofAddr"`
 }
 
 // Cluster makes this process one node of a cluster: nodes that share one Redis (store redis,

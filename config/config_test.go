@@ -428,6 +428,12 @@ func TestErrors(t *testing.T) {
 			[]string{`config: cluster.node: invalid name "a b"`}},
 		{"cluster tls incomplete", "", []string{"APPSERVER_STORE=redis", "APPSERVER_CLUSTER_ENABLED=true", "APPSERVER_CLUSTER_TLS_CERT=/etc/node.pem"},
 			[]string{"config: APPSERVER_CLUSTER_TLS_CERT: cluster.tls.cert, cluster.tls.key and cluster.tls.ca go together"}},
+		{"pprof on a network address", "debug: {pprofAddr: '0.0.0.0:6061'}\n", nil,
+			[]string{`config: debug.pprofAddr: must be a loopback address`}},
+		{"pprof on the public port", "", []string{"APPSERVER_PORT=4000", "APPSERVER_DEBUG_PPROFADDR=127.0.0.1:4000"},
+			[]string{"config: APPSERVER_DEBUG_PPROFADDR: must not be the public port 4000"}},
+		{"pprof without a port", "debug: {pprofAddr: localhost}\n", nil,
+			[]string{`config: debug.pprofAddr: want a loopback host:port`}},
 		{"redis tls key without cert", "store: redis\nredis: {tls: {enabled: true, key: /k.pem}}\n", nil,
 			[]string{"config: redis.tls.cert: redis.tls.cert and redis.tls.key go together"}},
 		// The start refusals of an insecure deployment: each names the variable to set.

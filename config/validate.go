@@ -326,6 +326,9 @@ func (c *Config) validateMisc() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		return c.errorf("log.format", "unknown format %q (want text or json)", c.Log.Format)
 	}
+	if err := c.validateDebug(); err != nil {
+		return err
+	}
 	if c.Auth.Required && c.Auth.Secret == "" {
 		return c.errorf("auth.secret", "must be set when auth.required is true (it signs the tokens)")
 	}
@@ -425,6 +428,25 @@ func ParseTrusted(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// validateDebug keeps the profiler on this machine and off the public port.
+func (c *Config) validateDebug() error {
+	a := c.Debug.PprofAddr
+	if a == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || port == "" {
+		return c.errorf("debug.pprofAddr", "want a loopback host:port such as 127.0.0.1:6061, got %q", a)
+	}
+	if !isLoopback(host) {
+		return c.errorf("debug.pprofAddr", "must be a loopback address (127.0.0.1, ::1 or localhost), got %q: a profile shows what the server does", a)
+	}
+	if port == strconv.Itoa(c.Port) {
+		return c.errorf("debug.pprofAddr", "must not be the public port %d", c.Port)
+	}
+	return nil
 }
 
 // isLoopback reports whether host is a loopback IP or localhost: only processes of this

@@ -6,6 +6,12 @@
 #       its workers over them (cmd/loadgen -addr a,b,c: worker i → node i mod 3);
 #       for each scenario (comment, play), CBENCH_RUNS runs of (a) and (b) alternating;
 #       medians and the ratio (b)/(a);
+#   (cost) CPU per request over ALL server processes (every node and redis-server, from
+#       /proc/<pid>/stat over the loadgen's measured window; the load generator excluded):
+#       one node, three nodes, three nodes with cluster.secret set (signed peer messages),
+#       and, for comment, all load and one WebSocket subscriber on node 1 of 3 (the CPU of
+#       nodes 2 and 3 as a fraction of node 1's: what the nodes without subscribers pay);
+#       alternating with the throughput runs, medians;
 #   (c) failover after kill -9: CBENCH_FAILOVER_TRIALS times, a room is created through one
 #       node (its owner, checked with GET /admin/cluster), that node is killed with SIGKILL,
 #       and a comment on the room is sent through another node every 50 ms until one
@@ -21,7 +27,7 @@
 # See docs/benchmarks.md, section "Cluster".
 #
 # Environment:
-#   CBENCH_PARTS="throughput failover term"   which parts, in order
+#   CBENCH_PARTS="throughput cost failover term"   which parts, in order
 #   CBENCH_RUNS=3              runs per configuration and scenario (medians reported)
 #   CBENCH_DURATION=8s         measured time per run
 #   CBENCH_WARMUP=2s           load before measuring, excluded from the figures
@@ -31,6 +37,9 @@
 #   CBENCH_TERM_TRIALS=5       SIGTERM trials
 #   CBENCH_TTL=3s              cluster.memberTTL of the nodes
 #   CBENCH_SERVER=bin/appserver
+#   CBENCH_SECRET=...          cluster.secret of the signed configuration (cost part)
+#   CBENCH_PPROF=DIR           cost part: also take a CPU profile of every node (debug.pprofAddr)
+#                              and Redis INFO commandstats during each three-node run, into DIR
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -38,7 +47,7 @@ cd "$(dirname "$0")/.."
 . scripts/benchlib.sh
 export PATH="/usr/local/go/bin:$HOME/go/bin:$PATH"
 
-PARTS=${CBENCH_PARTS:-throughput failover term}
+PARTS=${CBENCH_PARTS:-throughput cost failover term}
 RUNS=${CBENCH_RUNS:-3}
 DURATION=${CBENCH_DURATION:-8s}
 WARMUP=${CBENCH_WARMUP:-2s}
@@ -48,6 +57,8 @@ FO_TRIALS=${CBENCH_FAILOVER_TRIALS:-10}
 TERM_TRIALS=${CBENCH_TERM_TRIALS:-5}
 TTL=${CBENCH_TTL:-3s}
 SERVER=${CBENCH_SERVER:-bin/appserver}
+SECRET=${CBENCH_SECRET:-cluster-bench-secret-0123456789abcdef0123456789}
+PPROF_DIR=${CBENCH_PPROF:-}
 LOADGEN=bin/loadgen
 OUT_DIR=bench/results
 ADMIN_TOKEN=cluster-bench-admin-token-0123456789abcdef
@@ -65,7 +76,7 @@ for s in $SCENARIOS; do
   [[ $s == comment || $s == play ]] || die "unknown scenario '$s' (want comment, play)"
 done
 for p in $PARTS; do
-  [[ $p == throughput || $p == failover || $p == term ]] || die "unknown part '$p' (want throughput, failover, term)"
+  [[ $p == throughput || $p == cost || $p == failover || $p == term ]] || die "unknown part '$p' (want throughput, cost, failover, term)"
 done
 [[ -x $SERVER ]] || die "$SERVER not found; run 'make build'"
 command -v redis-server >/dev/null || die "redis-server is not on PATH (scripts/test-deps.sh redis-server installs it)"
@@ -77,8 +88,9 @@ go build -o "$LOADGEN" ./cmd/loadgen
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/roomengine-cbench.XXXXXX")
 redis_pid="" redis_port=""
-declare -A NODE_PID=() NODE_PORT=() NODE_LOG=()
+declare -A NODE_PID=() NODE_PORT=() NODE_LOG=() NODE_PPROF=()
 prefix=""
+signed=0 # start_node: set cluster.secret
 
 now() { echo "$EPOCHREALTIME"; } # seconds, microsecond resolution
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
@@ -161,6 +173,12 @@ start_node() {
       APPSERVER_REDIS_KEYPREFIX="$prefix" APPSERVER_ADMIN_TOKEN="$ADMIN_TOKEN")
     if [[ $mode == cluster ]]; then
       env+=(APPSERVER_CLUSTER_ENABLED=true APPSERVER_CLUSTER_NODE="$name" APPSERVER_CLUSTER_MEMBERTTL="$TTL")
+      ((signed)) && env+=(APPSERVER_CLUSTER_SECRET="$SECRET")
+    fi
+    NODE_PPROF[$name]=""
+    if [[ -n $PPROF_DIR ]]; then
+      NODE_PPROF[$name]=127.0.0.1:$("$LOADGEN" -free-port)
+      env+=(APPSERVER_DEBUG_PPROFADDR="${NODE_PPROF[$name]}")
     fi
     env "${env[@]}" "$SERVER" >>"$log" 2>&1 &
     NODE_PID[$name]=$! NODE_PORT[$name]=$port NODE_LOG[$name]=$log
@@ -202,6 +220,10 @@ fmt_int() {
     print s n }'
 }
 fmt2() { [[ $1 == n/a || $1 == -1 ]] && echo "?" || printf "%.2f" "$1"; }
+fmt1() { [[ $1 == n/a || $1 == -1 ]] && echo "?" || printf "%.1f" "$1"; }
+ratio_of() { [[ $1 == n/a || $2 == n/a || $1 == -1 || $2 == -1 ]] && echo "?" || awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# procs_of LINE: the -cpu-pids entries of a loadgen -json line, one a line, in -cpu-pids order.
+procs_of() { sed -n 's/.*"procs":\[{\([^]]*\)}\].*/\1/p' <<<"$1" | sed 's/},{/\n/g'; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?"; }
 
 mkdir -p "$OUT_DIR"
@@ -214,36 +236,90 @@ loads=()
 
 start_redis
 
-# ---- (a)/(b) throughput ----------------------------------------------------------------
+# ---- (a)/(b) throughput and (cost) ----------------------------------------------------
 declare -A LG_FLAGS=([comment]="-scenario comment" [play]="-scenario play")
-run_load() { # id addrs scenario run
-  local id=$1 addrs=$2 s=$3 run=$4 line
+# pids_of NODE...: the nodes' pids and redis-server's, comma-separated, in that order.
+pids_of() {
+  local n out=""
+  for n in "$@"; do out+="${NODE_PID[$n]},"; done
+  echo "$out$redis_pid"
+}
+secs_of() { # a duration (500ms, 8s, 2m) in whole seconds, at least 1
+  local d=$1
+  case $d in
+    *ms) echo $(((${d%ms} + 999) / 1000)) ;; *s) echo "${d%s}" ;; *m) echo $((${d%m} * 60)) ;;
+  esac | awk '{ print ($1 < 1 ? 1 : $1) }'
+}
+# profile ID NODE...: during the measured window, a CPU profile of each node (its
+# debug.pprofAddr) and Redis's INFO commandstats, into PPROF_DIR. Runs in the background.
+profile() {
+  local id=$1 n secs; shift
+  secs=$(($(secs_of "$DURATION") - 1)); ((secs >= 1)) || secs=1
+  sleep "$(secs_of "$WARMUP")"
+  redis-cli -h 127.0.0.1 -p "$redis_port" config resetstat >/dev/null
+  for n in "$@"; do
+    curl -s -m $((secs + 10)) -o "$PPROF_DIR/$id.$n.prof" \
+      "http://${NODE_PPROF[$n]}/debug/pprof/profile?seconds=$secs" &
+  done
+  wait
+  redis-cli -h 127.0.0.1 -p "$redis_port" info commandstats >"$PPROF_DIR/$id.redis-commandstats.txt"
+  redis-cli -h 127.0.0.1 -p "$redis_port" info cpu >>"$PPROF_DIR/$id.redis-commandstats.txt"
+}
+run_load() { # id addrs scenario run pids [more loadgen flags]
+  local id=$1 addrs=$2 s=$3 run=$4 pids=$5 line; shift 5
   loads+=("$(loadavg)")
   # shellcheck disable=SC2086 # LG_FLAGS holds several flags on purpose
   if line=$("$LOADGEN" -addr "$addrs" ${LG_FLAGS[$s]} -c "$CONC" -d "$DURATION" -warmup "$WARMUP" \
-    -json 2> >(sed 's/^/   /' >&2)); then
+    -cpu-pids "$pids" "$@" -json 2> >(sed 's/^/   /' >&2)); then
     echo "{\"id\":\"$id\",\"run\":$run,\"loadavg\":\"$(loadavg)\",${line#\{}" >>"$raw"
   else
     echo "cluster-bench: loadgen failed for $id run $run" >&2
     failed=1
   fi
 }
-if [[ " $PARTS " == *" throughput "* ]]; then
+# measure CFG SCENARIO RUN: one run of one configuration:
+#   single  one node, store redis, cluster off
+#   cluster three nodes, the load spread over them
+#   signed  the same with cluster.secret set (every peer message signed)
+#   sub1    three nodes, all load and one WebSocket subscriber of the room on n1
+measure() {
+  local cfg=$1 s=$2 run=$3 ppid="" what nodes=(n1 n2 n3)
+  case $cfg in
+    single) what="one node (store redis, cluster off)"; nodes=(single) ;;
+    cluster) what="three nodes (cluster)" ;;
+    signed) what="three nodes (cluster, cluster.secret set)" ;;
+    sub1) what="three nodes, all load and 1 subscriber on n1" ;;
+  esac
+  echo
+  echo "== $s, $what — run $run/$RUNS (load $(loadavg))"
+  fresh_store
+  signed=0; [[ $cfg == signed ]] && signed=1
+  local n
+  for n in "${nodes[@]}"; do start_node "$n" "$([[ $cfg == single ]] && echo single || echo cluster)"; done
+  signed=0
+  if [[ -n $PPROF_DIR ]]; then
+    profile "$cfg-$s-run$run" "${nodes[@]}" &
+    ppid=$!
+  fi
+  case $cfg in
+    single) run_load "single-$s" "$(addr_of single)" "$s" "$run" "$(pids_of single)" ;;
+    cluster | signed) run_load "$cfg-$s" "$(addr_of n1),$(addr_of n2),$(addr_of n3)" "$s" "$run" "$(pids_of n1 n2 n3)" ;;
+    sub1) run_load "sub1-$s" "$(addr_of n1)" "$s" "$run" "$(pids_of n1 n2 n3)" -subs 1 ;;
+  esac
+  [[ -z $ppid ]] || wait "$ppid" || true
+  stop_all_nodes
+}
+configs=""
+[[ " $PARTS " == *" throughput "* || " $PARTS " == *" cost "* ]] && configs="single cluster"
+[[ " $PARTS " == *" cost "* ]] && configs+=" signed sub1"
+[[ -z $PPROF_DIR ]] || mkdir -p "$PPROF_DIR"
+if [[ -n $configs ]]; then
   for ((run = 1; run <= RUNS; run++)); do
     for s in $SCENARIOS; do
-      echo
-      echo "== $s, one node (store redis, cluster off) — run $run/$RUNS (load $(loadavg))"
-      fresh_store
-      start_node single single
-      run_load "single-$s" "$(addr_of single)" "$s" "$run"
-      stop_all_nodes
-
-      echo
-      echo "== $s, three nodes (cluster) — run $run/$RUNS (load $(loadavg))"
-      fresh_store
-      start_node n1 cluster; start_node n2 cluster; start_node n3 cluster
-      run_load "cluster-$s" "$(addr_of n1),$(addr_of n2),$(addr_of n3)" "$s" "$run"
-      stop_all_nodes
+      for cfg in $configs; do
+        [[ $cfg == sub1 && $s != comment ]] && continue # only comments push
+        measure "$cfg" "$s" "$run"
+      done
     done
   done
 fi
@@ -394,6 +470,43 @@ declare -A T=()
           "$(while read -r l; do jget errors <<<"$l"; done <<<"$per" | awk '{n += $1} END {print n + 0}') | $(fmt2 "$(while read -r l; do jget server_cpu_cores <<<"$l"; done <<<"$per" | median)") |"
       done
     done
+  fi
+  if [[ " $PARTS " == *" cost "* ]]; then
+    echo
+    echo "CPU per request over all server processes (every node + redis-server, /proc utime+stime over the measured window; loadgen excluded), CPU-µs, medians of $RUNS run(s):"
+    echo
+    echo "| scenario | one node | three nodes | ratio 3 / 1 | three nodes, signed | signed / unsigned | redis share (1 / 3) | per-run ratios 3 / 1 |"
+    echo "|---|---:|---:|---:|---:|---:|---|---|"
+    for s in $SCENARIOS; do
+      declare -A C=()
+      for cfg in single cluster signed; do
+        C[$cfg]=$(grep "\"id\":\"$cfg-$s\"" "$raw" | while read -r l; do jget procs_cpu_us_per_req <<<"$l"; done | median)
+        # Redis's share: the last process of each run.
+        C[$cfg.redis]=$(grep "\"id\":\"$cfg-$s\"" "$raw" | while read -r l; do
+          procs_of "$l" | tail -n 1 | jget cpu_us_per_req; done | median)
+      done
+      ratio=$(ratio_of "${C[cluster]}" "${C[single]}")
+      sratio=$(ratio_of "${C[signed]}" "${C[cluster]}")
+      per=$(paste <(grep "\"id\":\"single-$s\"" "$raw" | while read -r l; do jget procs_cpu_us_per_req <<<"$l"; done) \
+        <(grep "\"id\":\"cluster-$s\"" "$raw" | while read -r l; do jget procs_cpu_us_per_req <<<"$l"; done) |
+        awk '$1 > 0 && $2 > 0 { printf "%s%.2f", (NR > 1 ? " " : ""), $2 / $1 }')
+      echo "| $s | $(fmt1 "${C[single]}") | $(fmt1 "${C[cluster]}") | $ratio | $(fmt1 "${C[signed]}") | $sratio |" \
+        "$(fmt1 "${C[single.redis]}") / $(fmt1 "${C[cluster.redis]}") | ${per:-n/a} |"
+      unset C
+    done
+    if grep -q '"id":"sub1-comment"' "$raw"; then
+      fr=() n1s=() n23s=()
+      while read -r l; do
+        mapfile -t cpu < <(procs_of "$l" | while read -r p; do jget cpu_s <<<"$p"; done)
+        ((${#cpu[@]} >= 3)) || continue
+        n1s+=("${cpu[0]}"); n23s+=("$(awk -v a="${cpu[1]}" -v b="${cpu[2]}" 'BEGIN { print a + b }')")
+        fr+=("$(awk -v a="${cpu[0]}" -v b="${cpu[1]}" -v c="${cpu[2]}" 'BEGIN { if (a > 0) printf "%.4f", (b + c) / a }')")
+      done < <(grep '"id":"sub1-comment"' "$raw")
+      echo
+      echo "All comment load and one WebSocket subscriber of the room on n1 of 3 (target: n2 + n3 ≤ 5 % of n1):" \
+        "n1 $(fmt2 "$(printf '%s\n' "${n1s[@]}" | median)") CPU-s, n2 + n3 $(fmt2 "$(printf '%s\n' "${n23s[@]}" | median)") CPU-s," \
+        "**(n2 + n3) / n1 = $(printf '%s\n' "${fr[@]}" | median | awk '{ printf "%.1f %%", $1 * 100 }')** (median; per run: $(printf '%s\n' "${fr[@]}" | awk '{ printf "%.1f%% ", $1 * 100 }'))"
+    fi
   fi
   if [[ -s $fo ]]; then
     n=$(grep -c . "$fo"); ok=$(col 4 "$fo" | grep -c . || true)

@@ -373,6 +373,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	ln = apihttp.SpaceTolerant(ln) // Aliyun's MixResult callback has raw spaces in its query
 	ln = a.connLimit.Listener(ln)  // outermost: the server's ConnState sees its connections
 	a.log.Info("listening", "addr", ln.Addr().String())
+	defer a.startPprof()()
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(ln) }()
 	var expelled <-chan struct{} // nil (never ready) on a single node

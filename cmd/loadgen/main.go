@@ -81,6 +81,8 @@ type options struct {
 	rate      float64 // open loop: comments/s (0: closed loop)
 	likeRate  float64 // open loop: likes/s
 	idle      bool
+	cpuPids   string // -cpu-pids, as given
+	pids      []int
 }
 
 // open reports whether the run is open loop.
@@ -109,6 +111,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.rate, "rate", 0, "comment: open loop, send this many comments/s whatever the answers (0: closed loop)")
 	fs.Float64Var(&o.likeRate, "like-rate", 0, "comment: open loop, also send this many likes/s")
 	fs.BoolVar(&o.idle, "idle", false, "comment: only connect -subs subscribers and report the server's memory per connection")
+	fs.StringVar(&o.cpuPids, "cpu-pids", "", "comma-separated process ids (server nodes, redis-server) whose CPU over the measured window is reported (Linux /proc)")
 	fs.DurationVar(&o.waitReady, "wait-ready", 0, "poll the server's /readyz for up to this long, exit 0 once it answers 200, else 1")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -168,6 +171,9 @@ func (o *options) validate() error {
 		return err
 	}
 	o.addrs, o.addr = addrs, strings.Join(addrs, ",")
+	if o.pids, err = parsePids(o.cpuPids); err != nil {
+		return err
+	}
 	switch o.scenario {
 	case "comment", "list", "login", "play":
 	default:
@@ -270,6 +276,11 @@ type result struct {
 
 	ErrorKinds  map[string]uint64 `json:"error_kinds,omitempty"`
 	ErrorSample string            `json:"error_sample,omitempty"`
+
+	// -cpu-pids: each process's CPU over the measured window, and their sum per measured
+	// request (-1 when a process could not be read).
+	ProcsCPUPerReq float64      `json:"procs_cpu_us_per_req,omitempty"`
+	Procs          []procResult `json:"procs,omitempty"`
 
 	// Nodes is each node's share, in -addr order (also for a single node).
 	Nodes []nodeResult `json:"nodes"`
@@ -398,6 +409,7 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 	var (
 		srvStart     []serverSample
 		cpuStart     time.Duration
+		procsStart   []float64
 		framesAtFrom uint64
 		started      = make(chan struct{})
 	)
@@ -407,6 +419,7 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 			framesAtFrom, _ = subs.total()
 		}
 		cpuStart = processCPU()
+		procsStart = sampleProcs(o.pids)
 		srvStart = scrapeNodes(rctx, client, o.addrs)
 	}
 	var startTimer *time.Timer
@@ -472,6 +485,7 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 		framesAtEnd, _ = subs.total()
 	}
 	cpuEnd := processCPU()
+	procsEnd := sampleProcs(o.pids)
 	srvEnd := scrapeNodes(ctx, client, o.addrs)
 
 	// Aggregate, in total and per node.
@@ -520,6 +534,9 @@ func execute(ctx context.Context, o options, log io.Writer) (*result, error) {
 		nr.ServerCPU = cpuCores(srvStart[i], srvEnd[i])
 	}
 	res.ClientCPU = (cpuEnd - cpuStart).Seconds() / window.Seconds()
+	if len(o.pids) > 0 {
+		res.Procs, res.ProcsCPUPerReq = procResults(o.pids, procsStart, procsEnd, res.Requests)
+	}
 
 	if subs != nil {
 		res.FramesPerS = float64(framesAtEnd-framesAtFrom) / res.Seconds
@@ -675,6 +692,13 @@ func (r *result) printHuman(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  cpu       server %s cores   loadgen %.2f cores   push frames dropped %s\n",
 		orUnknown(r.ServerCPU, "%.2f"), r.ClientCPU, orUnknown(r.PushDropped, "%.0f"))
+	if len(r.Procs) > 0 {
+		fmt.Fprintf(w, "  cpu-pids  %s CPU-µs per request in all;", orUnknown(r.ProcsCPUPerReq, "%.1f"))
+		for _, p := range r.Procs {
+			fmt.Fprintf(w, " pid %d %s s", p.PID, orUnknown(p.CPUSeconds, "%.2f"))
+		}
+		fmt.Fprintln(w)
+	}
 	if len(r.Nodes) > 1 {
 		fmt.Fprintf(w, "  per node  %-22s %7s %9s %7s %9s %8s %8s %6s\n", "addr", "workers", "requests", "errors", "req/s", "p50 ms", "p99 ms", "cores")
 		for _, n := range r.Nodes {

@@ -1,9 +1,11 @@
 // Package peer carries the messages of a cluster between its nodes: a request for a room or
 // call that another node owns, and that node's answer, as one JSON envelope (actors.PeerRequest,
 // actors.PeerReply) over HTTP/1.1 keep-alive connections on the cluster address
-// (cluster.bindAddr). With a cluster.secret every request and answer is signed (sign.go) and
-// a node obeys only requests signed by its peers; the listener (conns.go) keeps connections
-// that have not proved themselves from using up the node.
+// (cluster.bindAddr); requests for one node that arrive while posts to it are under way share
+// the next post, as a JSON array (batch.go). With a cluster.secret every request and answer
+// (a batch: every post and its answer) is signed (sign.go) and a node obeys only requests
+// signed by its peers; the listener (conns.go) keeps connections that have not proved
+// themselves from using up the node.
 package peer
 
 import (
@@ -16,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"roomengine/actors"
@@ -67,28 +70,17 @@ func Handler(engine Engine, signer *Signer, log *slog.Logger) http.Handler {
 			}
 			proved(r.Context())
 		}
-		var req actors.PeerRequest
-		if err := json.Unmarshal(body, &req); err != nil {
-			log.Warn("peer request not decoded", "from", r.RemoteAddr, "err", err)
-			http.Error(w, "bad peer request", http.StatusBadRequest)
-			return
-		}
-		if err := actors.CheckPeerRequest(req); err != nil {
+		out, retire, err := serveBody(r.Context(), engine, body)
+		if err != nil {
 			log.Warn("peer request refused", "from", r.RemoteAddr, "err", err)
 			http.Error(w, "bad peer request: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 		proved(r.Context())
-		rep := engine.ServePeer(r.Context(), req)
-		if rep.Status == actors.PeerRetry {
+		if retire {
 			// A node that is leaving retires the connections peers pooled to it, so none
 			// of them is reused while it closes.
 			w.Header().Set("Connection", "close")
-		}
-		out, err := json.Marshal(rep)
-		if err != nil {
-			http.Error(w, "answer not encoded", http.StatusInternalServerError)
-			return
 		}
 		if signer != nil {
 			signer.sign(w.Header(), kindReply, out, r.Header.Get(HeaderNonce))
@@ -97,6 +89,47 @@ func Handler(engine Engine, signer *Signer, log *slog.Logger) http.Handler {
 		_, _ = w.Write(out)
 	})
 	return mux
+}
+
+// serveBody decodes one request (a JSON object) or a batch (a JSON array, batch.go), has
+// the engine answer each — a batch's requests concurrently — and encodes the answer in the
+// same shape. retire reports that the node is leaving (an answer says retry).
+func serveBody(ctx context.Context, engine Engine, body []byte) (out []byte, retire bool, err error) {
+	if b := bytes.TrimLeft(body, " \t\r\n"); len(b) == 0 || b[0] != '[' {
+		var req actors.PeerRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, false, fmt.Errorf("not decoded: %w", err)
+		}
+		if err := actors.CheckPeerRequest(req); err != nil {
+			return nil, false, err
+		}
+		rep := engine.ServePeer(ctx, req)
+		out, err := json.Marshal(rep)
+		return out, rep.Status == actors.PeerRetry, err
+	}
+	var reqs []actors.PeerRequest
+	if err := json.Unmarshal(body, &reqs); err != nil {
+		return nil, false, fmt.Errorf("batch not decoded: %w", err)
+	}
+	if len(reqs) == 0 || len(reqs) > MaxBatch {
+		return nil, false, fmt.Errorf("batch of %d requests (want 1..%d)", len(reqs), MaxBatch)
+	}
+	for i, req := range reqs {
+		if err := actors.CheckPeerRequest(req); err != nil {
+			return nil, false, fmt.Errorf("batch item %d: %w", i, err)
+		}
+	}
+	reps := make([]actors.PeerReply, len(reqs))
+	var wg sync.WaitGroup
+	for i := range reqs {
+		wg.Go(func() { reps[i] = engine.ServePeer(ctx, reqs[i]) })
+	}
+	wg.Wait()
+	for _, rep := range reps {
+		retire = retire || rep.Status == actors.PeerRetry
+	}
+	out, err = json.Marshal(reps)
+	return out, retire, err
 }
 
 // refuse answers a request that is not correctly signed: 401, nothing done.
@@ -112,6 +145,9 @@ type Client struct {
 	tr     *http.Transport
 	signer *Signer
 	scheme string // "http://", or "https://" after UseTLS
+
+	mu       sync.Mutex
+	batchers map[string]*batcher // by node address (batch.go)
 }
 
 // NewClient makes a client whose connections to a node that is gone fail fast: a refused
@@ -129,15 +165,32 @@ func NewClient(dialTimeout time.Duration, signer *Signer) *Client {
 	return &Client{http: &http.Client{Transport: tr}, tr: tr, signer: signer, scheme: "http://"}
 }
 
-// Send delivers req to the node at addr and returns its answer.
-func (c *Client) Send(ctx context.Context, addr string, req actors.PeerRequest) (actors.PeerReply, error) {
+// send posts one request as a single JSON object.
+func (c *Client) send(ctx context.Context, addr string, req actors.PeerRequest) (actors.PeerReply, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return actors.PeerReply{}, err
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.scheme+addr+Path, bytes.NewReader(body))
+	out, err := c.roundTrip(ctx, addr, body, maxBody)
 	if err != nil {
 		return actors.PeerReply{}, err
+	}
+	var rep actors.PeerReply
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return actors.PeerReply{}, fmt.Errorf("peer %s: %w", addr, err)
+	}
+	if rep.Status == "" {
+		return actors.PeerReply{}, errors.New("peer " + addr + ": answer without a status")
+	}
+	return rep, nil
+}
+
+// roundTrip posts body (signed, with a secret) and returns the answer's verified body, of at
+// most limit bytes.
+func (c *Client) roundTrip(ctx context.Context, addr string, body []byte, limit int64) ([]byte, error) {
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.scheme+addr+Path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	var nonce string
@@ -149,32 +202,25 @@ func (c *Client) Send(ctx context.Context, addr string, req actors.PeerRequest) 
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
 			// No connection was made: the request was not delivered.
-			return actors.PeerReply{}, fmt.Errorf("%w: %v", actors.ErrPeerUnreachable, err)
+			return nil, fmt.Errorf("%w: %v", actors.ErrPeerUnreachable, err)
 		}
-		return actors.PeerReply{}, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
-		return actors.PeerReply{}, fmt.Errorf("peer %s answered HTTP %d", addr, resp.StatusCode)
+		return nil, fmt.Errorf("peer %s answered HTTP %d", addr, resp.StatusCode)
 	}
-	out, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	out, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
-		return actors.PeerReply{}, fmt.Errorf("peer %s: %w", addr, err)
+		return nil, fmt.Errorf("peer %s: %w", addr, err)
 	}
 	if c.signer != nil {
 		if err := c.signer.verify(resp.Header, kindReply, out, nonce); err != nil {
-			return actors.PeerReply{}, fmt.Errorf("peer %s: answer refused: %w", addr, err)
+			return nil, fmt.Errorf("peer %s: answer refused: %w", addr, err)
 		}
 	}
-	var rep actors.PeerReply
-	if err := json.Unmarshal(out, &rep); err != nil {
-		return actors.PeerReply{}, fmt.Errorf("peer %s: %w", addr, err)
-	}
-	if rep.Status == "" {
-		return actors.PeerReply{}, errors.New("peer " + addr + ": answer without a status")
-	}
-	return rep, nil
+	return out, nil
 }
 
 // Close drops idle connections.

@@ -194,11 +194,12 @@ func (c *conn) readFrame(b []byte) (int, error) {
 		return 0, errWait
 	}
 	if !control {
-		rd.msg += n
-		if rd.msg > clientReadLimit {
+		// Compared before adding: a 63-bit length would overflow the sum.
+		if n > clientReadLimit-rd.msg {
 			c.finish(ending{websocket.StatusMessageTooBig, "message too big", EndClientGone})
 			return 0, errBroken
 		}
+		rd.msg += n
 		rd.inMsg = b0&finBit == 0
 		if !rd.inMsg {
 			rd.msg = 0

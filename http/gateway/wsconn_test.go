@@ -145,7 +145,7 @@ func TestClientPingsAnsweredWhateverTheCuts(t *testing.T) {
 	// Data from the client, fragmented, is discarded; the connection still gets frames.
 	_, _ = c.nc.Write(append(clientFrame(false, opText, []byte("hel"), false), clientFrame(true, opContinuation, []byte("lo"), false)...))
 	waitSubscribers(t, g, "r1", 1)
-	g.Publish(comment("r1", 1))
+	pubOf(g).Publish(comment("r1", 1))
 	if op, p := c.next(); op != opText || !strings.Contains(string(p), `"seq":1`) {
 		t.Fatalf("got op %x %q, want the comment", op, p)
 	}
@@ -257,7 +257,7 @@ func TestWrappedConnections(t *testing.T) {
 				frames <- f.Seq
 			}
 		}()
-		g.Publish(comment("r1", 1))
+		pubOf(g).Publish(comment("r1", 1))
 		if seq := <-frames; seq != 1 {
 			t.Errorf("unwrappable %v: got seq %d", unwrappable, seq)
 		}

@@ -274,8 +274,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		g.mu.Lock()
 		for c := range g.conns {
-			// CloseNow waits for a close handshake already under way; none of them may
-			// hold up the others or the caller.
+			// The grace is over: drop the socket without a close frame. closeNow leaves
+			// the writer and the topic, which take their locks; none of that may hold up
+			// the caller.
 			go c.closeNow()
 		}
 		g.mu.Unlock()

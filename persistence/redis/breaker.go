@@ -74,14 +74,30 @@ func (b *breakerHook) state() string { return b.cb.State().String() }
 
 func (b *breakerHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
 
+// pastBreakerKey marks a call that goes to Redis whatever the breaker's state.
+type pastBreakerKey struct{}
+
+// pastBreaker makes the calls under ctx bypass the breaker (they neither wait for it nor
+// count for it): for the membership renewals, rare and the one thing that must notice at
+// once that Redis is back.
+func pastBreaker(ctx context.Context) context.Context {
+	return context.WithValue(ctx, pastBreakerKey{}, true)
+}
+
 func (b *breakerHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
 	return func(ctx context.Context, cmd goredis.Cmder) error {
+		if ctx.Value(pastBreakerKey{}) != nil {
+			return next(ctx, cmd)
+		}
 		return b.run(func() error { return next(ctx, cmd) }, cmd)
 	}
 }
 
 func (b *breakerHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		if ctx.Value(pastBreakerKey{}) != nil {
+			return next(ctx, cmds)
+		}
 		err := b.run(func() error { return pipelineErr(next(ctx, cmds), cmds) }, nil)
 		if errors.Is(err, ErrUnavailable) {
 			for _, c := range cmds {

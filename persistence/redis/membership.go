@@ -220,7 +220,9 @@ func (m *Member) Renew(ctx context.Context) error {
 	// A renewal may take longer than a store call (redis.timeout) before it is given up:
 	// the lease counts from when it was sent, so a slow answer still extends it, and on a
 	// loaded machine a renewal cut short is what would get a healthy node declared dead.
-	ctx, cancel := context.WithTimeout(ctx, max(m.s.timeout, m.ttl/4))
+	// A renewal is the failure detector: it must reach Redis the moment Redis is back,
+	// not a breaker's second later (that second can exceed redis.failoverGrace).
+	ctx, cancel := context.WithTimeout(pastBreaker(ctx), max(m.s.timeout, m.ttl/4))
 	defer cancel()
 	sent := m.mono()
 	recovering := "0"

@@ -41,14 +41,16 @@ func TestRedisClusterFailover(t *testing.T) {
 		}
 	})
 
+	// Found before the load starts, so that the kill itself is the first thing after the
+	// moment the load measures from.
+	old := masterOf(t, c, prefix+":user:{nextid}")
+	replica := c.ReplicaOf(old)
+	if replica == nil {
+		t.Fatalf("master %s has no replica", old.Addr())
+	}
 	load := startFailoverLoad(t, []*proc{app})
 	var promoted, back time.Duration
 	load.kill(20, func() {
-		old := masterOf(t, c, prefix+":user:{nextid}")
-		replica := c.ReplicaOf(old)
-		if replica == nil {
-			t.Fatalf("master %s has no replica", old.Addr())
-		}
 		start := time.Now()
 		old.Stop() // SIGKILL
 		promoted = c.WaitPromoted(t, replica, 20*time.Second)

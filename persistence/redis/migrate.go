@@ -62,15 +62,11 @@ func (s *Store) migrateLayout(ctx context.Context) error {
 				return err
 			}
 			seen.Add(int64(len(keys)))
-			for _, k := range keys {
-				ok, err := s.migrateKey(ctx, k)
-				if err != nil {
-					return fmt.Errorf("move %s to the new key layout: %w", k, err)
-				}
-				if ok {
-					moved.Add(1)
-				}
+			n, err := s.migrateBatch(ctx, c, keys)
+			if err != nil {
+				return fmt.Errorf("move keys to the new key layout: %w", err)
 			}
+			moved.Add(int64(n))
 			if next == 0 {
 				return nil
 			}
@@ -106,26 +102,104 @@ func (s *Store) migrateLayout(ctx context.Context) error {
 	return nil
 }
 
-// migrateKey moves one key if it has an old name, and reports whether it did.
-func (s *Store) migrateKey(ctx context.Context, key string) (bool, error) {
-	rest, ok := strings.CutPrefix(key, s.prefix)
-	if !ok || strings.ContainsAny(rest, "{}") {
-		return false, nil // new layout, or not the store's
+// oldKey is an entity key of the old layout and where it goes.
+type oldKey struct {
+	old, new  string
+	index, id string // the index shard the id joins first ("" for none)
+}
+
+// classify names the new key of an old-layout key (ok false: not one of those); counter
+// reports the old id counter.
+func (s *Store) classify(key string) (k oldKey, counter, ok bool) {
+	rest, found := strings.CutPrefix(key, s.prefix)
+	if !found || strings.ContainsAny(rest, "{}") {
+		return oldKey{}, false, false // new layout, or not the store's
 	}
 	kind, id, _ := strings.Cut(rest, ":")
 	switch {
 	case rest == "user:nextid":
-		return true, s.migrateCounter(ctx, key)
+		return oldKey{}, true, true
 	case kind == "user" && actors.IsDecimalID(id):
-		return true, s.renameOld(ctx, key, s.userKey(id), "", id)
+		return oldKey{old: key, new: s.userKey(id)}, false, true
 	case kind == "room" && id != "":
-		return true, s.renameOld(ctx, key, s.roomKey(id), s.roomsIndex(id), id)
+		return oldKey{old: key, new: s.roomKey(id), index: s.roomsIndex(id), id: id}, false, true
 	case kind == "audience" && id != "":
-		return true, s.renameOld(ctx, key, s.audKey(id), "", id)
+		return oldKey{old: key, new: s.audKey(id)}, false, true
 	case kind == "call" && id != "":
-		return true, s.renameOld(ctx, key, s.callKey(id), s.callsIndex(id), id)
+		return oldKey{old: key, new: s.callKey(id), index: s.callsIndex(id), id: id}, false, true
 	}
-	return false, nil
+	return oldKey{}, false, false
+}
+
+// migrateBatch moves the old-layout keys among one SCAN batch, returning how many: one
+// pipeline (on one connection, so in order) adds each index entry before its RENAMENX, a
+// second deletes the old keys whose new key existed already (a concurrent mover won).
+// Old-layout keys only ever lived on one server, where keys of different slots may share a
+// pipeline and a rename.
+func (s *Store) migrateBatch(ctx context.Context, c goredis.UniversalClient, keys []string) (int, error) {
+	var todo []oldKey
+	for _, key := range keys {
+		k, counter, ok := s.classify(key)
+		switch {
+		case counter:
+			if err := s.migrateCounter(ctx, key); err != nil {
+				return 0, err
+			}
+		case ok:
+			todo = append(todo, k)
+		}
+	}
+	if len(todo) == 0 {
+		return 0, nil
+	}
+	renames := make([]*goredis.BoolCmd, len(todo))
+	cmds, err := withTimeout(ctx, s.timeout, func(ctx context.Context) ([]goredis.Cmder, error) {
+		return c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, k := range todo {
+				if k.index != "" {
+					p.SAdd(ctx, k.index, k.id)
+				}
+				renames[i] = p.RenameNX(ctx, k.old, k.new)
+			}
+			return nil
+		})
+	})
+	// A pipeline reports its first failed command; a rename of a key another node moved
+	// meanwhile fails harmlessly, so look at each.
+	if err != nil && len(cmds) == 0 {
+		return 0, err
+	}
+	for _, cmd := range cmds {
+		if e := cmd.Err(); e != nil && !strings.Contains(e.Error(), "no such key") {
+			return 0, e
+		}
+	}
+	var stale []string
+	for i, r := range renames {
+		done, rerr := r.Result()
+		switch {
+		case rerr != nil && strings.Contains(rerr.Error(), "no such key"):
+			// another node moved it
+		case rerr != nil:
+			return 0, fmt.Errorf("%s: %w", todo[i].old, rerr)
+		case !done:
+			stale = append(stale, todo[i].old) // the new key exists: it wins
+		}
+	}
+	if len(stale) > 0 {
+		_, err := withTimeout(ctx, s.timeout, func(ctx context.Context) ([]goredis.Cmder, error) {
+			return c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+				for _, k := range stale {
+					p.Del(ctx, k)
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return len(todo), nil
 }
 
 func (s *Store) migrateCounter(ctx context.Context, old string) error {
@@ -144,29 +218,6 @@ func (s *Store) migrateCounter(ctx context.Context, old string) error {
 			return struct{}{}, err
 		}
 		return struct{}{}, s.rc.Del(ctx, old).Err()
-	})
-	return err
-}
-
-// renameOld moves old to new, first adding the id to index (when not "").
-func (s *Store) renameOld(ctx context.Context, old, new, index, id string) error {
-	_, err := withTimeout(ctx, s.timeout, func(ctx context.Context) (struct{}, error) {
-		if index != "" {
-			if err := s.rc.SAdd(ctx, index, id).Err(); err != nil {
-				return struct{}{}, err
-			}
-		}
-		done, err := s.rc.RenameNX(ctx, old, new).Result()
-		if err != nil {
-			if strings.Contains(err.Error(), "no such key") {
-				return struct{}{}, nil // another node moved it
-			}
-			return struct{}{}, err
-		}
-		if !done {
-			return struct{}{}, s.rc.Del(ctx, old).Err() // the new key exists: it wins
-		}
-		return struct{}{}, nil
 	})
 	return err
 }

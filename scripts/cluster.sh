@@ -22,7 +22,7 @@
 #                             cluster: a Redis Cluster of three masters and three replicas
 #                             (cluster-node-timeout 2000, waitReplicas 1) and ONE node in
 #                             single-node mode (cluster mode does not run on a Redis Cluster
-#                             yet: docs/cluster.md), `make redis-cluster`
+#                             yet: docs/cluster.md; set CLUSTER_NODES=1), `make redis-cluster`
 # Every other APPSERVER_* variable set in the environment reaches every node as usual.
 set -euo pipefail
 

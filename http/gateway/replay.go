@@ -131,6 +131,6 @@ func registerFeedLag(reg prometheus.Registerer, lag func() time.Duration) {
 	}
 	register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "roomengine_push_feed_lag_seconds",
-		Help: "How far this node's cluster push feed follower is behind the feed (0 when caught up).",
+		Help: "How far this node's follower of the room-change feed (the read models) is behind it (0 when caught up).",
 	}, func() float64 { return lag().Seconds() }))
 }

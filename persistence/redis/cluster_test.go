@@ -245,22 +245,5 @@ func TestRedisClusterFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	// What is stored, read as a fresh process would, with a timeout for a busy machine (a
 	// lost write answers ErrNotFound, not slowly).
 	fresh := openClusterT(t, c, Options{KeyPrefix: s.opts.KeyPrefix})
-	stored, err := fresh.LoadRooms(ctx)
-	if err != nil {
-		t.Fatalf("LoadRooms: %v", err)
-	}
-	have := map[string]bool{}
-	for _, r := range stored {
-		have[r.ID] = true
-	}
-	for _, id := range rooms {
-		if !have[id] {
-			t.Errorf("acknowledged room %s lost in the failover", id)
-		}
-	}
-	for id, name := range users {
-		if u, err := fresh.GetUser(ctx, id); err != nil || u.Name != name {
-			t.Errorf("acknowledged user %s (%s) after the failover: %+v, %v", id, name, u, err)
-		}
-	}
+	requireAcknowledged(t, fresh, users, rooms)
 }

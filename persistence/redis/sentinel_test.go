@@ -149,6 +149,26 @@ func TestSentinelFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 		t.Fatalf("no replica was promoted")
 	}
 
+	requireAcknowledged(t, s, users, rooms)
+	t.Logf("%d users and %d rooms acknowledged, all present", len(users), len(rooms))
+}
+
+func waitWithin(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// requireAcknowledged checks, as a fresh process would read them, that every acknowledged
+// user and room survived the failover (a lost write answers ErrNotFound, not slowly).
+func requireAcknowledged(t *testing.T, s *Store, users map[string]string, rooms []string) {
+	t.Helper()
+	ctx := t.Context()
 	stored, err := s.LoadRooms(ctx)
 	if err != nil {
 		t.Fatalf("LoadRooms: %v", err)
@@ -163,21 +183,8 @@ func TestSentinelFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 		}
 	}
 	for id, name := range users {
-		u, err := s.GetUser(ctx, id)
-		if err != nil || u.Name != name {
+		if u, err := s.GetUser(ctx, id); err != nil || u.Name != name {
 			t.Errorf("acknowledged user %s (%s) after the failover: %+v, %v", id, name, u, err)
 		}
-	}
-	t.Logf("%d users and %d rooms acknowledged, all present", len(users), len(rooms))
-}
-
-func waitWithin(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -85,6 +85,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	if he := checkHandshake(r); he != nil {
+		// RFC 6455 4.4: the versions the server speaks, whatever was wrong.
+		w.Header().Set("Sec-WebSocket-Version", "13")
 		writeEnvelope(w, he.status, he.status, he.message)
 		return
 	}

@@ -50,6 +50,9 @@ type handshakeError struct {
 }
 
 func checkHandshake(r *http.Request) *handshakeError {
+	if !r.ProtoAtLeast(1, 1) {
+		return &handshakeError{http.StatusBadRequest, "WebSocket握手需要HTTP/1.1"}
+	}
 	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
 		return &handshakeError{http.StatusBadRequest, "Sec-WebSocket-Version必须是13"}
 	}

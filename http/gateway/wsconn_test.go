@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
@@ -188,20 +189,38 @@ func TestClientMisbehaviourCloses(t *testing.T) {
 	}
 }
 
-// A bad handshake is refused before the upgrade, with the JSON envelope.
+// A bad handshake is refused before the upgrade with 400, the JSON envelope and the
+// version the server speaks (RFC 6455 4.4); an HTTP/1.0 request cannot upgrade at all.
 func TestBadHandshakeRefused(t *testing.T) {
 	_, srv := startGateway(t, Options{PingInterval: time.Hour})
-	nc, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	_, _ = io.WriteString(nc, "GET /ws?topic=r1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	status, err := bufio.NewReader(nc).ReadString('\n')
-	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 400") {
-		t.Fatalf("status %q %v, want 400", status, err)
+	for name, req := range map[string]string{
+		"short key": "GET /ws?topic=r1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n",
+		"version 8": "GET /ws?topic=r1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+		"HTTP/1.0": "GET /ws?topic=r1 HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			nc, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			_, _ = io.WriteString(nc, req)
+			_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			res, err := http.ReadResponse(bufio.NewReader(nc), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			body, _ := io.ReadAll(res.Body)
+			if res.StatusCode != http.StatusBadRequest || res.Header.Get("Sec-WebSocket-Version") != "13" ||
+				!strings.Contains(string(body), `"code":400`) {
+				t.Fatalf("HTTP %d, Sec-WebSocket-Version %q, body %s; want 400, 13 and the envelope",
+					res.StatusCode, res.Header.Get("Sec-WebSocket-Version"), body)
+			}
+		})
 	}
 }
 

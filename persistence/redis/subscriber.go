@@ -25,7 +25,9 @@ import (
 // before going on. A pub/sub connection that broke and was re-established (go-redis
 // resubscribes on its own) shows as a second subscription confirmation of a topic: the
 // Subscriber then reads the history since the last frame it delivered, since whatever was
-// published while the connection was down was never received.
+// published while the connection was down was never received. Before the first frame, both
+// are measured from the topic's seq read just before the SUBSCRIBE (interest.base): a
+// connection cut before any frame arrived once lost frames no check could see.
 //
 // Follow returns once Redis confirmed the subscription: every frame numbered after that
 // reaches the sink. A client that asked for since then reads the history, which holds
@@ -61,6 +63,11 @@ type interest struct {
 	ready   chan struct{} // closed once the current subscription is confirmed
 	isReady bool
 	last    uint64 // seq of the last frame delivered to the sink; 0: none yet
+	// base is the topic's seq read just before the SUBSCRIBE: every frame above it is
+	// this node's to deliver. Until the first frame arrives (last 0) it is what a gap, or
+	// a resubscription after a broken connection, is measured from — without it frames
+	// lost before the first one received would go unnoticed. 0: the topic had no seq.
+	base uint64
 }
 
 // SubscriberOptions configures a Subscriber.
@@ -160,7 +167,13 @@ func (sub *Subscriber) Follow(ctx context.Context, topic string) error {
 	sub.mu.Unlock()
 	var err error
 	if send {
-		err = sub.ps.Subscribe(ctx, sub.channel(topic))
+		var base uint64
+		if base, err = sub.seqOf(ctx, topic); err == nil {
+			sub.mu.Lock()
+			in.base = base
+			sub.mu.Unlock()
+			err = sub.ps.Subscribe(ctx, sub.channel(topic))
+		}
 	}
 	sub.cmd.Unlock()
 	if err != nil {
@@ -194,7 +207,7 @@ func (sub *Subscriber) Unfollow(topic string) {
 	in.refs--
 	send := in.refs == 0 && in.on
 	if send {
-		in.on, in.last = false, 0
+		in.on, in.last, in.base = false, 0, 0
 	}
 	if in.refs == 0 && in.pending == 0 {
 		delete(sub.topics, topic)
@@ -210,6 +223,15 @@ func (sub *Subscriber) Unfollow(topic string) {
 }
 
 func (sub *Subscriber) channel(topic string) string { return sub.prefix + topic + "}" }
+
+// seqOf is the topic's current seq, 0 if it has none.
+func (sub *Subscriber) seqOf(ctx context.Context, topic string) (uint64, error) {
+	v, err := sub.store.rdb.Get(ctx, topicKey(sub.store.prefix, "seq", topic)).Uint64()
+	if errors.Is(err, goredis.Nil) {
+		return 0, nil
+	}
+	return v, err
+}
 
 // run receives messages and confirmations until Close.
 func (sub *Subscriber) run(ctx context.Context, wait time.Duration) {
@@ -286,6 +308,9 @@ func (sub *Subscriber) confirmed(ctx context.Context, channel string) {
 		return
 	}
 	last := in.last
+	if last == 0 {
+		last = in.base
+	}
 	sub.mu.Unlock()
 	if last > 0 {
 		sub.fill(ctx, topic, last, 0)
@@ -299,7 +324,7 @@ func (sub *Subscriber) message(ctx context.Context, m *goredis.Message, wait tim
 		sub.mu.Lock()
 		in := sub.topics[topic]
 		if in != nil {
-			in.last = 0 // its next life numbers from elsewhere
+			in.last, in.base = 0, 0 // its next life numbers from elsewhere
 		}
 		sub.mu.Unlock()
 		if in != nil && in.on {
@@ -320,9 +345,12 @@ func (sub *Subscriber) message(ctx context.Context, m *goredis.Message, wait tim
 		return
 	}
 	last := in.last
+	if last == 0 {
+		last = in.base // no frame yet: everything above the base is ours
+	}
 	sub.mu.Unlock()
 	if f.Seq <= last {
-		return // filled from the history already
+		return // filled from the history already (or numbered before the subscription)
 	}
 	if after != "" {
 		sub.awaitFollower(ctx, after, wait)

@@ -142,13 +142,7 @@ func (w *topicWatch) last(typ int) map[string]any {
 // waitUntil polls cond until it holds (10 s at most).
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitWithin(t, 10*time.Second, what, cond)
 }
 
 // liveCall is one co-streaming session driven through the HTTP API.

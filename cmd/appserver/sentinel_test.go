@@ -270,8 +270,8 @@ func waitWithin(t *testing.T, within time.Duration, what string, cond func() boo
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, within)
+			t.Fatalf("timed out waiting for %s (%v)", what, within)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }

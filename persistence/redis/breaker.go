@@ -69,9 +69,6 @@ func newBreakerHook(failures int, open, patience time.Duration, onChange func(fr
 	return &breakerHook{cb: gobreaker.NewCircuitBreaker[struct{}](s), patience: patience}
 }
 
-// state is the breaker's state: "closed", "half-open" or "open".
-func (b *breakerHook) state() string { return b.cb.State().String() }
-
 func (b *breakerHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
 
 // pastBreakerKey marks a call that goes to Redis whatever the breaker's state.

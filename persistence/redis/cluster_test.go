@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -175,45 +174,8 @@ func TestRedisClusterFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	s := openClusterT(t, c, Options{WaitReplicas: 1, Timeout: 500 * time.Millisecond})
 	ctx := t.Context()
 
-	var (
-		mu     sync.Mutex
-		users  = map[string]string{}
-		rooms  []string
-		failed int
-		stop   = make(chan struct{})
-		wg     sync.WaitGroup
-	)
-	deadline := time.Now().Add(60 * time.Second) // bounds the writers whatever happens
-	for w := range 4 {
-		wg.Go(func() {
-			for i := 0; i < 5000 && time.Now().Before(deadline); i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				name := fmt.Sprintf("w%d-%d", w, i)
-				cctx, cancel := context.WithTimeout(ctx, time.Second)
-				u, err := s.CreateUser(cctx, name)
-				if err == nil {
-					err = s.SaveRoom(cctx, actors.Room{ID: "r-" + name, UID: u.ID, Name: name})
-				}
-				cancel()
-				mu.Lock()
-				if err == nil {
-					users[u.ID] = name
-					rooms = append(rooms, "r-"+name)
-				} else {
-					failed++
-				}
-				mu.Unlock()
-				if err != nil {
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-		})
-	}
-	count := func() int { mu.Lock(); defer mu.Unlock(); return len(rooms) }
+	a := startAckWriters(ctx, s, time.Second)
+	count := func() int { n, _ := a.acked(); return n }
 	waitWithin(t, 10*time.Second, "writes before the freeze", func() bool { return count() >= 50 })
 
 	cc := s.rc.(*goredis.ClusterClient)
@@ -237,13 +199,12 @@ func TestRedisClusterFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	c.WaitHealthy(t, 3, 20*time.Second)
 	before := count()
 	waitWithin(t, 20*time.Second, "writes after the failover", func() bool { return count() >= before+50 })
-	close(stop)
-	wg.Wait()
+	a.halt()
 	t.Logf("replica promoted %v after the freeze; %d users and %d rooms acknowledged, %d writes failed",
-		took.Round(time.Millisecond), len(users), len(rooms), failed)
+		took.Round(time.Millisecond), len(a.users), len(a.rooms), a.failed)
 
 	// What is stored, read as a fresh process would, with a timeout for a busy machine (a
 	// lost write answers ErrNotFound, not slowly).
 	fresh := openClusterT(t, c, Options{KeyPrefix: s.opts.KeyPrefix})
-	requireAcknowledged(t, fresh, users, rooms)
+	requireAcknowledged(t, fresh, a.users, a.rooms)
 }

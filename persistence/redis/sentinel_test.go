@@ -1,10 +1,7 @@
 package redis
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -73,84 +70,31 @@ func TestSentinelFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 	s := openSentinelT(t, sen, 1, 500*time.Millisecond)
 	ctx := t.Context()
 
-	var (
-		mu        sync.Mutex
-		users     = map[string]string{} // id -> name
-		rooms     []string
-		lastOK    time.Time
-		failed    int
-		stop      = make(chan struct{})
-		wg        sync.WaitGroup
-		firstDown time.Time
-	)
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				name := fmt.Sprintf("w%d-%d", w, i)
-				cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-				u, err := s.CreateUser(cctx, name)
-				if err == nil {
-					err = s.SaveRoom(cctx, actors.Room{ID: "r-" + name, UID: u.ID, Name: name})
-				}
-				cancel()
-				mu.Lock()
-				if err == nil {
-					users[u.ID] = name
-					rooms = append(rooms, "r-"+name)
-					lastOK = time.Now()
-				} else {
-					failed++
-				}
-				mu.Unlock()
-				if err != nil {
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-		}()
-	}
-	waitWithin(t, 10*time.Second, "writes before the kill", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(rooms) >= 50
-	})
+	a := startAckWriters(ctx, s, 500*time.Millisecond)
+	waitWithin(t, 10*time.Second, "writes before the kill", func() bool { n, _ := a.acked(); return n >= 50 })
 
 	old := sen.Primary()
 	if old == nil {
 		t.Fatal("the sentinels name no primary")
 	}
 	old.Stop() // SIGKILL
-	mu.Lock()
-	firstDown, before := time.Now(), len(rooms)
-	mu.Unlock()
+	firstDown := time.Now()
+	before, _ := a.acked()
 	waitWithin(t, 20*time.Second, "a write acknowledged by the new primary", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return lastOK.After(firstDown) && len(rooms) > before
+		n, last := a.acked()
+		return last.After(firstDown) && n > before
 	})
-	mu.Lock()
-	t.Logf("writes again %v after the kill (%d acknowledged before, %d failed during)",
-		lastOK.Sub(firstDown).Round(time.Millisecond), before, failed)
-	mu.Unlock()
-	waitWithin(t, 10*time.Second, "more writes on the new primary", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(rooms) >= before+50
-	})
-	close(stop)
-	wg.Wait()
+	_, last := a.acked()
+	t.Logf("writes again %v after the kill (%d acknowledged before)", last.Sub(firstDown).Round(time.Millisecond), before)
+	waitWithin(t, 10*time.Second, "more writes on the new primary", func() bool { n, _ := a.acked(); return n >= before+50 })
+	a.halt()
+	t.Logf("%d writes failed during the failover", a.failed)
 	if p := sen.Primary(); p == nil || p == old {
 		t.Fatalf("no replica was promoted")
 	}
 
-	requireAcknowledged(t, s, users, rooms)
-	t.Logf("%d users and %d rooms acknowledged, all present", len(users), len(rooms))
+	requireAcknowledged(t, s, a.users, a.rooms)
+	t.Logf("%d users and %d rooms acknowledged, all present", len(a.users), len(a.rooms))
 }
 
 func waitWithin(t *testing.T, within time.Duration, what string, cond func() bool) {

@@ -374,8 +374,8 @@ func TestClusterTopicDeletion(t *testing.T) {
 func TestClusterFencedPushesNeverReachSubscribers(t *testing.T) {
 	cl := startCluster(t, 2, redis.PublisherOptions{})
 	ctx := t.Context()
-	cl.rdb.Set(ctx, cl.prefix+"member:n1", "i1|127.0.0.1:1", 0)
-	cl.rdb.HSet(ctx, cl.prefix+"owner:room:r1", "node", "n1", "epoch", 3, "inc", "i1")
+	cl.rdb.Set(ctx, cl.prefix+"member:{n1}", "i1|127.0.0.1:1", 0)
+	cl.rdb.HSet(ctx, cl.prefix+"owner:room:{r1}", "node", "n1", "epoch", 3, "inc", "i1")
 	store := cl.nodes[0].store
 	n1 := store.NewPublisher(redis.PublisherOptions{Node: "n1", Incarnation: "i1", Logger: quietLogger()})
 	n2 := store.NewPublisher(redis.PublisherOptions{Node: "n2", Incarnation: "i9", Logger: quietLogger()}) // no member key

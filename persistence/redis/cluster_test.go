@@ -52,12 +52,6 @@ func TestContractOnRedisCluster(t *testing.T) {
 			t.Fatalf("first run id %s, replay id %s; want 1 and 1", first, second)
 		}
 	})
-	t.Run("ClusterModeRefused", func(t *testing.T) {
-		s := openClusterT(t, c, Options{})
-		if _, err := s.Join(t.Context(), "n1", "127.0.0.1:1", time.Second); err == nil || !strings.Contains(err.Error(), ErrClusterModeUnsupported.Error()) {
-			t.Fatalf("Join on a Redis Cluster = %v, want ErrClusterModeUnsupported", err)
-		}
-	})
 }
 
 // testKeysSpread creates 60 users, each with a room, an audience and a call, and counts

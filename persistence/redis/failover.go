@@ -37,16 +37,16 @@ import (
 // during the outage); a script that finds the key missing in that state lapses the lease
 // instead of expelling the member, and the next renewal decides.
 
-// rejoin re-creates the member key under the same incarnation, if allowed (above).
-// KEYS: member key, members set, failover marker, taken key.
-// ARGV: value (incarnation|addr), ttl ms, node, incarnation, grace ms.
+// rejoin re-creates the member key under the same incarnation, if allowed (above). The
+// member key and the taken key share the node's slot, so "not taken over" and "rejoined"
+// are one step: once a takeover marked the incarnation (ownership.go, markTaken), it can
+// never rejoin, and a rejoin that came first makes the takeover find the member alive.
+// KEYS: member key, taken key. ARGV: value (incarnation|addr), ttl ms, incarnation.
 // Returns 1 (rejoined) or 0 (expelled).
 var rejoinScript = goredis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('GET', KEYS[4]) == ARGV[4] then return 0 end
+if redis.call('GET', KEYS[2]) == ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[3], '1', 'PX', ARGV[5], 'NX')
 return 1
 `)
 
@@ -63,14 +63,18 @@ func (m *Member) rejoin(ctx context.Context, sent time.Duration) (bool, error) {
 	if !m.mayRejoin() {
 		return false, nil
 	}
-	ok, err := rejoinScript.Run(ctx, m.s.rc,
-		[]string{m.key, m.s.membersKey, m.s.failoverKey, m.s.takenPrefix + m.node},
-		m.inc+"|"+m.addr, m.ttl.Milliseconds(), m.node, m.inc, m.grace.Milliseconds()).Int()
+	ok, err := rejoinScript.Run(ctx, m.s.rc, []string{m.key, m.s.takenKey(m.node)},
+		m.inc+"|"+m.addr, m.ttl.Milliseconds(), m.inc).Int()
 	if err != nil {
 		return false, fmt.Errorf("redis: rejoin %s: %w", m.node, err)
 	}
 	if ok == 0 {
 		return false, nil
+	}
+	// Listed again, and the marker raised (NX: the first node back sets it), so the
+	// others do not take over members still on their way back.
+	if err := m.listed(ctx, true); err != nil {
+		return false, fmt.Errorf("redis: rejoin %s: %w", m.node, err)
 	}
 	m.rejoins.Add(1)
 	m.s.log.Warn("cluster membership restored after Redis came back: this node's key had expired while Redis was away, nothing it owned was taken over, so it carries on",

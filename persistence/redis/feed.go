@@ -51,7 +51,6 @@ type FollowerOptions struct {
 // each entry to a FeedHandler. It survives a lost connection by reading on from its last
 // id, and detects when its position was trimmed away meanwhile.
 type Follower struct {
-	rdb  *goredis.Client
 	key  string
 	log  *slog.Logger
 	opts Options
@@ -87,7 +86,7 @@ func (s *Store) FeedHead(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer cancel()
-	msgs, err := s.rdb.XRevRangeN(ctx, s.prefix+"feed", "+", "-", 1).Result()
+	msgs, err := s.rc.XRevRangeN(ctx, s.prefix+"feed", "+", "-", 1).Result()
 	if err != nil {
 		return "", err
 	}
@@ -100,7 +99,7 @@ func (s *Store) FeedHead(ctx context.Context) (string, error) {
 // Run follows the feed from the entry after from until ctx ends (it then returns nil).
 // A read that fails is retried with backoff from the last id handled.
 func (f *Follower) Run(ctx context.Context, from string, h FeedHandler) error {
-	rdb := newClient(f.opts, f.conn)
+	rdb := newUniversalClient(f.opts, f.conn)
 	defer rdb.Close()
 	// A blocked XREAD does not watch its context; closing the connection ends it, so a
 	// node leaving does not wait out the block.
@@ -146,7 +145,7 @@ func (f *Follower) Run(ctx context.Context, from string, h FeedHandler) error {
 // give per id. From "0-0" (an empty feed at start) a gap is any entry ever trimmed.
 // (Redis 7.0's max-deleted-entry-id would be the natural check, but trimming does not
 // set it; only XDEL does.)
-func (f *Follower) read(ctx context.Context, rdb *goredis.Client, from string) ([]goredis.XMessage, bool, error) {
+func (f *Follower) read(ctx context.Context, rdb goredis.UniversalClient, from string) ([]goredis.XMessage, bool, error) {
 	pipe := rdb.Pipeline()
 	info := pipe.XInfoStream(ctx, f.key)
 	xr := pipe.XRead(ctx, &goredis.XReadArgs{Streams: []string{f.key, from}, Count: feedCount, Block: feedBlock})

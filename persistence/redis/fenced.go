@@ -13,16 +13,45 @@ import (
 )
 
 // How a write is fenced. A Store method whose context carries a fence (actors.WithFence)
-// writes through fencedWrite below instead of its plain transaction: one Lua script that
-// checks that the writer is alive as the member the Store joined as, and that the entity's
-// owner hash still names that member at the fence's epoch, and only then writes. Nothing
-// is written otherwise, and the error wraps actors.ErrFenced: the caller (a copy of the
-// entity that lost ownership, or a node that was frozen past its ttl) stops acting for it.
+// writes through fencedWrite below instead of its plain transaction: one Lua script, in the
+// entity's slot, that checks that the entity's owner hash (the fence token, keys.go) still
+// names the Store's member — node and incarnation — at the fence's epoch, and only then
+// writes the entity. Nothing is written otherwise, and the error wraps actors.ErrFenced:
+// the caller (a copy of the entity that lost ownership, or a node that was frozen past its
+// ttl) stops acting for it. The member key is not read: it is in another slot. What it
+// guarded is covered by the epoch and the lease: an owner whose key lapsed can be replaced
+// only by a claim, which raises the epoch in this same hash, so once anyone else owns the
+// entity none of the old owner's writes lands; and the old owner stops writing by itself
+// when its lease ends, before its key can lapse (ownership.go). A write it sent just before
+// that, landing after its key lapsed but before anyone claimed the entity, is simply its
+// last write, which the next owner loads.
 //
-// The fenced path also keeps what the cluster reads about the entity in the same step:
-// its deadline in {p}:due (due.go) and, for rooms, the change on the {p}:feed stream that
-// every node tails for its read models. Without a fence (single-node mode) neither is
-// written and the methods behave as they always did.
+// What the cluster reads about the entity besides — its index entry, its deadline in the
+// due set (due.go) and, for rooms, the change on the {p}:feed stream that every node tails
+// for its read models — is in other slots, written as ordered steps around that script:
+//
+//	save:   index entry  →  fenced write of the entity  →  due + feed (guarded)
+//	delete: fenced delete  →  index entry  →  due + feed (guarded)  →  owned set
+//
+// The due and feed step (guardDue) runs in the feed's slot and carries the fence's epoch:
+// {p}:fences:{T} holds the last epoch that wrote each entity's deadline and feed entry, and
+// a lower one is refused. So a copy that lost the entity between its fenced write and this
+// step (frozen in between) cannot put back an old deadline or an old snapshot on the feed
+// after the new owner's; a deleted entity's epoch is kept a day (as its owner hash) so a
+// late step of a save cannot resurrect it either.
+//
+// A crash between the steps leaves: an index entry without its entity (readers skip it);
+// an entity without its deadline or feed entry — the deadline is re-written by the next
+// owner's activation (it re-arms the timers from the snapshot and saves), and the sweep and
+// activations are idempotent, so a missing or late due entry delays a dead owner's timer at
+// worst until the room is next touched; a read model misses the change until the room's next
+// change, or until the node reloads (a start, a feed gap); a deleted entity still in an index
+// (skipped) or in an owned set (Leave finds its hash gone). Nothing acknowledged is lost:
+// the caller gets the error of the step that failed, and the outcome is unknown as after
+// any timeout.
+//
+// Without a fence (single-node mode) none of this runs and the methods behave as they
+// always did.
 
 // feedMaxLen caps the feed stream (approximately, MAXLEN ~): readers that fall further
 // behind than that reload instead.
@@ -38,109 +67,127 @@ const (
 	opDeleteCall = "delcall"
 )
 
-// fencedWrite checks the fence, then performs one op.
-// KEYS[1] the writer's member key, KEYS[2] the entity's owner hash, KEYS[3..] the op's.
-// ARGV[1] the writer's incarnation, ARGV[2] its node, ARGV[3] the fence epoch, ARGV[4] the
-// op, ARGV[5..] the op's. Returns 'ok', 'expelled' (the writer is no longer a member) or
-// 'fenced' (another owner or epoch).
+// fencedWrite checks the fence, then performs one op on the entity's keys (one slot).
+// KEYS[1] the entity's owner hash, KEYS[2..] the op's. ARGV[1] the writer's incarnation,
+// ARGV[2] its node, ARGV[3] the fence epoch, ARGV[4] the op, ARGV[5..] the op's. Returns
+// 'ok' or 'fenced' (another owner, incarnation or epoch).
 var fencedWrite = goredis.NewScript(`
-local me = redis.call('GET', KEYS[1])
-if not me or string.sub(me, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then return 'expelled' end
-local o = redis.call('HMGET', KEYS[2], 'node', 'inc', 'epoch')
+local o = redis.call('HMGET', KEYS[1], 'node', 'inc', 'epoch')
 if o[1] ~= ARGV[2] or o[2] ~= ARGV[1] or o[3] ~= ARGV[3] then return 'fenced' end
 local op = ARGV[4]
-if op == 'saveroom' then
-  -- KEYS[3] room, [4] rooms, [5] due, [6] feed; ARGV[5] id, [6] JSON, [7] due ms or '', [8] feed cap
-  local id = ARGV[5]
-  redis.call('SET', KEYS[3], ARGV[6])
-  redis.call('SADD', KEYS[4], id)
-  if ARGV[7] == '' then
-    redis.call('ZREM', KEYS[5], 'room:' .. id)
-  else
-    redis.call('ZADD', KEYS[5], ARGV[7], 'room:' .. id)
-  end
-  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[8], '*', 'k', 'room', 'id', id, 'v', ARGV[6])
+if op == 'saveroom' or op == 'savecall' then
+  -- KEYS[2] room or call; ARGV[5] JSON
+  redis.call('SET', KEYS[2], ARGV[5])
 elseif op == 'delroom' then
-  -- KEYS[3] room, [4] rooms, [5] due, [6] feed, [7] audience, [8] owned;
-  -- ARGV[5] id, [6] owner keep ms, [7] feed cap
-  local id = ARGV[5]
-  redis.call('DEL', KEYS[3], KEYS[7])
-  redis.call('SREM', KEYS[4], id)
-  redis.call('ZREM', KEYS[5], 'room:' .. id)
-  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[7], '*', 'k', 'roomdel', 'id', id)
-  redis.call('PEXPIRE', KEYS[2], ARGV[6])
-  redis.call('SREM', KEYS[8], 'room:' .. id)
-elseif op == 'addaud' then
-  -- KEYS[3] audience; ARGV[5] uid, [6] JSON
-  redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])
-elseif op == 'remaud' then
-  -- KEYS[3] audience; ARGV[5] uid
-  redis.call('HDEL', KEYS[3], ARGV[5])
-elseif op == 'savecall' then
-  -- KEYS[3] call, [4] calls, [5] due; ARGV[5] id, [6] JSON, [7] due ms or ''
-  local id = ARGV[5]
-  redis.call('SET', KEYS[3], ARGV[6])
-  redis.call('SADD', KEYS[4], id)
-  if ARGV[7] == '' then
-    redis.call('ZREM', KEYS[5], 'call:' .. id)
-  else
-    redis.call('ZADD', KEYS[5], ARGV[7], 'call:' .. id)
-  end
+  -- KEYS[2] room, [3] audience; ARGV[5] owner keep ms
+  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
 elseif op == 'delcall' then
-  -- KEYS[3] call, [4] calls, [5] due, [6] owned; ARGV[5] id, [6] owner keep ms
-  local id = ARGV[5]
-  redis.call('DEL', KEYS[3])
-  redis.call('SREM', KEYS[4], id)
-  redis.call('ZREM', KEYS[5], 'call:' .. id)
-  redis.call('PEXPIRE', KEYS[2], ARGV[6])
-  redis.call('SREM', KEYS[6], 'call:' .. id)
+  -- KEYS[2] call; ARGV[5] owner keep ms
+  redis.call('DEL', KEYS[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+elseif op == 'addaud' then
+  -- KEYS[2] audience; ARGV[5] uid, [6] JSON
+  redis.call('HSET', KEYS[2], ARGV[5], ARGV[6])
+elseif op == 'remaud' then
+  -- KEYS[2] audience; ARGV[5] uid
+  redis.call('HDEL', KEYS[2], ARGV[5])
 else
   return redis.error_reply('unknown op ' .. op)
 end
 return 'ok'
 `)
 
+// guardDue writes an entity's deadline and feed entry unless a higher epoch already did.
+// KEYS: due zset, fences hash, feed stream, gone zset (all in the feed's slot).
+// ARGV[1] "kind:id", [2] epoch, [3] due ms or "" (none), [4] feed entry kind ("room",
+// "roomdel" or "" for none), [5] id, [6] room JSON, [7] feed cap, [8] "1" when the entity
+// was deleted, [9] how long a deleted entity's epoch is kept (ms).
+// Returns 1, or 0 when a higher epoch wrote already.
+var guardDue = goredis.NewScript(`
+local e = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if tonumber(ARGV[2]) < e then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[3] == '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+end
+if ARGV[4] == 'room' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'k', 'room', 'id', ARGV[5], 'v', ARGV[6])
+elseif ARGV[4] == 'roomdel' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'k', 'roomdel', 'id', ARGV[5])
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[8] == '1' then redis.call('ZADD', KEYS[4], now, ARGV[1]) end
+-- Forget the epochs of entities deleted longer ago than their owner hashes are kept.
+local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[9]), 'LIMIT', 0, 64)
+for _, m in ipairs(old) do
+  redis.call('HDEL', KEYS[2], m)
+  redis.call('ZREM', KEYS[4], m)
+end
+return 1
+`)
+
+// due is one guardDue step.
+type due struct {
+	kind, id string
+	at       string // unix ms, "" for none
+	feed     string // "room", "roomdel" or ""
+	val      []byte // the room's JSON for a "room" entry
+	deleted  bool
+}
+
 func (s *Store) fencedSaveRoom(ctx context.Context, f actors.Fence, room actors.Room, val []byte) error {
-	return s.fenced(ctx, f, actors.KindRoom, room.ID, opSaveRoom,
-		[]string{s.roomKey(room.ID), s.roomsIndex(room.ID), s.dueKey, s.feedKey},
-		room.ID, val, roomDue(room), feedMaxLen)
+	return s.fenced(ctx, f, actors.KindRoom, room.ID,
+		func(ctx context.Context) error { return s.rc.SAdd(ctx, s.roomsIndex(room.ID), room.ID).Err() },
+		opSaveRoom, []string{s.roomKey(room.ID)}, []any{val},
+		&due{kind: actors.KindRoom, id: room.ID, at: roomDue(room), feed: "room", val: val})
 }
 
 func (s *Store) fencedDeleteRoom(ctx context.Context, f actors.Fence, roomID string) error {
-	return s.fenced(ctx, f, actors.KindRoom, roomID, opDeleteRoom,
-		[]string{s.roomKey(roomID), s.roomsIndex(roomID), s.dueKey, s.feedKey, s.audKey(roomID), s.ownedPrefix + f.Node},
-		roomID, ownerKeep, feedMaxLen)
+	return s.fenced(ctx, f, actors.KindRoom, roomID, nil,
+		opDeleteRoom, []string{s.roomKey(roomID), s.audKey(roomID)}, []any{ownerKeep},
+		&due{kind: actors.KindRoom, id: roomID, feed: "roomdel", deleted: true},
+		func(ctx context.Context) error { return s.rc.SRem(ctx, s.roomsIndex(roomID), roomID).Err() })
 }
 
 func (s *Store) fencedAddAudience(ctx context.Context, f actors.Fence, roomID, uid string, val []byte) error {
-	return s.fenced(ctx, f, actors.KindRoom, roomID, opAddAud,
-		[]string{s.audKey(roomID)}, uid, val)
+	return s.fenced(ctx, f, actors.KindRoom, roomID, nil, opAddAud, []string{s.audKey(roomID)}, []any{uid, val}, nil)
 }
 
 func (s *Store) fencedRemoveAudience(ctx context.Context, f actors.Fence, roomID, uid string) error {
-	return s.fenced(ctx, f, actors.KindRoom, roomID, opRemoveAud,
-		[]string{s.audKey(roomID)}, uid)
+	return s.fenced(ctx, f, actors.KindRoom, roomID, nil, opRemoveAud, []string{s.audKey(roomID)}, []any{uid}, nil)
 }
 
 func (s *Store) fencedSaveCall(ctx context.Context, f actors.Fence, call actors.Call, val []byte) error {
-	return s.fenced(ctx, f, actors.KindCall, call.ID, opSaveCall,
-		[]string{s.callKey(call.ID), s.callsIndex(call.ID), s.dueKey},
-		call.ID, val, callDue(call, time.Now()))
+	return s.fenced(ctx, f, actors.KindCall, call.ID,
+		func(ctx context.Context) error { return s.rc.SAdd(ctx, s.callsIndex(call.ID), call.ID).Err() },
+		opSaveCall, []string{s.callKey(call.ID)}, []any{val},
+		&due{kind: actors.KindCall, id: call.ID, at: callDue(call, time.Now())})
 }
 
 func (s *Store) fencedDeleteCall(ctx context.Context, f actors.Fence, callID string) error {
-	return s.fenced(ctx, f, actors.KindCall, callID, opDeleteCall,
-		[]string{s.callKey(callID), s.callsIndex(callID), s.dueKey, s.ownedPrefix + f.Node},
-		callID, ownerKeep)
+	return s.fenced(ctx, f, actors.KindCall, callID, nil,
+		opDeleteCall, []string{s.callKey(callID)}, []any{ownerKeep},
+		&due{kind: actors.KindCall, id: callID, deleted: true},
+		func(ctx context.Context) error { return s.rc.SRem(ctx, s.callsIndex(callID), callID).Err() })
 }
 
 // fenced runs one op of fencedWrite for the entity kind:id under fence f, as the Store's
-// member. A fence for another entity, or a node that is not this Store's member, is
-// refused like a stale one: the write cannot be proven current. A fence carries no
-// incarnation: the Store's current member supplies it. That is enough because a new
-// incarnation of a node name never owns what the old one did without claiming it, which
-// raises the epoch, so an old incarnation's fence never matches again.
-func (s *Store) fenced(ctx context.Context, f actors.Fence, kind, id, op string, keys []string, args ...any) error {
+// member, with the steps around it (above): before, if not nil, ahead of the fenced write;
+// after the write, first afterDelete (if given), then the guarded due and feed step (if
+// d is not nil), then, for a deletion, dropping the entity from the owner's owned set.
+//
+// A fence for another entity, or a node that is not this Store's member, is refused like a
+// stale one: the write cannot be proven current; so is a write while the member's lease has
+// lapsed (it must not act, membership.go). A fence carries no incarnation: the Store's
+// current member supplies it. That is enough because a new incarnation of a node name never
+// owns what the old one did without claiming it, which raises the epoch, so an old
+// incarnation's fence never matches again.
+func (s *Store) fenced(ctx context.Context, f actors.Fence, kind, id string, before func(context.Context) error,
+	op string, keys []string, args []any, d *due, afterDelete ...func(context.Context) error) error {
 	m := s.member.Load()
 	var refuse error
 	switch {
@@ -153,13 +200,20 @@ func (s *Store) fenced(ctx context.Context, f actors.Fence, kind, id, op string,
 	default:
 		if err := m.gone(); err != nil {
 			refuse = fmt.Errorf("%w: %w", actors.ErrFenced, err)
+		} else if !m.LeaseValid() {
+			refuse = fmt.Errorf("%w: node %s's membership lease lapsed", actors.ErrFenced, m.node)
 		}
 	}
 	if refuse != nil {
 		s.stats.fencedRefused.Add(1)
 		return refuse
 	}
-	keys = append([]string{m.key, s.ownerPrefix + kind + ":" + id}, keys...)
+	if before != nil {
+		if err := before(ctx); err != nil {
+			return err
+		}
+	}
+	keys = append([]string{s.ownerKey(kind, id)}, keys...)
 	args = append([]any{m.inc, m.node, f.Epoch, op}, args...)
 	res, err := fencedWrite.Run(ctx, s.rc, keys, args...).Text()
 	if err != nil {
@@ -167,17 +221,35 @@ func (s *Store) fenced(ctx context.Context, f actors.Fence, kind, id, op string,
 	}
 	switch res {
 	case "ok":
-		s.stats.fencedOK.Add(1)
-		return nil
-	case "expelled":
-		s.stats.fencedRefused.Add(1)
-		return fmt.Errorf("%w: %w", actors.ErrFenced, m.lapsed())
 	case "fenced":
 		s.stats.fencedRefused.Add(1)
 		return fmt.Errorf("%w: %s %s is no longer node %s's at epoch %d", actors.ErrFenced, kind, id, f.Node, f.Epoch)
 	default:
 		return errors.New("unexpected fenced write reply " + res)
 	}
+	for _, step := range afterDelete {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	if d != nil {
+		deleted := "0"
+		if d.deleted {
+			deleted = "1"
+		}
+		err := guardDue.Run(ctx, s.rc, []string{s.dueKey, s.fencesKey, s.feedKey, s.goneKey},
+			d.kind+":"+d.id, f.Epoch, d.at, d.feed, d.id, d.val, feedMaxLen, deleted, ownerKeep).Err()
+		if err != nil {
+			return err
+		}
+	}
+	if d != nil && d.deleted {
+		if err := s.rc.SRem(ctx, s.ownedKey(f.Node), kind+":"+id).Err(); err != nil {
+			return err
+		}
+	}
+	s.stats.fencedOK.Add(1)
+	return nil
 }
 
 // ClusterStats are the counters behind the cluster metrics, monotonic since Open.

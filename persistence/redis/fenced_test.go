@@ -92,13 +92,17 @@ func TestFencedWriteOfAnotherOwnerIsRefused(t *testing.T) {
 func TestFencedWriteFromExpiredMemberIsRefused(t *testing.T) {
 	c := newCluster(t)
 	sa, a := c.join("a", time.Minute)
+	_, b := c.join("b", time.Minute)
 	ctx, _ := own(t, a, actors.KindRoom, "r")
 	c.kill(a)
-	// Nobody has taken the room over yet: the owner hash still names a, and only its
-	// membership says no.
+	// b takes the room over: from then on a's writes are refused by the owner hash in the
+	// room's slot (the fenced write does not read the member key, another slot).
+	if o, err := b.Claim(t.Context(), actors.KindRoom, "r"); err != nil || !o.Mine || o.Epoch != 2 {
+		t.Fatalf("b's takeover = %+v, %v", o, err)
+	}
 	err := sa.SaveRoom(ctx, actors.Room{ID: "r"})
-	if !errors.Is(err, actors.ErrFenced) || !errors.Is(err, ErrExpelled) {
-		t.Fatalf("SaveRoom by an expired member = %v, want ErrFenced and ErrExpelled", err)
+	if !errors.Is(err, actors.ErrFenced) {
+		t.Fatalf("SaveRoom by an expired member = %v, want ErrFenced", err)
 	}
 	if n := c.raw.Exists(t.Context(), c.key("room:{r}")).Val(); n != 0 {
 		t.Fatal("the expired member's write landed")
@@ -108,10 +112,23 @@ func TestFencedWriteFromExpiredMemberIsRefused(t *testing.T) {
 	}
 }
 
+func TestFencedWriteRefusedWhenLeaseLapsed(t *testing.T) {
+	c := newCluster(t)
+	sa, a := c.join("a", time.Minute)
+	ctx, _ := own(t, a, actors.KindRoom, "r")
+	a.leaseUntil.Store(0) // as after a freeze longer than the lease
+	if err := sa.SaveRoom(ctx, actors.Room{ID: "r"}); !errors.Is(err, actors.ErrFenced) {
+		t.Fatalf("SaveRoom with a lapsed lease = %v, want ErrFenced", err)
+	}
+	if n := c.raw.Exists(t.Context(), c.key("room:{r}")).Val(); n != 0 {
+		t.Fatal("a write without a lease landed")
+	}
+}
+
 // dueSet returns the {p}:due zset as member -> unix ms.
 func dueSet(t *testing.T, c *cluster) map[string]int64 {
 	t.Helper()
-	zs, err := c.raw.ZRangeWithScores(t.Context(), c.key("due"), 0, -1).Result()
+	zs, err := c.raw.ZRangeWithScores(t.Context(), c.dueKey(), 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +220,7 @@ func TestFencedDeleteKeepsTheEpoch(t *testing.T) {
 	if err := s.DeleteRoom(ctx, "r"); err != nil {
 		t.Fatal(err)
 	}
-	ttl := c.raw.PTTL(t.Context(), c.key("owner:room:r")).Val()
+	ttl := c.raw.PTTL(t.Context(), c.key("owner:room:{r}")).Val()
 	if ttl < 23*time.Hour || ttl > 24*time.Hour {
 		t.Fatalf("owner hash ttl after delete = %v, want about a day", ttl)
 	}
@@ -280,8 +297,8 @@ func TestUnfencedWritesTouchNoClusterKeys(t *testing.T) {
 	if err := s.DeleteRoom(ctx, "r"); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"due", "feed", "owner:room:r"} {
-		if c.raw.Exists(ctx, c.key(k)).Val() != 0 {
+	for _, k := range []string{c.dueKey(), c.key("feed"), c.key("owner:room:{r}")} {
+		if c.raw.Exists(ctx, k).Val() != 0 {
 			t.Errorf("unfenced writes created %s", k)
 		}
 	}
@@ -327,7 +344,7 @@ func TestResetAllKeepsMembershipAndFeed(t *testing.T) {
 	}
 	// The layout marker stays too, when an Open wrote it (migrate.go).
 	keys = slices.DeleteFunc(keys, func(k string) bool { return k == c.key("layout") })
-	want := map[string]bool{c.key("member:a"): true, c.key("members"): true, c.key("feed"): true}
+	want := map[string]bool{c.key("member:{a}"): true, c.key("members"): true, c.key("feed"): true}
 	if len(keys) != len(want) {
 		t.Fatalf("after Reset keys %v, want only %v", keys, want)
 	}
@@ -348,4 +365,52 @@ func TestResetAllKeepsMembershipAndFeed(t *testing.T) {
 func jsonHasName(s, name string) bool {
 	var r actors.Room
 	return json.Unmarshal([]byte(s), &r) == nil && r.Name == name
+}
+
+// A copy that lost the entity between its fenced write and its due and feed step (frozen in
+// between) cannot put back an old deadline or snapshot after the new owner's, nor bring a
+// deleted entity back.
+func TestStaleDueStepIsRefused(t *testing.T) {
+	c := newCluster(t)
+	sa, a := c.join("a", time.Minute)
+	sb, b := c.join("b", time.Minute)
+	_, fa := own(t, a, actors.KindRoom, "r")
+	c.kill(a)
+	bctx, fb := own(t, b, actors.KindRoom, "r")
+	if fb.Epoch != fa.Epoch+1 {
+		t.Fatalf("b's epoch %d, want %d", fb.Epoch, fa.Epoch+1)
+	}
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := sb.SaveRoom(bctx, actors.Room{ID: "r", Name: "b", NoPublishDeadline: t0}); err != nil {
+		t.Fatal(err)
+	}
+	feedLen := func() int64 { return c.raw.XLen(t.Context(), c.key("feed")).Val() }
+	before := feedLen()
+	late := func(epoch int64, deleted string) int {
+		t.Helper()
+		n, err := guardDue.Run(t.Context(), sa.rc, []string{sa.dueKey, sa.fencesKey, sa.feedKey, sa.goneKey},
+			"room:r", epoch, "", "room", "r", `{"id":"r","name":"a"}`, feedMaxLen, deleted, ownerKeep).Int()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := late(fa.Epoch, "0"); n != 0 {
+		t.Fatalf("a's late due step at epoch %d = %d, want refused", fa.Epoch, n)
+	}
+	if got := dueSet(t, c)["room:r"]; got != t0.UnixMilli() {
+		t.Fatalf("due after a's late step = %d, want b's %d", got, t0.UnixMilli())
+	}
+	if feedLen() != before {
+		t.Fatal("a's late step went on the feed")
+	}
+	if err := sb.DeleteRoom(bctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	if n := late(fa.Epoch, "0"); n != 0 || len(dueSet(t, c)) != 0 {
+		t.Fatalf("a's late step after the delete = %d, due %v: want refused, nothing due", n, dueSet(t, c))
+	}
+	if ttl := c.raw.ZScore(t.Context(), sa.goneKey, "room:r").Val(); ttl == 0 {
+		t.Fatal("the deleted room's epoch is not kept")
+	}
 }

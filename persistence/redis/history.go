@@ -21,7 +21,7 @@ func (s *Store) ReadHistory(ctx context.Context, topic string, since uint64,
 	}
 	defer cancel()
 	keys := []string{topicKey(s.prefix, "seq", topic), topicKey(s.prefix, "topic", topic)}
-	res, err := historyScript.Run(ctx, s.rdb, keys, strconv.FormatUint(since, 10)).Slice()
+	res, err := historyScript.Run(ctx, s.rc, keys, strconv.FormatUint(since, 10)).Slice()
 	if err != nil {
 		return 0, false, fmt.Errorf("redis: read history of %s: %w", topic, err)
 	}

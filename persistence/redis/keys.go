@@ -88,3 +88,27 @@ func (s *Store) forEachMaster(ctx context.Context, fn func(ctx context.Context, 
 	}
 	return fn(ctx, s.rc, false)
 }
+
+// The cluster's keys follow the same rule: every script and transaction touches one slot,
+// on every Redis (one layout for one server, Sentinel and Cluster).
+//
+//   - A node's membership keys share the node's name as tag ({p}:member:{n1},
+//     {p}:owned:{n1}, {p}:taken:{n1}), so join, renew, rejoin and the takeover mark are
+//     one script each in that slot.
+//   - An entity's owner hash (the fence token) carries the entity's id as tag
+//     ({p}:owner:room:{7}), the slot of the entity's own keys and — a room's topic being
+//     its id — of its topic's seq, history and channel: the fenced write checks the owner
+//     and writes the entity in one script, and the push script checks the owner and numbers
+//     the push in one script.
+//   - The due set and the fence epochs of what is written to it and to the room-change
+//     feed share the feed's slot (dueTag), so one script keeps the due set and the feed in
+//     step with the fenced writes (fenced.go).
+
+func (s *Store) memberKey(node string) string    { return s.memberPrefix + "{" + node + "}" }
+func (s *Store) ownedKey(node string) string     { return s.ownedPrefix + "{" + node + "}" }
+func (s *Store) takenKey(node string) string     { return s.takenPrefix + "{" + node + "}" }
+func (s *Store) ownerKey(kind, id string) string { return s.ownerPrefix + kind + ":{" + id + "}" }
+
+// feedTag is a hash tag whose slot is the feed's ({p}:feed has no braces: it hashes
+// whole), so the due set and the epochs hash can be written in one script with the feed.
+func feedTag(feedKey string) string { return slotTags()[keySlot(feedKey)] }

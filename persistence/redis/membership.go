@@ -73,21 +73,17 @@ type MemberInfo struct {
 
 // join creates the member key only if no live member has the name. The new incarnation's
 // owned set starts empty: what an earlier incarnation of the name owned is not this one's
-// (its owner hashes name the dead incarnation, and any node may take them over).
-// KEYS: member key, owned key, members set. ARGV: value, ttl ms, node.
+// (its owner hashes name the dead incarnation, and any node may take them over). Both keys
+// are in the node's slot; the name joins {p}:members in a second step (a renewal adds it
+// again, so a crash in between only delays it).
+// KEYS: member key, owned key. ARGV: value, ttl ms.
 var join = goredis.NewScript(`
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return redis.call('GET', KEYS[1]) or ''
 end
 redis.call('DEL', KEYS[2])
-redis.call('SADD', KEYS[3], ARGV[3])
 return false
 `)
-
-// ErrClusterModeUnsupported is Join's answer on a Redis Cluster: membership, ownership,
-// fenced writes, call admission and the feeds still use scripts and streams that span hash
-// slots (docs/cluster.md, "Redis Cluster").
-var ErrClusterModeUnsupported = errors.New("cluster mode does not run on a Redis Cluster yet")
 
 // Join makes this node a member named node, listening for the other nodes at addr, alive
 // while it renews within ttl (Run). A name held by a live member is refused with an error
@@ -96,9 +92,6 @@ var ErrClusterModeUnsupported = errors.New("cluster mode does not run on a Redis
 func (s *Store) Join(ctx context.Context, node, addr string, ttl time.Duration) (*Member, error) {
 	if node == "" {
 		return nil, errors.New("redis: join: empty node name")
-	}
-	if s.rdb == nil {
-		return nil, fmt.Errorf("redis: join %s: %w", node, ErrClusterModeUnsupported)
 	}
 	if ttl < 4*time.Millisecond {
 		return nil, fmt.Errorf("redis: join %s: ttl %v too short", node, ttl)
@@ -109,8 +102,8 @@ func (s *Store) Join(ctx context.Context, node, addr string, ttl time.Duration) 
 	}
 	m := &Member{
 		s: s, node: node, inc: inc, addr: addr, ttl: ttl,
-		key:      s.memberPrefix + node,
-		ownedKey: s.ownedPrefix + node,
+		key:      s.memberKey(node),
+		ownedKey: s.ownedKey(node),
 		mono:     monoNow,
 		grace:    s.opts.FailoverGrace,
 	}
@@ -120,8 +113,7 @@ func (s *Store) Join(ctx context.Context, node, addr string, ttl time.Duration) 
 	}
 	defer cancel()
 	sent := m.mono()
-	held, err := join.Run(ctx, s.rc, []string{m.key, m.ownedKey, s.membersKey},
-		inc+"|"+addr, ttl.Milliseconds(), node).Text()
+	held, err := join.Run(ctx, s.rc, []string{m.key, m.ownedKey}, inc+"|"+addr, ttl.Milliseconds()).Text()
 	switch {
 	case errors.Is(err, goredis.Nil):
 	case err != nil:
@@ -133,6 +125,9 @@ func (s *Store) Join(ctx context.Context, node, addr string, ttl time.Duration) 
 	m.extendLease(sent)
 	m.lastOK.Store(int64(sent))
 	s.member.Store(m)
+	if err := s.rc.SAdd(ctx, s.membersKey, node).Err(); err != nil {
+		s.log.Warn("cluster membership: not listed in the members set yet; the next renewal lists it", "node", node, "err", err)
+	}
 	return m, nil
 }
 
@@ -192,18 +187,16 @@ func (m *Member) gone() error {
 
 // renew extends the key only while it still holds our incarnation: once it expired,
 // another node may have joined under the name, and this one must not revive it (but see
-// rejoin in failover.go). A member that found Redis again after renewals failed also raises
-// the failover marker, so that no member is taken over while the others find Redis again.
-// KEYS: member key, members set, failover marker. ARGV: incarnation, ttl ms, node,
-// recovering 0|1, grace ms.
+// rejoin in failover.go). KEYS: member key. ARGV: incarnation, ttl ms.
+//
+// After a renewal the node lists its name in {p}:members again (Members drops dead names,
+// and may drop a live one it raced with), and a member that found Redis again after
+// renewals failed raises the failover marker, so that no member is taken over while the
+// others find Redis again: both are keys of other slots, written in a second step.
 var renew = goredis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v or string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
-if ARGV[4] == '1' and tonumber(ARGV[5]) > 0 then
-  redis.call('SET', KEYS[3], '1', 'PX', ARGV[5], 'NX')
-end
 return 1
 `)
 
@@ -229,11 +222,16 @@ func (m *Member) Renew(ctx context.Context) error {
 	if m.failing.Load() {
 		recovering = "1"
 	}
-	ok, err := renew.Run(ctx, m.s.rc, []string{m.key, m.s.membersKey, m.s.failoverKey},
-		m.inc, m.ttl.Milliseconds(), m.node, recovering, m.grace.Milliseconds()).Int()
+	ok, err := renew.Run(ctx, m.s.rc, []string{m.key}, m.inc, m.ttl.Milliseconds()).Int()
 	if err != nil {
 		m.failing.Store(true)
 		return fmt.Errorf("redis: renew %s: %w", m.node, err)
+	}
+	if ok == 1 {
+		if err := m.listed(ctx, recovering == "1"); err != nil {
+			m.failing.Store(true)
+			return fmt.Errorf("redis: renew %s: %w", m.node, err)
+		}
 	}
 	if ok == 0 {
 		if rejoined, err := m.rejoin(ctx, sent); rejoined || err != nil {
@@ -244,6 +242,19 @@ func (m *Member) Renew(ctx context.Context) error {
 	}
 	m.renewed(sent)
 	return nil
+}
+
+// listed puts the node's name in {p}:members and, after an outage (recovering), raises
+// the failover marker for the grace unless another node did (failover.go).
+func (m *Member) listed(ctx context.Context, recovering bool) error {
+	_, err := m.s.rc.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		p.SAdd(ctx, m.s.membersKey, m.node)
+		if recovering && m.grace > 0 {
+			p.SetNX(ctx, m.s.failoverKey, "1", m.grace)
+		}
+		return nil
+	})
+	return err
 }
 
 // renewed records a successful renewal (or rejoin) sent at sent.
@@ -289,25 +300,22 @@ func (m *Member) Run(ctx context.Context, onExpelled func()) {
 	}
 }
 
-// leave releases every entity this incarnation owns (keeping their epochs), then removes
-// the member key, in one step, so no other node sees the member gone while it still owns
-// something. A key that is no longer ours (we were expelled) stops it before it touches
-// anything: the owned set may then be a new incarnation's.
-// KEYS: member key, owned key, members set. ARGV: incarnation, node, owner key prefix.
+// Leave releases every entity this incarnation owns (keeping their epochs), then removes
+// the member key, so no other node sees the member gone while it still owns something.
+// The owner hashes are in their entities' slots, so it goes in steps: check that the key
+// is still ours (expelled: the owned set may be a new incarnation's, touch nothing), read
+// the owned set, release each owner hash that still names this incarnation (release
+// below), then delete the owned set and the member key in one script that checks the key
+// again, and drop the name from {p}:members. A crash in between leaves entities released
+// early, which the next message claims anyway, or a member key that expires.
+
+// leave deletes the owned set and the member key if the key is still ours.
+// KEYS: member key, owned key. ARGV: incarnation. Returns 1, or -1 when not ours.
 var leave = goredis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v or string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then return -1 end
-local owned = redis.call('SMEMBERS', KEYS[2])
-for _, e in ipairs(owned) do
-  local k = ARGV[3] .. e
-  local o = redis.call('HMGET', k, 'node', 'inc')
-  if o[1] == ARGV[2] and o[2] == ARGV[1] then
-    redis.call('HDEL', k, 'node', 'inc', 'addr')
-  end
-end
 redis.call('DEL', KEYS[2], KEYS[1])
-redis.call('SREM', KEYS[3], ARGV[2])
-return #owned
+return 1
 `)
 
 // Leave hands every owned entity back (the next message for each activates it on another
@@ -321,8 +329,29 @@ func (m *Member) Leave(ctx context.Context) error {
 		return fmt.Errorf("redis: leave %s: %w", m.node, err)
 	}
 	defer cancel()
-	n, err := leave.Run(ctx, m.s.rc, []string{m.key, m.ownedKey, m.s.membersKey},
-		m.inc, m.node, m.s.ownerPrefix).Int()
+	v, err := m.s.rc.Get(ctx, m.key).Result()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return fmt.Errorf("redis: leave %s: %w", m.node, err)
+	}
+	if !strings.HasPrefix(v, m.inc+"|") {
+		m.expelled.Store(true)
+		return fmt.Errorf("redis: leave %s: %w", m.node, ErrExpelled)
+	}
+	owned, err := m.s.rc.SMembers(ctx, m.ownedKey).Result()
+	if err != nil {
+		return fmt.Errorf("redis: leave %s: %w", m.node, err)
+	}
+	_, err = m.s.rc.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, e := range owned {
+			kind, id, _ := strings.Cut(e, ":")
+			release.Eval(ctx, p, []string{m.s.ownerKey(kind, id)}, m.node, m.inc, "")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis: leave %s: release: %w", m.node, err)
+	}
+	n, err := leave.Run(ctx, m.s.rc, []string{m.key, m.ownedKey}, m.inc).Int()
 	if err != nil {
 		return fmt.Errorf("redis: leave %s: %w", m.node, err)
 	}
@@ -332,41 +361,51 @@ func (m *Member) Leave(ctx context.Context) error {
 	}
 	m.left.Store(true)
 	m.s.member.CompareAndSwap(m, nil)
+	if err := m.s.rc.SRem(ctx, m.s.membersKey, m.node).Err(); err != nil {
+		m.s.log.Warn("cluster leave: name left in the members set (dropped when next listed)", "node", m.node, "err", err)
+	}
 	return nil
 }
 
-// members lists the live members as node, value pairs and drops the dead ones from the
-// set in the same step, so a node joining meanwhile cannot be dropped by mistake.
-// KEYS: members set. ARGV: member key prefix.
-var members = goredis.NewScript(`
-local out = {}
-for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local v = redis.call('GET', ARGV[1] .. n)
-  if v then
-    out[#out + 1] = n
-    out[#out + 1] = v
-  else
-    redis.call('SREM', KEYS[1], n)
-  end
-end
-return out
-`)
-
-// Members returns the live members ordered by node name.
+// Members returns the live members ordered by node name: the names in {p}:members whose
+// member key exists. It drops the dead names from the set; a node that joined in between
+// may be dropped with them, and its next renewal lists it again.
 func (s *Store) Members(ctx context.Context) ([]MemberInfo, error) {
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("redis: members: %w", err)
 	}
 	defer cancel()
-	pairs, err := members.Run(ctx, s.rc, []string{s.membersKey}, s.memberPrefix).StringSlice()
+	names, err := s.rc.SMembers(ctx, s.membersKey).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis: members: %w", err)
 	}
-	out := make([]MemberInfo, 0, len(pairs)/2)
-	for i := 0; i+1 < len(pairs); i += 2 {
-		_, addr, _ := strings.Cut(pairs[i+1], "|")
-		out = append(out, MemberInfo{Node: pairs[i], Addr: addr})
+	gets := make([]*goredis.StringCmd, len(names))
+	_, err = s.rc.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, n := range names {
+			gets[i] = p.Get(ctx, s.memberKey(n))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, fmt.Errorf("redis: members: %w", err)
+	}
+	out := make([]MemberInfo, 0, len(names))
+	var dead []any
+	for i, n := range names {
+		v, err := gets[i].Result()
+		if errors.Is(err, goredis.Nil) {
+			dead = append(dead, n)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("redis: members: %w", err)
+		}
+		_, addr, _ := strings.Cut(v, "|")
+		out = append(out, MemberInfo{Node: n, Addr: addr})
+	}
+	if len(dead) > 0 {
+		s.rc.SRem(ctx, s.membersKey, dead...)
 	}
 	slices.SortFunc(out, func(a, b MemberInfo) int { return strings.Compare(a.Node, b.Node) })
 	return out, nil

@@ -18,13 +18,23 @@ import (
 // share them.
 type cluster struct {
 	t      *testing.T
-	srv    *redistest.Server
+	srv    *redistest.Server  // nil on a Redis Cluster
+	rc     *redistest.Cluster // the Redis Cluster, when the test runs on one
 	prefix string
-	raw    *goredis.Client // for looking behind the store's back, and for expiring keys
+	raw    goredis.UniversalClient // for looking behind the store's back, and for expiring keys
 }
+
+// onRedisCluster, when set, makes newCluster and newFeedFixture use that Redis Cluster
+// instead of starting a redis-server (TestClusterModeOnRedisCluster).
+var onRedisCluster *redistest.Cluster
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
+	if rc := onRedisCluster; rc != nil {
+		raw := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: rc.Addrs()})
+		t.Cleanup(func() { raw.Close() })
+		return &cluster{t: t, rc: rc, prefix: newPrefix("cluster"), raw: raw}
+	}
 	srv := redistest.Start(t)
 	raw := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { raw.Close() })
@@ -34,6 +44,9 @@ func newCluster(t *testing.T) *cluster {
 // store opens one node's Store.
 func (c *cluster) store() *Store {
 	c.t.Helper()
+	if c.rc != nil {
+		return openT(c.t, Options{ClusterAddrs: c.rc.Addrs(), KeyPrefix: c.prefix})
+	}
 	return openT(c.t, Options{Addr: c.srv.Addr(), KeyPrefix: c.prefix})
 }
 
@@ -57,6 +70,9 @@ func (c *cluster) kill(m *Member) {
 }
 
 func (c *cluster) key(rest string) string { return c.prefix + ":" + rest }
+
+// dueKey is the store's due set (keys.go: in the feed's slot).
+func (c *cluster) dueKey() string { return c.key("due:{" + feedTag(c.key("feed")) + "}") }
 
 // waitFor polls cond until it holds, failing the test after 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -127,7 +143,7 @@ func TestClaimByMemberWhoseKeyVanishedIsRefused(t *testing.T) {
 	if _, err := a.Claim(t.Context(), actors.KindRoom, "r"); !errors.Is(err, ErrExpelled) {
 		t.Fatalf("Claim = %v, want ErrExpelled", err)
 	}
-	if c.raw.Exists(t.Context(), c.key("owner:room:r")).Val() != 0 {
+	if c.raw.Exists(t.Context(), c.key("owner:room:{r}")).Val() != 0 {
 		t.Fatal("the refused Claim left an owner hash")
 	}
 	if err := a.Renew(t.Context()); !errors.Is(err, ErrExpelled) {

@@ -234,3 +234,27 @@ func withTimeout2[A, B any](ctx context.Context, d time.Duration, fn func(contex
 	})
 	return r.a, r.b, err
 }
+
+// migrateDue moves the due set of the earlier cluster layout ({p}:due, no hash tag) into
+// {p}:due:{T} (keys.go), keeping the earlier deadline of an entity in both. Cluster mode
+// never ran on a Redis Cluster before, so there is nothing to move there. Idempotent: two
+// nodes starting together both merge, the second finds nothing left.
+var mergeDue = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('ZUNIONSTORE', KEYS[1], 2, KEYS[1], KEYS[2], 'AGGREGATE', 'MIN')
+redis.call('DEL', KEYS[2])
+return 1
+`)
+
+func (s *Store) migrateDue(ctx context.Context) error {
+	if s.onCluster() {
+		return nil
+	}
+	_, err := withTimeout(ctx, s.timeout, func(ctx context.Context) (int64, error) {
+		return mergeDue.Run(ctx, s.rc, []string{s.dueKey, s.prefix + "due"}).Int64()
+	})
+	if err != nil {
+		return fmt.Errorf("move %sdue: %w", s.prefix, err)
+	}
+	return nil
+}

@@ -68,7 +68,7 @@ func TestTakeoverAfterOwnerExpired(t *testing.T) {
 	if st := sb.ClusterStats(); st.Takeovers != 1 {
 		t.Fatalf("takeovers = %d, want 1", st.Takeovers)
 	}
-	if c.raw.SIsMember(t.Context(), c.key("owned:a"), "call:k").Val() {
+	if c.raw.SIsMember(t.Context(), c.key("owned:{a}"), "call:k").Val() {
 		t.Fatal("the dead owner's owned set still lists the entity")
 	}
 	if got, _ := b.Owned(t.Context()); len(got) != 1 || got[0] != "call:k" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,8 +20,14 @@ import (
 // the sender's fence, numbers the push in its topic, appends it to the topic's history and
 // publishes it on the topic's channel, which the nodes with a subscriber of the topic
 // follow (subscriber.go). Every key and the channel of a topic carry the topic as their
-// hash tag, so the script touches one topic's slot (and the fence's owner hash and the
-// sender's member key) and SPUBLISH can later replace PUBLISH on Redis Cluster:
+// hash tag, so the script touches one topic's slot. A room's topic is the room's id, the
+// tag of its owner hash (keys.go): a push fenced by the room it goes to is checked in the
+// script itself. A push whose fence is in another slot (a call's push to its rooms, a
+// room's push to its call's host rooms) and an unfenced push (an invitation, a topic
+// deletion), whose sender must be a live member, are checked by the publisher in one
+// pipelined round trip just before the batch (precheck): the owner hash of the fence, and
+// the sender's member key. PUBLISH reaches every node of a Redis Cluster (SPUBLISH could
+// replace it there):
 //
 //	{p}:seq:{topic}        the topic's last seq (INCR); created at Redis TIME in µs, so a
 //	                       topic's next life numbers above its previous one, as on one node
@@ -83,7 +90,8 @@ const DefaultMaxEntryBytes = 64 << 10
 // only queues; one writer goroutine sends the queue in order (pipelined), so the pushes of
 // one Publisher are numbered in the order Publish was called.
 type Publisher struct {
-	rdb        *goredis.Client
+	rdb        goredis.UniversalClient
+	cluster    bool // rdb is a Redis Cluster's: one MULTI per slot
 	prefix     string
 	node       string
 	inc        atomic.Pointer[string]
@@ -143,7 +151,8 @@ func (s *Store) NewPublisher(opts PublisherOptions) *Publisher {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Publisher{
-		rdb:        s.rdb,
+		rdb:        s.rc,
+		cluster:    s.onCluster(),
 		prefix:     s.prefix,
 		node:       opts.Node,
 		nonce:      opts.Node + ":" + nonce,
@@ -334,7 +343,7 @@ func (p *Publisher) send(ctx context.Context, batch []pushOp) bool {
 
 func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 	inc := *p.inc.Load()
-	after, err := p.feedHead(ctx, batch)
+	after, refused, err := p.precheck(ctx, batch, inc)
 	if err != nil {
 		return err
 	}
@@ -343,24 +352,59 @@ func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 	// scripts (SCRIPT LOAD after a Redis restart, or at first use) between two of its
 	// EVALSHAs let the later ops run while the earlier ones got NOSCRIPT; the resent
 	// earlier ops were then taken for applied and lost (found by a test under load).
-	pipe := p.rdb.TxPipeline()
+	//
+	// A Redis Cluster refuses a MULTI/EXEC over several slots (CROSSSLOT), so there the
+	// batch goes as one MULTI/EXEC per topic slot, concurrently: a topic's ops, and its
+	// dedup marker, are in one slot, so each topic's ops still run all or none, in order.
 	cmds := make([]*goredis.Cmd, len(batch))
+	groups := map[int][]int{} // slot (0 on one server) -> indexes into batch, in order
 	for i, op := range batch {
-		if op.drop {
-			cmds[i] = topicDelScript.EvalSha(ctx, pipe, p.deleteKeys(op.p.Topic), op.n,
-				dedupTTL.Milliseconds(), inc, "", "", p.nonce, topicGrace.Milliseconds())
+		if refused[i] {
 			continue
 		}
-		a := "-"
-		if op.p.Changed {
-			a = after
+		slot := 0
+		if p.cluster {
+			slot = keySlot(topicKey(p.prefix, "seq", op.p.Topic))
 		}
-		cmds[i] = p.evalPush(ctx, pipe, op, inc, a)
+		groups[slot] = append(groups[slot], i)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
-		return err
+	errs := make(chan error, len(groups))
+	var wg sync.WaitGroup
+	for _, idx := range groups {
+		wg.Go(func() {
+			pipe := p.rdb.TxPipeline()
+			for _, i := range idx {
+				op := batch[i]
+				if op.drop {
+					cmds[i] = topicDelScript.EvalSha(ctx, pipe, p.deleteKeys(op.p.Topic), op.n,
+						dedupTTL.Milliseconds(), "", "", "", p.nonce, topicGrace.Milliseconds())
+					continue
+				}
+				a := "-"
+				if op.p.Changed {
+					a = after
+				}
+				cmds[i] = p.evalPush(ctx, pipe, op, inc, a)
+			}
+			_, err := pipe.Exec(ctx)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+			return err
+		}
 	}
 	for i, cmd := range cmds {
+		if refused[i] {
+			p.refused(batch[i].p)
+			continue
+		}
+		if cmd == nil {
+			continue
+		}
 		res, err := cmd.Int64()
 		switch {
 		case err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT"):
@@ -379,23 +423,79 @@ func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 	return nil
 }
 
-// feedHead is the room-change feed's last entry id when a push of the batch follows a room
-// change ("" otherwise, at no cost): that change was written before the push was queued,
-// so its entry is at or before the head read now. A node delivers the push only once its
-// feed follower has passed the head (subscriber.go), so its read model already shows the
-// change. One round trip more per batch that carries a room change.
-func (p *Publisher) feedHead(ctx context.Context, batch []pushOp) (string, error) {
-	for _, op := range batch {
-		if op.p.Changed && !op.drop {
-			msgs, err := p.rdb.XRevRangeN(ctx, p.prefix+"feed", "+", "-", 1).Result()
-			if err != nil || len(msgs) == 0 {
-				return "0-0", err
+// precheck reads, in one pipelined round trip, what the batch's scripts cannot check in
+// their topic's slot, and returns which ops are refused for it:
+//
+//   - the room-change feed's last entry id when a push of the batch follows a room change
+//     ("" otherwise): that change was written before the push was queued, so its entry is
+//     at or before the head read now. A node delivers the push only once its feed follower
+//     has passed the head (subscriber.go), so its read model already shows the change;
+//   - for a push whose fence is another entity's than its topic's, that entity's owner
+//     hash: refused unless it names the fence's node and epoch and the publisher's
+//     incarnation (as the push script checks, below);
+//   - for an unfenced push or a topic deletion, the sender's member key: refused unless it
+//     holds the publisher's incarnation ("" skips the check).
+//
+// The check and the script are two steps: an owner that loses the entity in between (its
+// node frozen for longer than memberTTL between the two, a millisecond apart) can still
+// land a push checked just before. The batch's own room pushes have no such window.
+func (p *Publisher) precheck(ctx context.Context, batch []pushOp, inc string) (after string, refused []bool, err error) {
+	var head *goredis.XMessageSliceCmd
+	var member *goredis.StringCmd
+	owners := make([]*goredis.SliceCmd, len(batch))
+	n := 0
+	pipe := p.rdb.Pipeline()
+	for i, op := range batch {
+		f := op.p.Fence
+		if op.p.Changed && !op.drop && head == nil {
+			head = pipe.XRevRangeN(ctx, p.prefix+"feed", "+", "-", 1)
+			n++
+		}
+		switch {
+		case op.drop || f.IsZero():
+			if inc != "" && member == nil {
+				member = pipe.Get(ctx, p.prefix+"member:{"+p.node+"}")
+				n++
 			}
-			return msgs[0].ID, nil
+		case !sameSlotFence(op.p):
+			owners[i] = pipe.HMGet(ctx, ownerKeyOf(p.prefix, f.Kind, f.ID), "node", "inc", "addr", "epoch")
+			n++
 		}
 	}
-	return "", nil
+	refused = make([]bool, len(batch))
+	if n == 0 {
+		return "", refused, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return "", nil, err
+	}
+	if head != nil {
+		after = "0-0"
+		if msgs := head.Val(); len(msgs) > 0 {
+			after = msgs[0].ID
+		}
+	}
+	alive := member == nil || strings.HasPrefix(member.Val(), inc+"|")
+	for i, op := range batch {
+		f := op.p.Fence
+		switch {
+		case op.drop || f.IsZero():
+			refused[i] = !alive
+		case owners[i] != nil:
+			o := readOwner(owners[i].Val())
+			refused[i] = o.node != f.Node || o.epoch != strconv.FormatInt(f.Epoch, 10) || o.inc == "" ||
+				(inc != "" && o.inc != inc)
+		}
+	}
+	return after, refused, nil
 }
+
+// sameSlotFence reports whether the push's fence is checked by the push script itself: its
+// owner hash carries the topic as tag.
+func sameSlotFence(push actors.Push) bool { return !push.Fence.IsZero() && push.Fence.ID == push.Topic }
+
+// ownerKeyOf is Store.ownerKey for a prefix.
+func ownerKeyOf(prefix, kind, id string) string { return prefix + "owner:" + kind + ":{" + id + "}" }
 
 // topicKey names one of a topic's keys (or its channel) with the topic as hash tag.
 func topicKey(prefix, kind, topic string) string { return prefix + kind + ":{" + topic + "}" }
@@ -405,20 +505,20 @@ func (p *Publisher) evalPush(ctx context.Context, pipe goredis.Pipeliner, op pus
 	keys := []string{topicKey(p.prefix, "seq", t), topicKey(p.prefix, "topic", t), topicKey(p.prefix, "pushdedup", t),
 		topicKey(p.prefix, "push", t)}
 	f := op.p.Fence
-	if f.IsZero() {
-		keys = append(keys, p.prefix+"member:"+p.node, p.prefix+"member:"+p.node)
+	if !sameSlotFence(op.p) {
+		// Checked by precheck; KEYS[5] is unused and must be in the topic's slot.
+		keys = append(keys, keys[0])
 		return pushScript.EvalSha(ctx, pipe, keys, op.n, dedupTTL.Milliseconds(), "0", p.node, inc,
 			p.nonce, op.p.Tag, op.p.Importance, op.p.Body, p.historyCap, after)
 	}
-	keys = append(keys, p.prefix+"owner:"+f.Kind+":"+f.ID, p.prefix+"member:"+f.Node)
+	keys = append(keys, ownerKeyOf(p.prefix, f.Kind, f.ID))
 	return pushScript.EvalSha(ctx, pipe, keys, op.n, dedupTTL.Milliseconds(), "1", f.Node,
-		strconv.FormatInt(f.Epoch, 10), p.nonce, op.p.Tag, op.p.Importance, op.p.Body, p.historyCap, after)
+		strconv.FormatInt(f.Epoch, 10), p.nonce, op.p.Tag, op.p.Importance, op.p.Body, p.historyCap, after, inc)
 }
 
 func (p *Publisher) deleteKeys(topic string) []string {
-	member := p.prefix + "member:" + p.node
 	return []string{topicKey(p.prefix, "seq", topic), topicKey(p.prefix, "topic", topic),
-		topicKey(p.prefix, "pushdedup", topic), topicKey(p.prefix, "push", topic), member, member}
+		topicKey(p.prefix, "pushdedup", topic), topicKey(p.prefix, "push", topic)}
 }
 
 func (p *Publisher) refused(push actors.Push) {
@@ -436,7 +536,8 @@ func isServerError(err error) bool {
 	return errors.As(err, &rerr) && !errors.Is(err, goredis.Nil)
 }
 
-func loadScripts(ctx context.Context, rdb *goredis.Client) error {
+// loadScripts loads the push scripts (on every master of a Redis Cluster).
+func loadScripts(ctx context.Context, rdb goredis.UniversalClient) error {
 	for _, s := range []*goredis.Script{pushScript, topicDelScript} {
 		if err := s.Load(ctx, rdb).Err(); err != nil {
 			return err
@@ -455,31 +556,24 @@ redis.call('HSET', KEYS[3], ARGV[6], ARGV[1])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 `
 
-// memberAlive refuses (0) unless the membership at KEYS[6] is the incarnation in the
-// local inc ("" skips the check).
-const memberAlive = `
-if inc ~= '' then
-  local m = redis.call('GET', KEYS[6])
-  if not m or string.sub(m, 1, #inc + 1) ~= inc .. '|' then return 0 end
-end
-`
-
-// pushScript: KEYS seq, history, dedup hash, channel, owner hash (or unused), member;
-// ARGV n, dedup TTL, fenced ("1"/"0"), node, epoch (fenced) or incarnation, publisher
-// nonce, tag, importance, body, history cap, after (the room-change feed id the push
-// follows, or "-"). Returns the push's seq, 0 when refused, -1 when already applied. A
+// pushScript: KEYS seq, history, dedup hash, channel, owner hash (or, unfenced, the seq
+// key again: unused); ARGV n, dedup TTL, fenced ("1"/"0"), node, epoch (fenced) or
+// incarnation, publisher nonce, tag, importance, body, history cap, after (the room-change
+// feed id the push follows, or "-"), and for a fenced push the publisher's incarnation
+// ("" not checked). Returns the push's seq, 0 when refused, -1 when already applied. A
 // fenced push is refused unless the owner hash still names the fence's node and epoch and
-// that node's membership is the incarnation that claimed it.
+// the publisher's incarnation: a fence taken by an earlier incarnation of the node (pushes
+// queued before it was expelled and joined again) no longer counts. It is not refused
+// merely because its node's membership lapsed (the member key is in another slot): until
+// another node claims the entity, raising the epoch, nobody else acts for it, and the push
+// was made under the sender's lease. An unfenced push ("0") checks nothing here: the
+// publisher checked the sender (precheck).
 var pushScript = goredis.NewScript(pushDedup + `
-local inc
 if ARGV[3] == '1' then
   local o = redis.call('HMGET', KEYS[5], 'node', 'epoch', 'inc')
   if o[1] ~= ARGV[4] or o[2] ~= ARGV[5] or not o[3] or o[3] == '' then return 0 end
-  inc = o[3]
-else
-  inc = ARGV[5]
+  if ARGV[12] ~= '' and o[3] ~= ARGV[12] then return 0 end
 end
-` + memberAlive + `
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl == -2 then
   local t = redis.call('TIME')
@@ -497,12 +591,10 @@ redis.call('PUBLISH', KEYS[4], 'P ' .. seq .. ' ' .. ARGV[8] .. ' ' .. ARGV[11] 
 return tonumber(seq)
 `)
 
-// topicDelScript: KEYS seq, history, dedup hash, channel, (unused), member; ARGV n, dedup
-// TTL, incarnation, (unused), (unused), publisher nonce, grace (ms). Returns 1, 0 when
-// refused, -1 when applied before.
+// topicDelScript: KEYS seq, history, dedup hash, channel; ARGV n, dedup TTL, (unused),
+// (unused), (unused), publisher nonce, grace (ms). Returns 1, or -1 when applied before.
+// The sender's membership is checked by the publisher (precheck).
 var topicDelScript = goredis.NewScript(pushDedup + `
-local inc = ARGV[3]
-` + memberAlive + `
 redis.call('PUBLISH', KEYS[4], 'D')
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[7])

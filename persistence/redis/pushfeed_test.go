@@ -72,13 +72,20 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 
 // feedFixture is one store with its raw client, for tests that arrange membership keys.
 type feedFixture struct {
-	srv    *redistest.Server
+	srv    *redistest.Server // nil on a Redis Cluster
 	store  *Store
-	rdb    *goredis.Client
+	rdb    goredis.UniversalClient
 	prefix string
 }
 
 func newFeedFixture(t *testing.T) *feedFixture {
+	if rc := onRedisCluster; rc != nil {
+		prefix := newPrefix("feed")
+		s := openT(t, Options{ClusterAddrs: rc.Addrs(), KeyPrefix: prefix})
+		rdb := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: rc.Addrs()})
+		t.Cleanup(func() { rdb.Close() })
+		return &feedFixture{store: s, rdb: rdb, prefix: prefix + ":"}
+	}
 	srv := redistest.Start(t)
 	prefix := newPrefix("feed")
 	s := openT(t, Options{Addr: srv.Addr(), KeyPrefix: prefix})
@@ -133,13 +140,13 @@ func (fx *feedFixture) history(t *testing.T, topic string) int64 {
 }
 
 func (fx *feedFixture) join(t *testing.T, node, inc string) {
-	if err := fx.rdb.Set(t.Context(), fx.prefix+"member:"+node, inc+"|127.0.0.1:1", 0).Err(); err != nil {
+	if err := fx.rdb.Set(t.Context(), fx.prefix+"member:{"+node+"}", inc+"|127.0.0.1:1", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func (fx *feedFixture) own(t *testing.T, kind, id, node, inc string, epoch int64) {
-	err := fx.rdb.HSet(t.Context(), fx.prefix+"owner:"+kind+":"+id, "node", node, "epoch", epoch, "inc", inc).Err()
+	err := fx.rdb.HSet(t.Context(), fx.prefix+"owner:"+kind+":{"+id+"}", "node", node, "epoch", epoch, "inc", inc).Err()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +164,9 @@ func flush(t *testing.T, p *Publisher) {
 func body(n int) []byte { return fmt.Appendf(nil, `{"data":{"n":%d},"type":6,"time":1}`, n) }
 
 // The ordering guarantee: one publisher's pushes reach a subscriber in Publish order, each
-// topic numbered 1 by 1 from a clock-based origin.
+// topic numbered 1 by 1 from a clock-based origin. On a Redis Cluster the order holds per
+// topic: topics of different slots go through different masters (and the publisher sends
+// their batches concurrently), so pushes of two topics may arrive in either order.
 func TestPushesReachTheFeedInPublishOrder(t *testing.T) {
 	fx := newFeedFixture(t)
 	topics := []string{"ra", "rb", "rc"}
@@ -169,6 +178,16 @@ func TestPushesReachTheFeedInPublishOrder(t *testing.T) {
 		p.Publish(actors.Push{Topic: topics[i%3], Tag: "tag", Importance: 8, Type: 6, Body: body(i)})
 	}
 	entries := rec.waitLen(t, n)
+	if onRedisCluster != nil {
+		// Publish order per topic: push i is topic i%3's (i/3)th.
+		slices.SortStableFunc(entries, func(a, b feedEntry) int { return slices.Index(topics, a.Topic) - slices.Index(topics, b.Topic) })
+		var byTopic []feedEntry
+		for k := range n {
+			i := (k%3)*(n/3) + k/3
+			byTopic = append(byTopic, entries[i])
+		}
+		entries = byTopic
+	}
 	last := map[string]uint64{}
 	for i, e := range entries {
 		want := feedEntry{Kind: "push", Topic: topics[i%3], Tag: "tag", Imp: 8, Body: string(body(i))}
@@ -227,25 +246,34 @@ func TestFencedPushes(t *testing.T) {
 		t.Fatalf("refused %d, want 2", got)
 	}
 
-	// The owner's membership lapses: its fenced and unfenced pushes are refused alike.
-	fx.rdb.Del(t.Context(), fx.prefix+"member:n1")
+	// The owner's membership lapses: its unfenced pushes are refused (the publisher reads
+	// the member key), its fenced ones still land while nobody has taken the room over
+	// (the owner hash, in the topic's slot, still names it; nobody else acts for r1).
+	fx.rdb.Del(t.Context(), fx.prefix+"member:{n1}")
 	p2 := fx.publisher(t, PublisherOptions{Node: "n1", Incarnation: "i1"})
 	p2.Publish(actors.Push{Topic: "r1", Body: body(5), Fence: fence(2)})
 	p2.Publish(actors.Push{Topic: "r1", Body: body(6)})
 	p2.DeleteTopic("r1")
-	// It rejoins as a new incarnation: the owner hash still names the old one.
-	fx.join(t, "n1", "i2")
-	p2.Publish(actors.Push{Topic: "r1", Body: body(7), Fence: fence(2)})
 	flush(t, p2)
-	if got := p2.Refused(); got != 4 {
-		t.Fatalf("refused %d, want 4", got)
+	if got := p2.Refused(); got != 2 {
+		t.Fatalf("refused %d, want 2", got)
+	}
+	// It rejoins as a new incarnation: the owner hash still names the old one, whose fences
+	// no longer count.
+	fx.join(t, "n1", "i2")
+	p3 := fx.publisher(t, PublisherOptions{Node: "n1", Incarnation: "i1"})
+	p3.SetIncarnation("i2")
+	p3.Publish(actors.Push{Topic: "r1", Body: body(7), Fence: fence(2)})
+	flush(t, p3)
+	if got := p3.Refused(); got != 1 {
+		t.Fatalf("refused %d, want 1", got)
 	}
 
 	var bodies []string
 	for _, m := range fx.rdb.XRange(t.Context(), topicKey(fx.prefix, "topic", "r1"), "-", "+").Val() {
 		bodies = append(bodies, m.Values["b"].(string))
 	}
-	if want := []string{string(body(1)), string(body(3))}; !slices.Equal(bodies, want) {
+	if want := []string{string(body(1)), string(body(3)), string(body(5))}; !slices.Equal(bodies, want) {
 		t.Fatalf("history bodies %q, want %q", bodies, want)
 	}
 }
@@ -408,5 +436,36 @@ func TestOversizedPushIsDropped(t *testing.T) {
 	}
 	if p.Dropped() != 1 {
 		t.Fatalf("dropped %d, want 1", p.Dropped())
+	}
+}
+
+// A push whose fence is in another slot than its topic (a call's push to its room, a room's
+// push to its call's host room) is checked by the publisher before the batch.
+func TestCrossSlotFencedPushes(t *testing.T) {
+	fx := newFeedFixture(t)
+	fx.join(t, "n1", "i1")
+	fx.own(t, actors.KindCall, "k", "n1", "i1", 2)
+	fx.own(t, actors.KindRoom, "r1", "n1", "i1", 5)
+	p := fx.publisher(t, PublisherOptions{Node: "n1", Incarnation: "i1"})
+	call := func(epoch int64) actors.Fence {
+		return actors.Fence{Kind: actors.KindCall, ID: "k", Node: "n1", Epoch: epoch}
+	}
+	room := actors.Fence{Kind: actors.KindRoom, ID: "r1", Node: "n1", Epoch: 5}
+	p.Publish(actors.Push{Topic: "r2", Body: body(1), Fence: call(2)}) // current: sent
+	p.Publish(actors.Push{Topic: "r2", Body: body(2), Fence: call(1)}) // stale epoch
+	p.Publish(actors.Push{Topic: "r2", Body: body(3), Fence: room})    // a room to a host room: sent
+	stale := room
+	stale.Node = "n2"
+	p.Publish(actors.Push{Topic: "r2", Body: body(4), Fence: stale}) // not the owner
+	flush(t, p)
+	if got := p.Refused(); got != 2 {
+		t.Fatalf("refused %d, want 2", got)
+	}
+	var bodies []string
+	for _, m := range fx.rdb.XRange(t.Context(), topicKey(fx.prefix, "topic", "r2"), "-", "+").Val() {
+		bodies = append(bodies, m.Values["b"].(string))
+	}
+	if want := []string{string(body(1)), string(body(3))}; !slices.Equal(bodies, want) {
+		t.Fatalf("history bodies %q, want %q", bodies, want)
 	}
 }

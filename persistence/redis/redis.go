@@ -131,11 +131,7 @@ type Options struct {
 // outcome as unknown. A call whose context has already ended sends nothing.
 type Store struct {
 	// rc is the store's client: a ClusterClient on a Redis Cluster.
-	rc goredis.UniversalClient
-	// rdb is rc when it is one server's client (nil on a Redis Cluster): the feeds of
-	// cluster mode (feed.go, pushfeed.go, history.go) need it, and Join refuses to run on
-	// a Redis Cluster, so they never see nil.
-	rdb     *goredis.Client
+	rc      goredis.UniversalClient
 	timeout time.Duration
 	closed  atomic.Bool
 
@@ -151,7 +147,9 @@ type Store struct {
 	membersKey     string
 	ownerPrefix    string // + kind:id
 	ownedPrefix    string // + node
-	dueKey         string
+	dueKey         string // {p}:due:{T}, T a tag of the feed's slot (keys.go)
+	fencesKey      string // {p}:fences:{T}: the fence epochs behind the due set and the feed
+	goneKey        string // {p}:fencesgone:{T}: when each deleted entity's epoch goes
 	feedKey        string
 	busyRoomPrefix string // + room id
 	busyUserPrefix string // + uid
@@ -210,7 +208,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		membersKey:     p + "members",
 		ownerPrefix:    p + "owner:",
 		ownedPrefix:    p + "owned:",
-		dueKey:         p + "due",
+		dueKey:         p + "due:{" + feedTag(p+"feed") + "}",
+		fencesKey:      p + "fences:{" + feedTag(p+"feed") + "}",
+		goneKey:        p + "fencesgone:{" + feedTag(p+"feed") + "}",
 		feedKey:        p + "feed",
 		busyRoomPrefix: p + "busy:room:",
 		busyUserPrefix: p + "busy:user:",
@@ -220,9 +220,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		log:  opts.Logger,
 		opts: opts,
 	}
-	if c, ok := rc.(*goredis.Client); ok {
-		s.rdb = c
-	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -231,6 +228,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("redis: open %s: %w", opts.Where(), err)
 	}
 	if err := s.migrateLayout(ctx); err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("redis: open %s: %w", opts.Where(), err)
+	}
+	if err := s.migrateDue(ctx); err != nil {
 		rc.Close()
 		return nil, fmt.Errorf("redis: open %s: %w", opts.Where(), err)
 	}

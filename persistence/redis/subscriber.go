@@ -98,7 +98,7 @@ func (s *Store) NewSubscriber(opts SubscriberOptions) *Subscriber {
 		opts.FollowerWait = followerWait
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	sub := &Subscriber{store: s, ps: s.rdb.Subscribe(ctx), prefix: s.prefix + "push:{", follower: opts.Follower,
+	sub := &Subscriber{store: s, ps: s.rc.Subscribe(ctx), prefix: s.prefix + "push:{", follower: opts.Follower,
 		log: opts.Logger, topics: make(map[string]*interest), stop: cancel, done: make(chan struct{})}
 	go sub.run(ctx, opts.FollowerWait)
 	return sub
@@ -226,7 +226,7 @@ func (sub *Subscriber) channel(topic string) string { return sub.prefix + topic 
 
 // seqOf is the topic's current seq, 0 if it has none.
 func (sub *Subscriber) seqOf(ctx context.Context, topic string) (uint64, error) {
-	v, err := sub.store.rdb.Get(ctx, topicKey(sub.store.prefix, "seq", topic)).Uint64()
+	v, err := sub.store.rc.Get(ctx, topicKey(sub.store.prefix, "seq", topic)).Uint64()
 	if errors.Is(err, goredis.Nil) {
 		return 0, nil
 	}

@@ -19,7 +19,8 @@ build:
 
 ## cluster: one redis-server and three nodes on 127.0.0.1:4101-4103 sharing it; Ctrl-C stops them
 ## (installs redis-server when it is missing; see scripts/cluster.sh for the knobs).
-## REDIS=sentinel: a primary, two replicas and three sentinels instead of one redis-server.
+## REDIS=sentinel: a primary, two replicas and three sentinels instead of one redis-server;
+## REDIS=cluster: a Redis Cluster of three masters and three replicas.
 REDIS ?= single
 cluster: build
 	@./scripts/test-deps.sh redis-server
@@ -29,7 +30,7 @@ cluster: build
 ## mode on it, on 127.0.0.1:4101; Ctrl-C stops them (scripts/cluster.sh REDIS=cluster).
 redis-cluster: build
 	@./scripts/test-deps.sh redis-server
-	REDIS=cluster CLUSTER_NODES=1 ./scripts/cluster.sh
+	REDIS=cluster CLUSTER_NODES=1 CLUSTER_MODE=false ./scripts/cluster.sh
 
 ## media-demo: nginx-rtmp (docs/nginx-rtmp.conf) and the server with mix: ffmpeg on loopback;
 ## prints the commands that publish two test streams and watch their mix (docs/self-hosted.md)

@@ -338,8 +338,6 @@ func TestErrors(t *testing.T) {
 			[]string{`config: APPSERVER_REDIS_CLUSTER_ADDRS: "b" is not host:port`}},
 		{"cluster prefix with a brace", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_CLUSTER_ADDRS=a:7000",
 			"APPSERVER_REDIS_KEYPREFIX=a{b}"}, []string{"config: APPSERVER_REDIS_KEYPREFIX: must not contain { or }"}},
-		{"cluster mode on redis cluster", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_CLUSTER_ADDRS=a:7000",
-			"APPSERVER_CLUSTER_ENABLED=true"}, []string{"config: APPSERVER_CLUSTER_ENABLED: cluster mode does not run on a Redis Cluster yet"}},
 		{"failoverGrace negative", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_FAILOVERGRACE=-1s"},
 			[]string{"config: APPSERVER_REDIS_FAILOVERGRACE: must not be negative"}},
 		{"waitReplicas negative", "", []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_WAITREPLICAS=-1"},

@@ -48,8 +48,7 @@ func (c *Config) validateRedisTopology() error {
 	return nil
 }
 
-// validateRedisCluster checks redis.cluster.addrs against the other ways to reach Redis,
-// and refuses what does not work on a Redis Cluster yet.
+// validateRedisCluster checks redis.cluster.addrs against the other ways to reach Redis.
 func (c *Config) validateRedisCluster() error {
 	for _, k := range []string{"redis.host", "redis.port", "redis.db", "redis.sentinel.master", "redis.sentinel.addrs"} {
 		if c.isSet(k) {
@@ -63,11 +62,6 @@ func (c *Config) validateRedisCluster() error {
 	}
 	if strings.ContainsAny(c.Redis.KeyPrefix, "{}") {
 		return c.errorf("redis.keyprefix", "must not contain { or } on a Redis Cluster (they would override the store's hash tags)")
-	}
-	// The cluster's scripts (membership, fenced writes, call admission, the feeds) still
-	// touch keys of several hash slots together: docs/cluster.md, "Redis Cluster".
-	if c.Cluster.Enabled {
-		return c.errorf("cluster.enabled", "cluster mode does not run on a Redis Cluster yet: use Redis Sentinel or one redis-server for a cluster of nodes, or run a single node (cluster.enabled false) on the Redis Cluster")
 	}
 	return nil
 }

@@ -20,9 +20,11 @@
 #                             through the sentinels and wait for one replica on every write
 #                             (redis.waitReplicas 1) — kill -9 the primary to see a failover;
 #                             cluster: a Redis Cluster of three masters and three replicas
-#                             (cluster-node-timeout 2000, waitReplicas 1) and ONE node in
-#                             single-node mode (cluster mode does not run on a Redis Cluster
-#                             yet: docs/cluster.md; set CLUSTER_NODES=1), `make redis-cluster`
+#                             (cluster-node-timeout 2000, waitReplicas 1), the nodes in
+#                             cluster mode on it (`make cluster REDIS=cluster`); kill -9 a
+#                             master to see a failover
+#   CLUSTER_MODE=true         false: every node in single-node mode (cluster.enabled false;
+#                             with one node, `make redis-cluster`)
 # Every other APPSERVER_* variable set in the environment reaches every node as usual.
 set -euo pipefail
 
@@ -46,12 +48,9 @@ die() { echo "cluster: $*" >&2; exit 2; }
 [[ $PORT =~ ^[0-9]+$ ]] && ((PORT >= 1 && PORT + NODES - 1 <= 65535)) || die "CLUSTER_PORT=$PORT: want a port"
 [[ -z $REDIS_PORT || $REDIS_PORT =~ ^[0-9]+$ ]] || die "CLUSTER_REDIS_PORT=$REDIS_PORT: want a port"
 [[ $MODE == single || $MODE == sentinel || $MODE == cluster ]] || die "REDIS=$MODE: want single, sentinel or cluster"
-CLUSTER_ON=true
-if [[ $MODE == cluster ]]; then
-  # Cluster mode is refused on a Redis Cluster (config: cluster.enabled): one single node.
-  [[ $NODES == 1 ]] || die "REDIS=cluster runs one node in single-node mode (cluster mode does not run on a Redis Cluster yet): set CLUSTER_NODES=1"
-  CLUSTER_ON=false
-fi
+CLUSTER_ON=${CLUSTER_MODE:-true}
+[[ $CLUSTER_ON == true || $CLUSTER_ON == false ]] || die "CLUSTER_MODE=$CLUSTER_ON: want true or false"
+[[ $CLUSTER_ON == true || $NODES == 1 ]] || die "CLUSTER_MODE=false runs one node: set CLUSTER_NODES=1"
 command -v redis-server >/dev/null || die "redis-server not found: run 'make cluster' (installs it) or 'apt-get install redis-server'"
 command -v redis-cli >/dev/null || die "redis-cli not found: apt-get install redis-tools"
 if [[ ! -x $BIN ]]; then
@@ -261,7 +260,7 @@ for ((i = 0; i < NODES; i++)); do
   done
 done
 
-if [[ $MODE == cluster ]]; then
+if [[ $CLUSTER_ON == false ]]; then
   echo "one node (single-node mode) on $WHERE"
 else
   echo "cluster of $NODES nodes on $WHERE"
@@ -274,7 +273,7 @@ if [[ -n ${CLUSTER_ADMIN_TOKEN:-} ]]; then
 else
   auth="\$(cat $DIR/admin-token)"
 fi
-[[ $MODE == cluster ]] || echo "members: curl -H \"Authorization: Bearer $auth\" http://127.0.0.1:$PORT/admin/cluster"
+[[ $CLUSTER_ON == false ]] || echo "members: curl -H \"Authorization: Bearer $auth\" http://127.0.0.1:$PORT/admin/cluster"
 echo "any node serves any route, callback and /ws; Ctrl-C stops them all"
 
 # Wait until Ctrl-C, reporting nodes that exit on their own (a kill -9 to try a failover).

@@ -23,15 +23,20 @@ import (
 
 // The cluster tests run real appserver processes (built with -race: nothing in the cluster
 // path uses protoactor's remoting, whose races would force otherwise) on one real
-// redis-server, each on loopback ports of its own.
+// redis-server, each on loopback ports of its own — or, while onRedisCluster is set
+// (TestClusterOnRedisCluster), on that Redis Cluster of three masters and three replicas.
 
 const clusterAdminToken = "cluster-test-admin-token-0123456789abcdef"
 
-// testCluster is one redis-server and the nodes started on it.
+// onRedisCluster, when set, makes newTestCluster run its nodes on that Redis Cluster.
+var onRedisCluster *redistest.Cluster
+
+// testCluster is one redis-server (or Redis Cluster) and the nodes started on it.
 type testCluster struct {
 	t      *testing.T
 	bin    string
-	redis  *redistest.Server
+	redis  *redistest.Server  // nil on a Redis Cluster
+	rc     *redistest.Cluster // the Redis Cluster, if the nodes run on one
 	prefix string
 	ttl    time.Duration
 	extra  []string
@@ -50,8 +55,21 @@ func newTestCluster(t *testing.T, ttl time.Duration, extra ...string) *testClust
 	if testing.Short() {
 		t.Skip("runs a redis-server and several real appserver processes")
 	}
-	return &testCluster{t: t, bin: binary(t), redis: redistest.Start(t), prefix: "cl" + fmt.Sprint(time.Now().UnixNano()%1e6),
+	c := &testCluster{t: t, bin: binary(t), prefix: "cl" + fmt.Sprint(time.Now().UnixNano()%1e6),
 		ttl: ttl, extra: extra, nodes: map[string]*clNode{}}
+	if c.rc = onRedisCluster; c.rc == nil {
+		c.redis = redistest.Start(t)
+	}
+	return c
+}
+
+// redisEnv points a node at the cluster's Redis.
+func (c *testCluster) redisEnv() []string {
+	if c.rc != nil {
+		return []string{"APPSERVER_STORE=redis", "APPSERVER_REDIS_KEYPREFIX=" + c.prefix,
+			"APPSERVER_REDIS_CLUSTER_ADDRS=" + strings.Join(c.rc.Addrs(), ",")}
+	}
+	return redisEnv(c.t, c.redis, c.prefix)
 }
 
 // start runs nodes by name and waits until each is ready (a member, Redis answering).
@@ -68,7 +86,7 @@ func (c *testCluster) start(names ...string) []*clNode {
 func (c *testCluster) startEnv(name string, env ...string) *clNode {
 	c.t.Helper()
 	port := freePort(c.t)
-	base := append(redisEnv(c.t, c.redis, c.prefix), "APPSERVER_CLUSTER_ENABLED=true",
+	base := append(c.redisEnv(), "APPSERVER_CLUSTER_ENABLED=true",
 		"APPSERVER_CLUSTER_NODE="+name, "APPSERVER_CLUSTER_MEMBERTTL="+c.ttl.String(),
 		"APPSERVER_ADMIN_TOKEN="+clusterAdminToken)
 	n := &clNode{proc: start(c.t, c.bin, port, append(append(base, c.extra...), env...)...), name: name, port: port}

@@ -559,7 +559,7 @@ func TestClusterNodeNameTaken(t *testing.T) {
 	c := newTestCluster(t, time.Second)
 	c.start("n1")
 	cmd := exec.Command(c.bin)
-	cmd.Env = append(os.Environ(), append(redisEnv(t, c.redis, c.prefix), "APPSERVER_CLUSTER_ENABLED=true",
+	cmd.Env = append(os.Environ(), append(c.redisEnv(), "APPSERVER_CLUSTER_ENABLED=true",
 		"APPSERVER_CLUSTER_NODE=n1", "APPSERVER_CLUSTER_MEMBERTTL=1s", "APPSERVER_IP=127.0.0.1",
 		fmt.Sprint("APPSERVER_PORT=", freePort(t)), "APPSERVER_LOG_LEVEL=error")...)
 	out, err := cmd.CombinedOutput()

@@ -74,7 +74,8 @@ lint:
 ## CHAOS_SEED replays a schedule; a failure leaves the porcupine visualization and the logs in
 ## CHAOS_OUT (default: a temporary folder named in the output). CHAOS_REDIS=sentinel runs the
 ## nodes on a Redis primary with two replicas and three sentinels, and kills and freezes the
-## primary too.
+## primary too; CHAOS_REDIS=cluster on a Redis Cluster (three masters, three replicas), and
+## kills and freezes a master too.
 CHAOS_DURATION ?= 5m
 chaos: test-deps
 	ROOMENGINE_CHAOS_DURATION=$(CHAOS_DURATION) $(if $(CHAOS_SEED),ROOMENGINE_CHAOS_SEED=$(CHAOS_SEED)) \

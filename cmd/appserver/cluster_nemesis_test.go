@@ -92,6 +92,7 @@ func runNemesis(t *testing.T, seed uint64, duration time.Duration) {
 	tc := newTestCluster(t, nemMemberTTL)
 	redisEnvironment := redisEnv(t, tc.redis, tc.prefix)
 	var sen *redistest.Sentinel
+	var rcl *redistest.Cluster
 	switch mode := os.Getenv("ROOMENGINE_CHAOS_REDIS"); mode {
 	case "", "single":
 	case "sentinel":
@@ -100,8 +101,14 @@ func runNemesis(t *testing.T, seed uint64, duration time.Duration) {
 		sen = redistest.StartSentinel(t, 2, 3)
 		redisEnvironment = sentinelEnv(sen, tc.prefix)
 		t.Logf("nemesis: on Sentinel (a primary, two replicas, three sentinels; redis.waitReplicas 1)")
+	case "cluster":
+		// Three masters and three replicas (cluster-node-timeout 2000); the nemesis also
+		// kills and freezes a master.
+		rcl = redistest.StartCluster(t)
+		redisEnvironment = redisClusterEnv(rcl, tc.prefix)
+		t.Logf("nemesis: on a Redis Cluster (three masters, three replicas; redis.waitReplicas 1)")
 	default:
-		t.Fatalf("ROOMENGINE_CHAOS_REDIS=%s: want single or sentinel (Redis Cluster is not supported yet)", mode)
+		t.Fatalf("ROOMENGINE_CHAOS_REDIS=%s: want single, sentinel or cluster", mode)
 	}
 	cl := &nemCluster{t: tc.t, bin: tc.bin, ttl: nemMemberTTL, t0: time.Now(), nodes: map[string]*nemNode{},
 		env: append(redisEnvironment, "APPSERVER_CLUSTER_ENABLED=true",
@@ -156,7 +163,7 @@ func runNemesis(t *testing.T, seed uint64, duration time.Duration) {
 
 	deadline := time.Now().Add(duration)
 	var wg sync.WaitGroup
-	nem := &nemesis{cl: cl, rng: rand.New(rand.NewPCG(seed, 0)), counts: map[string]int{}, sen: sen}
+	nem := &nemesis{cl: cl, rng: rand.New(rand.NewPCG(seed, 0)), counts: map[string]int{}, sen: sen, rcl: rcl}
 	wg.Go(func() { nem.run(ctx, deadline) })
 	for c := range nemClients {
 		rng := rand.New(rand.NewPCG(seed, uint64(c+1)))
@@ -265,13 +272,23 @@ func runNemesis(t *testing.T, seed uint64, duration time.Duration) {
 		for _, l := range cl.allLogs() {
 			_ = os.WriteFile(filepath.Join(dir, l.who+".log"), []byte(l.text), 0o644)
 		}
+		var servers []*redistest.Server
+		data := 0 // servers[:data] hold data, the rest are sentinels
 		if sen != nil {
+			servers = append(append(servers, sen.Servers...), sen.Sentinels...)
+			data = len(sen.Servers)
+		}
+		if rcl != nil {
+			servers = append(servers, rcl.Nodes...)
+			data = len(servers)
+		}
+		{
 			// The Redis servers' and sentinels' own logs: which replica each failover
 			// promoted, and when each server was demoted and resynced.
-			for i, srv := range append(append([]*redistest.Server(nil), sen.Servers...), sen.Sentinels...) {
+			for i, srv := range servers {
 				if b, err := os.ReadFile(filepath.Join(srv.Dir(), "redis.log")); err == nil {
 					kind := "redis"
-					if i >= len(sen.Servers) {
+					if i >= data {
 						kind = "sentinel"
 					}
 					_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%s.log", kind, strings.ReplaceAll(srv.Addr(), ":", "-"))), b, 0o644)
@@ -1293,8 +1310,10 @@ type nemesis struct {
 	log    []string
 
 	// On Sentinel, the nemesis also kills (then, at a later turn, restarts) or freezes the
-	// Redis primary; killedRedis is the server it killed, until it restarts it.
+	// Redis primary, on a Redis Cluster one of the masters; killedRedis is the server it
+	// killed, until it restarts it.
 	sen         *redistest.Sentinel
+	rcl         *redistest.Cluster
 	killedRedis *redistest.Server
 }
 
@@ -1312,7 +1331,7 @@ func (m *nemesis) run(ctx context.Context, deadline time.Time) {
 			return
 		}
 		up, dead := m.cl.state()
-		if m.sen != nil && m.rng.IntN(100) < 25 {
+		if (m.sen != nil || m.rcl != nil) && m.rng.IntN(100) < 25 {
 			m.redisFault(ctx, ttl)
 			continue
 		}
@@ -1384,35 +1403,49 @@ func (m *nemesis) restart(n *nemNode) {
 
 func (m *nemesis) describe() string {
 	out := fmt.Sprintf("%d kill -9, %d freezes, %d restarts", m.counts["kill -9"], m.counts["freeze"], m.counts["restart"])
-	if m.sen != nil {
-		out += fmt.Sprintf("; Redis primary: %d kill -9, %d freezes, %d restarts (as a replica)",
+	if m.sen != nil || m.rcl != nil {
+		out += fmt.Sprintf("; Redis primary (or master): %d kill -9, %d freezes, %d restarts (as a replica)",
 			m.counts["redis kill -9"], m.counts["redis freeze"], m.counts["redis restart"])
 	}
 	return out
 }
 
 // redisFault restarts the Redis server the nemesis killed (it comes back as a replica of
-// the primary promoted meanwhile), or kills or freezes the current primary: a freeze
-// longer than the sentinels' down-after (1 s) is a failover too, and the frozen server
-// comes back as a stale primary that the sentinels demote.
+// the primary promoted meanwhile), or kills or freezes the current primary (on a Redis
+// Cluster, a master chosen by the seed): a freeze longer than the sentinels' down-after
+// (1 s) or the cluster-node-timeout (2 s) is a failover too, and the frozen server comes
+// back as a stale primary that is demoted.
 func (m *nemesis) redisFault(ctx context.Context, ttl time.Duration) {
 	if m.restartKilledRedis() {
 		return
 	}
-	primary := m.sen.Primary()
+	var primary *redistest.Server
+	if m.rcl != nil {
+		// A master chosen by the seed among those the cluster has now.
+		if ms := m.rcl.Masters(); len(ms) > 0 {
+			slices.SortFunc(ms, func(a, b *redistest.Server) int { return strings.Compare(a.Addr(), b.Addr()) })
+			primary = ms[m.rng.IntN(len(ms))]
+		}
+	} else {
+		primary = m.sen.Primary()
+	}
 	if primary == nil {
-		m.note("no Redis primary named by the sentinels now")
+		m.note("no Redis primary named by the sentinels (or master) now")
 		return
 	}
+	what := "primary"
+	if m.rcl != nil {
+		what = "master"
+	}
 	if m.rng.IntN(2) == 0 {
-		m.note("kill -9 Redis primary %s", primary.Addr())
+		m.note("kill -9 Redis %s %s", what, primary.Addr())
 		primary.Stop()
 		m.killedRedis = primary
 		m.counts["redis kill -9"]++
 		return
 	}
 	d := ttl/2 + time.Duration(m.rng.Int64N(int64(2*ttl)))
-	m.note("SIGSTOP Redis primary %s for %v", primary.Addr(), d.Round(time.Millisecond))
+	m.note("SIGSTOP Redis %s %s for %v", what, primary.Addr(), d.Round(time.Millisecond))
 	primary.Freeze()
 	m.counts["redis freeze"]++
 	nemPause(ctx, d)
@@ -1436,6 +1469,12 @@ func (m *nemesis) restartKilledRedis() bool {
 // healRedis restarts a Redis server the nemesis left killed, and waits until the primary
 // has both replicas in sync again (writes wait for one).
 func (m *nemesis) healRedis() {
+	if m.rcl != nil {
+		m.restartKilledRedis()
+		m.rcl.WaitHealthy(m.cl.t, 3, 30*time.Second)
+		m.note("Redis healed: three masters, each with a replica")
+		return
+	}
 	if m.sen == nil {
 		return
 	}

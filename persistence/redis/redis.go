@@ -22,20 +22,24 @@
 //	{p}:replicated[:{T}]   redis.waitReplicas's marker write (replicawait.go)
 //
 // and, when nodes form a cluster (membership.go, ownership.go, fenced.go, due.go,
-// reservations.go say why each exists; these scripts still span slots, so cluster mode
-// runs on one Redis server or Sentinel, not yet on a Redis Cluster):
+// reservations.go say why each exists; every script touches one slot, keys.go):
 //
-//	{p}:member:{node}      "{incarnation}|{addr}" with a TTL: the node is alive while it exists
+//	{p}:member:{NODE}      "INCARNATION|ADDR" with a TTL: the node is alive while it exists
+//	{p}:owned:{NODE}       set of "KIND:ID" the node's current incarnation owns
+//	{p}:taken:{NODE}       the incarnation of NODE last taken over: it may never rejoin
 //	{p}:members            set of node names that joined (dead ones are dropped lazily)
-//	{p}:owner:{kind}:{id}  hash {node, inc, addr, epoch}: who acts for a room or call
-//	{p}:owned:{node}       set of "{kind}:{id}" the node's current incarnation owns
-//	{p}:due                zset "{kind}:{id}" -> unix ms of its next deadline
+//	{p}:owner:KIND:{ID}    hash {node, inc, addr, epoch}: who acts for a room or call (the
+//	                       fence token, in the entity's slot)
 //	{p}:feed               stream of room changes {k: room|roomdel, id, v: JSON}
-//	{p}:busy:room:{id}     id of the call the room is reserved for
-//	{p}:busy:user:{uid}    id of the call the user is reserved for
+//	{p}:due:{T}            zset "KIND:ID" -> unix ms of its next deadline; T is a tag whose
+//	                       slot is {p}:feed's (keys.go)
+//	{p}:fences:{T}         hash "KIND:ID" -> the fence epoch that last wrote its deadline
+//	                       and feed entry (fenced.go); {p}:fencesgone:{T} zset of the deleted
+//	                       ones by deletion time, forgotten after a day
+//	{p}:busy:room:ID       id of the call the room is reserved for (each busy key hashes
+//	{p}:busy:user:UID      whole: its own slot)
 //	{p}:failover           present for redis.failoverGrace after nodes found Redis again
 //	                       after an outage: no member is taken over meanwhile (failover.go)
-//	{p}:taken:{node}       the incarnation of node last taken over: it may never rejoin
 //
 // A nil error means Redis acknowledged the write; it is durable only as far as the server is
 // configured to make it so (appendonly yes, appendfsync always, as the tests run it).

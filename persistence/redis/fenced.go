@@ -141,7 +141,7 @@ type due struct {
 
 func (s *Store) fencedSaveRoom(ctx context.Context, f actors.Fence, room actors.Room, val []byte) error {
 	return s.fenced(ctx, f, actors.KindRoom, room.ID,
-		func(ctx context.Context) error { return s.rc.SAdd(ctx, s.roomsIndex(room.ID), room.ID).Err() },
+		func(ctx context.Context, p goredis.Pipeliner) { p.SAdd(ctx, s.roomsIndex(room.ID), room.ID) },
 		opSaveRoom, []string{s.roomKey(room.ID)}, []any{val},
 		&due{kind: actors.KindRoom, id: room.ID, at: roomDue(room), feed: "room", val: val})
 }
@@ -163,7 +163,7 @@ func (s *Store) fencedRemoveAudience(ctx context.Context, f actors.Fence, roomID
 
 func (s *Store) fencedSaveCall(ctx context.Context, f actors.Fence, call actors.Call, val []byte) error {
 	return s.fenced(ctx, f, actors.KindCall, call.ID,
-		func(ctx context.Context) error { return s.rc.SAdd(ctx, s.callsIndex(call.ID), call.ID).Err() },
+		func(ctx context.Context, p goredis.Pipeliner) { p.SAdd(ctx, s.callsIndex(call.ID), call.ID) },
 		opSaveCall, []string{s.callKey(call.ID)}, []any{val},
 		&due{kind: actors.KindCall, id: call.ID, at: callDue(call, time.Now())})
 }
@@ -186,7 +186,7 @@ func (s *Store) fencedDeleteCall(ctx context.Context, f actors.Fence, callID str
 // current member supplies it. That is enough because a new incarnation of a node name never
 // owns what the old one did without claiming it, which raises the epoch, so an old
 // incarnation's fence never matches again.
-func (s *Store) fenced(ctx context.Context, f actors.Fence, kind, id string, before func(context.Context) error,
+func (s *Store) fenced(ctx context.Context, f actors.Fence, kind, id string, before func(context.Context, goredis.Pipeliner),
 	op string, keys []string, args []any, d *due, afterDelete ...func(context.Context) error) error {
 	m := s.member.Load()
 	var refuse error
@@ -208,14 +208,9 @@ func (s *Store) fenced(ctx context.Context, f actors.Fence, kind, id string, bef
 		s.stats.fencedRefused.Add(1)
 		return refuse
 	}
-	if before != nil {
-		if err := before(ctx); err != nil {
-			return err
-		}
-	}
 	keys = append([]string{s.ownerKey(kind, id)}, keys...)
 	args = append([]any{m.inc, m.node, f.Epoch, op}, args...)
-	res, err := fencedWrite.Run(ctx, s.rc, keys, args...).Text()
+	res, err := s.writeFenced(ctx, before, keys, args)
 	if err != nil {
 		return err
 	}
@@ -250,6 +245,42 @@ func (s *Store) fenced(ctx context.Context, f actors.Fence, kind, id string, bef
 	}
 	s.stats.fencedOK.Add(1)
 	return nil
+}
+
+// writeFenced runs the step before (if any), then the fenced script. On one server both go
+// in one pipeline — Redis runs a connection's commands in order, so the index entry is
+// still added first — and a missing script is loaded and the pair sent again (the index
+// entry is idempotent). On a Redis Cluster they are in different slots: one round trip
+// after the other.
+func (s *Store) writeFenced(ctx context.Context, before func(context.Context, goredis.Pipeliner), keys []string, args []any) (string, error) {
+	if s.onCluster() {
+		if before != nil {
+			if _, err := s.rc.Pipelined(ctx, func(p goredis.Pipeliner) error { before(ctx, p); return nil }); err != nil {
+				return "", err
+			}
+		}
+		return fencedWrite.Run(ctx, s.rc, keys, args...).Text()
+	}
+	for attempt := 0; ; attempt++ {
+		var cmd *goredis.Cmd
+		_, err := s.rc.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			if before != nil {
+				before(ctx, p)
+			}
+			cmd = fencedWrite.EvalSha(ctx, p, keys, args...)
+			return nil
+		})
+		if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") && attempt == 0 {
+			if err := fencedWrite.Load(ctx, s.rc).Err(); err != nil {
+				return "", err
+			}
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		return cmd.Text()
+	}
 }
 
 // ClusterStats are the counters behind the cluster metrics, monotonic since Open.

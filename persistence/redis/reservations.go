@@ -98,7 +98,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0
 `)
 
-// unreserveKeys frees the busy keys that still hold callID, pipelined.
+// unreserveKeys frees the busy keys that still hold callID, pipelined. (Eval in a
+// pipeline, here and for keepOne: Run cannot fall back from a NOSCRIPT there, whose answer
+// comes only at Exec; the scripts are a few lines.)
 func (s *Store) unreserveKeys(ctx context.Context, callID string, keys []string) error {
 	if len(keys) == 0 {
 		return nil

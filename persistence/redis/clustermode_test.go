@@ -38,6 +38,7 @@ func TestClusterModeOnRedisCluster(t *testing.T) {
 		{"FencedWriteRefusedWhenLeaseLapsed", TestFencedWriteRefusedWhenLeaseLapsed},
 		{"FencedWritesKeepTheDueSet", TestFencedWritesKeepTheDueSet},
 		{"StaleDueStepIsRefused", TestStaleDueStepIsRefused},
+		{"DueCompletesAnInterruptedDelete", TestDueCompletesAnInterruptedDelete},
 		{"FencedDeleteKeepsTheEpoch", TestFencedDeleteKeepsTheEpoch},
 		{"FencedRoomChangesGoOnTheFeedInOrder", TestFencedRoomChangesGoOnTheFeedInOrder},
 		{"UnfencedWritesTouchNoClusterKeys", TestUnfencedWritesTouchNoClusterKeys},

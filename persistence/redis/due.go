@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -44,23 +45,67 @@ func callDue(c actors.Call, now time.Time) string {
 }
 
 // Due returns up to limit entities whose deadline is at or before now, earliest first.
+//
+// An entity deleted by a node that died between the fenced delete and its due and feed step
+// (fenced.go) would stay due for ever, woken every sweep. Its owner hash tells: only a
+// delete gives an owner hash a TTL. Due runs the missed step for such entries — removing
+// the deadline and, for a room, appending the deletion the read models missed — guarded by
+// the deleting epoch like the step itself, and leaves them out.
 func (m *Member) Due(ctx context.Context, now time.Time, limit int) ([]actors.DueEntity, error) {
-	zs, err := run(ctx, m, func(ctx context.Context) ([]goredis.Z, error) {
-		return m.s.rc.ZRangeByScoreWithScores(ctx, m.s.dueKey, &goredis.ZRangeBy{
+	out, err := run(ctx, m, func(ctx context.Context) ([]actors.DueEntity, error) {
+		zs, err := m.s.rc.ZRangeByScoreWithScores(ctx, m.s.dueKey, &goredis.ZRangeBy{
 			Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: int64(limit),
 		}).Result()
+		if err != nil || len(zs) == 0 {
+			return nil, err
+		}
+		out := make([]actors.DueEntity, 0, len(zs))
+		for _, z := range zs {
+			member, _ := z.Member.(string)
+			kind, id, ok := strings.Cut(member, ":")
+			if !ok {
+				continue
+			}
+			out = append(out, actors.DueEntity{Kind: kind, ID: id, At: time.UnixMilli(int64(z.Score))})
+		}
+		return m.s.dropDeleted(ctx, out)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("redis: due: %w", err)
 	}
-	out := make([]actors.DueEntity, 0, len(zs))
-	for _, z := range zs {
-		member, _ := z.Member.(string)
-		kind, id, ok := strings.Cut(member, ":")
-		if !ok {
+	return out, nil
+}
+
+// dropDeleted completes the due and feed step of the entries whose owner hash has a TTL
+// (deleted: Due above) and returns the others.
+func (s *Store) dropDeleted(ctx context.Context, due []actors.DueEntity) ([]actors.DueEntity, error) {
+	ttls := make([]*goredis.DurationCmd, len(due))
+	epochs := make([]*goredis.StringCmd, len(due))
+	_, err := s.rc.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, d := range due {
+			ttls[i] = p.PTTL(ctx, s.ownerKey(d.Kind, d.ID))
+			epochs[i] = p.HGet(ctx, s.ownerKey(d.Kind, d.ID), "epoch")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, err
+	}
+	kept := due[:0]
+	for i, d := range due {
+		if ttls[i].Val() <= 0 || epochs[i].Val() == "" {
+			kept = append(kept, d)
 			continue
 		}
-		out = append(out, actors.DueEntity{Kind: kind, ID: id, At: time.UnixMilli(int64(z.Score))})
+		feed := ""
+		if d.Kind == actors.KindRoom {
+			feed = "roomdel"
+		}
+		err := guardDue.Run(ctx, s.rc, []string{s.dueKey, s.fencesKey, s.feedKey, s.goneKey},
+			d.Kind+":"+d.ID, epochs[i].Val(), "", feed, d.ID, "", feedMaxLen, "1", ownerKeep).Err()
+		if err != nil {
+			return nil, err
+		}
 	}
-	return out, nil
+	return kept, nil
 }

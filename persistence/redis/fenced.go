@@ -46,7 +46,8 @@ import (
 // activations are idempotent, so a missing or late due entry delays a dead owner's timer at
 // worst until the room is next touched; a read model misses the change until the room's next
 // change, or until the node reloads (a start, a feed gap); a deleted entity still in an index
-// (skipped) or in an owned set (Leave finds its hash gone). Nothing acknowledged is lost:
+// (skipped), in an owned set (Leave finds its hash gone), or in the due set and not deleted
+// on the feed (Due runs the missed step, due.go). Nothing acknowledged is lost:
 // the caller gets the error of the step that failed, and the outcome is unknown as after
 // any timeout.
 //

@@ -414,3 +414,34 @@ func TestStaleDueStepIsRefused(t *testing.T) {
 		t.Fatal("the deleted room's epoch is not kept")
 	}
 }
+
+// A node that died between a fenced delete and its due and feed step left the room due and
+// the read models without the deletion: the next Due completes the step and leaves it out.
+func TestDueCompletesAnInterruptedDelete(t *testing.T) {
+	c := newCluster(t)
+	s, a := c.join("a", time.Minute)
+	ctx, f := own(t, a, actors.KindRoom, "r")
+	if err := s.SaveRoom(ctx, actors.Room{ID: "r", NoPublishDeadline: time.Now().Add(-time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	// The fenced delete alone, as the dead node ran it.
+	res, err := fencedWrite.Run(t.Context(), s.rc, []string{s.ownerKey(actors.KindRoom, "r"), s.roomKey("r"), s.audKey("r")},
+		a.inc, a.node, f.Epoch, opDeleteRoom, ownerKeep).Text()
+	if err != nil || res != "ok" {
+		t.Fatalf("fenced delete = %q, %v", res, err)
+	}
+	if _, ok := dueSet(t, c)["room:r"]; !ok {
+		t.Fatal("the interrupted delete left no due entry: nothing to complete")
+	}
+	due, err := a.Due(t.Context(), time.Now(), 10)
+	if err != nil || len(due) != 0 {
+		t.Fatalf("Due = %+v, %v; want the deleted room left out", due, err)
+	}
+	if len(dueSet(t, c)) != 0 {
+		t.Fatalf("due after Due = %v, want empty", dueSet(t, c))
+	}
+	last := c.raw.XRevRangeN(t.Context(), c.key("feed"), "+", "-", 1).Val()
+	if len(last) != 1 || last[0].Values["k"] != "roomdel" || last[0].Values["id"] != "r" {
+		t.Fatalf("last feed entry %+v, want the deletion of r", last)
+	}
+}

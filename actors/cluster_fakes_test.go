@@ -33,6 +33,7 @@ type memCluster struct {
 	nodes    map[string]*Engine // node → its engine
 	takeover int
 	refused  atomic.Int64 // fenced writes and pushes refused
+	sends    atomic.Int64 // peer requests sent by any node
 }
 
 func newMemCluster(t testing.TB) *memCluster {
@@ -329,6 +330,7 @@ type memTransport struct{ c *memCluster }
 var errRefused = fmt.Errorf("%w: connection refused", ErrPeerUnreachable)
 
 func (t memTransport) Send(ctx context.Context, addr string, req PeerRequest) (PeerReply, error) {
+	t.c.sends.Add(1)
 	t.c.mu.Lock()
 	eng, down := t.c.nodes[addr], t.c.down[addr]
 	t.c.mu.Unlock()

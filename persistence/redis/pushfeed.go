@@ -367,6 +367,9 @@ func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 			return err
 		case err == nil && res == 0:
 			p.refused(batch[i].p)
+		case err == nil && res == -2:
+			p.log.Debug("push dropped: its room's topic was deleted", "topic", batch[i].p.Topic,
+				"type", batch[i].p.Type)
 		case err == nil:
 		case isServerError(err):
 			// The script failed on this op (a key of the wrong type, say): resending
@@ -407,7 +410,11 @@ func (p *Publisher) evalPush(ctx context.Context, pipe goredis.Pipeliner, op pus
 	f := op.p.Fence
 	if f.IsZero() {
 		keys = append(keys, p.prefix+"member:"+p.node, p.prefix+"member:"+p.node)
-		return pushScript.EvalSha(ctx, pipe, keys, op.n, dedupTTL.Milliseconds(), "0", p.node, inc,
+		mode := "0"
+		if op.p.Unowned {
+			mode = "2"
+		}
+		return pushScript.EvalSha(ctx, pipe, keys, op.n, dedupTTL.Milliseconds(), mode, p.node, inc,
 			p.nonce, op.p.Tag, op.p.Importance, op.p.Body, p.historyCap, after)
 	}
 	keys = append(keys, p.prefix+"owner:"+f.Kind+":"+f.ID, p.prefix+"member:"+f.Node)
@@ -465,9 +472,11 @@ end
 `
 
 // pushScript: KEYS seq, history, dedup hash, channel, owner hash (or unused), member;
-// ARGV n, dedup TTL, fenced ("1"/"0"), node, epoch (fenced) or incarnation, publisher
-// nonce, tag, importance, body, history cap, after (the room-change feed id the push
-// follows, or "-"). Returns the push's seq, 0 when refused, -1 when already applied. A
+// ARGV n, dedup TTL, fenced ("1"; "0" unfenced; "2" unfenced and sent by a node that does
+// not own the room), node, epoch (fenced) or incarnation, publisher nonce, tag,
+// importance, body, history cap, after (the room-change feed id the push follows, or "-").
+// Returns the push's seq, 0 when refused, -1 when already applied, -2 when a "2" push
+// found its topic deleted. A
 // fenced push is refused unless the owner hash still names the fence's node and epoch and
 // that node's membership is the incarnation that claimed it.
 var pushScript = goredis.NewScript(pushDedup + `
@@ -486,7 +495,10 @@ if ttl == -2 then
   redis.call('SET', KEYS[1], string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])))
 elseif ttl >= 0 then
   -- A push to a topic deleted less than a minute ago: its next life. The seq goes on
-  -- (above the previous life), the previous life's history goes.
+  -- (above the previous life), the previous life's history goes. A push from a node that
+  -- does not own the room (ARGV[3] "2": a comment served from a lagging read model) is
+  -- dropped instead: a dead room's topic gets no next life from it.
+  if ARGV[3] == '2' then return -2 end
   redis.call('PERSIST', KEYS[1])
   redis.call('DEL', KEYS[2])
 end

@@ -410,3 +410,29 @@ func TestOversizedPushIsDropped(t *testing.T) {
 		t.Fatalf("dropped %d, want 1", p.Dropped())
 	}
 }
+
+// A push a node sends for a room it does not own (a comment served from its read model)
+// lands like any other on a live topic, but on a topic deleted a moment ago it is dropped:
+// it must not start the next life of a room that ended while the read model lagged.
+func TestUnownedPushNeverRevivesADeletedTopic(t *testing.T) {
+	fx := newFeedFixture(t)
+	p := fx.publisher(t, PublisherOptions{})
+	p.Publish(actors.Push{Topic: "r1", Body: body(1), Unowned: true})
+	p.Publish(actors.Push{Topic: "r1", Body: body(2)})
+	p.DeleteTopic("r1")
+	p.Publish(actors.Push{Topic: "r1", Body: body(3), Unowned: true})
+	flush(t, p)
+	var bodies []string
+	_, deleted, err := fx.store.ReadHistory(t.Context(), "r1", 0, func(_ uint64, _ string, _ int, b []byte) {
+		bodies = append(bodies, string(b))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{string(body(1)), string(body(2))}; !deleted || !slices.Equal(bodies, want) {
+		t.Fatalf("history %q deleted %v; want %q and still deleted", bodies, deleted, want)
+	}
+	if ttl := fx.rdb.PTTL(t.Context(), topicKey(fx.prefix, "seq", "r1")).Val(); ttl <= 0 {
+		t.Fatalf("the deleted topic's seq expires in %v: revived by an unowned push", ttl)
+	}
+}

@@ -344,37 +344,29 @@ func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 	// EVALSHAs let the later ops run while the earlier ones got NOSCRIPT; the resent
 	// earlier ops were then taken for applied and lost (found by a test under load).
 	pipe := p.rdb.TxPipeline()
-	cmds := make([]*goredis.Cmd, len(batch))
-	for i, op := range batch {
-		if op.drop {
-			cmds[i] = topicDelScript.EvalSha(ctx, pipe, p.deleteKeys(op.p.Topic), op.n,
-				dedupTTL.Milliseconds(), inc, "", "", p.nonce, topicGrace.Milliseconds())
-			continue
-		}
-		a := "-"
-		if op.p.Changed {
-			a = after
-		}
-		cmds[i] = p.evalPush(ctx, pipe, op, inc, a)
-	}
+	calls := p.queueCalls(ctx, pipe, batch, inc, after)
 	if _, err := pipe.Exec(ctx); err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
 		return err
 	}
-	for i, cmd := range cmds {
-		res, err := cmd.Int64()
+	for _, c := range calls {
+		results, err := c.results()
 		switch {
 		case err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT"):
 			return err
-		case err == nil && res == 0:
-			p.refused(batch[i].p)
-		case err == nil && res == -2:
-			p.log.Debug("push dropped: its room's topic was deleted", "topic", batch[i].p.Topic,
-				"type", batch[i].p.Type)
 		case err == nil:
+			for i, res := range results {
+				switch res {
+				case 0:
+					p.refused(batch[c.ops[i]].p)
+				case -2:
+					p.log.Debug("push dropped: its room's topic was deleted", "topic", batch[c.ops[i]].p.Topic,
+						"type", batch[c.ops[i]].p.Type)
+				}
+			}
 		case isServerError(err):
-			// The script failed on this op (a key of the wrong type, say): resending
+			// The script failed on these ops (a key of the wrong type, say): resending
 			// would fail again, so it is logged and skipped.
-			p.log.Error("push feed: script failed", "err", err, "topic", batch[i].p.Topic)
+			p.log.Error("push feed: script failed", "err", err, "topic", batch[c.ops[0]].p.Topic)
 		default:
 			return err
 		}
@@ -402,25 +394,6 @@ func (p *Publisher) feedHead(ctx context.Context, batch []pushOp) (string, error
 
 // topicKey names one of a topic's keys (or its channel) with the topic as hash tag.
 func topicKey(prefix, kind, topic string) string { return prefix + kind + ":{" + topic + "}" }
-
-func (p *Publisher) evalPush(ctx context.Context, pipe goredis.Pipeliner, op pushOp, inc, after string) *goredis.Cmd {
-	t := op.p.Topic
-	keys := []string{topicKey(p.prefix, "seq", t), topicKey(p.prefix, "topic", t), topicKey(p.prefix, "pushdedup", t),
-		topicKey(p.prefix, "push", t)}
-	f := op.p.Fence
-	if f.IsZero() {
-		keys = append(keys, p.prefix+"member:"+p.node, p.prefix+"member:"+p.node)
-		mode := "0"
-		if op.p.Unowned {
-			mode = "2"
-		}
-		return pushScript.EvalSha(ctx, pipe, keys, op.n, dedupTTL.Milliseconds(), mode, p.node, inc,
-			p.nonce, op.p.Tag, op.p.Importance, op.p.Body, p.historyCap, after)
-	}
-	keys = append(keys, p.prefix+"owner:"+f.Kind+":"+f.ID, p.prefix+"member:"+f.Node)
-	return pushScript.EvalSha(ctx, pipe, keys, op.n, dedupTTL.Milliseconds(), "1", f.Node,
-		strconv.FormatInt(f.Epoch, 10), p.nonce, op.p.Tag, op.p.Importance, op.p.Body, p.historyCap, after)
-}
 
 func (p *Publisher) deleteKeys(topic string) []string {
 	member := p.prefix + "member:" + p.node
@@ -470,44 +443,6 @@ if inc ~= '' then
   if not m or string.sub(m, 1, #inc + 1) ~= inc .. '|' then return 0 end
 end
 `
-
-// pushScript: KEYS seq, history, dedup hash, channel, owner hash (or unused), member;
-// ARGV n, dedup TTL, fenced ("1"; "0" unfenced; "2" unfenced and sent by a node that does
-// not own the room), node, epoch (fenced) or incarnation, publisher nonce, tag,
-// importance, body, history cap, after (the room-change feed id the push follows, or "-").
-// Returns the push's seq, 0 when refused, -1 when already applied, -2 when a "2" push
-// found its topic deleted. A
-// fenced push is refused unless the owner hash still names the fence's node and epoch and
-// that node's membership is the incarnation that claimed it.
-var pushScript = goredis.NewScript(pushDedup + `
-local inc
-if ARGV[3] == '1' then
-  local o = redis.call('HMGET', KEYS[5], 'node', 'epoch', 'inc')
-  if o[1] ~= ARGV[4] or o[2] ~= ARGV[5] or not o[3] or o[3] == '' then return 0 end
-  inc = o[3]
-else
-  inc = ARGV[5]
-end
-` + memberAlive + `
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl == -2 then
-  local t = redis.call('TIME')
-  redis.call('SET', KEYS[1], string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])))
-elseif ttl >= 0 then
-  -- A push to a topic deleted less than a minute ago: its next life. The seq goes on
-  -- (above the previous life), the previous life's history goes. A push from a node that
-  -- does not own the room (ARGV[3] "2": a comment served from a lagging read model) is
-  -- dropped instead: a dead room's topic gets no next life from it.
-  if ARGV[3] == '2' then return -2 end
-  redis.call('PERSIST', KEYS[1])
-  redis.call('DEL', KEYS[2])
-end
-local seq = string.format('%.0f', redis.call('INCR', KEYS[1]))
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[10], '*', 's', seq, 'g', ARGV[7], 'i', ARGV[8], 'b', ARGV[9])
-redis.call('PUBLISH', KEYS[4], 'P ' .. seq .. ' ' .. ARGV[8] .. ' ' .. ARGV[11] .. ' ' .. #ARGV[7] .. '\n' ..
-  ARGV[7] .. ARGV[9])
-return tonumber(seq)
-`)
 
 // topicDelScript: KEYS seq, history, dedup hash, channel, (unused), member; ARGV n, dedup
 // TTL, incarnation, (unused), (unused), publisher nonce, grace (ms). Returns 1, 0 when

@@ -436,3 +436,71 @@ func TestUnownedPushNeverRevivesADeletedTopic(t *testing.T) {
 		t.Fatalf("the deleted topic's seq expires in %v: revived by an unowned push", ttl)
 	}
 }
+
+// One batch holds runs of pushes that share a topic and fence (one script call each):
+// every push gets the answer it would get alone — numbered in order, refused for a stale
+// fence, dropped after its topic's deletion when unowned — and a resent batch, whole or
+// overlapping, applies nothing twice.
+func TestBatchedRunsAnswerEachPush(t *testing.T) {
+	fx := newFeedFixture(t)
+	fx.join(t, "n1", "i1")
+	fx.own(t, actors.KindRoom, "r", "n1", "i1", 2)
+	p := fx.publisher(t, PublisherOptions{Node: "n1", Incarnation: "i1"})
+	stale := actors.Fence{Kind: actors.KindRoom, ID: "r", Node: "n1", Epoch: 1}
+	push := func(n uint64, topic string, unowned bool, f actors.Fence) pushOp {
+		return pushOp{n: n, p: actors.Push{Topic: topic, Body: body(int(n)), Unowned: unowned, Fence: f}}
+	}
+	batch := []pushOp{
+		push(1, "r", true, actors.Fence{}), push(2, "r", true, actors.Fence{}), push(3, "r", true, actors.Fence{}),
+		push(4, "r", false, stale), push(5, "r", false, stale),
+		push(6, "r", false, actors.Fence{}),
+		push(7, "s", true, actors.Fence{}), push(8, "s", true, actors.Fence{}),
+		push(9, "r", true, actors.Fence{}),
+		{n: 10, p: actors.Push{Topic: "r"}, drop: true},
+		push(11, "r", true, actors.Fence{}), push(12, "r", true, actors.Fence{}),
+	}
+	send := func(b []pushOp) {
+		t.Helper()
+		if err := p.sendOnce(t.Context(), b); err != nil {
+			if err = loadScripts(t.Context(), fx.rdb); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.sendOnce(t.Context(), b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	bodies := func(topic string) []string {
+		var out []string
+		var last uint64
+		_, _, err := fx.store.ReadHistory(t.Context(), topic, 0, func(seq uint64, _ string, _ int, b []byte) {
+			if last != 0 && seq != last+1 {
+				t.Errorf("%s: seq %d after %d", topic, seq, last)
+			}
+			last = seq
+			out = append(out, string(b))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := map[string][]string{
+		"r": {string(body(1)), string(body(2)), string(body(3)), string(body(6)), string(body(9))},
+		"s": {string(body(7)), string(body(8))},
+	}
+	send(batch)
+	send(batch)     // the connection broke after Redis ran it: resent whole
+	send(batch[8:]) // and resent in part
+	for topic, w := range want {
+		if got := bodies(topic); !slices.Equal(got, w) {
+			t.Fatalf("%s history %q, want %q", topic, got, w)
+		}
+	}
+	if got := p.Refused(); got != 2 {
+		t.Fatalf("refused %d, want the 2 stale-fence pushes", got)
+	}
+	if ttl := fx.rdb.PTTL(t.Context(), topicKey(fx.prefix, "seq", "r")).Val(); ttl <= 0 {
+		t.Fatalf("r's seq expires in %v: the deleted topic was revived", ttl)
+	}
+}

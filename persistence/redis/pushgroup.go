@@ -1,0 +1,190 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// A batch's pushes go to Redis as one script call per run of consecutive pushes that share a
+// topic and a fence: a busy room's comments of one batch are one call, not one each. What a call does
+// once — the dedup marker, the fence and membership checks, the topic's life — it then pays
+// once per batch instead of once per push, and Redis runs one script instead of dozens
+// (issue 23: the push script was most of Redis's CPU per comment). Every call touches one
+// topic's slot.
+
+var errUnexpectedReply = errors.New("push script: unexpected reply")
+
+// pushCall is one queued script call and the batch indexes of the ops it carries.
+type pushCall struct {
+	cmd *goredis.Cmd
+	ops []int
+}
+
+// results is the script's answer per op: the push's seq, 0 refused (fence or membership),
+// -1 applied before, -2 dropped (an unowned push to a deleted topic). A deletion answers
+// one of 1, 0 or -1.
+func (c pushCall) results() ([]int64, error) {
+	v, err := c.cmd.Result()
+	if err != nil {
+		return nil, err
+	}
+	switch v := v.(type) {
+	case int64:
+		return []int64{v}, nil
+	case []any:
+		out := make([]int64, len(v))
+		for i, x := range v {
+			n, ok := x.(int64)
+			if !ok {
+				return nil, errUnexpectedReply
+			}
+			out[i] = n
+		}
+		return out, nil
+	}
+	return nil, errUnexpectedReply
+}
+
+// pushMode is what the push script checks before numbering a group's pushes.
+func pushMode(unowned, fenced bool) string {
+	switch {
+	case fenced:
+		return "1" // the fence's owner hash and member key
+	case unowned:
+		return "2" // the sender's membership; dropped if the topic was deleted
+	default:
+		return "0" // the sender's membership
+	}
+}
+
+// queueCalls adds the batch's script calls to pipe in queue order: a run of consecutive
+// pushes of one topic with the same fence and mode is one call; a deletion is a call of its
+// own. Runs keep the order of everything, across topics too (what one publisher sends
+// reaches a node subscribed to several topics in Publish order), and a busy room's pushes
+// of one batch are consecutive in the common case that matters — many comments to one room.
+func (p *Publisher) queueCalls(ctx context.Context, pipe goredis.Pipeliner, batch []pushOp, inc, after string) []pushCall {
+	type group struct {
+		key  string // topic, mode and fence: what the ops share ("" for a deletion)
+		ops  []int
+		args []any
+	}
+	var groups []*group
+	for i, op := range batch {
+		if op.drop {
+			groups = append(groups, &group{ops: []int{i}})
+			continue
+		}
+		f := op.p.Fence
+		key := op.p.Topic + "|" + pushMode(op.p.Unowned, !f.IsZero()) + "|" + f.Kind + "|" + f.ID + "|" + f.Node +
+			"|" + strconv.FormatInt(f.Epoch, 10)
+		var g *group
+		if n := len(groups); n > 0 && groups[n-1].key == key {
+			g = groups[n-1]
+		} else {
+			g = &group{key: key}
+			groups = append(groups, g)
+		}
+		a := "-"
+		if op.p.Changed {
+			a = after
+		}
+		g.ops = append(g.ops, i)
+		g.args = append(g.args, op.n, op.p.Tag, op.p.Importance, op.p.Body, a)
+	}
+	calls := make([]pushCall, len(groups))
+	for j, g := range groups {
+		first := batch[g.ops[0]]
+		if first.drop {
+			calls[j] = pushCall{ops: g.ops, cmd: topicDelScript.EvalSha(ctx, pipe, p.deleteKeys(first.p.Topic), first.n,
+				dedupTTL.Milliseconds(), inc, "", "", p.nonce, topicGrace.Milliseconds())}
+			continue
+		}
+		calls[j] = pushCall{ops: g.ops, cmd: p.evalGroup(ctx, pipe, first, inc, g.args)}
+	}
+	return calls
+}
+
+// evalGroup queues one push script call for the ops whose per-op arguments are opArgs, all
+// of first's topic, fence and mode.
+func (p *Publisher) evalGroup(ctx context.Context, pipe goredis.Pipeliner, first pushOp, inc string, opArgs []any) *goredis.Cmd {
+	t := first.p.Topic
+	keys := []string{topicKey(p.prefix, "seq", t), topicKey(p.prefix, "topic", t), topicKey(p.prefix, "pushdedup", t),
+		topicKey(p.prefix, "push", t)}
+	f := first.p.Fence
+	node, token := p.node, inc
+	if f.IsZero() {
+		keys = append(keys, p.prefix+"member:"+p.node, p.prefix+"member:"+p.node)
+	} else {
+		keys = append(keys, p.prefix+"owner:"+f.Kind+":"+f.ID, p.prefix+"member:"+f.Node)
+		node, token = f.Node, strconv.FormatInt(f.Epoch, 10)
+	}
+	args := make([]any, 0, 6+len(opArgs))
+	args = append(args, dedupTTL.Milliseconds(), p.nonce, pushMode(first.p.Unowned, !f.IsZero()), node, token, p.historyCap)
+	args = append(args, opArgs...)
+	return pushScript.EvalSha(ctx, pipe, keys, args...)
+}
+
+// pushScript numbers a group of pushes of one topic.
+// KEYS: seq, history, dedup hash, channel, owner hash (or unused), member.
+// ARGV: dedup TTL, publisher nonce, mode ("1" fenced; "0" unfenced; "2" unfenced and sent by
+// a node that does not own the room), node, epoch (fenced) or incarnation, history cap; then
+// five per push: queue number, tag, importance, body, after (the room-change feed id the
+// push follows, or "-"). Returns one result per push: its seq, 0 when refused, -1 when
+// applied before (a resent batch), -2 when a mode "2" push found its topic deleted. A fenced
+// group is refused unless the owner hash still names the fence's node and epoch and that
+// node's membership is the incarnation that claimed it; an unfenced one unless the sender's
+// membership is alive.
+var pushScript = goredis.NewScript(`
+local count = (#ARGV - 6) / 5
+local hw = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
+local out = {}
+local fresh = 0
+for i = 1, count do
+  if tonumber(ARGV[6 + 5 * (i - 1) + 1]) <= hw then out[i] = -1 else out[i] = 0; fresh = fresh + 1 end
+end
+if fresh == 0 then return out end
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[6 + 5 * (count - 1) + 1])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+local inc
+if ARGV[3] == '1' then
+  local o = redis.call('HMGET', KEYS[5], 'node', 'epoch', 'inc')
+  if o[1] ~= ARGV[4] or o[2] ~= ARGV[5] or not o[3] or o[3] == '' then return out end
+  inc = o[3]
+else
+  inc = ARGV[5]
+end
+if inc ~= '' then
+  local m = redis.call('GET', KEYS[6])
+  if not m or string.sub(m, 1, #inc + 1) ~= inc .. '|' then return out end
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 then
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[1], string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])))
+elseif ttl >= 0 then
+  -- A push to a topic deleted less than a minute ago: its next life. The seq goes on
+  -- (above the previous life), the previous life's history goes. A push from a node that
+  -- does not own the room (mode "2": a comment served from a lagging read model) is
+  -- dropped instead: a dead room's topic gets no next life from it.
+  if ARGV[3] == '2' then
+    for i = 1, count do if out[i] == 0 then out[i] = -2 end end
+    return out
+  end
+  redis.call('PERSIST', KEYS[1])
+  redis.call('DEL', KEYS[2])
+end
+for i = 1, count do
+  if out[i] == 0 then
+    local b = 6 + 5 * (i - 1)
+    local seq = string.format('%.0f', redis.call('INCR', KEYS[1]))
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 's', seq, 'g', ARGV[b + 2], 'i', ARGV[b + 3], 'b', ARGV[b + 4])
+    redis.call('PUBLISH', KEYS[4], 'P ' .. seq .. ' ' .. ARGV[b + 3] .. ' ' .. ARGV[b + 5] .. ' ' .. #ARGV[b + 2] .. '\n' ..
+      ARGV[b + 2] .. ARGV[b + 4])
+    out[i] = tonumber(seq)
+  end
+end
+return out
+`)

@@ -313,9 +313,7 @@ func (r *roomRegistry) newRoomID() string {
 func (r *roomRegistry) route(ctx actor.Context, req roomRequest, sender *actor.PID) {
 	e, ok := r.entries[req.roomID]
 	if r.cl != nil && (!ok || !e.owned) {
-		if !r.serveLocally(ctx, req, sender, e) {
-			r.resolve(ctx, req, sender, e)
-		}
+		r.resolve(ctx, req, sender, e)
 		return
 	}
 	if !ok {

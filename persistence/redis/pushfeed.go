@@ -85,6 +85,7 @@ const DefaultMaxEntryBytes = 64 << 10
 type Publisher struct {
 	rdb        *goredis.Client
 	prefix     string
+	roomKey    func(id string) string // the store's key of a room's snapshot
 	node       string
 	inc        atomic.Pointer[string]
 	nonce      string // this instance's field in the topics' dedup hashes
@@ -119,6 +120,14 @@ type pushOp struct {
 	n    uint64
 	p    actors.Push
 	drop bool // DeleteTopic(p.Topic)
+	// outcome, if set, receives the script's answer for the push (PublishIfLive).
+	outcome chan<- pushOutcome
+}
+
+// pushOutcome is the script's answer for one push (pushCall.results), or its error.
+type pushOutcome struct {
+	res int64
+	err error
 }
 
 var _ actors.Publisher = (*Publisher)(nil)
@@ -145,6 +154,7 @@ func (s *Store) NewPublisher(opts PublisherOptions) *Publisher {
 	p := &Publisher{
 		rdb:        s.rdb,
 		prefix:     s.prefix,
+		roomKey:    s.roomKey,
 		node:       opts.Node,
 		nonce:      opts.Node + ":" + nonce,
 		historyCap: strconv.Itoa(opts.HistoryCap),
@@ -168,7 +178,44 @@ func (s *Store) NewPublisher(opts PublisherOptions) *Publisher {
 func (p *Publisher) SetIncarnation(inc string) { p.inc.Store(&inc) }
 
 // Publish queues the push; it never waits for Redis.
-func (p *Publisher) Publish(push actors.Push) { p.enqueue(pushOp{p: push}) }
+func (p *Publisher) Publish(push actors.Push) { _ = p.enqueue(pushOp{p: push}) }
+
+var _ actors.LivePublisher = (*Publisher)(nil)
+
+// errOutcomeUnknown answers a PublishIfLive whose push Redis reported applied by an earlier
+// send of its batch: the answer to that send was lost, so whether the room was live then
+// is not known.
+var errOutcomeUnknown = errors.New("push feed: the push's outcome is unknown (its batch was resent)")
+
+// PublishIfLive queues push to be numbered only while the room of its topic exists and has
+// not ended, and waits for Redis's answer: nil (numbered), actors.ErrRoomGone,
+// actors.ErrFenced (this node's membership lapsed), or an error when the outcome is unknown.
+func (p *Publisher) PublishIfLive(ctx context.Context, push actors.Push) error {
+	push.IfLive = true
+	out := make(chan pushOutcome, 1)
+	if !p.enqueue(pushOp{p: push, outcome: out}) {
+		return ErrClosed
+	}
+	select {
+	case o := <-out:
+		switch {
+		case o.err != nil:
+			return o.err
+		case o.res > 0:
+			return nil
+		case o.res == -2:
+			return actors.ErrRoomGone
+		case o.res == 0:
+			return actors.ErrFenced
+		default:
+			return errOutcomeUnknown
+		}
+	case <-p.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // CreateTopic does nothing: a topic's seq and history are created by its first push.
 func (p *Publisher) CreateTopic(string) {}
@@ -176,15 +223,32 @@ func (p *Publisher) CreateTopic(string) {}
 // DeleteTopic queues the deletion behind the topic's pushes: every node that follows the
 // topic ends its subscriptions after delivering them.
 func (p *Publisher) DeleteTopic(topic string) {
-	p.enqueue(pushOp{p: actors.Push{Topic: topic}, drop: true})
+	_ = p.enqueue(pushOp{p: actors.Push{Topic: topic}, drop: true})
 }
 
-func (p *Publisher) enqueue(op pushOp) {
+// tell hands each op that waits for its outcome the script's answer (or err).
+func tell(batch []pushOp, ops []int, results []int64, err error) {
+	for i, j := range ops {
+		if o := batch[j].outcome; o != nil {
+			r := pushOutcome{err: err}
+			if err == nil && i < len(results) {
+				r.res = results[i]
+			}
+			select {
+			case o <- r: // buffered for one answer
+			default: // answered by an earlier send of the batch: that answer stands
+			}
+		}
+	}
+}
+
+// enqueue queues op; false when it was dropped.
+func (p *Publisher) enqueue(op pushOp) bool {
 	if n := len(op.p.Topic) + len(op.p.Tag) + len(op.p.Body); n > p.maxEntry {
 		p.nDropped.Add(1)
 		p.log.Error("push dropped: larger than a feed entry may be", "topic", op.p.Topic, "type", op.p.Type,
 			"bytes", n, "max", p.maxEntry)
-		return
+		return false
 	}
 	p.mu.Lock()
 	if p.closing || len(p.queue) >= p.limit {
@@ -192,7 +256,7 @@ func (p *Publisher) enqueue(op pushOp) {
 		p.nDropped.Add(1)
 		p.log.Error("push dropped: the Redis push queue is full or closed",
 			"topic", op.p.Topic, "type", op.p.Type)
-		return
+		return false
 	}
 	op.n = p.next
 	p.next++
@@ -202,6 +266,7 @@ func (p *Publisher) enqueue(op pushOp) {
 	case p.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // Sync waits until every push queued before it has been answered by Redis (written, or
@@ -354,6 +419,7 @@ func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 		case err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT"):
 			return err
 		case err == nil:
+			tell(batch, c.ops, results, nil)
 			for i, res := range results {
 				switch res {
 				case 0:
@@ -367,6 +433,7 @@ func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 			// The script failed on these ops (a key of the wrong type, say): resending
 			// would fail again, so it is logged and skipped.
 			p.log.Error("push feed: script failed", "err", err, "topic", batch[c.ops[0]].p.Topic)
+			tell(batch, c.ops, nil, err)
 		default:
 			return err
 		}

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -411,44 +412,61 @@ func TestOversizedPushIsDropped(t *testing.T) {
 	}
 }
 
-// A push a node sends for a room it does not own (a comment served from its read model)
-// lands like any other on a live topic, but on a topic deleted a moment ago it is dropped:
-// it must not start the next life of a room that ended while the read model lagged.
-func TestUnownedPushNeverRevivesADeletedTopic(t *testing.T) {
+// A push a node sends for a room it does not own (PublishIfLive: a comment served where it
+// arrived) is numbered only while the room's snapshot says it is live; otherwise the caller
+// learns why, and nothing reaches the topic.
+func TestPublishIfLiveNeedsALiveRoom(t *testing.T) {
 	fx := newFeedFixture(t)
-	p := fx.publisher(t, PublisherOptions{})
-	p.Publish(actors.Push{Topic: "r1", Body: body(1), Unowned: true})
-	p.Publish(actors.Push{Topic: "r1", Body: body(2)})
-	p.DeleteTopic("r1")
-	p.Publish(actors.Push{Topic: "r1", Body: body(3), Unowned: true})
-	flush(t, p)
-	var bodies []string
-	_, deleted, err := fx.store.ReadHistory(t.Context(), "r1", 0, func(_ uint64, _ string, _ int, b []byte) {
-		bodies = append(bodies, string(b))
-	})
-	if err != nil {
+	fx.join(t, "n1", "i1")
+	p := fx.publisher(t, PublisherOptions{Node: "n1", Incarnation: "i1"})
+	ctx := t.Context()
+	if err := fx.store.SaveRoom(ctx, actors.Room{ID: "r1", Status: actors.StatusPublishing}); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{string(body(1)), string(body(2))}; !deleted || !slices.Equal(bodies, want) {
-		t.Fatalf("history %q deleted %v; want %q and still deleted", bodies, deleted, want)
+	if err := p.PublishIfLive(ctx, actors.Push{Topic: "r1", Body: body(1)}); err != nil {
+		t.Fatalf("live room: %v", err)
 	}
-	if ttl := fx.rdb.PTTL(t.Context(), topicKey(fx.prefix, "seq", "r1")).Val(); ttl <= 0 {
-		t.Fatalf("the deleted topic's seq expires in %v: revived by an unowned push", ttl)
+	if err := p.PublishIfLive(ctx, actors.Push{Topic: "nosuchroom", Body: body(2)}); !errors.Is(err, actors.ErrRoomGone) {
+		t.Fatalf("unknown room: %v, want ErrRoomGone", err)
+	}
+	if err := fx.store.SaveRoom(ctx, actors.Room{ID: "r1", Status: actors.StatusEnded}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PublishIfLive(ctx, actors.Push{Topic: "r1", Body: body(3)}); !errors.Is(err, actors.ErrRoomGone) {
+		t.Fatalf("ended room: %v, want ErrRoomGone", err)
+	}
+	if err := fx.store.SaveRoom(ctx, actors.Room{ID: "r2", Status: actors.StatusPublishing}); err != nil {
+		t.Fatal(err)
+	}
+	fx.rdb.Del(ctx, fx.prefix+"member:n1")
+	if err := p.PublishIfLive(ctx, actors.Push{Topic: "r2", Body: body(4)}); !errors.Is(err, actors.ErrFenced) {
+		t.Fatalf("lapsed membership: %v, want ErrFenced", err)
+	}
+	if n := fx.history(t, "r1"); n != 1 {
+		t.Fatalf("r1's history holds %d pushes, want the one sent while it was live", n)
+	}
+	if n := fx.history(t, "r2") + fx.history(t, "nosuchroom"); n != 0 {
+		t.Fatalf("%d pushes numbered for a lapsed member or an unknown room", n)
 	}
 }
 
 // One batch holds runs of pushes that share a topic and fence (one script call each):
 // every push gets the answer it would get alone — numbered in order, refused for a stale
-// fence, dropped after its topic's deletion when unowned — and a resent batch, whole or
+// fence, dropped after its topic's deletion when IfLive — and a resent batch, whole or
 // overlapping, applies nothing twice.
 func TestBatchedRunsAnswerEachPush(t *testing.T) {
 	fx := newFeedFixture(t)
 	fx.join(t, "n1", "i1")
 	fx.own(t, actors.KindRoom, "r", "n1", "i1", 2)
 	p := fx.publisher(t, PublisherOptions{Node: "n1", Incarnation: "i1"})
+	for _, id := range []string{"r", "s"} {
+		if err := fx.store.SaveRoom(t.Context(), actors.Room{ID: id, Status: actors.StatusPublishing}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	stale := actors.Fence{Kind: actors.KindRoom, ID: "r", Node: "n1", Epoch: 1}
-	push := func(n uint64, topic string, unowned bool, f actors.Fence) pushOp {
-		return pushOp{n: n, p: actors.Push{Topic: topic, Body: body(int(n)), Unowned: unowned, Fence: f}}
+	push := func(n uint64, topic string, ifLive bool, f actors.Fence) pushOp {
+		return pushOp{n: n, p: actors.Push{Topic: topic, Body: body(int(n)), IfLive: ifLive, Fence: f}}
 	}
 	batch := []pushOp{
 		push(1, "r", true, actors.Fence{}), push(2, "r", true, actors.Fence{}), push(3, "r", true, actors.Fence{}),

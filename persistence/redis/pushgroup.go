@@ -6,6 +6,8 @@ import (
 	"strconv"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"roomengine/actors"
 )
 
 // A batch's pushes go to Redis as one script call per run of consecutive pushes that share a
@@ -49,12 +51,12 @@ func (c pushCall) results() ([]int64, error) {
 }
 
 // pushMode is what the push script checks before numbering a group's pushes.
-func pushMode(unowned, fenced bool) string {
+func pushMode(ifLive, fenced bool) string {
 	switch {
 	case fenced:
 		return "1" // the fence's owner hash and member key
-	case unowned:
-		return "2" // the sender's membership; dropped if the topic was deleted
+	case ifLive:
+		return "2" // the sender's membership, and that the topic's room is live
 	default:
 		return "0" // the sender's membership
 	}
@@ -78,7 +80,7 @@ func (p *Publisher) queueCalls(ctx context.Context, pipe goredis.Pipeliner, batc
 			continue
 		}
 		f := op.p.Fence
-		key := op.p.Topic + "|" + pushMode(op.p.Unowned, !f.IsZero()) + "|" + f.Kind + "|" + f.ID + "|" + f.Node +
+		key := op.p.Topic + "|" + pushMode(op.p.IfLive, !f.IsZero()) + "|" + f.Kind + "|" + f.ID + "|" + f.Node +
 			"|" + strconv.FormatInt(f.Epoch, 10)
 		var g *group
 		if n := len(groups); n > 0 && groups[n-1].key == key {
@@ -115,28 +117,33 @@ func (p *Publisher) evalGroup(ctx context.Context, pipe goredis.Pipeliner, first
 		topicKey(p.prefix, "push", t)}
 	f := first.p.Fence
 	node, token := p.node, inc
-	if f.IsZero() {
+	switch {
+	case first.p.IfLive:
+		// The topic is the room's id: the room's snapshot shares the topic's hash tag.
+		keys = append(keys, p.roomKey(t), p.prefix+"member:"+p.node)
+	case f.IsZero():
 		keys = append(keys, p.prefix+"member:"+p.node, p.prefix+"member:"+p.node)
-	} else {
+	default:
 		keys = append(keys, p.prefix+"owner:"+f.Kind+":"+f.ID, p.prefix+"member:"+f.Node)
 		node, token = f.Node, strconv.FormatInt(f.Epoch, 10)
 	}
 	args := make([]any, 0, 6+len(opArgs))
-	args = append(args, dedupTTL.Milliseconds(), p.nonce, pushMode(first.p.Unowned, !f.IsZero()), node, token, p.historyCap)
+	args = append(args, dedupTTL.Milliseconds(), p.nonce, pushMode(first.p.IfLive, !f.IsZero()), node, token, p.historyCap)
 	args = append(args, opArgs...)
 	return pushScript.EvalSha(ctx, pipe, keys, args...)
 }
 
 // pushScript numbers a group of pushes of one topic.
-// KEYS: seq, history, dedup hash, channel, owner hash (or unused), member.
-// ARGV: dedup TTL, publisher nonce, mode ("1" fenced; "0" unfenced; "2" unfenced and sent by
-// a node that does not own the room), node, epoch (fenced) or incarnation, history cap; then
+// KEYS: seq, history, dedup hash, channel, owner hash (fenced) or the room's snapshot (mode
+// "2") or unused, member.
+// ARGV: dedup TTL, publisher nonce, mode ("1" fenced; "0" unfenced; "2" unfenced and only
+// while the topic's room is live), node, epoch (fenced) or incarnation, history cap; then
 // five per push: queue number, tag, importance, body, after (the room-change feed id the
 // push follows, or "-"). Returns one result per push: its seq, 0 when refused, -1 when
-// applied before (a resent batch), -2 when a mode "2" push found its topic deleted. A fenced
-// group is refused unless the owner hash still names the fence's node and epoch and that
-// node's membership is the incarnation that claimed it; an unfenced one unless the sender's
-// membership is alive.
+// applied before (a resent batch), -2 when a mode "2" push found its room gone or ended. A
+// fenced group is refused unless the owner hash still names the fence's node and epoch and
+// that node's membership is the incarnation that claimed it; an unfenced one unless the
+// sender's membership is alive.
 var pushScript = goredis.NewScript(`
 local count = (#ARGV - 6) / 5
 local hw = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
@@ -160,15 +167,21 @@ if inc ~= '' then
   local m = redis.call('GET', KEYS[6])
   if not m or string.sub(m, 1, #inc + 1) ~= inc .. '|' then return out end
 end
+if ARGV[3] == '2' then
+  local room = redis.call('GET', KEYS[5])
+  if not room or cjson.decode(room).status == ` + strconv.Itoa(actors.StatusEnded) + ` then
+    for i = 1, count do if out[i] == 0 then out[i] = -2 end end
+    return out
+  end
+end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl == -2 then
   local t = redis.call('TIME')
   redis.call('SET', KEYS[1], string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])))
 elseif ttl >= 0 then
   -- A push to a topic deleted less than a minute ago: its next life. The seq goes on
-  -- (above the previous life), the previous life's history goes. A push from a node that
-  -- does not own the room (mode "2": a comment served from a lagging read model) is
-  -- dropped instead: a dead room's topic gets no next life from it.
+  -- (above the previous life), the previous life's history goes. A mode "2" push (a
+  -- comment served by a node that does not own the room) never starts a next life.
   if ARGV[3] == '2' then
     for i = 1, count do if out[i] == 0 then out[i] = -2 end end
     return out

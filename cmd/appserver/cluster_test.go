@@ -328,7 +328,8 @@ func TestClusterGracefulLeave(t *testing.T) {
 	onLeaver, onN2 := subscribe(t, leaver, rooms[0], 0), subscribe(t, n2, rooms[0], 0)
 
 	// Two clients comment on the leaver's rooms through the other nodes, before, during and
-	// after the leave: bounded in count and time.
+	// after the leave: paced (a comment every 5 ms each, so they outlast the leave) and
+	// bounded in count and time.
 	var (
 		mu       sync.Mutex
 		failures []string
@@ -340,11 +341,13 @@ func TestClusterGracefulLeave(t *testing.T) {
 	var wg sync.WaitGroup
 	for w, n := range []*clNode{n2, n3} {
 		wg.Go(func() {
-			for i := 0; i < 400; i++ {
+			pace := time.NewTicker(5 * time.Millisecond)
+			defer pace.Stop()
+			for i := 0; i < 6000; i++ {
 				select {
 				case <-stop:
 					return
-				default:
+				case <-pace.C:
 				}
 				start := time.Now()
 				_, err := n.try("/live/comment", url.Values{"roomId": {rooms[i%3]}, "uid": {viewer}, "comment": {fmt.Sprint(w, "-", i)}})

@@ -33,7 +33,14 @@ type memCluster struct {
 	nodes    map[string]*Engine // node → its engine
 	takeover int
 	refused  atomic.Int64 // fenced writes and pushes refused
+	sends    atomic.Int64 // peer requests sent by any node
+	// ownerPushes: the nodes' feed cannot number a push only while its room is live (no
+	// LivePublisher, as with MNS beside the WebSocket push), so comments go to the owner.
+	ownerPushes bool
 }
+
+// plainPublisher hides every method but Publisher's.
+type plainPublisher struct{ Publisher }
 
 func newMemCluster(t testing.TB) *memCluster {
 	c := &memCluster{t: t, store: newMemStore(), pub: newRecPublisher(), clock: fakeclock.New(t0), mixer: &fakeMixer{},
@@ -48,7 +55,11 @@ func (c *memCluster) start(node string) *Engine {
 	c.mu.Lock()
 	c.alive[node], c.down[node] = true, false
 	c.mu.Unlock()
-	cfg := EngineConfig{Room: testCfg, Store: &fencedStore{memStore: c.store, c: c}, Publisher: &fencedPublisher{c: c},
+	var pub Publisher = &fencedPublisher{c: c, node: node}
+	if c.ownerPushes {
+		pub = plainPublisher{pub}
+	}
+	cfg := EngineConfig{Room: testCfg, Store: &fencedStore{memStore: c.store, c: c}, Publisher: pub,
 		Clock: c.clock, Mixer: c.mixer, URLs: fakeURLs{}, AskTimeout: 3 * time.Second, StoreTimeout: time.Second,
 		Logger: slog.New(slog.DiscardHandler),
 		Cluster: &ClusterConfig{Placement: &memPlacement{c: c, node: node}, Transport: memTransport{c: c},
@@ -174,8 +185,23 @@ func (s *fencedStore) DeleteCall(ctx context.Context, id string) error {
 	return s.memStore.DeleteCall(ctx, id)
 }
 
-// fencedPublisher drops pushes whose fence is stale, as the Redis push script does.
-type fencedPublisher struct{ c *memCluster }
+// fencedPublisher drops pushes whose fence is stale, as the Redis push script does, and
+// numbers a PublishIfLive push only while its room is live and the node a member.
+type fencedPublisher struct {
+	c    *memCluster
+	node string
+}
+
+func (p *fencedPublisher) PublishIfLive(_ context.Context, m Push) error {
+	if !p.c.isAlive(p.node) {
+		return ErrFenced
+	}
+	if r, ok := p.c.store.room(m.Topic); !ok || r.Ended() {
+		return ErrRoomGone
+	}
+	p.c.pub.Publish(m)
+	return nil
+}
 
 func (p *fencedPublisher) Publish(m Push) {
 	if !m.Fence.IsZero() {
@@ -329,6 +355,7 @@ type memTransport struct{ c *memCluster }
 var errRefused = fmt.Errorf("%w: connection refused", ErrPeerUnreachable)
 
 func (t memTransport) Send(ctx context.Context, addr string, req PeerRequest) (PeerReply, error) {
+	t.c.sends.Add(1)
 	t.c.mu.Lock()
 	eng, down := t.c.nodes[addr], t.c.down[addr]
 	t.c.mu.Unlock()

@@ -220,6 +220,7 @@ func TestClusterDeadlineOfADeadNode(t *testing.T) {
 // pushes, it stops acting for the room, and its next request is served by the new owner.
 func TestClusterStaleCopyIsFenced(t *testing.T) {
 	c := newMemCluster(t)
+	c.ownerPushes = true // the comment below goes to the room's actor, whose push is fenced
 	n1, n2 := c.start("n1"), c.start("n2")
 	host := mustLogin(t, n1, "host")
 	viewer := mustLogin(t, n1, "viewer")

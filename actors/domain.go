@@ -164,6 +164,9 @@ type Push struct {
 	// started, ended): a cluster delivers it on a node only once that node's read model has
 	// the change.
 	Changed bool
+	// IfLive: number the push only if the room of its topic exists and has not ended (a
+	// comment or like served by a node that does not own the room, comment_local.go).
+	IfLive bool
 }
 
 // Publisher delivers pushes. Publish must not block on the network: a backend that talks

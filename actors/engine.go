@@ -66,6 +66,7 @@ type Engine struct {
 	mixerReady func() error
 	timeout    time.Duration
 	clock      Clock
+	roomCfg    RoomConfig
 	log        *slog.Logger
 	stopped    sync.Once
 	workers    *workerDispatcher
@@ -181,7 +182,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{workers: workers, system: system, rooms: rooms, users: users, calls: callsReg, publisher: cfg.Publisher, urlBuilder: cfg.URLs,
-		mixerReady: cfg.MixerReady, timeout: cfg.AskTimeout, clock: cfg.Clock, log: cfg.Logger, cluster: cl}
+		mixerReady: cfg.MixerReady, timeout: cfg.AskTimeout, clock: cfg.Clock, roomCfg: cfg.Room, log: cfg.Logger, cluster: cl}
 	if cl != nil {
 		e.startSweep(cfg.Cluster.SweepInterval)
 		return e, nil
@@ -342,6 +343,11 @@ func (e *Engine) Leave(ctx context.Context, roomID string) error {
 
 // Comment pushes a comment (type 6) to the room. It touches no store.
 func (e *Engine) Comment(ctx context.Context, roomID, uid, text string) error {
+	if served, err := e.pushHere(ctx, roomID, uid, func(u User) any {
+		return evComment{user: u, userKnown: true, text: text}
+	}); served {
+		return err
+	}
 	_, err := e.askRoomAs(ctx, uid, func(u User, known bool) roomRequest {
 		return roomRequest{roomID: roomID, ev: evComment{user: u, userKnown: known, text: text}}
 	})
@@ -350,6 +356,11 @@ func (e *Engine) Comment(ctx context.Context, roomID, uid, text string) error {
 
 // Like pushes a like (type 7) to the room. It touches no store.
 func (e *Engine) Like(ctx context.Context, roomID, uid string) error {
+	if served, err := e.pushHere(ctx, roomID, uid, func(u User) any {
+		return evLike{user: u, userKnown: true}
+	}); served {
+		return err
+	}
 	_, err := e.askRoomAs(ctx, uid, func(u User, known bool) roomRequest {
 		return roomRequest{roomID: roomID, ev: evLike{user: u, userKnown: known}}
 	})

@@ -14,10 +14,11 @@
 #       alternating with the throughput runs, medians;
 #   (c) failover after kill -9: CBENCH_FAILOVER_TRIALS times, a room is created through one
 #       node (its owner, checked with GET /admin/cluster), that node is killed with SIGKILL,
-#       and a comment on the room is sent through another node every 50 ms until one
-#       succeeds; then the node is restarted under its name. Median and max.
+#       and a play of the room (an audience write: only its owner makes it) is sent through
+#       another node every 50 ms until one succeeds; then the node is restarted under its
+#       name. Median and max.
 #   (d) hand-over on SIGTERM: CBENCH_TERM_TRIALS times, the same with SIGTERM; reports the
-#       time until a comment through another node succeeds, until /admin/cluster names a new
+#       time until a play through another node succeeds, until /admin/cluster names a new
 #       owner, and until the process has exited.
 #
 # A redis-server of its own is started on a free loopback port (appendonly yes,
@@ -336,8 +337,10 @@ make_room() {
   [[ -n $room && -n $viewer ]] || return 1
   echo "$room $viewer"
 }
-comment_ok() { # node room viewer
-  api "$1" /live/comment "{\"uid\":\"$3\",\"roomId\":\"$2\",\"comment\":\"cluster-bench probe\"}" >/dev/null
+# play_ok is the failover probe: a play writes the room's audience, which only its owner does
+# (a comment is served by any node without its owner, docs/cluster.md).
+play_ok() { # node room viewer
+  api "$1" /live/play "{\"uid\":\"$3\",\"roomId\":\"$2\"}" >/dev/null
 }
 
 cluster_up() {
@@ -360,7 +363,7 @@ trial() {
     victim=$owner
     [[ $via == "$victim" ]] && via=${names[$(((i + 2) % 3))]}
   fi
-  comment_ok "$via" "$room" "$viewer" || { echo "cluster-bench: trial $i: comment before the fault failed" >&2; failed=1; return 0; }
+  play_ok "$via" "$room" "$viewer" || { echo "cluster-bench: trial $i: play before the fault failed" >&2; failed=1; return 0; }
   pid=${NODE_PID[$victim]} port=${NODE_PORT[$victim]}
   loads+=("$(loadavg)")
   t0=$(now)
@@ -370,7 +373,7 @@ trial() {
     if [[ $(elapsed "$t0" "$t" | cut -d. -f1) -ge $POLL_LIMIT_S ]]; then break; fi
     if [[ -z $t_comment ]]; then
       attempts=$((attempts + 1))
-      comment_ok "$via" "$room" "$viewer" && t_comment=$(elapsed "$t0" "$(now)")
+      play_ok "$via" "$room" "$viewer" && t_comment=$(elapsed "$t0" "$(now)")
     fi
     if [[ $kind == term ]]; then
       if [[ -z $t_owner ]]; then
@@ -398,7 +401,7 @@ trial() {
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$i" "$victim" "$via" "${t_comment:-none}" "$attempts" \
     "${newowner:-?}" "${t_owner:-none}" "${t_exit:-none}" "$rc" >>"$([[ $kind == kill ]] && echo "$fo" || echo "$term")"
   echo "   trial $i: SIG$([[ $kind == kill ]] && echo KILL || echo TERM) $victim (pid $pid), probe through $via:" \
-    "comment ok after ${t_comment:-none} s ($attempts attempts), owner now ${newowner:-?}" \
+    "play ok after ${t_comment:-none} s ($attempts attempts), owner now ${newowner:-?}" \
     "$([[ $kind == term ]] && echo "(moved after ${t_owner:-none} s), exited after ${t_exit:-none} s, status $rc")"
   [[ -n $t_comment ]] || failed=1
   # Restart under the same name and port (it rejoins once its old membership has lapsed).
@@ -511,7 +514,7 @@ declare -A T=()
   if [[ -s $fo ]]; then
     n=$(grep -c . "$fo"); ok=$(col 4 "$fo" | grep -c . || true)
     echo
-    echo "Failover after kill -9 of the room's owner ($n trials, $ok recovered; seconds from SIGKILL until a comment through another node succeeded, probes every 50 ms):"
+    echo "Failover after kill -9 of the room's owner ($n trials, $ok recovered; seconds from SIGKILL until a play through another node succeeded, probes every 50 ms):"
     echo "median $(secs "$(col 4 "$fo" | median)") s, max $(secs "$(col 4 "$fo" | maxof)") s, min $(secs "$(col 4 "$fo" | minof)") s"
     echo
     echo '```'
@@ -526,11 +529,11 @@ declare -A T=()
     for c in 4 7 8; do
       T[$c]="median $(secs "$(col "$c" "$term" | median)") s, max $(secs "$(col "$c" "$term" | maxof)") s"
     done
-    echo "first comment through another node succeeded: ${T[4]}; /admin/cluster names the new owner: ${T[7]};" \
+    echo "first play through another node succeeded: ${T[4]}; /admin/cluster names the new owner: ${T[7]};" \
       "process exited: ${T[8]}"
     echo
     echo '```'
-    echo "trial stopped via comment-s probes new-owner owner-moved-s exited-s status"
+    echo "trial stopped via play-s probes new-owner owner-moved-s exited-s status"
     awk -F'\t' '{print $1, $2, $3, $4, $5, $6, $7, $8, $9}' "$term"
     echo '```'
   fi

@@ -207,8 +207,10 @@ func TestClusterNodeLoss(t *testing.T) {
 
 	victim.signal(t, 9)
 	killed := time.Now()
-	took := eventually(t, ttl+2*time.Second, "a comment on the dead node's room through n3", func() error {
-		_, err := n3.try("/live/comment", url.Values{"roomId": {roomA}, "uid": {viewer}, "comment": {"still here"}})
+	// A play writes the audience, which only the room's owner does (a comment is served by
+	// any node): it answers once another node has taken the room over.
+	took := eventually(t, ttl+2*time.Second, "a play of the dead node's room through n3", func() error {
+		_, err := n3.try("/live/play", url.Values{"roomId": {roomA}, "uid": {viewer}})
 		return err
 	})
 	t.Logf("room answered from another node %v after kill -9", took.Round(time.Millisecond))
@@ -278,7 +280,13 @@ func TestClusterNodeFreeze(t *testing.T) {
 	require.NoError(t, comment(n3))
 
 	victim.signal(t, 19) // SIGSTOP
-	took := eventually(t, ttl+2*time.Second, "a comment through n3 while the owner is frozen", func() error { return comment(n3) })
+	// A play writes the audience, which only the room's owner does (comments are served by
+	// any node): it answers once another node has taken the frozen owner's room over.
+	took := eventually(t, ttl+2*time.Second, "a play through n3 while the owner is frozen", func() error {
+		_, err := n3.try("/live/play", url.Values{"roomId": {room}, "uid": {viewer}})
+		return err
+	})
+	require.NoError(t, comment(n3))
 	t.Logf("frozen owner's room answered from another node after %v", took.Round(time.Millisecond))
 	for range 3 {
 		require.NoError(t, comment(n2))
@@ -320,7 +328,8 @@ func TestClusterGracefulLeave(t *testing.T) {
 	onLeaver, onN2 := subscribe(t, leaver, rooms[0], 0), subscribe(t, n2, rooms[0], 0)
 
 	// Two clients comment on the leaver's rooms through the other nodes, before, during and
-	// after the leave: bounded in count and time.
+	// after the leave: paced (a comment every 5 ms each, so they outlast the leave) and
+	// bounded in count and time.
 	var (
 		mu       sync.Mutex
 		failures []string
@@ -332,11 +341,13 @@ func TestClusterGracefulLeave(t *testing.T) {
 	var wg sync.WaitGroup
 	for w, n := range []*clNode{n2, n3} {
 		wg.Go(func() {
-			for i := 0; i < 400; i++ {
+			pace := time.NewTicker(5 * time.Millisecond)
+			defer pace.Stop()
+			for i := 0; i < 6000; i++ {
 				select {
 				case <-stop:
 					return
-				default:
+				case <-pace.C:
 				}
 				start := time.Now()
 				_, err := n.try("/live/comment", url.Values{"roomId": {rooms[i%3]}, "uid": {viewer}, "comment": {fmt.Sprint(w, "-", i)}})

@@ -93,6 +93,7 @@ type Publisher struct {
 	rdb        goredis.UniversalClient
 	cluster    bool // rdb is a Redis Cluster's: one MULTI per slot
 	prefix     string
+	roomKey    func(id string) string // the store's key of a room's snapshot
 	node       string
 	inc        atomic.Pointer[string]
 	nonce      string // this instance's field in the topics' dedup hashes
@@ -127,6 +128,14 @@ type pushOp struct {
 	n    uint64
 	p    actors.Push
 	drop bool // DeleteTopic(p.Topic)
+	// outcome, if set, receives the script's answer for the push (PublishIfLive).
+	outcome chan<- pushOutcome
+}
+
+// pushOutcome is the script's answer for one push (pushCall.results), or its error.
+type pushOutcome struct {
+	res int64
+	err error
 }
 
 var _ actors.Publisher = (*Publisher)(nil)
@@ -154,6 +163,7 @@ func (s *Store) NewPublisher(opts PublisherOptions) *Publisher {
 		rdb:        s.rc,
 		cluster:    s.onCluster(),
 		prefix:     s.prefix,
+		roomKey:    s.roomKey,
 		node:       opts.Node,
 		nonce:      opts.Node + ":" + nonce,
 		historyCap: strconv.Itoa(opts.HistoryCap),
@@ -177,7 +187,44 @@ func (s *Store) NewPublisher(opts PublisherOptions) *Publisher {
 func (p *Publisher) SetIncarnation(inc string) { p.inc.Store(&inc) }
 
 // Publish queues the push; it never waits for Redis.
-func (p *Publisher) Publish(push actors.Push) { p.enqueue(pushOp{p: push}) }
+func (p *Publisher) Publish(push actors.Push) { _ = p.enqueue(pushOp{p: push}) }
+
+var _ actors.LivePublisher = (*Publisher)(nil)
+
+// errOutcomeUnknown answers a PublishIfLive whose push Redis reported applied by an earlier
+// send of its batch: the answer to that send was lost, so whether the room was live then
+// is not known.
+var errOutcomeUnknown = errors.New("push feed: the push's outcome is unknown (its batch was resent)")
+
+// PublishIfLive queues push to be numbered only while the room of its topic exists and has
+// not ended, and waits for Redis's answer: nil (numbered), actors.ErrRoomGone,
+// actors.ErrFenced (this node's membership lapsed), or an error when the outcome is unknown.
+func (p *Publisher) PublishIfLive(ctx context.Context, push actors.Push) error {
+	push.IfLive = true
+	out := make(chan pushOutcome, 1)
+	if !p.enqueue(pushOp{p: push, outcome: out}) {
+		return ErrClosed
+	}
+	select {
+	case o := <-out:
+		switch {
+		case o.err != nil:
+			return o.err
+		case o.res > 0:
+			return nil
+		case o.res == -2:
+			return actors.ErrRoomGone
+		case o.res == 0:
+			return actors.ErrFenced
+		default:
+			return errOutcomeUnknown
+		}
+	case <-p.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // CreateTopic does nothing: a topic's seq and history are created by its first push.
 func (p *Publisher) CreateTopic(string) {}
@@ -185,15 +232,32 @@ func (p *Publisher) CreateTopic(string) {}
 // DeleteTopic queues the deletion behind the topic's pushes: every node that follows the
 // topic ends its subscriptions after delivering them.
 func (p *Publisher) DeleteTopic(topic string) {
-	p.enqueue(pushOp{p: actors.Push{Topic: topic}, drop: true})
+	_ = p.enqueue(pushOp{p: actors.Push{Topic: topic}, drop: true})
 }
 
-func (p *Publisher) enqueue(op pushOp) {
+// tell hands each op that waits for its outcome the script's answer (or err).
+func tell(batch []pushOp, ops []int, results []int64, err error) {
+	for i, j := range ops {
+		if o := batch[j].outcome; o != nil {
+			r := pushOutcome{err: err}
+			if err == nil && i < len(results) {
+				r.res = results[i]
+			}
+			select {
+			case o <- r: // buffered for one answer
+			default: // answered by an earlier send of the batch: that answer stands
+			}
+		}
+	}
+}
+
+// enqueue queues op; false when it was dropped.
+func (p *Publisher) enqueue(op pushOp) bool {
 	if n := len(op.p.Topic) + len(op.p.Tag) + len(op.p.Body); n > p.maxEntry {
 		p.nDropped.Add(1)
 		p.log.Error("push dropped: larger than a feed entry may be", "topic", op.p.Topic, "type", op.p.Type,
 			"bytes", n, "max", p.maxEntry)
-		return
+		return false
 	}
 	p.mu.Lock()
 	if p.closing || len(p.queue) >= p.limit {
@@ -201,7 +265,7 @@ func (p *Publisher) enqueue(op pushOp) {
 		p.nDropped.Add(1)
 		p.log.Error("push dropped: the Redis push queue is full or closed",
 			"topic", op.p.Topic, "type", op.p.Type)
-		return
+		return false
 	}
 	op.n = p.next
 	p.next++
@@ -211,6 +275,7 @@ func (p *Publisher) enqueue(op pushOp) {
 	case p.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // Sync waits until every push queued before it has been answered by Redis (written, or
@@ -356,7 +421,8 @@ func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 	// A Redis Cluster refuses a MULTI/EXEC over several slots (CROSSSLOT), so there the
 	// batch goes as one MULTI/EXEC per topic slot, concurrently: a topic's ops, and its
 	// dedup marker, are in one slot, so each topic's ops still run all or none, in order.
-	cmds := make([]*goredis.Cmd, len(batch))
+	// Within a slot, each run of consecutive pushes of one topic and fence is one script
+	// call (pushgroup.go).
 	groups := map[int][]int{} // slot (0 on one server) -> indexes into batch, in order
 	for i, op := range batch {
 		if refused[i] {
@@ -368,27 +434,19 @@ func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 		}
 		groups[slot] = append(groups[slot], i)
 	}
+	perSlot := make([][]pushCall, len(groups))
 	errs := make(chan error, len(groups))
 	var wg sync.WaitGroup
+	g := 0
 	for _, idx := range groups {
+		slot := g
 		wg.Go(func() {
 			pipe := p.rdb.TxPipeline()
-			for _, i := range idx {
-				op := batch[i]
-				if op.drop {
-					cmds[i] = topicDelScript.EvalSha(ctx, pipe, p.deleteKeys(op.p.Topic), op.n,
-						dedupTTL.Milliseconds(), "", "", "", p.nonce, topicGrace.Milliseconds())
-					continue
-				}
-				a := "-"
-				if op.p.Changed {
-					a = after
-				}
-				cmds[i] = p.evalPush(ctx, pipe, op, inc, a)
-			}
+			perSlot[slot] = p.queueCalls(ctx, pipe, batch, idx, inc, after)
 			_, err := pipe.Exec(ctx)
 			errs <- err
 		})
+		g++
 	}
 	wg.Wait()
 	close(errs)
@@ -397,25 +455,37 @@ func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 			return err
 		}
 	}
-	for i, cmd := range cmds {
+	for i := range batch {
 		if refused[i] {
 			p.refused(batch[i].p)
-			continue
+			tell(batch, []int{i}, []int64{0}, nil)
 		}
-		if cmd == nil {
-			continue
-		}
-		res, err := cmd.Int64()
+	}
+	var calls []pushCall
+	for _, c := range perSlot {
+		calls = append(calls, c...)
+	}
+	for _, c := range calls {
+		results, err := c.results()
 		switch {
 		case err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT"):
 			return err
-		case err == nil && res == 0:
-			p.refused(batch[i].p)
 		case err == nil:
+			tell(batch, c.ops, results, nil)
+			for i, res := range results {
+				switch res {
+				case 0:
+					p.refused(batch[c.ops[i]].p)
+				case -2:
+					p.log.Debug("push dropped: its room's topic was deleted", "topic", batch[c.ops[i]].p.Topic,
+						"type", batch[c.ops[i]].p.Type)
+				}
+			}
 		case isServerError(err):
-			// The script failed on this op (a key of the wrong type, say): resending
+			// The script failed on these ops (a key of the wrong type, say): resending
 			// would fail again, so it is logged and skipped.
-			p.log.Error("push feed: script failed", "err", err, "topic", batch[i].p.Topic)
+			p.log.Error("push feed: script failed", "err", err, "topic", batch[c.ops[0]].p.Topic)
+			tell(batch, c.ops, nil, err)
 		default:
 			return err
 		}
@@ -500,22 +570,6 @@ func ownerKeyOf(prefix, kind, id string) string { return prefix + "owner:" + kin
 // topicKey names one of a topic's keys (or its channel) with the topic as hash tag.
 func topicKey(prefix, kind, topic string) string { return prefix + kind + ":{" + topic + "}" }
 
-func (p *Publisher) evalPush(ctx context.Context, pipe goredis.Pipeliner, op pushOp, inc, after string) *goredis.Cmd {
-	t := op.p.Topic
-	keys := []string{topicKey(p.prefix, "seq", t), topicKey(p.prefix, "topic", t), topicKey(p.prefix, "pushdedup", t),
-		topicKey(p.prefix, "push", t)}
-	f := op.p.Fence
-	if !sameSlotFence(op.p) {
-		// Checked by precheck; KEYS[5] is unused and must be in the topic's slot.
-		keys = append(keys, keys[0])
-		return pushScript.EvalSha(ctx, pipe, keys, op.n, dedupTTL.Milliseconds(), "0", p.node, inc,
-			p.nonce, op.p.Tag, op.p.Importance, op.p.Body, p.historyCap, after)
-	}
-	keys = append(keys, ownerKeyOf(p.prefix, f.Kind, f.ID))
-	return pushScript.EvalSha(ctx, pipe, keys, op.n, dedupTTL.Milliseconds(), "1", f.Node,
-		strconv.FormatInt(f.Epoch, 10), p.nonce, op.p.Tag, op.p.Importance, op.p.Body, p.historyCap, after, inc)
-}
-
 func (p *Publisher) deleteKeys(topic string) []string {
 	return []string{topicKey(p.prefix, "seq", topic), topicKey(p.prefix, "topic", topic),
 		topicKey(p.prefix, "pushdedup", topic), topicKey(p.prefix, "push", topic)}
@@ -555,41 +609,6 @@ if n <= tonumber(redis.call('HGET', KEYS[3], ARGV[6]) or '0') then return -1 end
 redis.call('HSET', KEYS[3], ARGV[6], ARGV[1])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 `
-
-// pushScript: KEYS seq, history, dedup hash, channel, owner hash (or, unfenced, the seq
-// key again: unused); ARGV n, dedup TTL, fenced ("1"/"0"), node, epoch (fenced) or
-// incarnation, publisher nonce, tag, importance, body, history cap, after (the room-change
-// feed id the push follows, or "-"), and for a fenced push the publisher's incarnation
-// ("" not checked). Returns the push's seq, 0 when refused, -1 when already applied. A
-// fenced push is refused unless the owner hash still names the fence's node and epoch and
-// the publisher's incarnation: a fence taken by an earlier incarnation of the node (pushes
-// queued before it was expelled and joined again) no longer counts. It is not refused
-// merely because its node's membership lapsed (the member key is in another slot): until
-// another node claims the entity, raising the epoch, nobody else acts for it, and the push
-// was made under the sender's lease. An unfenced push ("0") checks nothing here: the
-// publisher checked the sender (precheck).
-var pushScript = goredis.NewScript(pushDedup + `
-if ARGV[3] == '1' then
-  local o = redis.call('HMGET', KEYS[5], 'node', 'epoch', 'inc')
-  if o[1] ~= ARGV[4] or o[2] ~= ARGV[5] or not o[3] or o[3] == '' then return 0 end
-  if ARGV[12] ~= '' and o[3] ~= ARGV[12] then return 0 end
-end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl == -2 then
-  local t = redis.call('TIME')
-  redis.call('SET', KEYS[1], string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])))
-elseif ttl >= 0 then
-  -- A push to a topic deleted less than a minute ago: its next life. The seq goes on
-  -- (above the previous life), the previous life's history goes.
-  redis.call('PERSIST', KEYS[1])
-  redis.call('DEL', KEYS[2])
-end
-local seq = string.format('%.0f', redis.call('INCR', KEYS[1]))
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[10], '*', 's', seq, 'g', ARGV[7], 'i', ARGV[8], 'b', ARGV[9])
-redis.call('PUBLISH', KEYS[4], 'P ' .. seq .. ' ' .. ARGV[8] .. ' ' .. ARGV[11] .. ' ' .. #ARGV[7] .. '\n' ..
-  ARGV[7] .. ARGV[9])
-return tonumber(seq)
-`)
 
 // topicDelScript: KEYS seq, history, dedup hash, channel; ARGV n, dedup TTL, (unused),
 // (unused), (unused), publisher nonce, grace (ms). Returns 1, or -1 when applied before.

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -467,5 +468,116 @@ func TestCrossSlotFencedPushes(t *testing.T) {
 	}
 	if want := []string{string(body(1)), string(body(3))}; !slices.Equal(bodies, want) {
 		t.Fatalf("history bodies %q, want %q", bodies, want)
+	}
+}
+
+// A push a node sends for a room it does not own (PublishIfLive: a comment served where it
+// arrived) is numbered only while the room's snapshot says it is live; otherwise the caller
+// learns why, and nothing reaches the topic.
+func TestPublishIfLiveNeedsALiveRoom(t *testing.T) {
+	fx := newFeedFixture(t)
+	fx.join(t, "n1", "i1")
+	p := fx.publisher(t, PublisherOptions{Node: "n1", Incarnation: "i1"})
+	ctx := t.Context()
+	if err := fx.store.SaveRoom(ctx, actors.Room{ID: "r1", Status: actors.StatusPublishing}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PublishIfLive(ctx, actors.Push{Topic: "r1", Body: body(1)}); err != nil {
+		t.Fatalf("live room: %v", err)
+	}
+	if err := p.PublishIfLive(ctx, actors.Push{Topic: "nosuchroom", Body: body(2)}); !errors.Is(err, actors.ErrRoomGone) {
+		t.Fatalf("unknown room: %v, want ErrRoomGone", err)
+	}
+	if err := fx.store.SaveRoom(ctx, actors.Room{ID: "r1", Status: actors.StatusEnded}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PublishIfLive(ctx, actors.Push{Topic: "r1", Body: body(3)}); !errors.Is(err, actors.ErrRoomGone) {
+		t.Fatalf("ended room: %v, want ErrRoomGone", err)
+	}
+	if err := fx.store.SaveRoom(ctx, actors.Room{ID: "r2", Status: actors.StatusPublishing}); err != nil {
+		t.Fatal(err)
+	}
+	fx.rdb.Del(ctx, fx.prefix+"member:{n1}")
+	if err := p.PublishIfLive(ctx, actors.Push{Topic: "r2", Body: body(4)}); !errors.Is(err, actors.ErrFenced) {
+		t.Fatalf("lapsed membership: %v, want ErrFenced", err)
+	}
+	if n := fx.history(t, "r1"); n != 1 {
+		t.Fatalf("r1's history holds %d pushes, want the one sent while it was live", n)
+	}
+	if n := fx.history(t, "r2") + fx.history(t, "nosuchroom"); n != 0 {
+		t.Fatalf("%d pushes numbered for a lapsed member or an unknown room", n)
+	}
+}
+
+// One batch holds runs of pushes that share a topic and fence (one script call each):
+// every push gets the answer it would get alone — numbered in order, refused for a stale
+// fence, dropped after its topic's deletion when IfLive — and a resent batch, whole or
+// overlapping, applies nothing twice.
+func TestBatchedRunsAnswerEachPush(t *testing.T) {
+	fx := newFeedFixture(t)
+	fx.join(t, "n1", "i1")
+	fx.own(t, actors.KindRoom, "r", "n1", "i1", 2)
+	p := fx.publisher(t, PublisherOptions{Node: "n1", Incarnation: "i1"})
+	for _, id := range []string{"r", "s"} {
+		if err := fx.store.SaveRoom(t.Context(), actors.Room{ID: id, Status: actors.StatusPublishing}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stale := actors.Fence{Kind: actors.KindRoom, ID: "r", Node: "n1", Epoch: 1}
+	push := func(n uint64, topic string, ifLive bool, f actors.Fence) pushOp {
+		return pushOp{n: n, p: actors.Push{Topic: topic, Body: body(int(n)), IfLive: ifLive, Fence: f}}
+	}
+	batch := []pushOp{
+		push(1, "r", true, actors.Fence{}), push(2, "r", true, actors.Fence{}), push(3, "r", true, actors.Fence{}),
+		push(4, "r", false, stale), push(5, "r", false, stale),
+		push(6, "r", false, actors.Fence{}),
+		push(7, "s", true, actors.Fence{}), push(8, "s", true, actors.Fence{}),
+		push(9, "r", true, actors.Fence{}),
+		{n: 10, p: actors.Push{Topic: "r"}, drop: true},
+		push(11, "r", true, actors.Fence{}), push(12, "r", true, actors.Fence{}),
+	}
+	send := func(b []pushOp) {
+		t.Helper()
+		if err := p.sendOnce(t.Context(), b); err != nil {
+			if err = loadScripts(t.Context(), fx.rdb); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.sendOnce(t.Context(), b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	bodies := func(topic string) []string {
+		var out []string
+		var last uint64
+		_, _, err := fx.store.ReadHistory(t.Context(), topic, 0, func(seq uint64, _ string, _ int, b []byte) {
+			if last != 0 && seq != last+1 {
+				t.Errorf("%s: seq %d after %d", topic, seq, last)
+			}
+			last = seq
+			out = append(out, string(b))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := map[string][]string{
+		"r": {string(body(1)), string(body(2)), string(body(3)), string(body(6)), string(body(9))},
+		"s": {string(body(7)), string(body(8))},
+	}
+	send(batch)
+	send(batch)     // the connection broke after Redis ran it: resent whole
+	send(batch[8:]) // and resent in part
+	for topic, w := range want {
+		if got := bodies(topic); !slices.Equal(got, w) {
+			t.Fatalf("%s history %q, want %q", topic, got, w)
+		}
+	}
+	if got := p.Refused(); got != 2 {
+		t.Fatalf("refused %d, want the 2 stale-fence pushes", got)
+	}
+	if ttl := fx.rdb.PTTL(t.Context(), topicKey(fx.prefix, "seq", "r")).Val(); ttl <= 0 {
+		t.Fatalf("r's seq expires in %v: the deleted topic was revived", ttl)
 	}
 }

@@ -112,17 +112,7 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 			return
 		}
 		if !ok {
-			if msg.from != "" {
-				// The room points at a call that is gone (e.g. a crash between the room's
-				// join and the call's first save): release the room.
-				ctx.Send(r.deps.rooms, roomRequest{roomID: msg.from, ev: evLeaveCall{callID: msg.callID}, callback: true})
-				if ctx.Sender() != nil {
-					// A peer waits for the answer: nothing else will come.
-					ctx.Respond(callReply{})
-				}
-				return
-			}
-			ctx.Respond(callReply{})
+			r.answerUnknown(ctx, msg, ctx.Sender())
 			return
 		}
 		r.forward(ctx, msg.callID, e)
@@ -180,7 +170,7 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 		}
 	case callGone:
 		r.release(ctx, msg.callID)
-	case adoptCall, callLost, admitReserved, routeCall, dueCall:
+	case entityAdopted, entityUnknown, ownerSeen, ownerLost, callLost, admitReserved, routeCall, dueCall:
 		r.receiveCluster(ctx, msg)
 	case *actor.Terminated:
 		if id, ok := r.byPID[msg.Who.Id]; ok {
@@ -196,6 +186,17 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 			}
 		}
 		ctx.Respond(resetReply{})
+	}
+}
+
+// answerUnknown answers a request for a call that does not exist. A room that points at it
+// (e.g. after a crash between the room's join and the call's first save) is released.
+func (r *callRegistry) answerUnknown(ctx actor.Context, req callRequest, sender *actor.PID) {
+	if req.from != "" {
+		ctx.Send(r.deps.rooms, roomRequest{roomID: req.from, ev: evLeaveCall{callID: req.callID}, callback: true})
+	}
+	if sender != nil {
+		ctx.Send(sender, callReply{})
 	}
 }
 

@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -14,13 +13,6 @@ import (
 // owner (cluster_routing.go). Calls this node owns run here as on a single node.
 
 type (
-	// adoptCall: this node claimed the call; resume it from snapshot, then deliver req.
-	adoptCall struct {
-		call   Call
-		fence  Fence
-		req    *callRequest
-		sender *actor.PID
-	}
 	// callLost: a write of the call was refused (another node owns it now).
 	callLost struct {
 		callID string
@@ -44,7 +36,7 @@ type (
 
 func (r *callRegistry) receiveCluster(ctx actor.Context, msg any) {
 	switch m := msg.(type) {
-	case adoptCall:
+	case entityAdopted:
 		e, ok := r.calls[m.call.ID]
 		if ok && e.fence != m.fence {
 			r.drop(ctx, m.call.ID, e)
@@ -54,11 +46,16 @@ func (r *callRegistry) receiveCluster(ctx actor.Context, msg any) {
 			e = &callEntry{call: m.call, fence: m.fence}
 			r.calls[m.call.ID] = e
 		}
-		if m.req != nil {
-			r.deliver(ctx, m.call.ID, e, *m.req, m.sender)
+		if req, ok := m.req.(callRequest); ok {
+			r.deliver(ctx, m.call.ID, e, req, m.sender)
 		} else if e.pid == nil {
 			r.spawn(ctx, m.call.ID, e, nil)
 		}
+	case entityUnknown:
+		req, _ := m.req.(callRequest) // zero for a sweep's wake: nobody to answer
+		r.answerUnknown(ctx, req, m.sender)
+	case ownerSeen, ownerLost:
+		// Calls keep no hint of their owner: their requests are few, each asks the placement.
 	case callLost:
 		if e, ok := r.calls[m.callID]; ok && e.fence == m.fence {
 			r.drop(ctx, m.callID, e)
@@ -113,36 +110,12 @@ func (r *callRegistry) resolve(ctx actor.Context, req callRequest, sender *actor
 		}
 		return
 	}
-	root, self, rooms := ctx.ActorSystem().Root, ctx.Self(), r.deps.rooms
-	var msg any
+	res := resolution{kind: KindCall, id: req.callID, sender: sender, registry: ctx.Self(),
+		remote: req.remote || req.ev == nil}
 	if req.ev != nil {
-		msg = req
+		res.req = req
 	}
-	res := resolution{kind: KindCall, id: req.callID, msg: msg, sender: sender, remote: req.remote || req.ev == nil}
-	res.load = func(ctx context.Context) (any, bool, error) {
-		call, err := r.cl.placement.LoadCall(ctx, req.callID)
-		if errors.Is(err, ErrNotFound) {
-			return nil, false, nil
-		}
-		return call, err == nil, err
-	}
-	res.unknown = func() {
-		if req.from != "" {
-			// The room points at a call that is gone: release the room.
-			root.Send(rooms, roomRequest{roomID: req.from, ev: evLeaveCall{callID: req.callID}, callback: true})
-		}
-		if sender != nil {
-			root.Send(sender, callReply{})
-		}
-	}
-	res.adopt = func(f Fence, snapshot any) {
-		a := adoptCall{call: snapshot.(Call), fence: f, sender: sender}
-		if req.ev != nil {
-			a.req = &req
-		}
-		root.Send(self, a)
-	}
-	go r.cl.resolve(root, res)
+	go r.cl.resolve(ctx.ActorSystem().Root, res)
 }
 
 // callOf finds the call a room is reserved for and routes the event to it.

@@ -318,9 +318,7 @@ func (e *Engine) CreateRoom(ctx context.Context, uid, description string) (Room,
 // Play adds uid to the audience of roomID.
 func (e *Engine) Play(ctx context.Context, roomID, uid string) (Room, User, error) {
 	var viewer User
-	reply, err := e.askRoomAs(ctx, uid, func(u User, known bool) roomRequest {
-		return roomRequest{roomID: roomID, ev: evPlay{member: u, userKnown: known}}
-	})
+	reply, err := e.askRoomAs(ctx, uid, roomID, evPlay{})
 	if err != nil {
 		return Room{}, User{}, err
 	}
@@ -342,25 +340,21 @@ func (e *Engine) Leave(ctx context.Context, roomID string) error {
 
 // Comment pushes a comment (type 6) to the room. It touches no store.
 func (e *Engine) Comment(ctx context.Context, roomID, uid, text string) error {
-	_, err := e.askRoomAs(ctx, uid, func(u User, known bool) roomRequest {
-		return roomRequest{roomID: roomID, ev: evComment{user: u, userKnown: known, text: text}}
-	})
+	_, err := e.askRoomAs(ctx, uid, roomID, evComment{text: text})
 	return err
 }
 
 // Like pushes a like (type 7) to the room. It touches no store.
 func (e *Engine) Like(ctx context.Context, roomID, uid string) error {
-	_, err := e.askRoomAs(ctx, uid, func(u User, known bool) roomRequest {
-		return roomRequest{roomID: roomID, ev: evLike{user: u, userKnown: known}}
-	})
+	_, err := e.askRoomAs(ctx, uid, roomID, evLike{})
 	return err
 }
 
 // askRoomAs sends a room command on behalf of a user: the user registry resolves the user
 // and passes the command to the room, which answers; an unknown user is for the room to
 // refuse (2003 wins over 2002).
-func (e *Engine) askRoomAs(ctx context.Context, uid string, build func(User, bool) roomRequest) (roomReply, error) {
-	return roomAnswer(e.ask(ctx, e.users, withUser{uid: uid, then: build}))
+func (e *Engine) askRoomAs(ctx context.Context, uid, roomID string, ev userEvent) (roomReply, error) {
+	return roomAnswer(e.ask(ctx, e.users, withUser{uid: uid, roomID: roomID, ev: ev}))
 }
 
 // Audience lists who is watching roomID; an unknown room has nobody.

@@ -152,7 +152,7 @@ func (r *roomRegistry) Receive(ctx actor.Context) {
 		r.create(ctx, msg)
 	case roomRequest:
 		r.route(ctx, msg, ctx.Sender())
-	case adoptRoom, roomLost, roomOwnerSeen, roomOwnerLost, feedRoom, feedRoomGone, feedResync, dueRoom, createClaimed:
+	case entityAdopted, entityUnknown, roomLost, ownerSeen, ownerLost, feedRoom, feedRoomGone, feedResync, dueRoom, createClaimed:
 		r.receiveCluster(ctx, msg)
 	case roomChanged:
 		r.changed(msg)
@@ -317,11 +317,7 @@ func (r *roomRegistry) route(ctx actor.Context, req roomRequest, sender *actor.P
 		return
 	}
 	if !ok {
-		if req.callback {
-			ctx.Respond(roomReply{})
-		} else {
-			ctx.Respond(roomReply{err: ErrNoSuchRoom(req.roomID)})
-		}
+		r.answerUnknown(ctx, req, sender)
 		return
 	}
 	if e.stopping {
@@ -334,6 +330,18 @@ func (r *roomRegistry) route(ctx actor.Context, req roomRequest, sender *actor.P
 	}
 	e.lastSeen = r.deps.clock.Now()
 	ctx.RequestWithCustomSender(pid, req, sender)
+}
+
+// answerUnknown answers a request for a room that does not exist: a callback (or a sweep's
+// wake) gets an empty success, a command 2003.
+func (r *roomRegistry) answerUnknown(ctx actor.Context, req roomRequest, sender *actor.PID) {
+	switch {
+	case sender == nil:
+	case req.callback || req.ev == nil:
+		ctx.Send(sender, roomReply{})
+	default:
+		ctx.Send(sender, roomReply{err: ErrNoSuchRoom(req.roomID)})
+	}
 }
 
 func (r *roomRegistry) changed(msg roomChanged) {

@@ -228,28 +228,29 @@ func decodeEvent(name string, data []byte) (any, error) {
 	return w.decode(data)
 }
 
-// peerRequestOf encodes a message for the node that owns its entity.
-func peerRequestOf(msg any) (PeerRequest, error) {
-	var req PeerRequest
-	var ev any
-	switch m := msg.(type) {
-	case roomRequest:
-		req, ev = PeerRequest{Kind: PeerRoom, ID: m.roomID, Callback: m.callback}, m.ev
-	case callRequest:
-		req, ev = PeerRequest{Kind: PeerCall, ID: m.callID, From: m.from}, m.ev
-	case roomCallRequest:
-		req, ev = PeerRequest{Kind: PeerRoomCall, ID: m.roomID}, m.ev
-	default:
-		return req, fmt.Errorf("actors: message %T cannot cross nodes", msg)
-	}
+// peerRequestOf encodes a request for the node that owns its entity.
+func peerRequestOf(msg entityRequest) (PeerRequest, error) {
+	req, ev := msg.peer()
 	name, data, err := encodeEvent(ev)
 	req.Event, req.Data = name, data
 	return req, err
 }
 
+func (m roomRequest) peer() (PeerRequest, any) {
+	return PeerRequest{Kind: PeerRoom, ID: m.roomID, Callback: m.callback}, m.ev
+}
+
+func (m callRequest) peer() (PeerRequest, any) {
+	return PeerRequest{Kind: PeerCall, ID: m.callID, From: m.from}, m.ev
+}
+
+func (m roomCallRequest) peer() (PeerRequest, any) {
+	return PeerRequest{Kind: PeerRoomCall, ID: m.roomID}, m.ev
+}
+
 // localMessage decodes a peer's request into the message the local registries take. It is
 // marked remote, so this node answers it itself and never forwards it again.
-func localMessage(req PeerRequest) (any, error) {
+func localMessage(req PeerRequest) (entityRequest, error) {
 	ev, err := decodeEvent(req.Event, req.Data)
 	if err != nil {
 		return nil, err

@@ -60,30 +60,26 @@ type callGone struct{ callID string }
 type callEntry struct {
 	pid  *actor.PID
 	call Call
-	// fence is the call's ownership token in a cluster (zero on a single node).
+	// fence is the call's ownership token (zero on a single node).
 	fence Fence
 }
 
-// callRegistry is the admission gate: it alone decides which rooms are in which call, one
-// request at a time, so two accepts racing for one room cannot both win. It also routes
-// events to call actors, re-spawning them from their snapshot when they are not running.
+// callRegistry routes events to the call actors this node acts for, re-spawning them from
+// their snapshot when they are not running, and hands every other call's events to the
+// ownership seam. Admission reserves both rooms and both users in one atomic step of the
+// seam (in memory on a single node, in the shared store in a cluster), so two accepts
+// racing for one room cannot both win (calls_routing.go).
 type callRegistry struct {
 	deps  *callDeps
 	calls map[string]*callEntry
-	busy  map[string]string // room id → call id, including calls still being admitted
 	byPID map[string]string // actor id → call id
-	// cl is set in a cluster: admission reserves in the shared store, and calls this node
-	// does not own are resolved to their owner.
-	cl *clusterDeps
+	own   ownership
 }
 
 func newCallRegistry(deps *callDeps, snapshots []Call) *callRegistry {
-	r := &callRegistry{deps: deps, calls: map[string]*callEntry{}, busy: map[string]string{}, byPID: map[string]string{},
-		cl: deps.cluster}
+	r := &callRegistry{deps: deps, calls: map[string]*callEntry{}, byPID: map[string]string{}, own: deps.own}
 	for _, c := range snapshots {
 		r.calls[c.ID] = &callEntry{call: c}
-		r.busy[c.Inviter.RoomID] = c.ID
-		r.busy[c.Invitee.RoomID] = c.ID
 	}
 	return r
 }
@@ -100,34 +96,16 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 			}
 		}
 	case admitRequest:
-		if r.cl != nil {
-			r.admitInCluster(ctx, msg)
-			return
-		}
 		r.admit(ctx, msg)
 	case callRequest:
 		e, ok := r.calls[msg.callID]
-		if !ok && r.cl != nil {
-			r.resolve(ctx, msg, ctx.Sender())
-			return
-		}
 		if !ok {
-			r.answerUnknown(ctx, msg, ctx.Sender())
+			r.resolve(ctx, msg, ctx.Sender())
 			return
 		}
 		r.forward(ctx, msg.callID, e)
 	case roomCallRequest:
-		if r.cl != nil {
-			r.callOf(ctx, msg, ctx.Sender())
-			return
-		}
-		id, ok := r.busy[msg.roomID]
-		e := r.calls[id]
-		if !ok || e == nil {
-			ctx.Respond(callReply{})
-			return
-		}
-		r.forward(ctx, id, e)
+		r.callOf(ctx, msg, ctx.Sender())
 	case ownedRequest:
 		ctx.Respond(ownedReply{n: r.ownedCalls()})
 	case callsRequest:
@@ -144,29 +122,16 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 		// Not a mix of this node's calls: in a cluster the call may be another node's; it is
 		// found through its main room (the call still matches the mix id, so a stale mix's
 		// callback changes nothing).
-		switch id, ok := r.busy[msg.mainRoom]; {
-		case msg.mainRoom == "":
+		if msg.mainRoom == "" {
 			ctx.Respond(callReply{})
-		case r.cl != nil:
-			r.callOf(ctx, roomCallRequest{roomID: msg.mainRoom, ev: msg.ev}, ctx.Sender())
-		case ok && r.calls[id] != nil:
-			r.forward(ctx, id, r.calls[id])
-		default:
-			ctx.Respond(callReply{})
-		}
-	case busyRequest:
-		if r.cl != nil {
-			r.busyInCluster(ctx, msg, ctx.Sender())
 			return
 		}
-		_, busy := r.busy[msg.roomID]
-		ctx.Respond(busyReply{busy: busy})
+		r.callOf(ctx, roomCallRequest{roomID: msg.mainRoom, ev: msg.ev}, ctx.Sender())
+	case busyRequest:
+		r.busyOf(ctx, msg, ctx.Sender())
 	case callChanged:
 		if e, ok := r.calls[msg.call.ID]; ok {
 			e.call = msg.call
-			// Co-stream rooms made during admission are busy from now on too.
-			r.busy[msg.call.Inviter.RoomID] = msg.call.ID
-			r.busy[msg.call.Invitee.RoomID] = msg.call.ID
 		}
 	case callGone:
 		r.release(ctx, msg.callID)
@@ -180,10 +145,11 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 			}
 		}
 	case resetRequest:
-		for id := range r.calls {
-			if msg.key == "" {
+		if msg.key == "" {
+			for id := range r.calls {
 				r.release(ctx, id)
 			}
+			r.own.forget()
 		}
 		ctx.Respond(resetReply{})
 	}
@@ -198,42 +164,6 @@ func (r *callRegistry) answerUnknown(ctx actor.Context, req callRequest, sender 
 	if sender != nil {
 		ctx.Send(sender, callReply{})
 	}
-}
-
-func (r *callRegistry) admit(ctx actor.Context, req admitRequest) {
-	if err := admissible(req); err != nil {
-		ctx.Respond(admitReply{err: err})
-		return
-	}
-	for _, room := range []string{req.inviter.RoomID, req.invitee.RoomID} {
-		if room == "" {
-			continue
-		}
-		if _, busy := r.busy[room]; busy {
-			ctx.Respond(admitReply{err: ErrInCall(room)})
-			return
-		}
-	}
-	// A user is in one call at most: a viewer already in a call would otherwise get a
-	// second co-stream room and be on camera in two calls.
-	for _, e := range r.calls {
-		for _, uid := range []string{req.inviter.UID, req.invitee.UID} {
-			if uid == e.call.Inviter.UID || uid == e.call.Invitee.UID {
-				ctx.Respond(admitReply{err: Errorf(CodeInCall, "用户%s已经在连麦中", uid)})
-				return
-			}
-		}
-	}
-	id := newCallID()
-	for _, room := range []string{req.inviter.RoomID, req.invitee.RoomID} {
-		if room != "" {
-			r.busy[room] = id
-		}
-	}
-	e := &callEntry{call: Call{ID: id, Inviter: req.inviter, Invitee: req.invitee}}
-	r.calls[id] = e
-	pid := r.spawn(ctx, id, e, &req)
-	ctx.RequestWithCustomSender(pid, req, ctx.Sender())
 }
 
 // admissible refuses calls that could never work: with oneself, or with no host side (a
@@ -268,19 +198,13 @@ func (r *callRegistry) spawn(ctx actor.Context, id string, e *callEntry, admit *
 	return e.pid
 }
 
-// release forgets a call and frees its rooms; co-stream rooms made for an admission that
-// failed were never recorded as busy.
+// release forgets a call; its actor freed its reservations before it said it is gone.
 func (r *callRegistry) release(ctx actor.Context, id string) {
 	e, ok := r.calls[id]
 	if !ok {
 		return
 	}
 	delete(r.calls, id)
-	for room, owner := range r.busy {
-		if owner == id {
-			delete(r.busy, room)
-		}
-	}
 	if e.pid != nil {
 		delete(r.byPID, e.pid.Id)
 		ctx.Poison(e.pid)

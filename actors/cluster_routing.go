@@ -43,10 +43,62 @@ type clusterDeps struct {
 	askTimeout   time.Duration
 	retry        time.Duration
 	watch        time.Duration // how often a forwarded request checks its owner is alive
+	sweep        time.Duration // how often the due set is read
 }
 
-// member reports whether this node may act now.
-func (c *clusterDeps) member() bool { return c == nil || c.lease == nil || c.lease() }
+func newClusterDeps(cfg EngineConfig) *clusterDeps {
+	c := &clusterDeps{placement: cfg.Cluster.Placement, lease: cfg.Cluster.Lease, transport: cfg.Cluster.Transport,
+		log: cfg.Logger, storeTimeout: cfg.StoreTimeout, askTimeout: cfg.AskTimeout, retry: cfg.Cluster.RetryInterval,
+		watch: 250 * time.Millisecond, sweep: cfg.Cluster.SweepInterval}
+	if c.retry <= 0 {
+		c.retry = 100 * time.Millisecond
+	}
+	if c.sweep <= 0 {
+		c.sweep = 500 * time.Millisecond
+	}
+	return c
+}
+
+// clusterDeps is the cluster's side of the ownership seam (owners.go).
+var _ ownership = (*clusterDeps)(nil)
+
+func (c *clusterDeps) member() bool   { return c.lease == nil || c.lease() }
+func (*clusterDeps) ownsLoaded() bool { return false }
+
+func (c *clusterDeps) claim(ctx context.Context, kind, id string) (Owner, error) {
+	return c.placement.Claim(ctx, kind, id)
+}
+
+func (c *clusterDeps) reserve(ctx context.Context, callID string, rooms, users []string) (string, error) {
+	return c.placement.Reserve(ctx, callID, rooms, users)
+}
+
+func (c *clusterDeps) unreserve(ctx context.Context, callID string, rooms, users []string) error {
+	return c.placement.Unreserve(ctx, callID, rooms, users)
+}
+
+func (c *clusterDeps) callOf(ctx context.Context, roomID string) (string, error) {
+	return c.placement.CallOf(ctx, roomID)
+}
+
+// forget: the wipe of the shared store took the reservations with it.
+func (*clusterDeps) forget() {}
+
+// claimNew claims a new room's id before the room is created here.
+func (c *clusterDeps) claimNew(root *actor.RootContext, registry *actor.PID, req createRoomRequest, id string, sender *actor.PID) {
+	go func() {
+		o, err := c.claimBounded(KindRoom, id)
+		switch {
+		case err != nil:
+			c.log.Warn("room id not claimed", "room", id, "err", err)
+			root.Send(sender, roomReply{err: ErrStoreUnavailable(err)})
+		case !o.Mine:
+			root.RequestWithCustomSender(registry, req, sender) // taken by another node: try another id
+		default:
+			root.Send(registry, createClaimed{req: req, id: id, fence: fenceOf(KindRoom, id, o), sender: sender})
+		}
+	}()
+}
 
 // errNotMember is the answer of a node whose membership lease has lapsed: it must not act
 // for any entity until it has rejoined (it exits and its supervisor restarts it).
@@ -106,8 +158,11 @@ type (
 	}
 )
 
-// resolve runs res to its end. It blocks; call it in its own goroutine.
-func (c *clusterDeps) resolve(root *actor.RootContext, res resolution) {
+// resolve runs res to its end in its own goroutine.
+func (c *clusterDeps) resolve(root *actor.RootContext, res resolution) { go c.run(root, res) }
+
+// run runs res to its end. It blocks.
+func (c *clusterDeps) run(root *actor.RootContext, res resolution) {
 	deadline := time.Now().Add(c.askTimeout)
 	reply := func(msg any) {
 		if res.sender != nil && msg != nil {
@@ -154,7 +209,7 @@ func (c *clusterDeps) resolve(root *actor.RootContext, res resolution) {
 				}
 				res.known = true
 			}
-			o, err := c.claim(res.kind, res.id)
+			o, err := c.claimBounded(res.kind, res.id)
 			if err != nil {
 				lastErr = err
 				if errors.Is(err, ErrFenced) {
@@ -240,7 +295,7 @@ func (c *clusterDeps) load(kind, id string) (snap entityAdopted, exists bool, er
 	return snap, err == nil, err
 }
 
-func (c *clusterDeps) claim(kind, id string) (Owner, error) {
+func (c *clusterDeps) claimBounded(kind, id string) (Owner, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.storeTimeout)
 	defer cancel()
 	return c.placement.Claim(ctx, kind, id)

@@ -69,10 +69,9 @@ type Engine struct {
 	log        *slog.Logger
 	stopped    sync.Once
 	workers    *workerDispatcher
-	// cluster is set on a node of a cluster; stopSweep ends its deadline sweep.
-	cluster   *clusterDeps
-	stopSweep chan struct{}
-	sweepDone chan struct{}
+	// own is the ownership seam (owners.go); stopSweep ends its deadline sweep.
+	own       ownership
+	stopSweep func()
 	// leaving is set when a cluster node starts its graceful leave: peers are told to ask
 	// the placement again instead of waiting for a node that is stopping.
 	leaving atomic.Bool
@@ -102,13 +101,18 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load rooms: %w", err)
 	}
-	// In a cluster a call is activated by its owner on demand (or by the sweep when its
-	// Start or Stop was in flight), never by every node at start-up.
+	// The ownership seam: the single node, the one-node case, unless cfg makes this node
+	// one of a cluster. In a cluster a call is activated by its owner on demand (or by the
+	// sweep when its Start or Stop was in flight), never by every node at start-up.
+	var own ownership
 	var calls []Call
-	if cfg.Cluster == nil {
+	if cfg.Cluster != nil {
+		own = newClusterDeps(cfg)
+	} else {
 		if calls, err = cfg.Store.LoadCalls(ctx); err != nil {
 			return nil, fmt.Errorf("load calls: %w", err)
 		}
+		own = newOneNode(calls)
 	}
 	if cfg.MixTimeout <= 0 {
 		cfg.MixTimeout = 30 * time.Second
@@ -120,15 +124,6 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		cfg.StopBackoff = time.Second
 	}
 	logger := cfg.Logger
-	var cl *clusterDeps
-	if cfg.Cluster != nil {
-		cl = &clusterDeps{placement: cfg.Cluster.Placement, lease: cfg.Cluster.Lease, transport: cfg.Cluster.Transport,
-			log: cfg.Logger, storeTimeout: cfg.StoreTimeout, askTimeout: cfg.AskTimeout, retry: cfg.Cluster.RetryInterval}
-		if cl.retry <= 0 {
-			cl.retry = 100 * time.Millisecond
-		}
-		cl.watch = 250 * time.Millisecond
-	}
 	workers := newWorkerDispatcher(0, 300)
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(typesOnly{logger.Handler()}).With("component", "protoactor")
@@ -137,11 +132,11 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	roomsPID, callsPID := actor.NewPID(system.Address(), "rooms"), actor.NewPID(system.Address(), "calls")
 	deps := &roomDeps{cfg: cfg.Room, store: cfg.Store, publisher: cfg.Publisher, clock: cfg.Clock,
 		urls: cfg.URLs, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, rooms: roomsPID, calls: callsPID,
-		dispatcher: workers, cluster: cl}
+		dispatcher: workers, own: own}
 	cdeps := &callDeps{store: cfg.Store, publisher: cfg.Publisher, mixer: cfg.Mixer, mixerReady: cfg.MixerReady,
 		urls: cfg.URLs, clock: cfg.Clock, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, askTimeout: cfg.AskTimeout,
 		mixTimeout: cfg.MixTimeout, stopAttempts: cfg.StopAttempts, stopBackoff: cfg.StopBackoff, resumeMixes: cfg.ResumeMixes,
-		rooms: roomsPID, calls: callsPID, dispatcher: workers, cluster: cl}
+		rooms: roomsPID, calls: callsPID, dispatcher: workers, own: own}
 
 	// A room actor that panics is stopped, not restarted in place: its in-memory state is
 	// suspect, and the registry re-spawns it from its last durable snapshot on demand.
@@ -181,12 +176,12 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{workers: workers, system: system, rooms: rooms, users: users, calls: callsReg, publisher: cfg.Publisher, urlBuilder: cfg.URLs,
-		mixerReady: cfg.MixerReady, timeout: cfg.AskTimeout, clock: cfg.Clock, log: cfg.Logger, cluster: cl}
-	if cl != nil {
-		e.startSweep(cfg.Cluster.SweepInterval)
-		return e, nil
+		mixerReady: cfg.MixerReady, timeout: cfg.AskTimeout, clock: cfg.Clock, log: cfg.Logger, own: own}
+	e.stopSweep = own.startSweep(sweepTargets{root: system.Root, rooms: rooms, calls: callsReg, clock: cfg.Clock,
+		leaving: e.leaving.Load})
+	if own.ownsLoaded() {
+		e.healOrphans(snapshots, calls)
 	}
-	e.healOrphans(snapshots, calls)
 	return e, nil
 }
 
@@ -209,7 +204,7 @@ func (e *Engine) healOrphans(rooms []Room, calls []Call) {
 // It is safe to call more than once.
 func (e *Engine) Shutdown() {
 	e.stopped.Do(func() {
-		e.endSweep()
+		e.stopSweep()
 		// Poison queues behind what the registries already hold; a registry stops its rooms
 		// only after they too have finished their mailboxes.
 		_ = e.system.Root.PoisonFuture(e.calls).Wait()
@@ -229,7 +224,7 @@ func (e *Engine) ask(ctx context.Context, pid *actor.PID, msg any) (any, error) 
 	if timeout <= 0 {
 		return nil, Errorf(CodeUnavailable, "请求超时")
 	}
-	if !e.cluster.member() {
+	if !e.own.member() {
 		return nil, errNotMember()
 	}
 	res, err := e.system.Root.RequestFuture(pid, msg, timeout).Result()

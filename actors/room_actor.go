@@ -77,8 +77,8 @@ type roomDeps struct {
 	// stopOnPanic supervises room actors: a room that panicked stops (its state is suspect)
 	// and the registry re-spawns it from its snapshot.
 	stopOnPanic actor.SupervisorStrategy
-	// cluster is set when this node is one of a cluster.
-	cluster *clusterDeps
+	// own is the ownership seam (a single node, or one node of a cluster).
+	own ownership
 }
 
 // roomActor is the thin shell around stepRoom: it feeds events in, performs the effects in
@@ -171,7 +171,7 @@ func needsAudience(ev any) bool {
 }
 
 func (a *roomActor) handle(ctx actor.Context, req roomRequest) {
-	if !a.deps.cluster.member() {
+	if !a.deps.own.member() {
 		ctx.Respond(roomReply{room: a.room, err: errNotMember()})
 		return
 	}
@@ -225,7 +225,7 @@ func (a *roomActor) fire(ctx actor.Context, t timerFired) {
 	if t.kind == timerTopicDelete {
 		ev = evTopicDeleteDue{}
 	}
-	if !a.deps.cluster.member() {
+	if !a.deps.own.member() {
 		return // not a member: the room's new owner fires it
 	}
 	st := stepRoom(a.deps.cfg, a.room, a.exists, a.isMember, ev, a.deps.clock.Now())

@@ -21,7 +21,8 @@ type (
 	feedResync struct{ rooms []Room }
 	// dueRoom: the sweep found the room's deadline due.
 	dueRoom struct{ roomID string }
-	// createClaimed: a new room's id is claimed by this node; create it.
+	// createClaimed: a new room's id is claimed by this node (the ownership seam's
+	// claimNew); create it.
 	createClaimed struct {
 		req    createRoomRequest
 		id     string
@@ -70,18 +71,20 @@ func (r *roomRegistry) receiveCluster(ctx actor.Context, msg any) {
 		}
 	case createClaimed:
 		if _, taken := r.entries[m.id]; taken {
-			// The feed brought a room with this id meanwhile: pick another.
-			r.create(ctx, m.req)
+			// The feed (or another creation) took this id meanwhile: pick another.
+			r.create(ctx, m.req, m.sender)
 			return
 		}
 		r.createOwned(ctx, m.req, m.id, m.fence, m.sender)
 	}
 }
 
-// resolve sends req to the room's owner, or makes this node the owner. A nil ev is a
-// sweep's wake: nothing to deliver, only to activate the room if its owner is gone.
+// resolve hands a request for a room this node does not act for to the ownership seam: on
+// a single node the room does not exist; in a cluster the seam sends req to the room's
+// owner, or makes this node the owner. A nil ev is a sweep's wake: nothing to deliver, only
+// to activate the room if its owner is gone.
 func (r *roomRegistry) resolve(ctx actor.Context, req roomRequest, sender *actor.PID, e *roomEntry) {
-	if !r.cl.member() {
+	if !r.own.member() {
 		if sender != nil {
 			ctx.Send(sender, roomReply{err: errNotMember()})
 		}
@@ -96,7 +99,7 @@ func (r *roomRegistry) resolve(ctx actor.Context, req roomRequest, sender *actor
 		o := *e.remote
 		res.hint = &o
 	}
-	go r.cl.resolve(ctx.ActorSystem().Root, res)
+	r.own.resolve(ctx.ActorSystem().Root, res)
 }
 
 // adopt runs a room this node has just claimed. A copy owned under another fence is
@@ -181,23 +184,6 @@ func (r *roomRegistry) resync(rooms []Room) {
 			r.invalidate()
 		}
 	}
-}
-
-// claimNew claims a new room's id before the room is created here.
-func (r *roomRegistry) claimNew(ctx actor.Context, req createRoomRequest, id string, sender *actor.PID) {
-	root, self, cl := ctx.ActorSystem().Root, ctx.Self(), r.cl
-	go func() {
-		o, err := cl.claim(KindRoom, id)
-		switch {
-		case err != nil:
-			cl.log.Warn("room id not claimed", "room", id, "err", err)
-			root.Send(sender, roomReply{err: ErrStoreUnavailable(err)})
-		case !o.Mine:
-			root.RequestWithCustomSender(self, req, sender) // taken by another node: try another id
-		default:
-			root.Send(self, createClaimed{req: req, id: id, fence: Fence{Kind: KindRoom, ID: id, Node: o.Node, Epoch: o.Epoch}, sender: sender})
-		}
-	}()
 }
 
 // ownedRooms counts the rooms this node acts for.

@@ -7,10 +7,12 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 )
 
-// The call registry's part in a cluster: admission reserves both rooms and both users in
-// the shared store in one atomic step (Placement.Reserve), "which call is this room in" is
-// read from those reservations, and calls this node does not own are resolved to their
-// owner (cluster_routing.go). Calls this node owns run here as on a single node.
+// How the call registry finds a call and admits one, through the ownership seam
+// (owners.go): admission reserves both rooms and both users in one atomic step (in memory on
+// a single node, Placement.Reserve in a cluster), "which call is this room in" is read from
+// those reservations, and a call this node does not act for is resolved to its owner
+// (cluster_routing.go; on a single node it does not exist). The seam's calls that may wait
+// on the network run off the mailbox, in goroutines, and come back as messages.
 
 type (
 	// callLost: a write of the call was refused (another node owns it now).
@@ -18,7 +20,7 @@ type (
 		callID string
 		fence  Fence
 	}
-	// admitReserved: both rooms and users are reserved for a new call owned by this node.
+	// admitReserved: both rooms and users are reserved for a new call this node owns.
 	admitReserved struct {
 		req    admitRequest
 		id     string
@@ -104,7 +106,7 @@ func (r *callRegistry) drop(ctx actor.Context, id string, e *callEntry) {
 // resolve sends req to the call's owner, or makes this node the owner. A nil ev is a
 // sweep's wake: only activate the call (re-issuing its Start or Stop) if its owner is gone.
 func (r *callRegistry) resolve(ctx actor.Context, req callRequest, sender *actor.PID) {
-	if !r.cl.member() {
+	if !r.own.member() {
 		if sender != nil {
 			ctx.Send(sender, callReply{err: errNotMember()})
 		}
@@ -115,15 +117,15 @@ func (r *callRegistry) resolve(ctx actor.Context, req callRequest, sender *actor
 	if req.ev != nil {
 		res.req = req
 	}
-	go r.cl.resolve(ctx.ActorSystem().Root, res)
+	r.own.resolve(ctx.ActorSystem().Root, res)
 }
 
 // callOf finds the call a room is reserved for and routes the event to it.
 func (r *callRegistry) callOf(ctx actor.Context, msg roomCallRequest, sender *actor.PID) {
-	root, self, cl := ctx.ActorSystem().Root, ctx.Self(), r.cl
+	root, self, own, timeout := ctx.ActorSystem().Root, ctx.Self(), r.own, r.deps.storeTimeout
 	go func() {
-		c, cancel := context.WithTimeout(context.Background(), cl.storeTimeout)
-		id, err := cl.placement.CallOf(c, msg.roomID)
+		c, cancel := context.WithTimeout(context.Background(), timeout)
+		id, err := own.callOf(c, msg.roomID)
 		cancel()
 		switch {
 		case err != nil:
@@ -136,33 +138,36 @@ func (r *callRegistry) callOf(ctx actor.Context, msg roomCallRequest, sender *ac
 	}()
 }
 
-func (r *callRegistry) busyInCluster(ctx actor.Context, msg busyRequest, sender *actor.PID) {
-	root, cl := ctx.ActorSystem().Root, r.cl
+// busyOf answers whether a room is reserved for a call (or one being admitted).
+func (r *callRegistry) busyOf(ctx actor.Context, msg busyRequest, sender *actor.PID) {
+	root, own, timeout, log := ctx.ActorSystem().Root, r.own, r.deps.storeTimeout, r.deps.log
 	go func() {
-		c, cancel := context.WithTimeout(context.Background(), cl.storeTimeout)
-		id, err := cl.placement.CallOf(c, msg.roomID)
+		c, cancel := context.WithTimeout(context.Background(), timeout)
+		id, err := own.callOf(c, msg.roomID)
 		cancel()
 		if err != nil {
-			cl.log.Warn("call reservation not read", "room", msg.roomID, "err", err)
+			log.Warn("call reservation not read", "room", msg.roomID, "err", err)
 		}
 		root.Send(sender, busyReply{busy: id != ""})
 	}()
 }
 
-// admitInCluster reserves the call's rooms and users on every node's behalf, then claims
-// the new call: of concurrent accepts of one room sent to different nodes exactly one wins.
-func (r *callRegistry) admitInCluster(ctx actor.Context, req admitRequest) {
+// admit reserves the call's rooms and users (on every node's behalf in a cluster), then
+// claims the new call: of concurrent accepts of one room exactly one wins, wherever they
+// were sent. A user is in one call at most: a viewer already in a call would otherwise get
+// a second co-stream room and be on camera in two calls.
+func (r *callRegistry) admit(ctx actor.Context, req admitRequest) {
 	if err := admissible(req); err != nil {
 		ctx.Respond(admitReply{err: err})
 		return
 	}
-	root, self, sender, cl := ctx.ActorSystem().Root, ctx.Self(), ctx.Sender(), r.cl
+	root, self, sender, own, timeout := ctx.ActorSystem().Root, ctx.Self(), ctx.Sender(), r.own, r.deps.storeTimeout
 	id := newCallID()
 	rooms, users := reservedBy(req)
 	go func() {
-		c, cancel := context.WithTimeout(context.Background(), cl.storeTimeout)
+		c, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		busy, err := cl.placement.Reserve(c, id, rooms, users)
+		busy, err := own.reserve(c, id, rooms, users)
 		switch {
 		case err != nil:
 			root.Send(sender, admitReply{err: ErrStoreUnavailable(err)})
@@ -174,13 +179,13 @@ func (r *callRegistry) admitInCluster(ctx actor.Context, req admitRequest) {
 			root.Send(sender, admitReply{err: Errorf(CodeInCall, "用户%s已经在连麦中", busy)})
 			return
 		}
-		o, err := cl.placement.Claim(c, KindCall, id)
+		o, err := own.claim(c, KindCall, id)
 		if err != nil || !o.Mine {
-			_ = cl.placement.Unreserve(c, id, rooms, users)
+			_ = own.unreserve(c, id, rooms, users)
 			root.Send(sender, admitReply{err: Errorf(CodeUnavailable, "连麦暂时不可用，请稍后重试")})
 			return
 		}
-		root.Send(self, admitReserved{req: req, id: id, fence: Fence{Kind: KindCall, ID: id, Node: o.Node, Epoch: o.Epoch}, sender: sender})
+		root.Send(self, admitReserved{req: req, id: id, fence: fenceOf(KindCall, id, o), sender: sender})
 	}()
 }
 

@@ -215,7 +215,7 @@ func (a *callActor) admit(ctx actor.Context, req admitRequest) {
 	a.apply(ctx, st)
 }
 
-func (a *callActor) handle(ctx actor.Context, ev any) {
+func (a *callActor) handle(ctx actor.Context, ev callEvent) {
 	if !a.deps.own.member() {
 		if ctx.Sender() != nil {
 			ctx.Respond(callReply{call: a.call, err: errNotMember()})

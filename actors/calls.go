@@ -11,7 +11,7 @@ import (
 // believes it is in a call that no longer exists can be told to leave it.
 type callRequest struct {
 	callID string
-	ev     any
+	ev     callEvent // nil only in a sweep's wake, which never reaches an actor
 	from   string
 	remote bool // from another node: answered here, never forwarded again
 }
@@ -20,7 +20,7 @@ type callRequest struct {
 // clients name rooms, not calls. A room in no call gets an empty success.
 type roomCallRequest struct {
 	roomID string
-	ev     any
+	ev     callEvent
 	remote bool
 }
 
@@ -28,7 +28,7 @@ type roomCallRequest struct {
 // the Live API's mix callbacks may name only the mix. No such call gets an empty success.
 type mixCallRequest struct {
 	mixID, mainRoom string
-	ev              any
+	ev              callEvent
 }
 
 // callReply answers call requests.

@@ -18,7 +18,7 @@ import (
 // 2003.
 type roomRequest struct {
 	roomID   string
-	ev       any
+	ev       roomEvent // nil only in a sweep's wake, which never reaches an actor
 	callback bool
 	// remote marks a request from another node: answered here, never forwarded again.
 	remote bool
@@ -162,7 +162,7 @@ func (a *roomActor) loadAudience() error {
 }
 
 // needsAudience tells the events whose answer or effect depends on who is watching.
-func needsAudience(ev any) bool {
+func needsAudience(ev roomEvent) bool {
 	switch ev.(type) {
 	case queryAudience, evPlay, evAudienceLeave:
 		return true
@@ -221,7 +221,7 @@ func (a *roomActor) fire(ctx actor.Context, t timerFired) {
 		return // cancelled or re-armed since
 	}
 	armed.at = time.Time{} // fired: reconcileTimers re-arms if the deadline still stands
-	ev := any(evNoPublishDue{})
+	var ev roomEvent = evNoPublishDue{}
 	if t.kind == timerTopicDelete {
 		ev = evTopicDeleteDue{}
 	}

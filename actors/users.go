@@ -40,20 +40,20 @@ type withUser struct {
 // userEvent is a room event made on behalf of a user (play, comment, like): the user
 // registry fills the user in; known is false for an id the store does not hold.
 type userEvent interface {
-	withUser(u User, known bool) userEvent
+	withUser(u User, known bool) roomEvent
 }
 
-func (e evPlay) withUser(u User, known bool) userEvent {
+func (e evPlay) withUser(u User, known bool) roomEvent {
 	e.member, e.userKnown = u, known
 	return e
 }
 
-func (e evComment) withUser(u User, known bool) userEvent {
+func (e evComment) withUser(u User, known bool) roomEvent {
 	e.user, e.userKnown = u, known
 	return e
 }
 
-func (e evLike) withUser(u User, known bool) userEvent {
+func (e evLike) withUser(u User, known bool) roomEvent {
 	e.user, e.userKnown = u, known
 	return e
 }

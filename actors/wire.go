@@ -255,13 +255,17 @@ func localMessage(req PeerRequest) (entityRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch req.Kind {
-	case PeerRoom:
-		return roomRequest{roomID: req.ID, ev: ev, callback: req.Callback, remote: true}, nil
-	case PeerCall:
-		return callRequest{callID: req.ID, ev: ev, from: req.From, remote: true}, nil
-	case PeerRoomCall:
-		return roomCallRequest{roomID: req.ID, ev: ev, remote: true}, nil
+	rev, forRoom := ev.(roomEvent)
+	cev, forCall := ev.(callEvent)
+	switch {
+	case req.Kind == PeerRoom && forRoom:
+		return roomRequest{roomID: req.ID, ev: rev, callback: req.Callback, remote: true}, nil
+	case req.Kind == PeerCall && forCall:
+		return callRequest{callID: req.ID, ev: cev, from: req.From, remote: true}, nil
+	case req.Kind == PeerRoomCall && forCall:
+		return roomCallRequest{roomID: req.ID, ev: cev, remote: true}, nil
+	case req.Kind == PeerRoom || req.Kind == PeerCall || req.Kind == PeerRoomCall:
+		return nil, fmt.Errorf("actors: event %q is not for a %s", req.Event, req.Kind)
 	}
 	return nil, fmt.Errorf("actors: unknown peer request kind %q", req.Kind)
 }

@@ -42,8 +42,14 @@ func TestEveryPeerEventRoundTrips(t *testing.T) {
 	require.Len(t, cases, len(wireEvents)-1, "a case per wire event (announceCall below)")
 	for name, ev := range cases {
 		t.Run(name, func(t *testing.T) {
-			got := roundTrip(t, roomRequest{roomID: "a", ev: ev, callback: true})
-			assert.Equal(t, roomRequest{roomID: "a", ev: ev, callback: true, remote: true}, got)
+			if ev, ok := ev.(roomEvent); ok {
+				got := roundTrip(t, roomRequest{roomID: "a", ev: ev, callback: true})
+				assert.Equal(t, roomRequest{roomID: "a", ev: ev, callback: true, remote: true}, got)
+				return
+			}
+			ev := ev.(callEvent)
+			got := roundTrip(t, callRequest{callID: "call-1", ev: ev, from: "a"})
+			assert.Equal(t, callRequest{callID: "call-1", ev: ev, from: "a", remote: true}, got)
 		})
 	}
 	t.Run("announceCall", func(t *testing.T) {
@@ -79,6 +85,13 @@ func TestPeerRequestKinds(t *testing.T) {
 	// Admission and creation never cross nodes: peerRequestOf takes only an entityRequest.
 	_, err := localMessage(PeerRequest{Kind: PeerRoom, ID: "a", Event: "nope"})
 	assert.Error(t, err)
+	// An event of the other kind of entity is refused, by the check and by the decoding.
+	for _, req := range []PeerRequest{{Kind: PeerRoom, ID: "a", Event: "callClose"}, {Kind: PeerCall, ID: "call-1", Event: "leave"},
+		{Kind: PeerRoomCall, ID: "a", Event: "publish"}} {
+		_, err = localMessage(req)
+		assert.Error(t, err, req.Event)
+		assert.Error(t, CheckPeerRequest(req), req.Event)
+	}
 }
 
 // Answers keep their result's type and error code across the wire.

@@ -64,9 +64,10 @@ type roomEntry struct {
 	remote *Owner
 }
 
-// pendingMsg is a message held for a room that is stopping, with who to answer.
+// pendingMsg is a request held for a room that is stopping, with who to answer; a zero
+// request (no event) is a deadline's wake, which only re-spawns the room.
 type pendingMsg struct {
-	msg    any
+	req    roomRequest
 	sender *actor.PID
 }
 
@@ -269,8 +270,8 @@ func (r *roomRegistry) stopped(ctx actor.Context, id string, e *roomEntry) {
 	}
 	pid := r.spawn(ctx, id, e)
 	for _, m := range pending {
-		if m.msg != nil {
-			ctx.RequestWithCustomSender(pid, m.msg, m.sender)
+		if m.req.ev != nil {
+			ctx.RequestWithCustomSender(pid, m.req, m.sender)
 		}
 	}
 }
@@ -314,7 +315,7 @@ func (r *roomRegistry) route(ctx actor.Context, req roomRequest, sender *actor.P
 		return
 	}
 	if e.stopping {
-		e.pending = append(e.pending, pendingMsg{msg: req, sender: sender})
+		e.pending = append(e.pending, pendingMsg{req: req, sender: sender})
 		return
 	}
 	pid := e.pid

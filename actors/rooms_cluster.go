@@ -144,7 +144,7 @@ func (r *roomRegistry) disown(ctx actor.Context, e *roomEntry) {
 	}
 	e.stopping = false
 	for _, p := range e.pending {
-		if p.msg != nil && p.sender != nil {
+		if p.req.ev != nil && p.sender != nil {
 			ctx.Send(p.sender, roomReply{err: Errorf(CodeUnavailable, "房间已迁移，请重试")})
 		}
 	}

@@ -74,10 +74,13 @@ type callRegistry struct {
 	calls map[string]*callEntry
 	byPID map[string]string // actor id → call id
 	own   ownership
+	// admitting holds what was routed to a call being admitted, until it is made.
+	admitting map[string][]routeCall
 }
 
 func newCallRegistry(deps *callDeps, snapshots []Call) *callRegistry {
-	r := &callRegistry{deps: deps, calls: map[string]*callEntry{}, byPID: map[string]string{}, own: deps.own}
+	r := &callRegistry{deps: deps, calls: map[string]*callEntry{}, byPID: map[string]string{}, own: deps.own,
+		admitting: map[string][]routeCall{}}
 	for _, c := range snapshots {
 		r.calls[c.ID] = &callEntry{call: c}
 	}
@@ -135,7 +138,7 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 		}
 	case callGone:
 		r.release(ctx, msg.callID)
-	case entityAdopted, entityUnknown, ownerSeen, ownerLost, callLost, admitReserved, routeCall, dueCall:
+	case entityAdopted, entityUnknown, ownerSeen, ownerLost, callLost, admitReserved, admitFailed, routeCall, dueCall:
 		r.receiveCluster(ctx, msg)
 	case *actor.Terminated:
 		if id, ok := r.byPID[msg.Who.Id]; ok {

@@ -27,6 +27,8 @@ type (
 		fence  Fence
 		sender *actor.PID
 	}
+	// admitFailed: the admission of call id was refused before the call was made.
+	admitFailed struct{ id string }
 	// routeCall: the call a room is in was found; deliver req to it.
 	routeCall struct {
 		req    callRequest
@@ -67,7 +69,21 @@ func (r *callRegistry) receiveCluster(ctx actor.Context, msg any) {
 		r.calls[m.id] = e
 		pid := r.spawn(ctx, m.id, e, &m.req)
 		ctx.RequestWithCustomSender(pid, m.req, m.sender)
+		for _, h := range r.admitting[m.id] {
+			ctx.RequestWithCustomSender(pid, h.req, h.sender) // behind the admission
+		}
+		delete(r.admitting, m.id)
+	case admitFailed:
+		for _, h := range r.admitting[m.id] {
+			r.answerUnknown(ctx, h.req, h.sender)
+		}
+		delete(r.admitting, m.id)
 	case routeCall:
+		if held, ok := r.admitting[m.req.callID]; ok {
+			// Found from its reservations before the admission made it: it waits for it.
+			r.admitting[m.req.callID] = append(held, m)
+			return
+		}
 		if e, ok := r.calls[m.req.callID]; ok {
 			r.deliver(ctx, m.req.callID, e, m.req, m.sender)
 			return
@@ -164,25 +180,33 @@ func (r *callRegistry) admit(ctx actor.Context, req admitRequest) {
 	root, self, sender, own, timeout := ctx.ActorSystem().Root, ctx.Self(), ctx.Sender(), r.own, r.deps.storeTimeout
 	id := newCallID()
 	rooms, users := reservedBy(req)
+	// From its reservation on, the call can be found from its rooms: what is routed to it
+	// before it is made waits in admitting (a close racing the accept closes it after its
+	// admission, as when the admission ran in the mailbox).
+	r.admitting[id] = nil
 	go func() {
 		c, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
+		refuse := func(err *Error) {
+			root.Send(self, admitFailed{id: id})
+			root.Send(sender, admitReply{err: err})
+		}
 		busy, err := own.reserve(c, id, rooms, users)
 		switch {
 		case err != nil:
-			root.Send(sender, admitReply{err: ErrStoreUnavailable(err)})
+			refuse(ErrStoreUnavailable(err))
 			return
 		case busy != "" && slices.Contains(rooms, busy):
-			root.Send(sender, admitReply{err: ErrInCall(busy)})
+			refuse(ErrInCall(busy))
 			return
 		case busy != "":
-			root.Send(sender, admitReply{err: Errorf(CodeInCall, "用户%s已经在连麦中", busy)})
+			refuse(Errorf(CodeInCall, "用户%s已经在连麦中", busy))
 			return
 		}
 		o, err := own.claim(c, KindCall, id)
 		if err != nil || !o.Mine {
 			_ = own.unreserve(c, id, rooms, users)
-			root.Send(sender, admitReply{err: Errorf(CodeUnavailable, "连麦暂时不可用，请稍后重试")})
+			refuse(Errorf(CodeUnavailable, "连麦暂时不可用，请稍后重试"))
 			return
 		}
 		root.Send(self, admitReserved{req: req, id: id, fence: fenceOf(KindCall, id, o), sender: sender})

@@ -17,9 +17,10 @@ import (
 //   - *clusterDeps (cluster_routing.go) asks the shared store (Placement) and forwards a
 //     request to the owner on another node (Transport).
 //
-// Every method may be called from an actor's mailbox: a method that waits on the network
-// runs off the mailbox (resolve, claimNew, startSweep) or is called from a goroutine of its
-// caller (claim, reserve, unreserve, callOf).
+// resolve, claimNew and startSweep never block: what waits on the network runs in their own
+// goroutines. claim, reserve, unreserve and callOf wait on the store in a cluster: the
+// registries call them from goroutines, the call actor from its mailbox as it makes its
+// other store writes. ownerOf is the Engine's (an admin request's goroutine).
 type ownership interface {
 	// member reports whether this node may act now (its membership lease holds).
 	member() bool

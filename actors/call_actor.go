@@ -36,8 +36,8 @@ type callDeps struct {
 	resumeMixes  bool
 	rooms, calls *actor.PID
 	dispatcher   actor.Dispatcher
-	// cluster is set when this node is one of a cluster.
-	cluster *clusterDeps
+	// own is the ownership seam: it holds the call reservations.
+	own ownership
 }
 
 // callActor is the thin shell around stepCall. Start and Stop run in their own goroutines
@@ -215,8 +215,8 @@ func (a *callActor) admit(ctx actor.Context, req admitRequest) {
 	a.apply(ctx, st)
 }
 
-func (a *callActor) handle(ctx actor.Context, ev any) {
-	if !a.deps.cluster.member() {
+func (a *callActor) handle(ctx actor.Context, ev callEvent) {
+	if !a.deps.own.member() {
 		if ctx.Sender() != nil {
 			ctx.Respond(callReply{call: a.call, err: errNotMember()})
 		}
@@ -309,14 +309,14 @@ func (a *callActor) apply(ctx actor.Context, st callStep) {
 }
 
 // reserveCreated adds the co-stream rooms made during an admission to the call's
-// reservations in a cluster, so any node finds the call from them.
+// reservations, so the call is found from them (in a cluster, by any node).
 func (a *callActor) reserveCreated(created []string, users ...string) *Error {
-	if a.deps.cluster == nil || len(created) == 0 {
+	if len(created) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.deps.storeTimeout)
 	defer cancel()
-	busy, err := a.deps.cluster.placement.Reserve(ctx, a.call.ID, created, users)
+	busy, err := a.deps.own.reserve(ctx, a.call.ID, created, users)
 	switch {
 	case err != nil:
 		return ErrStoreUnavailable(err)
@@ -326,16 +326,13 @@ func (a *callActor) reserveCreated(created []string, users ...string) *Error {
 	return nil
 }
 
-// unreserve frees the call's rooms and users in a cluster before the call's end is
-// answered, so an accept that follows a close is not refused as busy.
+// unreserve frees the call's rooms and users before the call's end is answered, so an
+// accept that follows a close is not refused as busy.
 func (a *callActor) unreserve(inviter, invitee CallSide, created []string) {
-	if a.deps.cluster == nil {
-		return
-	}
 	rooms := slices.DeleteFunc(append([]string{inviter.RoomID, invitee.RoomID}, created...), func(r string) bool { return r == "" })
 	ctx, cancel := context.WithTimeout(context.Background(), a.deps.storeTimeout)
 	defer cancel()
-	if err := a.deps.cluster.placement.Unreserve(ctx, a.call.ID, rooms, []string{inviter.UID, invitee.UID}); err != nil {
+	if err := a.deps.own.unreserve(ctx, a.call.ID, rooms, []string{inviter.UID, invitee.UID}); err != nil {
 		a.deps.log.Warn("call reservations not freed", "call", a.call.ID, "err", err)
 	}
 }

@@ -184,7 +184,7 @@ type callStep struct {
 }
 
 // stepCall applies ev to the call. mixURL turns a mix stream name into its play URL.
-func stepCall(c Call, ev any, mixURL func(stream string) string) callStep {
+func stepCall(c Call, ev callEvent, mixURL func(stream string) string) callStep {
 	st := callStep{next: cloneCall(c), mixURL: mixURL}
 	n := &st.next
 	if n.Phase == PhaseClosed {

@@ -102,7 +102,7 @@ func TestCallStateTable(t *testing.T) {
 	}
 	events := []struct {
 		name string
-		ev   any
+		ev   callEvent
 	}{
 		{"mix-available A", evCallMixReady{roomID: roomA}},
 		{"mix-available B", evCallMixReady{roomID: roomB}},
@@ -380,8 +380,8 @@ func runOrder(t *testing.T, order []string) {
 	pushes := map[string]int{}
 	mixed := map[string]bool{}
 	released := 0
-	var queue []any
-	apply := func(ev any) {
+	var queue []callEvent
+	apply := func(ev callEvent) {
 		queue = append(queue, ev)
 		for len(queue) > 0 {
 			next := queue[0]
@@ -518,7 +518,7 @@ func TestMixAvailableAnnouncedOncePerCall(t *testing.T) {
 func TestMixIDCarriedToStop(t *testing.T) {
 	for name, tc := range map[string]struct {
 		answer    evStartAnswered
-		then      any
+		then      callEvent
 		wantMixes string
 	}{
 		"started: close stops it by id": {answer: evStartAnswered{leg: 0, attempt: 1, id: "mix-0"},

@@ -11,7 +11,7 @@ import (
 // believes it is in a call that no longer exists can be told to leave it.
 type callRequest struct {
 	callID string
-	ev     any
+	ev     callEvent // nil only in a sweep's wake, which never reaches an actor
 	from   string
 	remote bool // from another node: answered here, never forwarded again
 }
@@ -20,7 +20,7 @@ type callRequest struct {
 // clients name rooms, not calls. A room in no call gets an empty success.
 type roomCallRequest struct {
 	roomID string
-	ev     any
+	ev     callEvent
 	remote bool
 }
 
@@ -28,7 +28,7 @@ type roomCallRequest struct {
 // the Live API's mix callbacks may name only the mix. No such call gets an empty success.
 type mixCallRequest struct {
 	mixID, mainRoom string
-	ev              any
+	ev              callEvent
 }
 
 // callReply answers call requests.
@@ -60,30 +60,29 @@ type callGone struct{ callID string }
 type callEntry struct {
 	pid  *actor.PID
 	call Call
-	// fence is the call's ownership token in a cluster (zero on a single node).
+	// fence is the call's ownership token (zero on a single node).
 	fence Fence
 }
 
-// callRegistry is the admission gate: it alone decides which rooms are in which call, one
-// request at a time, so two accepts racing for one room cannot both win. It also routes
-// events to call actors, re-spawning them from their snapshot when they are not running.
+// callRegistry routes events to the call actors this node acts for, re-spawning them from
+// their snapshot when they are not running, and hands every other call's events to the
+// ownership seam. Admission reserves both rooms and both users in one atomic step of the
+// seam (in memory on a single node, in the shared store in a cluster), so two accepts
+// racing for one room cannot both win (calls_routing.go).
 type callRegistry struct {
 	deps  *callDeps
 	calls map[string]*callEntry
-	busy  map[string]string // room id → call id, including calls still being admitted
 	byPID map[string]string // actor id → call id
-	// cl is set in a cluster: admission reserves in the shared store, and calls this node
-	// does not own are resolved to their owner.
-	cl *clusterDeps
+	own   ownership
+	// admitting holds what was routed to a call being admitted, until it is made.
+	admitting map[string][]routeCall
 }
 
 func newCallRegistry(deps *callDeps, snapshots []Call) *callRegistry {
-	r := &callRegistry{deps: deps, calls: map[string]*callEntry{}, busy: map[string]string{}, byPID: map[string]string{},
-		cl: deps.cluster}
+	r := &callRegistry{deps: deps, calls: map[string]*callEntry{}, byPID: map[string]string{}, own: deps.own,
+		admitting: map[string][]routeCall{}}
 	for _, c := range snapshots {
 		r.calls[c.ID] = &callEntry{call: c}
-		r.busy[c.Inviter.RoomID] = c.ID
-		r.busy[c.Invitee.RoomID] = c.ID
 	}
 	return r
 }
@@ -100,44 +99,16 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 			}
 		}
 	case admitRequest:
-		if r.cl != nil {
-			r.admitInCluster(ctx, msg)
-			return
-		}
 		r.admit(ctx, msg)
 	case callRequest:
 		e, ok := r.calls[msg.callID]
-		if !ok && r.cl != nil {
-			r.resolve(ctx, msg, ctx.Sender())
-			return
-		}
 		if !ok {
-			if msg.from != "" {
-				// The room points at a call that is gone (e.g. a crash between the room's
-				// join and the call's first save): release the room.
-				ctx.Send(r.deps.rooms, roomRequest{roomID: msg.from, ev: evLeaveCall{callID: msg.callID}, callback: true})
-				if ctx.Sender() != nil {
-					// A peer waits for the answer: nothing else will come.
-					ctx.Respond(callReply{})
-				}
-				return
-			}
-			ctx.Respond(callReply{})
+			r.resolve(ctx, msg, ctx.Sender())
 			return
 		}
 		r.forward(ctx, msg.callID, e)
 	case roomCallRequest:
-		if r.cl != nil {
-			r.callOf(ctx, msg, ctx.Sender())
-			return
-		}
-		id, ok := r.busy[msg.roomID]
-		e := r.calls[id]
-		if !ok || e == nil {
-			ctx.Respond(callReply{})
-			return
-		}
-		r.forward(ctx, id, e)
+		r.callOf(ctx, msg, ctx.Sender())
 	case ownedRequest:
 		ctx.Respond(ownedReply{n: r.ownedCalls()})
 	case callsRequest:
@@ -154,33 +125,20 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 		// Not a mix of this node's calls: in a cluster the call may be another node's; it is
 		// found through its main room (the call still matches the mix id, so a stale mix's
 		// callback changes nothing).
-		switch id, ok := r.busy[msg.mainRoom]; {
-		case msg.mainRoom == "":
+		if msg.mainRoom == "" {
 			ctx.Respond(callReply{})
-		case r.cl != nil:
-			r.callOf(ctx, roomCallRequest{roomID: msg.mainRoom, ev: msg.ev}, ctx.Sender())
-		case ok && r.calls[id] != nil:
-			r.forward(ctx, id, r.calls[id])
-		default:
-			ctx.Respond(callReply{})
-		}
-	case busyRequest:
-		if r.cl != nil {
-			r.busyInCluster(ctx, msg, ctx.Sender())
 			return
 		}
-		_, busy := r.busy[msg.roomID]
-		ctx.Respond(busyReply{busy: busy})
+		r.callOf(ctx, roomCallRequest{roomID: msg.mainRoom, ev: msg.ev}, ctx.Sender())
+	case busyRequest:
+		r.busyOf(ctx, msg, ctx.Sender())
 	case callChanged:
 		if e, ok := r.calls[msg.call.ID]; ok {
 			e.call = msg.call
-			// Co-stream rooms made during admission are busy from now on too.
-			r.busy[msg.call.Inviter.RoomID] = msg.call.ID
-			r.busy[msg.call.Invitee.RoomID] = msg.call.ID
 		}
 	case callGone:
 		r.release(ctx, msg.callID)
-	case adoptCall, callLost, admitReserved, routeCall, dueCall:
+	case entityAdopted, entityUnknown, ownerSeen, ownerLost, callLost, admitReserved, admitFailed, routeCall, dueCall:
 		r.receiveCluster(ctx, msg)
 	case *actor.Terminated:
 		if id, ok := r.byPID[msg.Who.Id]; ok {
@@ -190,49 +148,25 @@ func (r *callRegistry) Receive(ctx actor.Context) {
 			}
 		}
 	case resetRequest:
-		for id := range r.calls {
-			if msg.key == "" {
+		if msg.key == "" {
+			for id := range r.calls {
 				r.release(ctx, id)
 			}
+			r.own.forget()
 		}
 		ctx.Respond(resetReply{})
 	}
 }
 
-func (r *callRegistry) admit(ctx actor.Context, req admitRequest) {
-	if err := admissible(req); err != nil {
-		ctx.Respond(admitReply{err: err})
-		return
+// answerUnknown answers a request for a call that does not exist. A room that points at it
+// (e.g. after a crash between the room's join and the call's first save) is released.
+func (r *callRegistry) answerUnknown(ctx actor.Context, req callRequest, sender *actor.PID) {
+	if req.from != "" {
+		ctx.Send(r.deps.rooms, roomRequest{roomID: req.from, ev: evLeaveCall{callID: req.callID}, callback: true})
 	}
-	for _, room := range []string{req.inviter.RoomID, req.invitee.RoomID} {
-		if room == "" {
-			continue
-		}
-		if _, busy := r.busy[room]; busy {
-			ctx.Respond(admitReply{err: ErrInCall(room)})
-			return
-		}
+	if sender != nil {
+		ctx.Send(sender, callReply{})
 	}
-	// A user is in one call at most: a viewer already in a call would otherwise get a
-	// second co-stream room and be on camera in two calls.
-	for _, e := range r.calls {
-		for _, uid := range []string{req.inviter.UID, req.invitee.UID} {
-			if uid == e.call.Inviter.UID || uid == e.call.Invitee.UID {
-				ctx.Respond(admitReply{err: Errorf(CodeInCall, "用户%s已经在连麦中", uid)})
-				return
-			}
-		}
-	}
-	id := newCallID()
-	for _, room := range []string{req.inviter.RoomID, req.invitee.RoomID} {
-		if room != "" {
-			r.busy[room] = id
-		}
-	}
-	e := &callEntry{call: Call{ID: id, Inviter: req.inviter, Invitee: req.invitee}}
-	r.calls[id] = e
-	pid := r.spawn(ctx, id, e, &req)
-	ctx.RequestWithCustomSender(pid, req, ctx.Sender())
 }
 
 // admissible refuses calls that could never work: with oneself, or with no host side (a
@@ -267,19 +201,13 @@ func (r *callRegistry) spawn(ctx actor.Context, id string, e *callEntry, admit *
 	return e.pid
 }
 
-// release forgets a call and frees its rooms; co-stream rooms made for an admission that
-// failed were never recorded as busy.
+// release forgets a call; its actor freed its reservations before it said it is gone.
 func (r *callRegistry) release(ctx actor.Context, id string) {
 	e, ok := r.calls[id]
 	if !ok {
 		return
 	}
 	delete(r.calls, id)
-	for room, owner := range r.busy {
-		if owner == id {
-			delete(r.busy, room)
-		}
-	}
 	if e.pid != nil {
 		delete(r.byPID, e.pid.Id)
 		ctx.Poison(e.pid)

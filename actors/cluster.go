@@ -28,6 +28,14 @@ type Fence struct {
 	Epoch int64  `json:"epoch"`
 }
 
+// fenceOf is the fence of an entity o owns: zero for a single node's (epoch 0).
+func fenceOf(kind, id string, o Owner) Fence {
+	if o.Epoch == 0 {
+		return Fence{}
+	}
+	return Fence{Kind: kind, ID: id, Node: o.Node, Epoch: o.Epoch}
+}
+
 // IsZero reports whether f is the absence of a fence (single-node mode, or a push that
 // belongs to no entity).
 func (f Fence) IsZero() bool { return f.Epoch == 0 }

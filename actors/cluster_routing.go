@@ -43,10 +43,62 @@ type clusterDeps struct {
 	askTimeout   time.Duration
 	retry        time.Duration
 	watch        time.Duration // how often a forwarded request checks its owner is alive
+	sweep        time.Duration // how often the due set is read
 }
 
-// member reports whether this node may act now.
-func (c *clusterDeps) member() bool { return c == nil || c.lease == nil || c.lease() }
+func newClusterDeps(cfg EngineConfig) *clusterDeps {
+	c := &clusterDeps{placement: cfg.Cluster.Placement, lease: cfg.Cluster.Lease, transport: cfg.Cluster.Transport,
+		log: cfg.Logger, storeTimeout: cfg.StoreTimeout, askTimeout: cfg.AskTimeout, retry: cfg.Cluster.RetryInterval,
+		watch: 250 * time.Millisecond, sweep: cfg.Cluster.SweepInterval}
+	if c.retry <= 0 {
+		c.retry = 100 * time.Millisecond
+	}
+	if c.sweep <= 0 {
+		c.sweep = 500 * time.Millisecond
+	}
+	return c
+}
+
+// clusterDeps is the cluster's side of the ownership seam (owners.go).
+var _ ownership = (*clusterDeps)(nil)
+
+func (c *clusterDeps) member() bool   { return c.lease == nil || c.lease() }
+func (*clusterDeps) ownsLoaded() bool { return false }
+
+func (c *clusterDeps) claim(ctx context.Context, kind, id string) (Owner, error) {
+	return c.placement.Claim(ctx, kind, id)
+}
+
+func (c *clusterDeps) reserve(ctx context.Context, callID string, rooms, users []string) (string, error) {
+	return c.placement.Reserve(ctx, callID, rooms, users)
+}
+
+func (c *clusterDeps) unreserve(ctx context.Context, callID string, rooms, users []string) error {
+	return c.placement.Unreserve(ctx, callID, rooms, users)
+}
+
+func (c *clusterDeps) callOf(ctx context.Context, roomID string) (string, error) {
+	return c.placement.CallOf(ctx, roomID)
+}
+
+// forget: the wipe of the shared store took the reservations with it.
+func (*clusterDeps) forget() {}
+
+// claimNew claims a new room's id before the room is created here.
+func (c *clusterDeps) claimNew(root *actor.RootContext, registry *actor.PID, req createRoomRequest, id string, sender *actor.PID) {
+	go func() {
+		o, err := c.claimBounded(KindRoom, id)
+		switch {
+		case err != nil:
+			c.log.Warn("room id not claimed", "room", id, "err", err)
+			root.Send(sender, roomReply{err: ErrStoreUnavailable(err)})
+		case !o.Mine:
+			root.RequestWithCustomSender(registry, req, sender) // taken by another node: try another id
+		default:
+			root.Send(registry, createClaimed{req: req, id: id, fence: fenceOf(KindRoom, id, o), sender: sender})
+		}
+	}()
+}
 
 // errNotMember is the answer of a node whose membership lease has lapsed: it must not act
 // for any entity until it has rejoined (it exits and its supervisor restarts it).
@@ -55,35 +107,70 @@ func errNotMember() *Error { return Errorf(CodeUnavailable, "节点不在集群�
 // movedReply answers a peer's request for an entity this node does not own.
 type movedReply struct{ owner *Owner }
 
-// resolution is one message on its way to the owner of its entity.
-type resolution struct {
-	kind, id string
-	msg      any        // roomRequest, callRequest or roomCallRequest; nil for a sweep's wake
-	sender   *actor.PID // who waits for the answer (nil: nobody)
-	remote   bool       // came from a peer: never forwarded again
-	known    bool       // the entity is known to exist (skip the existence check)
-	hint     *Owner     // the owner last seen, tried first
-	// load reads the entity's snapshot once this node owns it; exists is false when it
-	// does not exist (any more).
-	load func(ctx context.Context) (snapshot any, exists bool, err error)
-	// unknown answers a message for an entity that does not exist.
-	unknown func()
-	// adopt hands the loaded entity and the message to the registry (this node owns it).
-	adopt func(f Fence, snapshot any)
-	// seen tells the registry which node owns the entity, to try it first next time.
-	seen func(o Owner)
-	// lost tells the registry that o stopped being the owner (its membership lapsed while
-	// a request waited for it): the next message claims the entity instead of trying o.
-	lost func(o Owner)
+// entityRequest is a request for one room or call, the message a resolution carries to the
+// node that owns its entity: roomRequest, callRequest or roomCallRequest (a closed set; the
+// unexported method seals it). peer splits it into the wire header and the event.
+type entityRequest interface {
+	peer() (PeerRequest, any)
 }
 
-// resolve runs res to its end. It blocks; call it in its own goroutine.
-func (c *clusterDeps) resolve(root *actor.RootContext, res resolution) {
+// resolution is one request on its way to the owner of its entity. It is plain data: what
+// happens on the way comes back to the registry that started it as messages (entityAdopted,
+// entityUnknown, ownerSeen, ownerLost), handled in that registry's mailbox.
+type resolution struct {
+	kind, id string
+	req      entityRequest // nil for a sweep's wake (activate the entity if its owner is gone)
+	sender   *actor.PID    // who waits for the answer (nil: nobody)
+	registry *actor.PID    // the registry that started it: told what became of it
+	remote   bool          // came from a peer: never forwarded again
+	known    bool          // the entity is known to exist (skip the existence check)
+	hint     *Owner        // the owner last seen, tried first
+}
+
+// What a resolution tells the registry that started it.
+type (
+	// entityAdopted: this node claimed the entity and read its snapshot (room or call, by the
+	// fence's kind); the registry runs it, then delivers req (if any) and answers sender.
+	entityAdopted struct {
+		fence  Fence
+		room   Room
+		call   Call
+		req    entityRequest
+		sender *actor.PID
+	}
+	// entityUnknown: the entity does not exist (any more); the registry answers req as it
+	// answers a request for an id it never had.
+	entityUnknown struct {
+		id     string
+		req    entityRequest
+		sender *actor.PID
+	}
+	// ownerSeen: the node that answered for the entity, to try first next time.
+	ownerSeen struct {
+		id    string
+		owner Owner
+	}
+	// ownerLost: the node last seen as the owner did not answer (lapsed, or gone): the next
+	// request claims the entity instead of trying it.
+	ownerLost struct {
+		id    string
+		owner Owner
+	}
+)
+
+// resolve runs res to its end in its own goroutine.
+func (c *clusterDeps) resolve(root *actor.RootContext, res resolution) { go c.run(root, res) }
+
+// run runs res to its end. It blocks.
+func (c *clusterDeps) run(root *actor.RootContext, res resolution) {
 	deadline := time.Now().Add(c.askTimeout)
 	reply := func(msg any) {
 		if res.sender != nil && msg != nil {
 			root.Send(res.sender, msg)
 		}
+	}
+	unknown := func() {
+		root.Send(res.registry, entityUnknown{id: res.id, req: res.req, sender: res.sender})
 	}
 	unavailable := func(cause error) {
 		if cause != nil {
@@ -111,18 +198,18 @@ func (c *clusterDeps) resolve(root *actor.RootContext, res resolution) {
 		}
 		if owner == nil {
 			if !res.known {
-				_, exists, err := c.loadBounded(res.load)
+				_, exists, err := c.load(res.kind, res.id)
 				if err != nil {
 					lastErr = err
 					continue
 				}
 				if !exists {
-					res.unknown()
+					unknown()
 					return
 				}
 				res.known = true
 			}
-			o, err := c.claim(res.kind, res.id)
+			o, err := c.claimBounded(res.kind, res.id)
 			if err != nil {
 				lastErr = err
 				if errors.Is(err, ErrFenced) {
@@ -132,21 +219,21 @@ func (c *clusterDeps) resolve(root *actor.RootContext, res resolution) {
 				continue
 			}
 			if o.Mine {
-				if c.adoptClaimed(res, o) {
+				if c.adoptClaimed(root, res, o) {
 					return
 				}
 				continue
 			}
 			owner = &o
 		}
-		if res.remote || res.msg == nil {
+		if res.remote || res.req == nil {
 			// A peer asked us, or a sweep found a live owner: its owner answers for it.
 			if res.remote {
 				reply(movedReply{owner: owner})
 			}
 			return
 		}
-		rep, err := c.sendWatched(res.kind, res.id, *owner, res.msg, deadline)
+		rep, err := c.sendWatched(res.kind, res.id, *owner, res.req, deadline)
 		switch {
 		case err != nil && errors.Is(err, ErrPeerUnreachable):
 			// Not delivered (a node that is gone): claim it or find the new owner.
@@ -156,15 +243,11 @@ func (c *clusterDeps) resolve(root *actor.RootContext, res resolution) {
 			// answering). Running it again here could apply it twice, or answer that a room
 			// this very request ended does not exist; the client is told the outcome is
 			// unknown (503) and its retry finds the next owner.
-			if res.lost != nil {
-				res.lost(*owner)
-			}
+			root.Send(res.registry, ownerLost{id: res.id, owner: *owner})
 			unavailable(err)
 			return
 		case rep.Status == PeerOK:
-			if res.seen != nil {
-				res.seen(*owner)
-			}
+			root.Send(res.registry, ownerSeen{id: res.id, owner: *owner})
 			reply(answerOf(res.kind, rep))
 			return
 		case rep.Status == PeerMoved && rep.Owner != nil && rep.Owner.Node != owner.Node && !rep.Owner.Mine:
@@ -177,31 +260,42 @@ func (c *clusterDeps) resolve(root *actor.RootContext, res resolution) {
 
 // adoptClaimed loads the entity this node now owns and hands it to the registry. It
 // reports false when the snapshot could not be read (the caller tries again).
-func (c *clusterDeps) adoptClaimed(res resolution, o Owner) bool {
-	snapshot, exists, err := c.loadBounded(res.load)
+func (c *clusterDeps) adoptClaimed(root *actor.RootContext, res resolution, o Owner) bool {
+	snap, exists, err := c.load(res.kind, res.id)
 	if err != nil {
 		return false
 	}
-	fence := Fence{Kind: res.kind, ID: res.id, Node: o.Node, Epoch: o.Epoch}
 	if !exists {
 		// Gone between the check and the claim: give the claim back.
 		ctx, cancel := context.WithTimeout(context.Background(), c.storeTimeout)
 		_ = c.placement.Release(ctx, res.kind, res.id, o.Epoch)
 		cancel()
-		res.unknown()
+		root.Send(res.registry, entityUnknown{id: res.id, req: res.req, sender: res.sender})
 		return true
 	}
-	res.adopt(fence, snapshot)
+	snap.fence = Fence{Kind: res.kind, ID: res.id, Node: o.Node, Epoch: o.Epoch}
+	snap.req, snap.sender = res.req, res.sender
+	root.Send(res.registry, snap)
 	return true
 }
 
-func (c *clusterDeps) loadBounded(load func(context.Context) (any, bool, error)) (any, bool, error) {
+// load reads an entity's snapshot from the shared store, bounded by the store timeout;
+// exists is false when it does not exist (any more).
+func (c *clusterDeps) load(kind, id string) (snap entityAdopted, exists bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.storeTimeout)
 	defer cancel()
-	return load(ctx)
+	if kind == KindRoom {
+		snap.room, err = c.placement.LoadRoom(ctx, id)
+	} else {
+		snap.call, err = c.placement.LoadCall(ctx, id)
+	}
+	if errors.Is(err, ErrNotFound) {
+		return snap, false, nil
+	}
+	return snap, err == nil, err
 }
 
-func (c *clusterDeps) claim(kind, id string) (Owner, error) {
+func (c *clusterDeps) claimBounded(kind, id string) (Owner, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.storeTimeout)
 	defer cancel()
 	return c.placement.Claim(ctx, kind, id)
@@ -218,7 +312,7 @@ var errOwnerLost = errors.New("the owner lost its membership while the request w
 // lapsed. A frozen node that resumes applies nothing (its lease is gone, its writes are
 // fenced), so the request abandoned here is not applied twice; a request the node applied
 // just before freezing, whose answer was lost, may be (at most once more, as on a retry).
-func (c *clusterDeps) sendWatched(kind, id string, owner Owner, msg any, deadline time.Time) (PeerReply, error) {
+func (c *clusterDeps) sendWatched(kind, id string, owner Owner, msg entityRequest, deadline time.Time) (PeerReply, error) {
 	type result struct {
 		rep PeerReply
 		err error
@@ -248,7 +342,7 @@ func (c *clusterDeps) sendWatched(kind, id string, owner Owner, msg any, deadlin
 	}
 }
 
-func (c *clusterDeps) sendCtx(ctx context.Context, addr string, msg any) (PeerReply, error) {
+func (c *clusterDeps) sendCtx(ctx context.Context, addr string, msg entityRequest) (PeerReply, error) {
 	req, err := peerRequestOf(msg)
 	if err != nil {
 		return PeerReply{}, err

@@ -32,11 +32,12 @@ type LivePublisher interface {
 // ErrRoomGone is a LivePublisher's answer for a room that does not exist or has ended.
 var ErrRoomGone = errors.New("room does not exist or has ended")
 
-// pushHere serves a comment or like (ev, with the user left to fill in) on this node. It
-// reports false when the request must take the usual way, through the room's owner.
-func (e *Engine) pushHere(ctx context.Context, roomID, uid string, ev func(User) any) (bool, error) {
+// pushHere serves a comment or like (ev, the user left to fill in) on this node. It
+// reports false when the request must take the usual way, through the room's owner. A single
+// node's feed (push.Memory) is no LivePublisher: there every comment goes to its room.
+func (e *Engine) pushHere(ctx context.Context, roomID, uid string, ev userEvent) (bool, error) {
 	lp, ok := e.publisher.(LivePublisher)
-	if !ok || e.cluster == nil || !e.cluster.member() {
+	if !ok || !e.own.member() {
 		return false, nil
 	}
 	reply, err := e.askUser(ctx, getUserRequest{id: uid})
@@ -49,7 +50,7 @@ func (e *Engine) pushHere(ctx context.Context, roomID, uid string, ev func(User)
 	// The step of a live stand-in builds the push exactly as the owner's room would; the
 	// feed checks the real room when it numbers it.
 	now := e.clock.Now()
-	st := stepRoom(e.roomCfg, Room{ID: roomID}, true, noAudience, ev(reply.user), now)
+	st := stepRoom(e.roomCfg, Room{ID: roomID}, true, noAudience, ev.withUser(reply.user, true), now)
 	if st.err != nil || len(st.pushes) != 1 {
 		return false, nil
 	}

@@ -18,7 +18,7 @@ func eventName(ev any) string {
 	return strings.TrimPrefix(fmt.Sprintf("%T", ev), "actors.")
 }
 
-func (a *roomActor) debugStep(ev any, st roomStep) {
+func (a *roomActor) debugStep(ev roomEvent, st roomStep) {
 	if !debugOn(a.deps.log) {
 		return
 	}
@@ -30,7 +30,7 @@ func (a *roomActor) debugStep(ev any, st roomStep) {
 		"exists", st.exists, "ended", st.next.Ended(), "pushes", types, "err", errString(st.err))
 }
 
-func (a *callActor) debugStep(ev any, st callStep) {
+func (a *callActor) debugStep(ev callEvent, st callStep) {
 	if !debugOn(a.deps.log) {
 		return
 	}

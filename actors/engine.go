@@ -70,10 +70,9 @@ type Engine struct {
 	log        *slog.Logger
 	stopped    sync.Once
 	workers    *workerDispatcher
-	// cluster is set on a node of a cluster; stopSweep ends its deadline sweep.
-	cluster   *clusterDeps
-	stopSweep chan struct{}
-	sweepDone chan struct{}
+	// own is the ownership seam (owners.go); stopSweep ends its deadline sweep.
+	own       ownership
+	stopSweep func()
 	// leaving is set when a cluster node starts its graceful leave: peers are told to ask
 	// the placement again instead of waiting for a node that is stopping.
 	leaving atomic.Bool
@@ -103,13 +102,18 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load rooms: %w", err)
 	}
-	// In a cluster a call is activated by its owner on demand (or by the sweep when its
-	// Start or Stop was in flight), never by every node at start-up.
+	// The ownership seam: the single node, the one-node case, unless cfg makes this node
+	// one of a cluster. In a cluster a call is activated by its owner on demand (or by the
+	// sweep when its Start or Stop was in flight), never by every node at start-up.
+	var own ownership
 	var calls []Call
-	if cfg.Cluster == nil {
+	if cfg.Cluster != nil {
+		own = newClusterDeps(cfg)
+	} else {
 		if calls, err = cfg.Store.LoadCalls(ctx); err != nil {
 			return nil, fmt.Errorf("load calls: %w", err)
 		}
+		own = newOneNode(calls)
 	}
 	if cfg.MixTimeout <= 0 {
 		cfg.MixTimeout = 30 * time.Second
@@ -121,15 +125,6 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		cfg.StopBackoff = time.Second
 	}
 	logger := cfg.Logger
-	var cl *clusterDeps
-	if cfg.Cluster != nil {
-		cl = &clusterDeps{placement: cfg.Cluster.Placement, lease: cfg.Cluster.Lease, transport: cfg.Cluster.Transport,
-			log: cfg.Logger, storeTimeout: cfg.StoreTimeout, askTimeout: cfg.AskTimeout, retry: cfg.Cluster.RetryInterval}
-		if cl.retry <= 0 {
-			cl.retry = 100 * time.Millisecond
-		}
-		cl.watch = 250 * time.Millisecond
-	}
 	workers := newWorkerDispatcher(0, 300)
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(typesOnly{logger.Handler()}).With("component", "protoactor")
@@ -138,11 +133,11 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	roomsPID, callsPID := actor.NewPID(system.Address(), "rooms"), actor.NewPID(system.Address(), "calls")
 	deps := &roomDeps{cfg: cfg.Room, store: cfg.Store, publisher: cfg.Publisher, clock: cfg.Clock,
 		urls: cfg.URLs, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, rooms: roomsPID, calls: callsPID,
-		dispatcher: workers, cluster: cl}
+		dispatcher: workers, own: own}
 	cdeps := &callDeps{store: cfg.Store, publisher: cfg.Publisher, mixer: cfg.Mixer, mixerReady: cfg.MixerReady,
 		urls: cfg.URLs, clock: cfg.Clock, log: cfg.Logger, storeTimeout: cfg.StoreTimeout, askTimeout: cfg.AskTimeout,
 		mixTimeout: cfg.MixTimeout, stopAttempts: cfg.StopAttempts, stopBackoff: cfg.StopBackoff, resumeMixes: cfg.ResumeMixes,
-		rooms: roomsPID, calls: callsPID, dispatcher: workers, cluster: cl}
+		rooms: roomsPID, calls: callsPID, dispatcher: workers, own: own}
 
 	// A room actor that panics is stopped, not restarted in place: its in-memory state is
 	// suspect, and the registry re-spawns it from its last durable snapshot on demand.
@@ -182,12 +177,12 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{workers: workers, system: system, rooms: rooms, users: users, calls: callsReg, publisher: cfg.Publisher, urlBuilder: cfg.URLs,
-		mixerReady: cfg.MixerReady, timeout: cfg.AskTimeout, clock: cfg.Clock, roomCfg: cfg.Room, log: cfg.Logger, cluster: cl}
-	if cl != nil {
-		e.startSweep(cfg.Cluster.SweepInterval)
-		return e, nil
+		mixerReady: cfg.MixerReady, timeout: cfg.AskTimeout, clock: cfg.Clock, roomCfg: cfg.Room, log: cfg.Logger, own: own}
+	e.stopSweep = own.startSweep(sweepTargets{root: system.Root, rooms: rooms, calls: callsReg, clock: cfg.Clock,
+		leaving: e.leaving.Load})
+	if own.ownsLoaded() {
+		e.healOrphans(snapshots, calls)
 	}
-	e.healOrphans(snapshots, calls)
 	return e, nil
 }
 
@@ -210,7 +205,7 @@ func (e *Engine) healOrphans(rooms []Room, calls []Call) {
 // It is safe to call more than once.
 func (e *Engine) Shutdown() {
 	e.stopped.Do(func() {
-		e.endSweep()
+		e.stopSweep()
 		// Poison queues behind what the registries already hold; a registry stops its rooms
 		// only after they too have finished their mailboxes.
 		_ = e.system.Root.PoisonFuture(e.calls).Wait()
@@ -230,7 +225,7 @@ func (e *Engine) ask(ctx context.Context, pid *actor.PID, msg any) (any, error) 
 	if timeout <= 0 {
 		return nil, Errorf(CodeUnavailable, "请求超时")
 	}
-	if !e.cluster.member() {
+	if !e.own.member() {
 		return nil, errNotMember()
 	}
 	res, err := e.system.Root.RequestFuture(pid, msg, timeout).Result()
@@ -319,9 +314,7 @@ func (e *Engine) CreateRoom(ctx context.Context, uid, description string) (Room,
 // Play adds uid to the audience of roomID.
 func (e *Engine) Play(ctx context.Context, roomID, uid string) (Room, User, error) {
 	var viewer User
-	reply, err := e.askRoomAs(ctx, uid, func(u User, known bool) roomRequest {
-		return roomRequest{roomID: roomID, ev: evPlay{member: u, userKnown: known}}
-	})
+	reply, err := e.askRoomAs(ctx, uid, roomID, evPlay{})
 	if err != nil {
 		return Room{}, User{}, err
 	}
@@ -343,35 +336,27 @@ func (e *Engine) Leave(ctx context.Context, roomID string) error {
 
 // Comment pushes a comment (type 6) to the room. It touches no store.
 func (e *Engine) Comment(ctx context.Context, roomID, uid, text string) error {
-	if served, err := e.pushHere(ctx, roomID, uid, func(u User) any {
-		return evComment{user: u, userKnown: true, text: text}
-	}); served {
+	if served, err := e.pushHere(ctx, roomID, uid, evComment{text: text}); served {
 		return err
 	}
-	_, err := e.askRoomAs(ctx, uid, func(u User, known bool) roomRequest {
-		return roomRequest{roomID: roomID, ev: evComment{user: u, userKnown: known, text: text}}
-	})
+	_, err := e.askRoomAs(ctx, uid, roomID, evComment{text: text})
 	return err
 }
 
 // Like pushes a like (type 7) to the room. It touches no store.
 func (e *Engine) Like(ctx context.Context, roomID, uid string) error {
-	if served, err := e.pushHere(ctx, roomID, uid, func(u User) any {
-		return evLike{user: u, userKnown: true}
-	}); served {
+	if served, err := e.pushHere(ctx, roomID, uid, evLike{}); served {
 		return err
 	}
-	_, err := e.askRoomAs(ctx, uid, func(u User, known bool) roomRequest {
-		return roomRequest{roomID: roomID, ev: evLike{user: u, userKnown: known}}
-	})
+	_, err := e.askRoomAs(ctx, uid, roomID, evLike{})
 	return err
 }
 
 // askRoomAs sends a room command on behalf of a user: the user registry resolves the user
 // and passes the command to the room, which answers; an unknown user is for the room to
 // refuse (2003 wins over 2002).
-func (e *Engine) askRoomAs(ctx context.Context, uid string, build func(User, bool) roomRequest) (roomReply, error) {
-	return roomAnswer(e.ask(ctx, e.users, withUser{uid: uid, then: build}))
+func (e *Engine) askRoomAs(ctx context.Context, uid, roomID string, ev userEvent) (roomReply, error) {
+	return roomAnswer(e.ask(ctx, e.users, withUser{uid: uid, roomID: roomID, ev: ev}))
 }
 
 // Audience lists who is watching roomID; an unknown room has nobody.

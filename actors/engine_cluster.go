@@ -16,7 +16,7 @@ type (
 
 // ServePeer answers a request another node sent for an entity it believes this node owns.
 func (e *Engine) ServePeer(ctx context.Context, req PeerRequest) PeerReply {
-	if e.cluster == nil || e.leaving.Load() || !e.cluster.member() {
+	if e.leaving.Load() || !e.own.member() {
 		return PeerReply{Status: PeerRetry}
 	}
 	msg, err := localMessage(req)
@@ -103,19 +103,19 @@ func (e *Engine) Owned(ctx context.Context) (rooms, calls int, err error) {
 }
 
 // OwnerOf names the node that acts for a room now, placing it on this node if it has no
-// live owner. An unknown room is 2003.
+// live owner. An unknown room is 2003; a single node answers that it is not a cluster.
 func (e *Engine) OwnerOf(ctx context.Context, roomID string) (Owner, error) {
-	if e.cluster == nil {
-		return Owner{}, Errorf(CodeBadState, "not a cluster")
-	}
-	p := e.cluster.placement
-	if _, err := p.LoadRoom(ctx, roomID); err != nil {
+	return e.own.ownerOf(ctx, roomID)
+}
+
+func (c *clusterDeps) ownerOf(ctx context.Context, roomID string) (Owner, error) {
+	if _, err := c.placement.LoadRoom(ctx, roomID); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return Owner{}, ErrNoSuchRoom(roomID)
 		}
 		return Owner{}, ErrStoreUnavailable(err)
 	}
-	o, err := p.Claim(ctx, KindRoom, roomID)
+	o, err := c.placement.Claim(ctx, KindRoom, roomID)
 	if err != nil {
 		return Owner{}, ErrStoreUnavailable(err)
 	}
@@ -127,56 +127,49 @@ func (e *Engine) OwnerOf(ctx context.Context, roomID string) (Owner, error) {
 // its entities).
 func (e *Engine) BeginLeave() { e.leaving.Store(true) }
 
-// startSweep looks for due deadlines every interval: a room's no-publish expiry or topic
-// deletion, a call's outstanding Start or Stop. The owner's own timers handle its entities;
-// the sweep is what finds the ones whose owner is gone, claims them, and lets their
-// activation fire what is overdue. Exactly once comes from the entity, not the sweep: the
-// firing is a fenced write of a state change that only one owner can make.
-func (e *Engine) startSweep(interval time.Duration) {
-	if interval <= 0 {
-		interval = 500 * time.Millisecond
-	}
-	e.stopSweep, e.sweepDone = make(chan struct{}), make(chan struct{})
+// startSweep looks for due deadlines every sweep interval: a room's no-publish expiry or
+// topic deletion, a call's outstanding Start or Stop. The owner's own timers handle its
+// entities; the sweep is what finds the ones whose owner is gone, claims them, and lets
+// their activation fire what is overdue. Exactly once comes from the entity, not the sweep:
+// the firing is a fenced write of a state change that only one owner can make.
+func (c *clusterDeps) startSweep(s sweepTargets) func() {
+	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
-		defer close(e.sweepDone)
-		t := time.NewTicker(interval)
+		defer close(done)
+		t := time.NewTicker(c.sweep)
 		defer t.Stop()
 		for {
 			select {
-			case <-e.stopSweep:
+			case <-stop:
 				return
 			case <-t.C:
-				e.sweepOnce()
+				c.sweepOnce(s)
 			}
 		}
 	}()
+	return func() {
+		close(stop)
+		<-done
+	}
 }
 
-func (e *Engine) sweepOnce() {
-	if !e.cluster.member() || e.leaving.Load() {
+func (c *clusterDeps) sweepOnce(s sweepTargets) {
+	if !c.member() || s.leaving() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), e.cluster.storeTimeout)
-	due, err := e.cluster.placement.Due(ctx, e.clock.Now(), 256)
+	ctx, cancel := context.WithTimeout(context.Background(), c.storeTimeout)
+	due, err := c.placement.Due(ctx, s.clock.Now(), 256)
 	cancel()
 	if err != nil {
-		e.log.Warn("due deadlines not read", "err", err)
+		c.log.Warn("due deadlines not read", "err", err)
 		return
 	}
 	for _, d := range due {
 		switch d.Kind {
 		case KindRoom:
-			e.system.Root.Send(e.rooms, dueRoom{roomID: d.ID})
+			s.root.Send(s.rooms, dueRoom{roomID: d.ID})
 		case KindCall:
-			e.system.Root.Send(e.calls, dueCall{callID: d.ID})
+			s.root.Send(s.calls, dueCall{callID: d.ID})
 		}
 	}
-}
-
-func (e *Engine) endSweep() {
-	if e.stopSweep == nil {
-		return
-	}
-	close(e.stopSweep)
-	<-e.sweepDone
 }

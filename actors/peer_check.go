@@ -45,6 +45,10 @@ func CheckPeerRequest(req PeerRequest) error {
 	if err != nil {
 		return fmt.Errorf("event %q: %v", capText(req.Event), err)
 	}
+	// A room's event for a call, or a call's for a room, is refused here, not in the actor.
+	if _, forRoom := ev.(roomEvent); forRoom != (req.Kind == PeerRoom) {
+		return fmt.Errorf("event %q is not for a %s", capText(req.Event), req.Kind)
+	}
 	return checkPeerEvent(req, ev)
 }
 

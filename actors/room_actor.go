@@ -18,7 +18,7 @@ import (
 // 2003.
 type roomRequest struct {
 	roomID   string
-	ev       any
+	ev       roomEvent // nil only in a sweep's wake, which never reaches an actor
 	callback bool
 	// remote marks a request from another node: answered here, never forwarded again.
 	remote bool
@@ -77,8 +77,8 @@ type roomDeps struct {
 	// stopOnPanic supervises room actors: a room that panicked stops (its state is suspect)
 	// and the registry re-spawns it from its snapshot.
 	stopOnPanic actor.SupervisorStrategy
-	// cluster is set when this node is one of a cluster.
-	cluster *clusterDeps
+	// own is the ownership seam (a single node, or one node of a cluster).
+	own ownership
 }
 
 // roomActor is the thin shell around stepRoom: it feeds events in, performs the effects in
@@ -162,7 +162,7 @@ func (a *roomActor) loadAudience() error {
 }
 
 // needsAudience tells the events whose answer or effect depends on who is watching.
-func needsAudience(ev any) bool {
+func needsAudience(ev roomEvent) bool {
 	switch ev.(type) {
 	case queryAudience, evPlay, evAudienceLeave:
 		return true
@@ -171,7 +171,7 @@ func needsAudience(ev any) bool {
 }
 
 func (a *roomActor) handle(ctx actor.Context, req roomRequest) {
-	if !a.deps.cluster.member() {
+	if !a.deps.own.member() {
 		ctx.Respond(roomReply{room: a.room, err: errNotMember()})
 		return
 	}
@@ -221,11 +221,11 @@ func (a *roomActor) fire(ctx actor.Context, t timerFired) {
 		return // cancelled or re-armed since
 	}
 	armed.at = time.Time{} // fired: reconcileTimers re-arms if the deadline still stands
-	ev := any(evNoPublishDue{})
+	var ev roomEvent = evNoPublishDue{}
 	if t.kind == timerTopicDelete {
 		ev = evTopicDeleteDue{}
 	}
-	if !a.deps.cluster.member() {
+	if !a.deps.own.member() {
 		return // not a member: the room's new owner fires it
 	}
 	st := stepRoom(a.deps.cfg, a.room, a.exists, a.isMember, ev, a.deps.clock.Now())

@@ -102,7 +102,7 @@ type roomStep struct {
 
 // stepRoom applies ev to the room. exists is false before creation and after removal.
 // isMember tells whether a uid is in the audience (the audience set lives in the actor).
-func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, ev any, now time.Time) roomStep {
+func stepRoom(cfg RoomConfig, r Room, exists bool, isMember func(string) bool, ev roomEvent, now time.Time) roomStep {
 	st := roomStep{next: r, exists: exists}
 	live := exists && !r.Ended()
 

@@ -72,7 +72,7 @@ func TestRoomStateTable(t *testing.T) {
 	newcomer := User{ID: "8", Name: "dave"}
 	events := []struct {
 		name string
-		ev   any
+		ev   roomEvent
 		at   time.Duration // time since t0 when the event happens
 		cfg  *RoomConfig   // nil: testCfg (readiness from mix-available)
 	}{
@@ -395,7 +395,7 @@ func TestRoomInCallTable(t *testing.T) {
 	cases := []struct {
 		name  string
 		state string
-		ev    any
+		ev    roomEvent
 		want  want
 		cfg   *RoomConfig // nil: testCfg
 	}{

@@ -56,17 +56,18 @@ type roomEntry struct {
 	pending  []pendingMsg // messages for the room while it stops
 	wake     func() bool  // stops the wake-up timer armed for a deadline while not running
 
-	// In a cluster: owned is true while this node owns the room (fence is its token); an
-	// entry that is not owned is only the read model's copy, kept current from the feed,
-	// and remote is the owner last seen, tried first.
+	// owned is true while this node acts for the room (fence is its token, zero on a single
+	// node, which owns every room). In a cluster an entry that is not owned is only the read
+	// model's copy, kept current from the feed, and remote is the owner last seen, tried first.
 	owned  bool
 	fence  Fence
 	remote *Owner
 }
 
-// pendingMsg is a message held for a room that is stopping, with who to answer.
+// pendingMsg is a request held for a room that is stopping, with who to answer; a zero
+// request (no event) is a deadline's wake, which only re-spawns the room.
 type pendingMsg struct {
-	msg    any
+	req    roomRequest
 	sender *actor.PID
 }
 
@@ -98,15 +99,16 @@ type roomRegistry struct {
 	idleTimeout time.Duration
 	self        *actor.PID
 	system      *actor.ActorSystem
-	// cl is set in a cluster: rooms this node does not own are resolved through it.
-	cl *clusterDeps
+	// own is the ownership seam: rooms this node does not act for are resolved through it.
+	own ownership
 }
 
 func newRoomRegistry(deps *roomDeps, snapshots []Room, onLive func(int), idleTimeout time.Duration) *roomRegistry {
 	r := &roomRegistry{deps: deps, entries: make(map[string]*roomEntry, len(snapshots)),
-		byPID: map[string]string{}, onLive: onLive, idleTimeout: idleTimeout, cl: deps.cluster}
+		byPID: map[string]string{}, onLive: onLive, idleTimeout: idleTimeout, own: deps.own}
+	owned := r.own.ownsLoaded()
 	for _, s := range snapshots {
-		e := &roomEntry{room: s, exists: true, view: r.render(s)}
+		e := &roomEntry{room: s, exists: true, view: r.render(s), owned: owned}
 		r.entries[s.ID] = e
 		r.countLive(nil, e.view)
 	}
@@ -149,10 +151,10 @@ func (r *roomRegistry) Receive(ctx actor.Context) {
 	case ownedRequest:
 		ctx.Respond(ownedReply{n: r.ownedRooms()})
 	case createRoomRequest:
-		r.create(ctx, msg)
+		r.create(ctx, msg, ctx.Sender())
 	case roomRequest:
 		r.route(ctx, msg, ctx.Sender())
-	case adoptRoom, roomLost, roomOwnerSeen, roomOwnerLost, feedRoom, feedRoomGone, feedResync, dueRoom, createClaimed:
+	case entityAdopted, entityUnknown, roomLost, ownerSeen, ownerLost, feedRoom, feedRoomGone, feedResync, dueRoom, createClaimed:
 		r.receiveCluster(ctx, msg)
 	case roomChanged:
 		r.changed(msg)
@@ -212,9 +214,9 @@ func (r *roomRegistry) spawn(ctx actor.Context, id string, e *roomEntry) *actor.
 // timers survive both passivation and a restart without starting every room at once.
 func (r *roomRegistry) armWake(id string, e *roomEntry) {
 	at := earliest(e.room.NoPublishDeadline, e.room.TopicDeleteDeadline)
-	// In a cluster only the owner arms a room's deadline; the sweep of the due set wakes a
+	// Only the owner arms a room's deadline; in a cluster the sweep of the due set wakes a
 	// room whose owner is gone.
-	if at.IsZero() || e.pid != nil || (r.cl != nil && !e.owned) {
+	if at.IsZero() || e.pid != nil || !e.owned {
 		return
 	}
 	if e.wake != nil {
@@ -268,22 +270,18 @@ func (r *roomRegistry) stopped(ctx actor.Context, id string, e *roomEntry) {
 	}
 	pid := r.spawn(ctx, id, e)
 	for _, m := range pending {
-		if m.msg != nil {
-			ctx.RequestWithCustomSender(pid, m.msg, m.sender)
+		if m.req.ev != nil {
+			ctx.RequestWithCustomSender(pid, m.req, m.sender)
 		}
 	}
 }
 
-func (r *roomRegistry) create(ctx actor.Context, req createRoomRequest) {
-	id := r.newRoomID()
-	if r.cl != nil {
-		r.claimNew(ctx, req, id, ctx.Sender())
-		return
-	}
-	r.createOwned(ctx, req, id, Fence{}, ctx.Sender())
+func (r *roomRegistry) create(ctx actor.Context, req createRoomRequest, sender *actor.PID) {
+	r.own.claimNew(ctx.ActorSystem().Root, ctx.Self(), req, r.newRoomID(), sender)
 }
 
-// createOwned spawns a new room's actor and has it create the room.
+// createOwned spawns a new room's actor, which this node has claimed, and has it create
+// the room.
 func (r *roomRegistry) createOwned(ctx actor.Context, req createRoomRequest, id string, fence Fence, sender *actor.PID) {
 	now := r.deps.clock.Now()
 	room := Room{
@@ -293,7 +291,7 @@ func (r *roomRegistry) createOwned(ctx actor.Context, req createRoomRequest, id 
 	}
 	// The entry exists (without a snapshot) from now on, so the id is never handed out twice
 	// and messages for the room queue behind its creation in the room's mailbox.
-	e := &roomEntry{room: Room{ID: id}, owned: fence.Epoch > 0, fence: fence}
+	e := &roomEntry{room: Room{ID: id}, owned: true, fence: fence}
 	r.entries[id] = e
 	pid := r.spawn(ctx, id, e)
 	ctx.RequestWithCustomSender(pid, roomRequest{roomID: id, ev: evCreate{room: room}}, sender)
@@ -312,20 +310,12 @@ func (r *roomRegistry) newRoomID() string {
 
 func (r *roomRegistry) route(ctx actor.Context, req roomRequest, sender *actor.PID) {
 	e, ok := r.entries[req.roomID]
-	if r.cl != nil && (!ok || !e.owned) {
+	if !ok || !e.owned {
 		r.resolve(ctx, req, sender, e)
 		return
 	}
-	if !ok {
-		if req.callback {
-			ctx.Respond(roomReply{})
-		} else {
-			ctx.Respond(roomReply{err: ErrNoSuchRoom(req.roomID)})
-		}
-		return
-	}
 	if e.stopping {
-		e.pending = append(e.pending, pendingMsg{msg: req, sender: sender})
+		e.pending = append(e.pending, pendingMsg{req: req, sender: sender})
 		return
 	}
 	pid := e.pid
@@ -334,6 +324,18 @@ func (r *roomRegistry) route(ctx actor.Context, req roomRequest, sender *actor.P
 	}
 	e.lastSeen = r.deps.clock.Now()
 	ctx.RequestWithCustomSender(pid, req, sender)
+}
+
+// answerUnknown answers a request for a room that does not exist: a callback (or a sweep's
+// wake) gets an empty success, a command 2003.
+func (r *roomRegistry) answerUnknown(ctx actor.Context, req roomRequest, sender *actor.PID) {
+	switch {
+	case sender == nil:
+	case req.callback || req.ev == nil:
+		ctx.Send(sender, roomReply{})
+	default:
+		ctx.Send(sender, roomReply{err: ErrNoSuchRoom(req.roomID)})
+	}
 }
 
 func (r *roomRegistry) changed(msg roomChanged) {

@@ -1,9 +1,6 @@
 package actors
 
 import (
-	"context"
-	"errors"
-
 	"github.com/asynkron/protoactor-go/actor"
 )
 
@@ -12,27 +9,10 @@ import (
 // messages for it are resolved to its owner (cluster_routing.go).
 
 type (
-	// adoptRoom: this node claimed the room; run it from snapshot, then deliver req (if any).
-	adoptRoom struct {
-		room   Room
-		fence  Fence
-		req    *roomRequest
-		sender *actor.PID
-	}
 	// roomLost: a write of the room was refused (another node owns it now).
 	roomLost struct {
 		roomID string
 		fence  Fence
-	}
-	// roomOwnerSeen: the node that answered for the room, to try first next time.
-	roomOwnerSeen struct {
-		roomID string
-		owner  Owner
-	}
-	// roomOwnerLost: the node last seen as the owner did not answer (lapsed, or gone).
-	roomOwnerLost struct {
-		roomID string
-		owner  Owner
 	}
 	// feedRoom and feedRoomGone: a room's change on the cluster feed (read model).
 	feedRoom     struct{ room Room }
@@ -41,7 +21,8 @@ type (
 	feedResync struct{ rooms []Room }
 	// dueRoom: the sweep found the room's deadline due.
 	dueRoom struct{ roomID string }
-	// createClaimed: a new room's id is claimed by this node; create it.
+	// createClaimed: a new room's id is claimed by this node (the ownership seam's
+	// claimNew); create it.
 	createClaimed struct {
 		req    createRoomRequest
 		id     string
@@ -52,14 +33,17 @@ type (
 
 func (r *roomRegistry) receiveCluster(ctx actor.Context, msg any) {
 	switch m := msg.(type) {
-	case adoptRoom:
+	case entityAdopted:
 		r.adopt(ctx, m)
+	case entityUnknown:
+		req, _ := m.req.(roomRequest) // zero for a sweep's wake: nobody to answer
+		r.answerUnknown(ctx, req, m.sender)
 	case roomLost:
 		if e, ok := r.entries[m.roomID]; ok && e.owned && e.fence == m.fence {
 			r.disown(ctx, e)
 		}
-	case roomOwnerSeen:
-		if e, ok := r.entries[m.roomID]; ok && !e.owned {
+	case ownerSeen:
+		if e, ok := r.entries[m.id]; ok && !e.owned {
 			o := m.owner
 			e.remote = &o
 		}
@@ -71,8 +55,8 @@ func (r *roomRegistry) receiveCluster(ctx actor.Context, msg any) {
 			r.countLive(e.view, nil)
 			r.invalidate()
 		}
-	case roomOwnerLost:
-		if e, ok := r.entries[m.roomID]; ok && e.remote != nil && e.remote.Node == m.owner.Node && e.remote.Epoch == m.owner.Epoch {
+	case ownerLost:
+		if e, ok := r.entries[m.id]; ok && e.remote != nil && e.remote.Node == m.owner.Node && e.remote.Epoch == m.owner.Epoch {
 			e.remote = nil
 		}
 	case feedResync:
@@ -87,65 +71,40 @@ func (r *roomRegistry) receiveCluster(ctx actor.Context, msg any) {
 		}
 	case createClaimed:
 		if _, taken := r.entries[m.id]; taken {
-			// The feed brought a room with this id meanwhile: pick another.
-			r.create(ctx, m.req)
+			// The feed (or another creation) took this id meanwhile: pick another.
+			r.create(ctx, m.req, m.sender)
 			return
 		}
 		r.createOwned(ctx, m.req, m.id, m.fence, m.sender)
 	}
 }
 
-// resolve sends req to the room's owner, or makes this node the owner. A nil ev is a
-// sweep's wake: nothing to deliver, only to activate the room if its owner is gone.
+// resolve hands a request for a room this node does not act for to the ownership seam: on
+// a single node the room does not exist; in a cluster the seam sends req to the room's
+// owner, or makes this node the owner. A nil ev is a sweep's wake: nothing to deliver, only
+// to activate the room if its owner is gone.
 func (r *roomRegistry) resolve(ctx actor.Context, req roomRequest, sender *actor.PID, e *roomEntry) {
-	if !r.cl.member() {
+	if !r.own.member() {
 		if sender != nil {
 			ctx.Send(sender, roomReply{err: errNotMember()})
 		}
 		return
 	}
-	root, self := ctx.ActorSystem().Root, ctx.Self()
-	var msg any
+	res := resolution{kind: KindRoom, id: req.roomID, sender: sender, registry: ctx.Self(),
+		remote: req.remote || req.ev == nil, known: e != nil && e.exists}
 	if req.ev != nil {
-		msg = req
+		res.req = req
 	}
-	res := resolution{kind: KindRoom, id: req.roomID, msg: msg, sender: sender, remote: req.remote || req.ev == nil,
-		known: e != nil && e.exists}
 	if e != nil && e.remote != nil {
 		o := *e.remote
 		res.hint = &o
 	}
-	res.load = func(ctx context.Context) (any, bool, error) {
-		room, err := r.cl.placement.LoadRoom(ctx, req.roomID)
-		if errors.Is(err, ErrNotFound) {
-			return nil, false, nil
-		}
-		return room, err == nil, err
-	}
-	res.unknown = func() {
-		switch {
-		case sender == nil:
-		case req.callback || req.ev == nil:
-			root.Send(sender, roomReply{})
-		default:
-			root.Send(sender, roomReply{err: ErrNoSuchRoom(req.roomID)})
-		}
-	}
-	res.adopt = func(f Fence, snapshot any) {
-		a := adoptRoom{room: snapshot.(Room), fence: f, sender: sender}
-		if req.ev != nil {
-			a.req = &req
-		}
-		root.Send(self, a)
-	}
-	res.seen = func(o Owner) { root.Send(self, roomOwnerSeen{roomID: req.roomID, owner: o}) }
-	res.lost = func(o Owner) { root.Send(self, roomOwnerLost{roomID: req.roomID, owner: o}) }
-	go r.cl.resolve(root, res)
+	r.own.resolve(ctx.ActorSystem().Root, res)
 }
 
 // adopt runs a room this node has just claimed. A copy owned under another fence is
 // stopped first: the claim is the newest word on who owns the room.
-func (r *roomRegistry) adopt(ctx actor.Context, m adoptRoom) {
+func (r *roomRegistry) adopt(ctx actor.Context, m entityAdopted) {
 	e, ok := r.entries[m.room.ID]
 	if !ok {
 		e = &roomEntry{}
@@ -162,8 +121,8 @@ func (r *roomRegistry) adopt(ctx actor.Context, m adoptRoom) {
 		r.countLive(before, e.view)
 		r.invalidate()
 	}
-	if m.req != nil {
-		r.route(ctx, *m.req, m.sender)
+	if req, ok := m.req.(roomRequest); ok {
+		r.route(ctx, req, m.sender)
 		return
 	}
 	if e.pid == nil && !e.stopping {
@@ -185,7 +144,7 @@ func (r *roomRegistry) disown(ctx actor.Context, e *roomEntry) {
 	}
 	e.stopping = false
 	for _, p := range e.pending {
-		if p.msg != nil && p.sender != nil {
+		if p.req.ev != nil && p.sender != nil {
 			ctx.Send(p.sender, roomReply{err: Errorf(CodeUnavailable, "房间已迁移，请重试")})
 		}
 	}
@@ -225,23 +184,6 @@ func (r *roomRegistry) resync(rooms []Room) {
 			r.invalidate()
 		}
 	}
-}
-
-// claimNew claims a new room's id before the room is created here.
-func (r *roomRegistry) claimNew(ctx actor.Context, req createRoomRequest, id string, sender *actor.PID) {
-	root, self, cl := ctx.ActorSystem().Root, ctx.Self(), r.cl
-	go func() {
-		o, err := cl.claim(KindRoom, id)
-		switch {
-		case err != nil:
-			cl.log.Warn("room id not claimed", "room", id, "err", err)
-			root.Send(sender, roomReply{err: ErrStoreUnavailable(err)})
-		case !o.Mine:
-			root.RequestWithCustomSender(self, req, sender) // taken by another node: try another id
-		default:
-			root.Send(self, createClaimed{req: req, id: id, fence: Fence{Kind: KindRoom, ID: id, Node: o.Node, Epoch: o.Epoch}, sender: sender})
-		}
-	}()
 }
 
 // ownedRooms counts the rooms this node acts for.

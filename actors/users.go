@@ -28,12 +28,39 @@ type userStored struct {
 
 type resetUsersRequest struct{ key string }
 
-// withUser resolves a user and passes the room command built from it on to the room
-// registry, which answers the original caller: one round trip for a comment instead of a
-// user lookup followed by a room request.
+// withUser resolves a user and passes the room command, with the user filled in, on to the
+// room registry, which answers the original caller: one round trip for a comment instead of
+// a user lookup followed by a room request.
 type withUser struct {
-	uid  string
-	then func(u User, known bool) roomRequest
+	uid    string
+	roomID string
+	ev     userEvent
+}
+
+// userEvent is a room event made on behalf of a user (play, comment, like): the user
+// registry fills the user in; known is false for an id the store does not hold.
+type userEvent interface {
+	withUser(u User, known bool) roomEvent
+}
+
+func (e evPlay) withUser(u User, known bool) roomEvent {
+	e.member, e.userKnown = u, known
+	return e
+}
+
+func (e evComment) withUser(u User, known bool) roomEvent {
+	e.user, e.userKnown = u, known
+	return e
+}
+
+func (e evLike) withUser(u User, known bool) roomEvent {
+	e.user, e.userKnown = u, known
+	return e
+}
+
+// request is the room command once the user is known.
+func (w withUser) request(u User, known bool) roomRequest {
+	return roomRequest{roomID: w.roomID, ev: w.ev.withUser(u, known)}
 }
 
 // userLoaded carries a looked-up user back to the registry to continue a withUser.
@@ -84,7 +111,7 @@ func (u *userRegistry) Receive(ctx actor.Context) {
 		ctx.Send(msg.replyTo, msg.reply)
 	case withUser:
 		if user, ok := u.cache[msg.uid]; ok {
-			ctx.RequestWithCustomSender(u.rooms, msg.then(user, true), ctx.Sender())
+			ctx.RequestWithCustomSender(u.rooms, msg.request(user, true), ctx.Sender())
 			return
 		}
 		self, replyTo, root := ctx.Self(), ctx.Sender(), ctx.ActorSystem().Root
@@ -106,7 +133,7 @@ func (u *userRegistry) Receive(ctx actor.Context) {
 		if msg.reply.found {
 			u.cache[msg.reply.user.ID] = msg.reply.user
 		}
-		ctx.RequestWithCustomSender(u.rooms, msg.next.then(msg.reply.user, msg.reply.found), msg.replyTo)
+		ctx.RequestWithCustomSender(u.rooms, msg.next.request(msg.reply.user, msg.reply.found), msg.replyTo)
 	case resetUsersRequest:
 		if msg.key == "" {
 			clear(u.cache)

@@ -228,39 +228,44 @@ func decodeEvent(name string, data []byte) (any, error) {
 	return w.decode(data)
 }
 
-// peerRequestOf encodes a message for the node that owns its entity.
-func peerRequestOf(msg any) (PeerRequest, error) {
-	var req PeerRequest
-	var ev any
-	switch m := msg.(type) {
-	case roomRequest:
-		req, ev = PeerRequest{Kind: PeerRoom, ID: m.roomID, Callback: m.callback}, m.ev
-	case callRequest:
-		req, ev = PeerRequest{Kind: PeerCall, ID: m.callID, From: m.from}, m.ev
-	case roomCallRequest:
-		req, ev = PeerRequest{Kind: PeerRoomCall, ID: m.roomID}, m.ev
-	default:
-		return req, fmt.Errorf("actors: message %T cannot cross nodes", msg)
-	}
+// peerRequestOf encodes a request for the node that owns its entity.
+func peerRequestOf(msg entityRequest) (PeerRequest, error) {
+	req, ev := msg.peer()
 	name, data, err := encodeEvent(ev)
 	req.Event, req.Data = name, data
 	return req, err
 }
 
+func (m roomRequest) peer() (PeerRequest, any) {
+	return PeerRequest{Kind: PeerRoom, ID: m.roomID, Callback: m.callback}, m.ev
+}
+
+func (m callRequest) peer() (PeerRequest, any) {
+	return PeerRequest{Kind: PeerCall, ID: m.callID, From: m.from}, m.ev
+}
+
+func (m roomCallRequest) peer() (PeerRequest, any) {
+	return PeerRequest{Kind: PeerRoomCall, ID: m.roomID}, m.ev
+}
+
 // localMessage decodes a peer's request into the message the local registries take. It is
 // marked remote, so this node answers it itself and never forwards it again.
-func localMessage(req PeerRequest) (any, error) {
+func localMessage(req PeerRequest) (entityRequest, error) {
 	ev, err := decodeEvent(req.Event, req.Data)
 	if err != nil {
 		return nil, err
 	}
-	switch req.Kind {
-	case PeerRoom:
-		return roomRequest{roomID: req.ID, ev: ev, callback: req.Callback, remote: true}, nil
-	case PeerCall:
-		return callRequest{callID: req.ID, ev: ev, from: req.From, remote: true}, nil
-	case PeerRoomCall:
-		return roomCallRequest{roomID: req.ID, ev: ev, remote: true}, nil
+	rev, forRoom := ev.(roomEvent)
+	cev, forCall := ev.(callEvent)
+	switch {
+	case req.Kind == PeerRoom && forRoom:
+		return roomRequest{roomID: req.ID, ev: rev, callback: req.Callback, remote: true}, nil
+	case req.Kind == PeerCall && forCall:
+		return callRequest{callID: req.ID, ev: cev, from: req.From, remote: true}, nil
+	case req.Kind == PeerRoomCall && forCall:
+		return roomCallRequest{roomID: req.ID, ev: cev, remote: true}, nil
+	case req.Kind == PeerRoom || req.Kind == PeerCall || req.Kind == PeerRoomCall:
+		return nil, fmt.Errorf("actors: event %q is not for a %s", req.Event, req.Kind)
 	}
 	return nil, fmt.Errorf("actors: unknown peer request kind %q", req.Kind)
 }

@@ -42,8 +42,14 @@ func TestEveryPeerEventRoundTrips(t *testing.T) {
 	require.Len(t, cases, len(wireEvents)-1, "a case per wire event (announceCall below)")
 	for name, ev := range cases {
 		t.Run(name, func(t *testing.T) {
-			got := roundTrip(t, roomRequest{roomID: "a", ev: ev, callback: true})
-			assert.Equal(t, roomRequest{roomID: "a", ev: ev, callback: true, remote: true}, got)
+			if ev, ok := ev.(roomEvent); ok {
+				got := roundTrip(t, roomRequest{roomID: "a", ev: ev, callback: true})
+				assert.Equal(t, roomRequest{roomID: "a", ev: ev, callback: true, remote: true}, got)
+				return
+			}
+			ev := ev.(callEvent)
+			got := roundTrip(t, callRequest{callID: "call-1", ev: ev, from: "a"})
+			assert.Equal(t, callRequest{callID: "call-1", ev: ev, from: "a", remote: true}, got)
 		})
 	}
 	t.Run("announceCall", func(t *testing.T) {
@@ -58,7 +64,7 @@ func TestEveryPeerEventRoundTrips(t *testing.T) {
 
 var fixedTime = time.Date(2026, 12, 4, 8, 0, 0, 0, time.UTC)
 
-func roundTrip(t *testing.T, msg any) any {
+func roundTrip(t *testing.T, msg entityRequest) entityRequest {
 	t.Helper()
 	req, err := peerRequestOf(msg)
 	require.NoError(t, err)
@@ -76,10 +82,16 @@ func TestPeerRequestKinds(t *testing.T) {
 	assert.Equal(t, callRequest{callID: "call-1", ev: evCallMixReady{roomID: "a"}, from: "a", remote: true}, got)
 	got = roundTrip(t, roomCallRequest{roomID: "a", ev: evCallClose{roomID: "a"}})
 	assert.Equal(t, roomCallRequest{roomID: "a", ev: evCallClose{roomID: "a"}, remote: true}, got)
-	_, err := peerRequestOf(createRoomRequest{})
-	assert.Error(t, err, "admission and creation never cross nodes")
-	_, err = localMessage(PeerRequest{Kind: PeerRoom, ID: "a", Event: "nope"})
+	// Admission and creation never cross nodes: peerRequestOf takes only an entityRequest.
+	_, err := localMessage(PeerRequest{Kind: PeerRoom, ID: "a", Event: "nope"})
 	assert.Error(t, err)
+	// An event of the other kind of entity is refused, by the check and by the decoding.
+	for _, req := range []PeerRequest{{Kind: PeerRoom, ID: "a", Event: "callClose"}, {Kind: PeerCall, ID: "call-1", Event: "leave"},
+		{Kind: PeerRoomCall, ID: "a", Event: "publish"}} {
+		_, err = localMessage(req)
+		assert.Error(t, err, req.Event)
+		assert.Error(t, CheckPeerRequest(req), req.Event)
+	}
 }
 
 // Answers keep their result's type and error code across the wire.

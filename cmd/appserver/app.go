@@ -19,6 +19,7 @@ import (
 
 	"roomengine/actors"
 	"roomengine/aliyun"
+	"roomengine/cluster"
 	"roomengine/config"
 	"roomengine/ffmpeg"
 	apihttp "roomengine/http"
@@ -27,8 +28,12 @@ import (
 	"roomengine/internal/version"
 	"roomengine/mediaserver"
 	redisstore "roomengine/persistence/redis"
-	"roomengine/push"
 )
+
+// errExpelled ends serve when the cluster declared this node dead (it was frozen or cut off
+// from Redis past cluster.memberTTL): the process exits non-zero for its supervisor to
+// start it again as a new member. It never acts under its old membership again.
+var errExpelled = errors.New("cluster membership lapsed: this node was declared dead and stops")
 
 // drainTimeout bounds how long SIGTERM waits for in-flight requests.
 const drainTimeout = 15 * time.Second
@@ -52,9 +57,10 @@ type app struct {
 	// engineReady is closed once engine is set: the mixer's failure events wait for it.
 	engineReady chan struct{}
 	server      *nethttp.Server
-	connLimit   *apihttp.ConnLimit       // http.maxConns; nil without a limit
-	cluster     *clusterNode             // nil on a single node
-	breakers    map[string]func() string // circuit breaker states by API, for the console
+	connLimit   *apihttp.ConnLimit // http.maxConns; nil without a limit
+	// topo is how this node is deployed: alone, or one node of a cluster (package cluster).
+	topo     cluster.Topology
+	breakers map[string]func() string // circuit breaker states by API, for the console
 }
 
 // historySize is how many frames of a topic are kept for replay with since (per node on a
@@ -90,16 +96,14 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		return nil, err
 	}
 	a := &app{cfg: cfg, log: log, store: store, engineReady: make(chan struct{})}
-	if cfg.Cluster.Enabled {
-		if a.cluster, err = joinCluster(ctx, cfg, store, log); err != nil {
-			_ = store.Close()
-			return nil, err
-		}
+	a.topo, err = cluster.New(ctx, cluster.Options{Config: cfg, Store: store, Logger: log, HistorySize: historySize,
+		StartupWait: redisStartupWait})
+	if err != nil {
+		_ = store.Close()
+		return nil, err
 	}
 	fail := func(err error) (*app, error) {
-		if a.cluster != nil {
-			a.cluster.leave()
-		}
+		a.topo.Stop(false)
 		_ = store.Close()
 		return nil, err
 	}
@@ -122,14 +126,8 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		MaxTags: cfg.HTTP.WS.MaxTags, MaxTagLength: cfg.HTTP.WS.MaxTagLength, MaxTopicLength: cfg.HTTP.WS.MaxTopicLength,
 		MaxConnsPerAddr: wsConnLimit(cfg.HTTP.WS.MaxConnsPerAddr),
 		IdleTopicTTL:    cfg.HTTP.WS.IdleTopicTTL, MaxHistoryBytes: historyCap(cfg.HTTP.WS.MaxHistoryBytes)}
-	var clusterCfg *actors.ClusterConfig
-	ready := store.Ping
-	if a.cluster != nil {
-		// Frames come numbered from Redis; since replays from the shared history.
-		gwOpts.Feed, gwOpts.FeedLag = a.cluster.subscriber, a.cluster.follower.Lag
-		clusterCfg, ready = a.cluster.engineConfig(), a.cluster.ready
-		reg.MustRegister(newClusterCollector(a.cluster))
-	}
+	a.topo.Gateway(&gwOpts)
+	a.topo.Register(reg)
 	gw := gateway.New(gwOpts)
 	a.gateway = gw
 	publisher, err := a.publisher(reg, breakers)
@@ -142,7 +140,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	}
 	urls := newURLs(cfg)
 	engine, err := actors.NewEngine(actors.EngineConfig{
-		Cluster: clusterCfg,
+		Cluster: a.topo.Engine(),
 		Room: actors.RoomConfig{NoPublishTimeout: cfg.Live.NoPublishTimeout, TopicDeleteDelay: cfg.Live.TopicDeleteDelay,
 			// CreateMixStream and ffmpeg mix live streams: a room is ready once it publishes.
 			MixReadyOnPublish: cfg.Mix == config.MixAliyunLive || cfg.Mix == config.MixFFmpeg},
@@ -171,15 +169,11 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 		secret = make([]byte, 32)
 		_, _ = rand.Read(secret)
 	}
-	var view apihttp.ClusterView
-	if a.cluster != nil {
-		view = clusterView{node: a.cluster, engine: engine}
-	}
 	handler := apihttp.NewHandler(apihttp.Options{
-		Cluster:      view,
+		Cluster:      a.topo.AdminView(engine),
 		Engine:       engine,
 		Gateway:      gw,
-		Ready:        ready,
+		Ready:        a.topo.Ready(store),
 		URLs:         urls,
 		Tokens:       apihttp.NewTokenSigner(secret, cfg.Auth.TokenTTL),
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
@@ -229,9 +223,7 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 	a.engine = engine
 	close(a.engineReady)
 	a.reconciler = a.newReconciler(reg)
-	if a.cluster != nil {
-		a.cluster.start(engine)
-	}
+	a.topo.Start(engine)
 	a.connLimit = apihttp.NewConnLimit(cfg.HTTP.MaxConns)
 	a.server = &nethttp.Server{
 		Handler:           handler,
@@ -246,14 +238,9 @@ func newApp(ctx context.Context, cfg *config.Config, logOut io.Writer) (*app, er
 // publisher builds the push backends of cfg.push: the WebSocket gateway, Aliyun MNS, or both.
 func (a *app) publisher(reg prometheus.Registerer, breakers *prometheus.GaugeVec) (actors.Publisher, error) {
 	var backends actors.Publishers
-	switch {
-	case a.cfg.HasPush(config.PushWebSocket) && a.cluster != nil:
-		// Every node's pushes are numbered in Redis and reach the gateways that follow
-		// their topics through each node's Subscriber.
-		backends = append(backends, a.cluster.publisher)
-	case a.cfg.HasPush(config.PushWebSocket):
-		// The gateway's own feed: pushes numbered in memory, delivered at once.
-		backends = append(backends, a.gateway.Feed().(*push.Memory))
+	if a.cfg.HasPush(config.PushWebSocket) {
+		// The numbered feed: the gateway's memory on a single node, Redis in a cluster.
+		backends = append(backends, a.topo.Feed(a.gateway))
 	}
 	if a.cfg.HasPush(config.PushMNS) {
 		endpoint := aliyun.MNSEndpoint(a.cfg.Ali.OwnerID, a.cfg.MNSRegionName(), a.cfg.Ali.MNSEndpoint)
@@ -271,10 +258,8 @@ func (a *app) publisher(reg prometheus.Registerer, breakers *prometheus.GaugeVec
 		opts := aliyun.MNSPublisherOptions{
 			SubscriptionEndpoint: a.cfg.Ali.MNSTopic.SubscriptionEndpoint,
 			Logger:               a.log.With("component", "mns"), Registerer: reg,
-		}
-		if a.cluster != nil {
-			// An expelled node sends nothing more: its rooms are other nodes' now.
-			opts.Member = a.cluster.member.LeaseValid
+			// A node the cluster expelled sends nothing more: its rooms are other nodes' now.
+			Member: a.topo.Lease(),
 		}
 		a.mns = aliyun.NewMNSPublisher(client, opts)
 		backends = append(backends, a.mns)
@@ -376,10 +361,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	defer a.startPprof()()
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(ln) }()
-	var expelled <-chan struct{} // nil (never ready) on a single node
-	if a.cluster != nil {
-		expelled = a.cluster.expelled
-	}
+	expelled := a.topo.Expelled() // nil (never ready) on a single node
 	select {
 	case err := <-errc:
 		a.shutdownEngine(false)
@@ -390,10 +372,9 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 		return errExpelled
 	}
 	a.log.Info("draining")
-	if a.cluster != nil {
-		// Peers stop sending this node requests for its rooms and find the next owner.
-		a.engine.BeginLeave()
-	}
+	// Peers stop sending this node requests for its rooms and find the next owner (a single
+	// node has no peers: nothing changes).
+	a.engine.BeginLeave()
 	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	if err := a.server.Shutdown(dctx); err != nil {
@@ -430,12 +411,7 @@ func (a *app) shutdownEngine(expelled bool) {
 		}
 		cancel()
 	}
-	switch {
-	case a.cluster != nil && expelled:
-		a.cluster.abandon()
-	case a.cluster != nil:
-		a.cluster.leave()
-	}
+	a.topo.Stop(expelled)
 	if err := a.store.Close(); err != nil {
 		a.log.Warn("close store", "err", err)
 	}

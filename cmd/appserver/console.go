@@ -33,12 +33,7 @@ func (a *app) console(engine *actors.Engine) nethttp.Handler {
 
 // consoleCluster is where a cluster node hands the console its members and room owners
 // (console.Cluster). A single node has none: nil, and the console shows "single node".
-func (a *app) consoleCluster() console.Cluster {
-	if a.cluster == nil {
-		return nil
-	}
-	return consoleClusterView{node: a.cluster}
-}
+func (a *app) consoleCluster() console.Cluster { return a.topo.ConsoleView() }
 
 // addBreaker records a circuit breaker for the console.
 func (a *app) addBreaker(name string, state func() string) {

@@ -2,37 +2,33 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
 )
 
-// The call registry's part in a cluster: admission reserves both rooms and both users in
-// the shared store in one atomic step (Placement.Reserve), "which call is this room in" is
-// read from those reservations, and calls this node does not own are resolved to their
-// owner (cluster_routing.go). Calls this node owns run here as on a single node.
+// How the call registry finds a call and admits one, through the ownership seam
+// (owners.go): admission reserves both rooms and both users in one atomic step (in memory on
+// a single node, Placement.Reserve in a cluster), "which call is this room in" is read from
+// those reservations, and a call this node does not act for is resolved to its owner
+// (cluster_routing.go; on a single node it does not exist). The seam's calls that may wait
+// on the network run off the mailbox, in goroutines, and come back as messages.
 
 type (
-	// adoptCall: this node claimed the call; resume it from snapshot, then deliver req.
-	adoptCall struct {
-		call   Call
-		fence  Fence
-		req    *callRequest
-		sender *actor.PID
-	}
 	// callLost: a write of the call was refused (another node owns it now).
 	callLost struct {
 		callID string
 		fence  Fence
 	}
-	// admitReserved: both rooms and users are reserved for a new call owned by this node.
+	// admitReserved: both rooms and users are reserved for a new call this node owns.
 	admitReserved struct {
 		req    admitRequest
 		id     string
 		fence  Fence
 		sender *actor.PID
 	}
+	// admitFailed: the admission of call id was refused before the call was made.
+	admitFailed struct{ id string }
 	// routeCall: the call a room is in was found; deliver req to it.
 	routeCall struct {
 		req    callRequest
@@ -44,7 +40,7 @@ type (
 
 func (r *callRegistry) receiveCluster(ctx actor.Context, msg any) {
 	switch m := msg.(type) {
-	case adoptCall:
+	case entityAdopted:
 		e, ok := r.calls[m.call.ID]
 		if ok && e.fence != m.fence {
 			r.drop(ctx, m.call.ID, e)
@@ -54,11 +50,16 @@ func (r *callRegistry) receiveCluster(ctx actor.Context, msg any) {
 			e = &callEntry{call: m.call, fence: m.fence}
 			r.calls[m.call.ID] = e
 		}
-		if m.req != nil {
-			r.deliver(ctx, m.call.ID, e, *m.req, m.sender)
+		if req, ok := m.req.(callRequest); ok {
+			r.deliver(ctx, m.call.ID, e, req, m.sender)
 		} else if e.pid == nil {
 			r.spawn(ctx, m.call.ID, e, nil)
 		}
+	case entityUnknown:
+		req, _ := m.req.(callRequest) // zero for a sweep's wake: nobody to answer
+		r.answerUnknown(ctx, req, m.sender)
+	case ownerSeen, ownerLost:
+		// Calls keep no hint of their owner: their requests are few, each asks the placement.
 	case callLost:
 		if e, ok := r.calls[m.callID]; ok && e.fence == m.fence {
 			r.drop(ctx, m.callID, e)
@@ -68,7 +69,21 @@ func (r *callRegistry) receiveCluster(ctx actor.Context, msg any) {
 		r.calls[m.id] = e
 		pid := r.spawn(ctx, m.id, e, &m.req)
 		ctx.RequestWithCustomSender(pid, m.req, m.sender)
+		for _, h := range r.admitting[m.id] {
+			ctx.RequestWithCustomSender(pid, h.req, h.sender) // behind the admission
+		}
+		delete(r.admitting, m.id)
+	case admitFailed:
+		for _, h := range r.admitting[m.id] {
+			r.answerUnknown(ctx, h.req, h.sender)
+		}
+		delete(r.admitting, m.id)
 	case routeCall:
+		if held, ok := r.admitting[m.req.callID]; ok {
+			// Found from its reservations before the admission made it: it waits for it.
+			r.admitting[m.req.callID] = append(held, m)
+			return
+		}
 		if e, ok := r.calls[m.req.callID]; ok {
 			r.deliver(ctx, m.req.callID, e, m.req, m.sender)
 			return
@@ -107,50 +122,26 @@ func (r *callRegistry) drop(ctx actor.Context, id string, e *callEntry) {
 // resolve sends req to the call's owner, or makes this node the owner. A nil ev is a
 // sweep's wake: only activate the call (re-issuing its Start or Stop) if its owner is gone.
 func (r *callRegistry) resolve(ctx actor.Context, req callRequest, sender *actor.PID) {
-	if !r.cl.member() {
+	if !r.own.member() {
 		if sender != nil {
 			ctx.Send(sender, callReply{err: errNotMember()})
 		}
 		return
 	}
-	root, self, rooms := ctx.ActorSystem().Root, ctx.Self(), r.deps.rooms
-	var msg any
+	res := resolution{kind: KindCall, id: req.callID, sender: sender, registry: ctx.Self(),
+		remote: req.remote || req.ev == nil}
 	if req.ev != nil {
-		msg = req
+		res.req = req
 	}
-	res := resolution{kind: KindCall, id: req.callID, msg: msg, sender: sender, remote: req.remote || req.ev == nil}
-	res.load = func(ctx context.Context) (any, bool, error) {
-		call, err := r.cl.placement.LoadCall(ctx, req.callID)
-		if errors.Is(err, ErrNotFound) {
-			return nil, false, nil
-		}
-		return call, err == nil, err
-	}
-	res.unknown = func() {
-		if req.from != "" {
-			// The room points at a call that is gone: release the room.
-			root.Send(rooms, roomRequest{roomID: req.from, ev: evLeaveCall{callID: req.callID}, callback: true})
-		}
-		if sender != nil {
-			root.Send(sender, callReply{})
-		}
-	}
-	res.adopt = func(f Fence, snapshot any) {
-		a := adoptCall{call: snapshot.(Call), fence: f, sender: sender}
-		if req.ev != nil {
-			a.req = &req
-		}
-		root.Send(self, a)
-	}
-	go r.cl.resolve(root, res)
+	r.own.resolve(ctx.ActorSystem().Root, res)
 }
 
 // callOf finds the call a room is reserved for and routes the event to it.
 func (r *callRegistry) callOf(ctx actor.Context, msg roomCallRequest, sender *actor.PID) {
-	root, self, cl := ctx.ActorSystem().Root, ctx.Self(), r.cl
+	root, self, own, timeout := ctx.ActorSystem().Root, ctx.Self(), r.own, r.deps.storeTimeout
 	go func() {
-		c, cancel := context.WithTimeout(context.Background(), cl.storeTimeout)
-		id, err := cl.placement.CallOf(c, msg.roomID)
+		c, cancel := context.WithTimeout(context.Background(), timeout)
+		id, err := own.callOf(c, msg.roomID)
 		cancel()
 		switch {
 		case err != nil:
@@ -163,51 +154,62 @@ func (r *callRegistry) callOf(ctx actor.Context, msg roomCallRequest, sender *ac
 	}()
 }
 
-func (r *callRegistry) busyInCluster(ctx actor.Context, msg busyRequest, sender *actor.PID) {
-	root, cl := ctx.ActorSystem().Root, r.cl
+// busyOf answers whether a room is reserved for a call (or one being admitted).
+func (r *callRegistry) busyOf(ctx actor.Context, msg busyRequest, sender *actor.PID) {
+	root, own, timeout, log := ctx.ActorSystem().Root, r.own, r.deps.storeTimeout, r.deps.log
 	go func() {
-		c, cancel := context.WithTimeout(context.Background(), cl.storeTimeout)
-		id, err := cl.placement.CallOf(c, msg.roomID)
+		c, cancel := context.WithTimeout(context.Background(), timeout)
+		id, err := own.callOf(c, msg.roomID)
 		cancel()
 		if err != nil {
-			cl.log.Warn("call reservation not read", "room", msg.roomID, "err", err)
+			log.Warn("call reservation not read", "room", msg.roomID, "err", err)
 		}
 		root.Send(sender, busyReply{busy: id != ""})
 	}()
 }
 
-// admitInCluster reserves the call's rooms and users on every node's behalf, then claims
-// the new call: of concurrent accepts of one room sent to different nodes exactly one wins.
-func (r *callRegistry) admitInCluster(ctx actor.Context, req admitRequest) {
+// admit reserves the call's rooms and users (on every node's behalf in a cluster), then
+// claims the new call: of concurrent accepts of one room exactly one wins, wherever they
+// were sent. A user is in one call at most: a viewer already in a call would otherwise get
+// a second co-stream room and be on camera in two calls.
+func (r *callRegistry) admit(ctx actor.Context, req admitRequest) {
 	if err := admissible(req); err != nil {
 		ctx.Respond(admitReply{err: err})
 		return
 	}
-	root, self, sender, cl := ctx.ActorSystem().Root, ctx.Self(), ctx.Sender(), r.cl
+	root, self, sender, own, timeout := ctx.ActorSystem().Root, ctx.Self(), ctx.Sender(), r.own, r.deps.storeTimeout
 	id := newCallID()
 	rooms, users := reservedBy(req)
+	// From its reservation on, the call can be found from its rooms: what is routed to it
+	// before it is made waits in admitting (a close racing the accept closes it after its
+	// admission, as when the admission ran in the mailbox).
+	r.admitting[id] = nil
 	go func() {
-		c, cancel := context.WithTimeout(context.Background(), cl.storeTimeout)
+		c, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		busy, err := cl.placement.Reserve(c, id, rooms, users)
+		refuse := func(err *Error) {
+			root.Send(self, admitFailed{id: id})
+			root.Send(sender, admitReply{err: err})
+		}
+		busy, err := own.reserve(c, id, rooms, users)
 		switch {
 		case err != nil:
-			root.Send(sender, admitReply{err: ErrStoreUnavailable(err)})
+			refuse(ErrStoreUnavailable(err))
 			return
 		case busy != "" && slices.Contains(rooms, busy):
-			root.Send(sender, admitReply{err: ErrInCall(busy)})
+			refuse(ErrInCall(busy))
 			return
 		case busy != "":
-			root.Send(sender, admitReply{err: Errorf(CodeInCall, "用户%s已经在连麦中", busy)})
+			refuse(Errorf(CodeInCall, "用户%s已经在连麦中", busy))
 			return
 		}
-		o, err := cl.placement.Claim(c, KindCall, id)
+		o, err := own.claim(c, KindCall, id)
 		if err != nil || !o.Mine {
-			_ = cl.placement.Unreserve(c, id, rooms, users)
-			root.Send(sender, admitReply{err: Errorf(CodeUnavailable, "连麦暂时不可用，请稍后重试")})
+			_ = own.unreserve(c, id, rooms, users)
+			refuse(Errorf(CodeUnavailable, "连麦暂时不可用，请稍后重试"))
 			return
 		}
-		root.Send(self, admitReserved{req: req, id: id, fence: Fence{Kind: KindCall, ID: id, Node: o.Node, Epoch: o.Epoch}, sender: sender})
+		root.Send(self, admitReserved{req: req, id: id, fence: fenceOf(KindCall, id, o), sender: sender})
 	}()
 }
 

@@ -108,7 +108,7 @@ func Join(ctx context.Context, opts Options) (*Node, error) {
 		n.log.Warn("cluster messages are not signed (no cluster.secret): only processes of this machine may reach cluster.bindAddr")
 	}
 	n.follower = rs.NewFollower(redisstore.FollowerOptions{Name: "roomengine-feed-" + name, Logger: n.log})
-	n.publisher = rs.NewPublisher(redisstore.PublisherOptions{Node: name, Incarnation: member.Incarnation(),
+	n.publisher = rs.NewPublisher(redisstore.PublisherOptions{Node: name, Incarnation: member.Incarnation(), Lease: member.LeaseValid,
 		HistoryCap: opts.HistorySize, Refused: n.pushRefused, Logger: n.log})
 	n.subscriber = rs.NewSubscriber(redisstore.SubscriberOptions{Follower: n.follower, Logger: n.log})
 	n.log.Info("joined the cluster", "addr", addr, "memberTTL", cfg.Cluster.MemberTTL)

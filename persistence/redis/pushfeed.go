@@ -66,6 +66,12 @@ type PublisherOptions struct {
 	// "{Incarnation}|{addr}"). A push without a fence (an invitation, a topic deletion)
 	// is refused unless that membership is alive. Empty Incarnation: not checked.
 	Node, Incarnation string
+	// Lease, if set, is this node's membership lease by its own clock (Member.LeaseValid):
+	// an IfLive push (a comment served where it arrived) is refused when it has lapsed,
+	// instead of reading the member key from Redis before its batch. The push script's
+	// check of the room is what decides such a push; the lease only keeps an expelled node
+	// from acting, as it keeps it from answering.
+	Lease func() bool
 	// HistoryCap bounds each topic's replay history (MAXLEN ~). Default DefaultHistoryCap;
 	// set it to the gateway's HistorySize.
 	HistoryCap int
@@ -97,6 +103,7 @@ type Publisher struct {
 	node       string
 	inc        atomic.Pointer[string]
 	nonce      string // this instance's field in the topics' dedup hashes
+	lease      func() bool
 	historyCap string
 	limit      int
 	maxEntry   int // MaxEntryBytes
@@ -164,6 +171,7 @@ func (s *Store) NewPublisher(opts PublisherOptions) *Publisher {
 		cluster:    s.onCluster(),
 		prefix:     s.prefix,
 		roomKey:    s.roomKey,
+		lease:      opts.Lease,
 		node:       opts.Node,
 		nonce:      opts.Node + ":" + nonce,
 		historyCap: strconv.Itoa(opts.HistoryCap),
@@ -522,6 +530,8 @@ func (p *Publisher) precheck(ctx context.Context, batch []pushOp, inc string) (a
 			n++
 		}
 		switch {
+		case op.p.IfLive && p.lease != nil:
+			// Checked by the lease below, at no round trip.
 		case op.drop || f.IsZero():
 			if inc != "" && member == nil {
 				member = pipe.Get(ctx, p.prefix+"member:{"+p.node+"}")
@@ -533,6 +543,11 @@ func (p *Publisher) precheck(ctx context.Context, batch []pushOp, inc string) (a
 		}
 	}
 	refused = make([]bool, len(batch))
+	if p.lease != nil && !p.lease() {
+		for i, op := range batch {
+			refused[i] = op.p.IfLive
+		}
+	}
 	if n == 0 {
 		return "", refused, nil
 	}
@@ -549,6 +564,7 @@ func (p *Publisher) precheck(ctx context.Context, batch []pushOp, inc string) (a
 	for i, op := range batch {
 		f := op.p.Fence
 		switch {
+		case op.p.IfLive && p.lease != nil:
 		case op.drop || f.IsZero():
 			refused[i] = !alive
 		case owners[i] != nil:

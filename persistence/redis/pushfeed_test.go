@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -506,6 +507,22 @@ func TestPublishIfLiveNeedsALiveRoom(t *testing.T) {
 	}
 	if n := fx.history(t, "r2") + fx.history(t, "nosuchroom"); n != 0 {
 		t.Fatalf("%d pushes numbered for a lapsed member or an unknown room", n)
+	}
+
+	// A node's lease, when the publisher has it, decides instead of the member key.
+	var leased atomic.Bool
+	fx.join(t, "n1", "i1")
+	pl := fx.publisher(t, PublisherOptions{Node: "n1", Incarnation: "i1", Lease: leased.Load})
+	if err := pl.PublishIfLive(ctx, actors.Push{Topic: "r2", Body: body(5)}); !errors.Is(err, actors.ErrFenced) {
+		t.Fatalf("lapsed lease: %v, want ErrFenced", err)
+	}
+	leased.Store(true)
+	fx.rdb.Del(ctx, fx.prefix+"member:{n1}")
+	if err := pl.PublishIfLive(ctx, actors.Push{Topic: "r2", Body: body(6)}); err != nil {
+		t.Fatalf("valid lease: %v", err)
+	}
+	if n := fx.history(t, "r2"); n != 1 {
+		t.Fatalf("r2's history holds %d pushes, want the one sent under a valid lease", n)
 	}
 }
 

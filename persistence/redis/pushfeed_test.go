@@ -154,6 +154,19 @@ func (fx *feedFixture) own(t *testing.T, kind, id, node, inc string, epoch int64
 	}
 }
 
+// send sends one batch as the publisher's writer does (loading the scripts on first use).
+func (fx *feedFixture) send(t *testing.T, p *Publisher, batch []pushOp) {
+	t.Helper()
+	if err := p.sendOnce(t.Context(), batch); err != nil {
+		if err = loadScripts(t.Context(), fx.rdb); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.sendOnce(t.Context(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func flush(t *testing.T, p *Publisher) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
@@ -215,14 +228,7 @@ func TestResentBatchIsAppliedOnce(t *testing.T) {
 	p := fx.publisher(t, PublisherOptions{})
 	batch := []pushOp{{n: 1, p: actors.Push{Topic: "r", Body: body(1)}}, {n: 2, p: actors.Push{Topic: "r", Body: body(2)}}}
 	for range 2 {
-		if err := p.sendOnce(t.Context(), batch); err != nil {
-			if err = loadScripts(t.Context(), fx.rdb); err != nil {
-				t.Fatal(err)
-			}
-			if err := p.sendOnce(t.Context(), batch); err != nil {
-				t.Fatal(err)
-			}
-		}
+		fx.send(t, p, batch)
 	}
 	if n := fx.history(t, "r"); n != 2 {
 		t.Fatalf("history holds %d entries, want 2", n)
@@ -553,17 +559,7 @@ func TestBatchedRunsAnswerEachPush(t *testing.T) {
 		{n: 10, p: actors.Push{Topic: "r"}, drop: true},
 		push(11, "r", true, actors.Fence{}), push(12, "r", true, actors.Fence{}),
 	}
-	send := func(b []pushOp) {
-		t.Helper()
-		if err := p.sendOnce(t.Context(), b); err != nil {
-			if err = loadScripts(t.Context(), fx.rdb); err != nil {
-				t.Fatal(err)
-			}
-			if err := p.sendOnce(t.Context(), b); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	send := func(b []pushOp) { t.Helper(); fx.send(t, p, b) }
 	bodies := func(topic string) []string {
 		var out []string
 		var last uint64

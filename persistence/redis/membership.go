@@ -227,12 +227,6 @@ func (m *Member) Renew(ctx context.Context) error {
 		m.failing.Store(true)
 		return fmt.Errorf("redis: renew %s: %w", m.node, err)
 	}
-	if ok == 1 {
-		if err := m.listed(ctx, recovering == "1"); err != nil {
-			m.failing.Store(true)
-			return fmt.Errorf("redis: renew %s: %w", m.node, err)
-		}
-	}
 	if ok == 0 {
 		if rejoined, err := m.rejoin(ctx, sent); rejoined || err != nil {
 			return err
@@ -241,6 +235,14 @@ func (m *Member) Renew(ctx context.Context) error {
 		return fmt.Errorf("redis: renew %s: %w", m.node, ErrExpelled)
 	}
 	m.renewed(sent)
+	if err := m.listed(ctx, recovering == "1"); err != nil {
+		// The renewal counts (the key was extended); the marker after an outage is raised
+		// by the next renewal instead.
+		if recovering == "1" {
+			m.failing.Store(true)
+		}
+		return fmt.Errorf("redis: renew %s: list the member: %w", m.node, err)
+	}
 	return nil
 }
 

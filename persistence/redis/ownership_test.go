@@ -49,7 +49,7 @@ func TestClaimRaceHasOneOwner(t *testing.T) {
 
 func TestTakeoverAfterOwnerExpired(t *testing.T) {
 	c := newCluster(t)
-	_, a := c.join("a", 100*time.Millisecond) // never renewed: it dies by its ttl
+	_, a := c.join("a", 1500*time.Millisecond) // never renewed: it dies by its ttl (long enough to outlast the claims below on a loaded machine)
 	sb, b := c.join("b", time.Minute)
 	if o, err := a.Claim(t.Context(), actors.KindCall, "k"); err != nil || !o.Mine || o.Epoch != 1 {
 		t.Fatalf("a Claim = %+v, %v", o, err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -45,6 +46,10 @@ type mediaStack struct {
 }
 
 // rtmp is the base URL of the media server's application.
+
+// nginxClient talks to nginx-rtmp's own HTTP port.
+var nginxClient = &http.Client{Timeout: 5 * time.Second}
+
 func (m *mediaStack) rtmp() string { return fmt.Sprintf("rtmp://127.0.0.1:%d/DemoApp", m.rtmpPort) }
 
 // startMediaStack starts nginx-rtmp and the server; nginx rewrites more of the documented
@@ -138,7 +143,10 @@ func startNginxRTMP(t *testing.T, bin string, appPort, rtmpPort, statPort int, m
 			t.Fatalf("nginx exited at start:\n%s\n%s\n%s", out, log, conf)
 		default:
 		}
-		res, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/stat", statPort))
+		// Not the package's validating client: it checks answers against docs/openapi.yaml
+		// for every host:port an appserver of this test process ever listened on, and the
+		// kernel may give nginx such a port again.
+		res, err := nginxClient.Get(fmt.Sprintf("http://127.0.0.1:%d/stat", statPort))
 		if err != nil {
 			return err
 		}

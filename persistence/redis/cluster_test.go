@@ -77,17 +77,24 @@ func testKeysSpread(t *testing.T, c *redistest.Cluster) {
 	if err != nil || len(rooms) != 60 {
 		t.Fatalf("LoadRooms = %d rooms, %v", len(rooms), err)
 	}
+	requireKeysSpread(t, c.Masters(), prefix+":*", "keys per master")
+}
+
+// requireKeysSpread requires each of three masters to hold at least 15 % of the keys
+// matching pattern.
+func requireKeysSpread(t *testing.T, masters []*redistest.Server, pattern, what string) {
+	t.Helper()
 	counts := map[string]int{}
 	total := 0
-	for _, m := range c.Masters() {
-		n := countKeys(t, m.Addr(), prefix+":*")
+	for _, m := range masters {
+		n := countKeys(t, m.Addr(), pattern)
 		counts[m.Addr()] = n
 		total += n
 	}
 	if len(counts) != 3 {
 		t.Fatalf("%d masters, want 3", len(counts))
 	}
-	t.Logf("keys per master: %v (total %d)", counts, total)
+	t.Logf("%s: %v (total %d)", what, counts, total)
 	for addr, n := range counts {
 		if float64(n) < 0.15*float64(total) {
 			t.Errorf("master %s holds %d of %d keys (%.0f%%), want at least 15%%", addr, n, total, 100*float64(n)/float64(total))

@@ -89,20 +89,5 @@ func testClusterModeKeysSpread(t *testing.T) {
 			t.Fatalf("Reserve = %q, %v", busy, err)
 		}
 	}
-	counts := map[string]int{}
-	total := 0
-	for _, m := range c.rc.Masters() {
-		n := countKeys(t, m.Addr(), c.prefix+":*")
-		counts[m.Addr()] = n
-		total += n
-	}
-	if len(counts) != 3 {
-		t.Fatalf("%d masters, want 3", len(counts))
-	}
-	t.Logf("keys per master in cluster mode, 60 rooms: %v (total %d)", counts, total)
-	for addr, n := range counts {
-		if float64(n) < 0.15*float64(total) {
-			t.Errorf("master %s holds %d of %d keys (%.0f%%), want at least 15%%", addr, n, total, 100*float64(n)/float64(total))
-		}
-	}
+	requireKeysSpread(t, c.rc.Masters(), c.prefix+":*", "keys per master in cluster mode, 60 rooms")
 }

@@ -37,6 +37,8 @@ type memCluster struct {
 	// ownerPushes: the nodes' feed cannot number a push only while its room is live (no
 	// LivePublisher, as with MNS beside the WebSocket push), so comments go to the owner.
 	ownerPushes bool
+	// stallPushes: PublishIfLive waits until its context ends (Redis away).
+	stallPushes atomic.Bool
 }
 
 // plainPublisher hides every method but Publisher's.
@@ -192,7 +194,11 @@ type fencedPublisher struct {
 	node string
 }
 
-func (p *fencedPublisher) PublishIfLive(_ context.Context, m Push) error {
+func (p *fencedPublisher) PublishIfLive(ctx context.Context, m Push) error {
+	if p.c.stallPushes.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	if !p.c.isAlive(p.node) {
 		return ErrFenced
 	}

@@ -57,6 +57,9 @@ func (e *Engine) pushHere(ctx context.Context, roomID, uid string, ev userEvent)
 	p := st.pushes[0]
 	push := EncodePush(roomID, p.tag, p.importance, p.typ, p.data, now)
 	push.IfLive = true
+	// Bounded like an ask: with Redis away the client gets 503 (outcome unknown) in time.
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
 	switch err := lp.PublishIfLive(ctx, push); {
 	case err == nil:
 		return true, nil

@@ -74,16 +74,30 @@ func TestClusterCommentServedByReceivingNode(t *testing.T) {
 		t.Fatalf("the owner's answer: %v, want %d", err, CodeNoSuchRoom)
 	}
 
+	// With the feed away (Redis down), the client gets 503 within the ask timeout.
+	c.stallPushes.Store(true)
+	if err := n2.Comment(bg, other(t, n1, host), viewer.ID, "stalled"); codeOf(err) != CodeUnavailable {
+		t.Fatalf("comment with the feed away: %v, want %d", err, CodeUnavailable)
+	}
+	c.stallPushes.Store(false)
+
 	// A node whose membership lapsed serves nothing.
-	other, err := n1.CreateRoom(bg, host.ID, "")
+	live := other(t, n1, host)
+	c.kill("n2")
+	if err := n2.Comment(bg, live, viewer.ID, "from a dead node"); codeOf(err) != CodeUnavailable {
+		t.Fatalf("comment through a lapsed node: %v, want %d", err, CodeUnavailable)
+	}
+	if got := c.pub.types(live); slices.Contains(got, 6) {
+		t.Fatalf("a lapsed node's comment was pushed: %v", got)
+	}
+}
+
+// other creates another room of host through n.
+func other(t *testing.T, n *Engine, host User) string {
+	t.Helper()
+	r, err := n.CreateRoom(bg, host.ID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.kill("n2")
-	if err := n2.Comment(bg, other.ID, viewer.ID, "from a dead node"); codeOf(err) != CodeUnavailable {
-		t.Fatalf("comment through a lapsed node: %v, want %d", err, CodeUnavailable)
-	}
-	if got := c.pub.types(other.ID); slices.Contains(got, 6) {
-		t.Fatalf("a lapsed node's comment was pushed: %v", got)
-	}
+	return r.ID
 }

@@ -442,23 +442,34 @@ func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 		}
 		groups[slot] = append(groups[slot], i)
 	}
-	perSlot := make([][]pushCall, len(groups))
-	errs := make(chan error, len(groups))
-	var wg sync.WaitGroup
-	g := 0
-	for _, idx := range groups {
-		slot := g
-		wg.Go(func() {
-			pipe := p.rdb.TxPipeline()
-			perSlot[slot] = p.queueCalls(ctx, pipe, batch, idx, inc, after)
-			_, err := pipe.Exec(ctx)
-			errs <- err
-		})
-		g++
+	// One slot (always, on one server) needs no goroutine.
+	send := func(idx []int) ([]pushCall, error) {
+		pipe := p.rdb.TxPipeline()
+		calls := p.queueCalls(ctx, pipe, batch, idx, inc, after)
+		_, err := pipe.Exec(ctx)
+		return calls, err
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	var calls []pushCall
+	var errs []error
+	if len(groups) == 1 {
+		for _, idx := range groups {
+			c, err := send(idx)
+			calls, errs = c, []error{err}
+		}
+	} else {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, idx := range groups {
+			wg.Go(func() {
+				c, err := send(idx)
+				mu.Lock()
+				calls, errs = append(calls, c...), append(errs, err)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+	}
+	for _, err := range errs {
 		if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
 			return err
 		}
@@ -468,10 +479,6 @@ func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 			p.refused(batch[i].p)
 			tell(batch, []int{i}, []int64{0}, nil)
 		}
-	}
-	var calls []pushCall
-	for _, c := range perSlot {
-		calls = append(calls, c...)
 	}
 	for _, c := range calls {
 		results, err := c.results()
@@ -485,7 +492,7 @@ func (p *Publisher) sendOnce(ctx context.Context, batch []pushOp) error {
 				case 0:
 					p.refused(batch[c.ops[i]].p)
 				case -2:
-					p.log.Debug("push dropped: its room's topic was deleted", "topic", batch[c.ops[i]].p.Topic,
+					p.log.Debug("push dropped: its room is gone or has ended", "topic", batch[c.ops[i]].p.Topic,
 						"type", batch[c.ops[i]].p.Type)
 				}
 			}

@@ -188,7 +188,11 @@ func TestClusterNodeLossTakeover(t *testing.T) {
 	}
 	// The deadline falls due; only the sweep of a live node can find it.
 	c.clock.Advance(testCfg.NoPublishTimeout + time.Second)
-	waitFor(t, "the room to end", func() bool { _, ok := c.store.room(room.ID); return !ok })
+	// The end's push is queued after the room's deletion is written: await both.
+	waitFor(t, "the room to end", func() bool {
+		_, ok := c.store.room(room.ID)
+		return !ok && count(c.pub.types(room.ID), 8) > 0
+	})
 	if got := count(c.pub.types(room.ID), 8); got != 1 {
 		t.Fatalf("push 8 sent %d times, want once", got)
 	}
@@ -206,7 +210,11 @@ func TestClusterDeadlineOfADeadNode(t *testing.T) {
 	room, _ := n1.CreateRoom(bg, host.ID, "")
 	c.kill("n1")
 	c.clock.Advance(testCfg.NoPublishTimeout + time.Second)
-	waitFor(t, "the room to end on n2", func() bool { _, ok := c.store.room(room.ID); return !ok })
+	// The end's push is queued after the room's deletion is written: await both.
+	waitFor(t, "the room to end on n2", func() bool {
+		_, ok := c.store.room(room.ID)
+		return !ok && count(c.pub.types(room.ID), 8) > 0
+	})
 	if got := count(c.pub.types(room.ID), 8); got != 1 {
 		t.Fatalf("push 8 sent %d times, want once", got)
 	}

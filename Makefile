@@ -75,12 +75,14 @@ lint:
 ## CHAOS_OUT (default: a temporary folder named in the output). CHAOS_REDIS=sentinel runs the
 ## nodes on a Redis primary with two replicas and three sentinels, and kills and freezes the
 ## primary too; CHAOS_REDIS=cluster on a Redis Cluster (three masters, three replicas), and
-## kills and freezes a master too.
+## kills and freezes a master too. On Sentinel writes wait for both replicas
+## (redis.waitReplicas 2); CHAOS_WAIT_REPLICAS=1 runs it with one.
 CHAOS_DURATION ?= 5m
 chaos: test-deps
 	ROOMENGINE_CHAOS_DURATION=$(CHAOS_DURATION) $(if $(CHAOS_SEED),ROOMENGINE_CHAOS_SEED=$(CHAOS_SEED)) \
 	  $(if $(CHAOS_OUT),ROOMENGINE_CHAOS_OUT=$(CHAOS_OUT)) \
 	  $(if $(CHAOS_REDIS),ROOMENGINE_CHAOS_REDIS=$(CHAOS_REDIS)) \
+	  $(if $(CHAOS_WAIT_REPLICAS),ROOMENGINE_CHAOS_WAIT_REPLICAS=$(CHAOS_WAIT_REPLICAS)) \
 	  $(GO) test -race -count=1 -timeout 60m -run '^TestClusterNemesis$$' -v ./cmd/appserver/
 
 ## bench: load-test a real server with the in-repo load generator and print the figures

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -97,10 +98,14 @@ func runNemesis(t *testing.T, seed uint64, duration time.Duration) {
 	case "", "single":
 	case "sentinel":
 		// A primary, two replicas and three sentinels; the nemesis also kills and freezes
-		// the primary.
+		// the primary. Writes wait for both replicas by default: with one, a primary thawed
+		// after its failover can have a write acknowledged by the replica the sentinels have
+		// not moved away yet, and lose it (docs/cluster.md); ROOMENGINE_CHAOS_WAIT_REPLICAS=1
+		// shows that window.
 		sen = redistest.StartSentinel(t, 2, 3)
-		redisEnvironment = sentinelEnv(sen, tc.prefix)
-		t.Logf("nemesis: on Sentinel (a primary, two replicas, three sentinels; redis.waitReplicas 1)")
+		wait := cmp.Or(os.Getenv("ROOMENGINE_CHAOS_WAIT_REPLICAS"), "2")
+		redisEnvironment = append(sentinelEnv(sen, tc.prefix), "APPSERVER_REDIS_WAITREPLICAS="+wait)
+		t.Logf("nemesis: on Sentinel (a primary, two replicas, three sentinels; redis.waitReplicas %s)", wait)
 	case "cluster":
 		// Three masters and three replicas (cluster-node-timeout 2000); the nemesis also
 		// kills and freezes a master.

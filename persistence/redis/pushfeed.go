@@ -33,7 +33,8 @@ import (
 //	                       topic's next life numbers above its previous one, as on one node
 //	{p}:topic:{topic}      the topic's history, the source of truth: stream of s=seq g=tag
 //	                       i=importance b=body, MAXLEN ~ HistoryCap
-//	{p}:push:{topic}       the topic's channel: "P <seq> <importance> <after> <taglen>\n" then
+//	{p}:push:{topic}       the topic's channel: one message per script call (a run of pushes),
+//	                       each push "P <seq> <importance> <after> <taglen> <bodylen>\n" then
 //	                       the tag and the body; "D" when the topic is deleted. after is the
 //	                       room-change feed's ({p}:feed) head when the push followed a room
 //	                       change, "-" otherwise (subscriber.go: read models first)

@@ -188,18 +188,21 @@ elseif ttl >= 0 then
   redis.call('PERSIST', KEYS[1])
   redis.call('DEL', KEYS[2])
 end
--- One INCRBY numbers the whole run.
+-- One INCRBY numbers the whole run, one PUBLISH carries it to the subscribed nodes.
 local next = tonumber(redis.call('INCRBY', KEYS[1], fresh)) - fresh + 1
+local msg = {}
 for i = 1, count do
   if out[i] == 0 then
     local b = 7 + 5 * (i - 1)
     local seq = string.format('%.0f', next)
     next = next + 1
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 's', seq, 'g', ARGV[b + 2], 'i', ARGV[b + 3], 'b', ARGV[b + 4])
-    redis.call('PUBLISH', KEYS[4], 'P ' .. seq .. ' ' .. ARGV[b + 3] .. ' ' .. ARGV[b + 5] .. ' ' .. #ARGV[b + 2] .. '\n' ..
-      ARGV[b + 2] .. ARGV[b + 4])
+    msg[#msg + 1] = 'P ' .. seq .. ' ' .. ARGV[b + 3] .. ' ' .. ARGV[b + 5] .. ' ' .. #ARGV[b + 2] .. ' ' .. #ARGV[b + 4] .. '\n'
+    msg[#msg + 1] = ARGV[b + 2]
+    msg[#msg + 1] = ARGV[b + 4]
     out[i] = tonumber(seq)
   end
 end
+redis.call('PUBLISH', KEYS[4], table.concat(msg))
 return out
 `)

@@ -332,12 +332,22 @@ func (sub *Subscriber) message(ctx context.Context, m *goredis.Message, wait tim
 		}
 		return
 	}
-	sub.nReceived.Add(1)
-	f, after, ok := decodePush(topic, m.Payload)
-	if !ok {
-		sub.log.Error("push feed: malformed push message", "channel", m.Channel)
-		return
+	// One message carries a run of pushes, in seq order.
+	for rest := m.Payload; rest != ""; {
+		f, after, tail, ok := decodePush(topic, rest)
+		if !ok {
+			sub.log.Error("push feed: malformed push message", "channel", m.Channel)
+			return
+		}
+		sub.nReceived.Add(1)
+		sub.push(ctx, f, after, wait)
+		rest = tail
 	}
+}
+
+// push delivers one frame received by pub/sub, after the history's frames it skipped.
+func (sub *Subscriber) push(ctx context.Context, f push.Frame, after string, wait time.Duration) {
+	topic := f.Topic
 	sub.mu.Lock()
 	in := sub.topics[topic]
 	if in == nil || !in.on {
@@ -415,25 +425,29 @@ func (sub *Subscriber) awaitFollower(ctx context.Context, after string, wait tim
 	}
 }
 
-// decodePush reads "P <seq> <importance> <after> <taglen>\n<tag><body>".
-func decodePush(topic, payload string) (push.Frame, string, bool) {
+// decodePush reads one push, "P <seq> <importance> <after> <taglen> <bodylen>\n<tag><body>",
+// from the front of payload and returns what follows it.
+func decodePush(topic, payload string) (f push.Frame, after, rest string, ok bool) {
 	head, rest, ok := strings.Cut(payload, "\n")
 	if !ok {
-		return push.Frame{}, "", false
+		return push.Frame{}, "", "", false
 	}
 	fields := strings.Fields(head)
-	if len(fields) != 5 || fields[0] != "P" {
-		return push.Frame{}, "", false
+	if len(fields) != 6 || fields[0] != "P" {
+		return push.Frame{}, "", "", false
 	}
 	seq, err1 := strconv.ParseUint(fields[1], 10, 64)
 	imp, err2 := strconv.Atoi(fields[2])
-	n, err3 := strconv.Atoi(fields[4])
-	if errors.Join(err1, err2, err3) != nil || n < 0 || n > len(rest) {
-		return push.Frame{}, "", false
+	tagLen, err3 := strconv.Atoi(fields[4])
+	bodyLen, err4 := strconv.Atoi(fields[5])
+	if errors.Join(err1, err2, err3, err4) != nil || tagLen < 0 || bodyLen < 0 || tagLen > len(rest)-bodyLen {
+		return push.Frame{}, "", "", false
 	}
-	after := fields[3]
+	after = fields[3]
 	if after == "-" {
 		after = ""
 	}
-	return push.Frame{Topic: topic, Seq: seq, Tag: rest[:n], Importance: imp, Body: []byte(rest[n:])}, after, true
+	end := tagLen + bodyLen
+	return push.Frame{Topic: topic, Seq: seq, Tag: rest[:tagLen], Importance: imp, Body: []byte(rest[tagLen:end])},
+		after, rest[end:], true
 }

@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -158,5 +160,31 @@ func TestSubscriberFollowUnfollowChurn(t *testing.T) {
 	got := rec.waitLen(t, before+1)
 	if last := got[len(got)-1]; last.Body != string(body(1000)) {
 		t.Fatalf("last frame %+v, want the push after the churn", last)
+	}
+}
+
+// A pub/sub message carries a run of pushes, each with its lengths: decodePush reads them
+// one by one and refuses a message whose lengths do not fit, whatever it holds.
+func TestDecodePushReadsARun(t *testing.T) {
+	msg := "P 7 2 - 3 5\ntaghello" + "P 8 1 1700000000000-0 0 0\n" + "P 9 3 - 1 2\nxP\n"
+	var got []string
+	for rest := msg; rest != ""; {
+		f, after, tail, ok := decodePush("room", rest)
+		if !ok {
+			t.Fatalf("decoding %q failed", rest)
+		}
+		got = append(got, fmt.Sprintf("%s %d %d %q %q %q", f.Topic, f.Seq, f.Importance, f.Tag, f.Body, after))
+		rest = tail
+	}
+	want := []string{`room 7 2 "tag" "hello" ""`, `room 8 1 "" "" "1700000000000-0"`, `room 9 3 "x" "P\n" ""`}
+	if !slices.Equal(got, want) {
+		t.Fatalf("decoded\n%q\nwant\n%q", got, want)
+	}
+	for _, bad := range []string{"", "P 7 2 - 3 5", "P 7 2 - 3 5\ntaghell", "P 7 2 - -1 5\nhello",
+		"P 7 2 - 3 -2\ntag", "P 7 2 - 3\ntag", "Q 7 2 - 0 0\n", "P x 2 - 0 0\n", "P 7 2 - 9999999999999999999 0\n",
+		"P 7 2 - 4611686018427387904 4611686018427387904\nab"} {
+		if _, _, _, ok := decodePush("room", bad); ok {
+			t.Errorf("decodePush(%q) accepted", bad)
+		}
 	}
 }

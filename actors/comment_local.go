@@ -40,17 +40,21 @@ func (e *Engine) pushHere(ctx context.Context, roomID, uid string, ev userEvent)
 	if !ok || !e.own.member() {
 		return false, nil
 	}
-	reply, err := e.askUser(ctx, getUserRequest{id: uid})
-	if err != nil {
-		return true, err
-	}
-	if !reply.found {
-		return false, nil
+	user, found := e.known.get(uid)
+	if !found {
+		reply, err := e.askUser(ctx, getUserRequest{id: uid})
+		if err != nil {
+			return true, err
+		}
+		if !reply.found {
+			return false, nil
+		}
+		user = reply.user
 	}
 	// The step of a live stand-in builds the push exactly as the owner's room would; the
 	// feed checks the real room when it numbers it.
 	now := e.clock.Now()
-	st := stepRoom(e.roomCfg, Room{ID: roomID}, true, noAudience, ev.withUser(reply.user, true), now)
+	st := stepRoom(e.roomCfg, Room{ID: roomID}, true, noAudience, ev.withUser(user, true), now)
 	if st.err != nil || len(st.pushes) != 1 {
 		return false, nil
 	}

@@ -60,6 +60,7 @@ type Engine struct {
 	system     *actor.ActorSystem
 	rooms      *actor.PID
 	users      *actor.PID
+	known      *userCache // the user registry's copies, read without an ask
 	calls      *actor.PID
 	publisher  Publisher
 	urlBuilder URLs
@@ -170,13 +171,14 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	known := newUserCache()
 	users, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return newUserRegistry(cfg.Store, cfg.StoreTimeout, roomsPID)
+		return newUserRegistry(cfg.Store, cfg.StoreTimeout, roomsPID, known)
 	}, actor.WithDispatcher(workers)), "users")
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{workers: workers, system: system, rooms: rooms, users: users, calls: callsReg, publisher: cfg.Publisher, urlBuilder: cfg.URLs,
+	e := &Engine{workers: workers, system: system, rooms: rooms, users: users, known: known, calls: callsReg, publisher: cfg.Publisher, urlBuilder: cfg.URLs,
 		mixerReady: cfg.MixerReady, timeout: cfg.AskTimeout, clock: cfg.Clock, roomCfg: cfg.Room, log: cfg.Logger, own: own}
 	e.stopSweep = own.startSweep(sweepTargets{root: system.Root, rooms: rooms, calls: callsReg, clock: cfg.Clock,
 		leaving: e.leaving.Load})

@@ -77,12 +77,12 @@ type userLoaded struct {
 type userRegistry struct {
 	store        Store
 	storeTimeout time.Duration
-	cache        map[string]User
+	cache        *userCache // shared with the Engine, which reads it (comment_local.go)
 	rooms        *actor.PID
 }
 
-func newUserRegistry(store Store, storeTimeout time.Duration, rooms *actor.PID) *userRegistry {
-	return &userRegistry{store: store, storeTimeout: storeTimeout, cache: map[string]User{}, rooms: rooms}
+func newUserRegistry(store Store, storeTimeout time.Duration, rooms *actor.PID, cache *userCache) *userRegistry {
+	return &userRegistry{store: store, storeTimeout: storeTimeout, cache: cache, rooms: rooms}
 }
 
 func (u *userRegistry) Receive(ctx actor.Context) {
@@ -93,7 +93,7 @@ func (u *userRegistry) Receive(ctx actor.Context) {
 			return userReply{user: user, found: err == nil, err: err}
 		})
 	case getUserRequest:
-		if user, ok := u.cache[msg.id]; ok {
+		if user, ok := u.cache.get(msg.id); ok {
 			ctx.Respond(userReply{user: user, found: true})
 			return
 		}
@@ -106,11 +106,11 @@ func (u *userRegistry) Receive(ctx actor.Context) {
 		})
 	case userStored:
 		if msg.reply.found {
-			u.cache[msg.reply.user.ID] = msg.reply.user
+			u.cache.put(msg.reply.user)
 		}
 		ctx.Send(msg.replyTo, msg.reply)
 	case withUser:
-		if user, ok := u.cache[msg.uid]; ok {
+		if user, ok := u.cache.get(msg.uid); ok {
 			ctx.RequestWithCustomSender(u.rooms, msg.request(user, true), ctx.Sender())
 			return
 		}
@@ -131,15 +131,11 @@ func (u *userRegistry) Receive(ctx actor.Context) {
 			return
 		}
 		if msg.reply.found {
-			u.cache[msg.reply.user.ID] = msg.reply.user
+			u.cache.put(msg.reply.user)
 		}
 		ctx.RequestWithCustomSender(u.rooms, msg.next.request(msg.reply.user, msg.reply.found), msg.replyTo)
 	case resetUsersRequest:
-		if msg.key == "" {
-			clear(u.cache)
-		} else {
-			delete(u.cache, msg.key)
-		}
+		u.cache.forget(msg.key)
 		ctx.Respond(userReply{})
 	}
 }

@@ -592,6 +592,11 @@ func TestMNSPublisherStopsWhenNotMember(t *testing.T) {
 		return e.counter(t, "requests", "publish", MNSResultBreakerOpen)+e.counter(t, "requests", "publish", MNSResultError) > 0
 	})
 	member.Store(false) // expelled
+	// An attempt that began before the expulsion may still be under way: MNS comes back
+	// only once the worker has seen the expulsion, so nothing after it can be sent.
+	waitFor(t, "a drop as not a member", 5*time.Second, func() bool {
+		return e.counter(t, "dropped", "publish", MNSDropNotMember) > 0
+	})
 	e.fake.SetDown(mnstest.Up)
 	e.pub.Publish(push("room1", 10, 8))
 	waitFor(t, "the workers to stop", 5*time.Second, e.idle)

@@ -55,17 +55,25 @@ type Signer struct {
 	accepted [][]byte
 	now      func() time.Time
 
-	mu     sync.Mutex
-	nonces map[string]time.Time // nonce → when it may be forgotten
-	sweep  time.Time
+	mu sync.Mutex
+	// The request nonces seen, in two generations: cur since curStart, prev the
+	// NonceMemory before it. A generation is dropped whole, so nothing is swept per nonce,
+	// and its keys hold no pointers, so the garbage collector does not scan them (a busy
+	// cluster remembers a million).
+	cur, prev map[nonceKey]struct{}
+	curStart  time.Time
 }
+
+// nonceKey is a nonce's digest: fixed size and free of pointers.
+type nonceKey [16]byte
 
 // NewSigner returns nil when secret is empty (an unsigned cluster on loopback).
 func NewSigner(secret, previous string) *Signer {
 	if secret == "" {
 		return nil
 	}
-	s := &Signer{secret: []byte(secret), accepted: [][]byte{[]byte(secret)}, now: time.Now, nonces: map[string]time.Time{}}
+	s := &Signer{secret: []byte(secret), accepted: [][]byte{[]byte(secret)}, now: time.Now,
+		cur: map[nonceKey]struct{}{}, prev: map[nonceKey]struct{}{}}
 	if previous != "" {
 		s.accepted = append(s.accepted, []byte(previous))
 	}
@@ -140,25 +148,33 @@ func (s *Signer) verify(h http.Header, kind string, body []byte, bound string) e
 }
 
 // fresh records a verified request's nonce and reports false when it was seen within
-// NonceMemory (a replay).
+// NonceMemory (a replay). A nonce is remembered for at least NonceMemory and less than twice
+// that: the current generation becomes the previous one once it is NonceMemory old.
 func (s *Signer) fresh(nonce string) bool {
+	sum := sha256.Sum256([]byte(nonce))
+	key := nonceKey(sum[:16])
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if now.After(s.sweep) || len(s.nonces) >= maxNonces {
-		for n, until := range s.nonces {
-			if now.After(until) {
-				delete(s.nonces, n)
-			}
-		}
-		s.sweep = now.Add(time.Second)
+	switch age := now.Sub(s.curStart); {
+	case age >= 2*NonceMemory:
+		// Everything in cur went in before curStart+NonceMemory: all of it is old enough.
+		clear(s.prev)
+		clear(s.cur)
+		s.curStart = now
+	case age >= NonceMemory:
+		s.prev, s.cur = s.cur, s.prev
+		clear(s.cur)
+		s.curStart = now
 	}
-	if until, seen := s.nonces[nonce]; seen && !now.After(until) {
+	_, inCur := s.cur[key]
+	_, inPrev := s.prev[key]
+	if inCur || inPrev {
 		return false
 	}
-	if len(s.nonces) >= maxNonces {
+	if len(s.cur)+len(s.prev) >= maxNonces {
 		return false // full of live nonces: refuse rather than forget one that may be replayed
 	}
-	s.nonces[nonce] = now.Add(NonceMemory)
+	s.cur[key] = struct{}{}
 	return true
 }

@@ -229,3 +229,41 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A request nonce is refused again for at least NonceMemory after it was first seen, and
+// forgotten within twice that (a generation is dropped whole); the clock is the signer's.
+func TestNonceMemory(t *testing.T) {
+	s := NewSigner(secretA, "")
+	now := time.Unix(1_800_000_000, 0)
+	s.now = func() time.Time { return now }
+	if !s.fresh("a") || s.fresh("a") {
+		t.Fatal("a first nonce must be fresh once")
+	}
+	now = now.Add(NonceMemory - time.Second) // a just before the generation turns
+	if s.fresh("a") {
+		t.Fatal("a replayed within NonceMemory")
+	}
+	if !s.fresh("b") {
+		t.Fatal("b is new")
+	}
+	now = now.Add(2 * time.Second) // the generation turned: a and b are in the previous one
+	if s.fresh("a") || s.fresh("b") {
+		t.Fatal("a nonce forgotten before NonceMemory")
+	}
+	if !s.fresh("c") {
+		t.Fatal("c is new")
+	}
+	now = now.Add(NonceMemory) // b is NonceMemory+1s old, c exactly NonceMemory
+	if !s.fresh("a") {
+		t.Fatal("a still remembered after twice NonceMemory")
+	}
+	if s.fresh("c") {
+		t.Fatal("c forgotten at NonceMemory")
+	}
+	now = now.Add(3 * NonceMemory) // a long quiet time forgets everything
+	for _, n := range []string{"a", "b", "c"} {
+		if !s.fresh(n) {
+			t.Fatalf("%s remembered after a long quiet time", n)
+		}
+	}
+}

@@ -36,8 +36,9 @@ const (
 	NonceMemory = 60 * time.Second
 	nonceBytes  = 16
 	// maxNonces bounds the remembered nonces: signed requests only are remembered, so
-	// only the cluster's own traffic fills it (about 16k requests per second for a minute).
-	maxNonces = 1 << 20
+	// only the cluster's own traffic fills it (a nonce stays up to two minutes: about 17k
+	// posts per second to one node; 16 bytes each).
+	maxNonces = 1 << 21
 )
 
 // Errors of a message that is not correctly signed; the handler answers all of them 401.

@@ -76,7 +76,8 @@ lint:
 ## nodes on a Redis primary with two replicas and three sentinels, and kills and freezes the
 ## primary too; CHAOS_REDIS=cluster on a Redis Cluster (three masters, three replicas), and
 ## kills and freezes a master too. On Sentinel writes wait for both replicas
-## (redis.waitReplicas 2); CHAOS_WAIT_REPLICAS=1 runs it with one.
+## (redis.waitReplicas 2); CHAOS_WAIT_REPLICAS=1 runs it with one (Sentinel only: on a Redis
+## Cluster writes wait for the one replica of each master).
 CHAOS_DURATION ?= 5m
 chaos: test-deps
 	ROOMENGINE_CHAOS_DURATION=$(CHAOS_DURATION) $(if $(CHAOS_SEED),ROOMENGINE_CHAOS_SEED=$(CHAOS_SEED)) \

@@ -46,6 +46,10 @@ import (
 // another duration (`make chaos`: 5m), ROOMENGINE_CHAOS_SEED replays a schedule, and
 // ROOMENGINE_CHAOS_OUT names a folder for the porcupine visualization and the nodes' logs
 // (by default a new temporary folder, kept and logged when the test fails).
+// ROOMENGINE_CHAOS_REDIS=sentinel|cluster runs the nodes on Sentinel or a Redis Cluster
+// instead of one redis-server, whose primary (or a master) the nemesis then kills and
+// freezes too; on Sentinel ROOMENGINE_CHAOS_WAIT_REPLICAS (1 or 2, default 2) sets
+// redis.waitReplicas.
 //
 // The nemesis found one violation, now fixed and kept as a regression case
 // (TestNemesisLeaveLandedBeforeFreeze): a request forwarded to an owner that wrote its effect
@@ -104,7 +108,15 @@ func runNemesis(t *testing.T, seed uint64, duration time.Duration) {
 		// shows that window.
 		sen = redistest.StartSentinel(t, 2, 3)
 		wait := cmp.Or(os.Getenv("ROOMENGINE_CHAOS_WAIT_REPLICAS"), "2")
-		redisEnvironment = append(sentinelEnv(sen, tc.prefix), "APPSERVER_REDIS_WAITREPLICAS="+wait)
+		if wait != "1" && wait != "2" {
+			t.Fatalf("ROOMENGINE_CHAOS_WAIT_REPLICAS=%s: want 1 or 2 (the replicas there are)", wait)
+		}
+		redisEnvironment = sentinelEnv(sen, tc.prefix)
+		for i, kv := range redisEnvironment {
+			if strings.HasPrefix(kv, "APPSERVER_REDIS_WAITREPLICAS=") {
+				redisEnvironment[i] = "APPSERVER_REDIS_WAITREPLICAS=" + wait
+			}
+		}
 		t.Logf("nemesis: on Sentinel (a primary, two replicas, three sentinels; redis.waitReplicas %s)", wait)
 	case "cluster":
 		// Three masters and three replicas (cluster-node-timeout 2000); the nemesis also

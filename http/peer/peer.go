@@ -64,8 +64,8 @@ func Handler(engine Engine, signer *Signer, log *slog.Logger) http.Handler {
 				refuse(w, r, log, err)
 				return
 			}
-			if !signer.fresh(r.Header.Get(HeaderNonce)) {
-				refuse(w, r, log, errReplay)
+			if err := signer.fresh(r.Header.Get(HeaderNonce)); err != nil {
+				refuse(w, r, log, err)
 				return
 			}
 			proved(r.Context())

@@ -31,13 +31,14 @@ const (
 const (
 	// MaxSkew is how far a message's time may be from the receiver's clock.
 	MaxSkew = 30 * time.Second
-	// NonceMemory is how long a request nonce is remembered; it exceeds 2×MaxSkew, so a
-	// request replayed at any time its time is still accepted is refused.
+	// NonceMemory is how long a request nonce is remembered at least (strictly longer, in
+	// fact); it is at least 2×MaxSkew, so a request replayed at any time its time is still
+	// accepted is refused.
 	NonceMemory = 60 * time.Second
 	nonceBytes  = 16
 	// maxNonces bounds the remembered nonces: signed requests only are remembered, so
-	// only the cluster's own traffic fills it (a nonce stays up to two minutes: about 17k
-	// posts per second to one node; 16 bytes each).
+	// only the cluster's own traffic fills it (a nonce stays less than two minutes: about
+	// 17k posts per second to one node; 16 bytes each).
 	maxNonces = 1 << 21
 )
 
@@ -47,6 +48,7 @@ var (
 	errBadSignature = errors.New("peer message signature does not match")
 	errSkew         = errors.New("peer message time too far from this node's clock")
 	errReplay       = errors.New("peer message nonce seen before")
+	errNoncesFull   = errors.New("too many peer messages to remember their nonces")
 )
 
 // Signer signs with the cluster secret and checks with it or the previous one. The zero
@@ -148,10 +150,11 @@ func (s *Signer) verify(h http.Header, kind string, body []byte, bound string) e
 	return errBadSignature
 }
 
-// fresh records a verified request's nonce and reports false when it was seen within
-// NonceMemory (a replay). A nonce is remembered for at least NonceMemory and less than twice
-// that: the current generation becomes the previous one once it is NonceMemory old.
-func (s *Signer) fresh(nonce string) bool {
+// fresh records a verified request's nonce. It answers errReplay when the nonce was seen
+// within NonceMemory, and errNoncesFull when the memory is full of live nonces. A nonce is
+// remembered for more than NonceMemory and less than twice that: the generations are
+// consecutive windows of NonceMemory each, whenever calls come.
+func (s *Signer) fresh(nonce string) error {
 	sum := sha256.Sum256([]byte(nonce))
 	key := nonceKey(sum[:16])
 	now := s.now()
@@ -164,18 +167,20 @@ func (s *Signer) fresh(nonce string) bool {
 		clear(s.cur)
 		s.curStart = now
 	case age >= NonceMemory:
+		// The next window starts where cur's ended, not now: a quiet node must not keep
+		// old nonces for longer (nor forget any sooner).
 		s.prev, s.cur = s.cur, s.prev
 		clear(s.cur)
-		s.curStart = now
+		s.curStart = s.curStart.Add(NonceMemory)
 	}
 	_, inCur := s.cur[key]
 	_, inPrev := s.prev[key]
 	if inCur || inPrev {
-		return false
+		return errReplay
 	}
 	if len(s.cur)+len(s.prev) >= maxNonces {
-		return false // full of live nonces: refuse rather than forget one that may be replayed
+		return errNoncesFull // refuse rather than forget a nonce that may be replayed
 	}
 	s.cur[key] = struct{}{}
-	return true
+	return nil
 }

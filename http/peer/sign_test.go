@@ -3,7 +3,9 @@ package peer
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -236,34 +238,73 @@ func TestNonceMemory(t *testing.T) {
 	s := NewSigner(secretA, "")
 	now := time.Unix(1_800_000_000, 0)
 	s.now = func() time.Time { return now }
-	if !s.fresh("a") || s.fresh("a") {
+	if !isFresh(s, "a") || isFresh(s, "a") {
 		t.Fatal("a first nonce must be fresh once")
 	}
 	now = now.Add(NonceMemory - time.Second) // a just before the generation turns
-	if s.fresh("a") {
+	if isFresh(s, "a") {
 		t.Fatal("a replayed within NonceMemory")
 	}
-	if !s.fresh("b") {
+	if !isFresh(s, "b") {
 		t.Fatal("b is new")
 	}
 	now = now.Add(2 * time.Second) // the generation turned: a and b are in the previous one
-	if s.fresh("a") || s.fresh("b") {
+	if isFresh(s, "a") || isFresh(s, "b") {
 		t.Fatal("a nonce forgotten before NonceMemory")
 	}
-	if !s.fresh("c") {
+	if !isFresh(s, "c") {
 		t.Fatal("c is new")
 	}
 	now = now.Add(NonceMemory) // b is NonceMemory+1s old, c exactly NonceMemory
-	if !s.fresh("a") {
+	if !isFresh(s, "a") {
 		t.Fatal("a still remembered after twice NonceMemory")
 	}
-	if s.fresh("c") {
+	if isFresh(s, "c") {
 		t.Fatal("c forgotten at NonceMemory")
 	}
 	now = now.Add(3 * NonceMemory) // a long quiet time forgets everything
 	for _, n := range []string{"a", "b", "c"} {
-		if !s.fresh(n) {
+		if !isFresh(s, n) {
 			t.Fatalf("%s remembered after a long quiet time", n)
 		}
 	}
+	// Sparse calls: one just before twice NonceMemory must not carry a into another window.
+	start := now
+	if !isFresh(s, "d") {
+		t.Fatal("d is new")
+	}
+	now = start.Add(2*NonceMemory - time.Second)
+	if !isFresh(s, "x") || isFresh(s, "d") {
+		t.Fatal("x is new, d is still remembered")
+	}
+	now = start.Add(2*NonceMemory + time.Second)
+	if !isFresh(s, "d") {
+		t.Fatal("d remembered for more than twice NonceMemory")
+	}
 }
+
+// A memory full of live nonces refuses a new request rather than forget one that could be
+// replayed; it takes new ones again once a generation has gone.
+func TestNonceMemoryFull(t *testing.T) {
+	s := NewSigner(secretA, "")
+	now := time.Unix(1_800_000_000, 0)
+	s.now = func() time.Time { return now }
+	if !isFresh(s, "first") {
+		t.Fatal("first is new")
+	}
+	for i := range maxNonces - 1 {
+		var k nonceKey
+		binary.BigEndian.PutUint64(k[:], uint64(i)+1)
+		s.cur[k] = struct{}{}
+	}
+	if err := s.fresh("one more"); !errors.Is(err, errNoncesFull) {
+		t.Fatalf("beyond maxNonces: %v, want errNoncesFull", err)
+	}
+	now = now.Add(2*NonceMemory + time.Second)
+	if !isFresh(s, "one more") {
+		t.Fatal("still full after every remembered nonce aged out")
+	}
+}
+
+// isFresh: the nonce was new (and is now remembered).
+func isFresh(s *Signer, nonce string) bool { return s.fresh(nonce) == nil }

@@ -50,7 +50,7 @@ type Subscriber struct {
 	stop context.CancelFunc
 	done chan struct{}
 
-	nReceived  atomic.Uint64 // push messages received by pub/sub
+	nReceived  atomic.Uint64 // pushes received by pub/sub (one message carries a run)
 	nRecovered atomic.Uint64 // frames read from the history to fill a gap
 	nWaited    atomic.Uint64 // pushes held for the feed follower (read models first)
 }
@@ -114,7 +114,7 @@ func (sub *Subscriber) Close() {
 	<-sub.done
 }
 
-// Received is the number of push messages received by pub/sub; Recovered the frames read
+// Received is the number of pushes received by pub/sub (one message carries a run); Recovered the frames read
 // from histories to fill gaps; Waited the pushes held until the feed follower passed the
 // room change they follow.
 func (sub *Subscriber) Received() uint64  { return sub.nReceived.Load() }
@@ -317,7 +317,7 @@ func (sub *Subscriber) confirmed(ctx context.Context, channel string) {
 	}
 }
 
-// message delivers one push (or a topic's end) received by pub/sub.
+// message delivers a run of pushes (or a topic's end) received in one pub/sub message.
 func (sub *Subscriber) message(ctx context.Context, m *goredis.Message, wait time.Duration) {
 	topic := sub.topicOf(m.Channel)
 	if m.Payload == "D" {

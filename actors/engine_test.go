@@ -154,7 +154,10 @@ func TestNoPublishExpiryWithFakeClock(t *testing.T) {
 		t.Fatalf("room expired early: %v", got)
 	}
 	h.clock.Advance(time.Millisecond)
-	waitFor(t, "expiry", func() bool { return len(listAll(t, h.eng)) == 0 })
+	// The registry hears of the end before the push goes out: await both.
+	waitFor(t, "expiry", func() bool {
+		return len(listAll(t, h.eng)) == 0 && slices.Contains(h.pub.types(room.ID), 8)
+	})
 	if got := h.pub.types(room.ID); !slices.Equal(got, []int{8}) {
 		t.Fatalf("pushes = %v, want [8]", got)
 	}
@@ -177,7 +180,9 @@ func TestPublishDoneRearmsExpiry(t *testing.T) {
 	}
 	_ = h.eng.StreamPublishDone(bg, room.ID)
 	h.clock.Advance(testCfg.NoPublishTimeout)
-	waitFor(t, "expiry after publish_done", func() bool { return len(listAll(t, h.eng)) == 0 })
+	waitFor(t, "expiry after publish_done", func() bool {
+		return len(listAll(t, h.eng)) == 0 && slices.Contains(h.pub.types(room.ID), 8)
+	})
 	if got := h.pub.types(room.ID); !slices.Equal(got, []int{9, 10, 8}) {
 		t.Fatalf("pushes = %v", got)
 	}
@@ -202,7 +207,9 @@ func TestExpirySurvivesRestart(t *testing.T) {
 		t.Fatal("expired before its original deadline")
 	}
 	clock.Advance(time.Millisecond)
-	waitFor(t, "expiry at the original deadline", func() bool { return len(listAll(t, second.eng)) == 0 })
+	waitFor(t, "expiry at the original deadline", func() bool {
+		return len(listAll(t, second.eng)) == 0 && slices.Contains(second.pub.types(room.ID), 8)
+	})
 	if got := second.pub.types(room.ID); !slices.Equal(got, []int{8}) {
 		t.Fatalf("pushes after restart = %v", got)
 	}

@@ -64,7 +64,9 @@ func TestDeadlineFiresWhilePassivated(t *testing.T) {
 	h.clock.Advance(idle + idle/4)
 	waitFor(t, "passivation", func() bool { return running(t, h.eng) == 0 })
 	h.clock.Advance(testCfg.NoPublishTimeout - idle - idle/4)
-	waitFor(t, "expiry of a passivated room", func() bool { return len(listAll(t, h.eng)) == 0 })
+	waitFor(t, "expiry of a passivated room", func() bool {
+		return len(listAll(t, h.eng)) == 0 && slices.Contains(h.pub.types(room.ID), 8)
+	})
 	if got := h.pub.types(room.ID); !slices.Equal(got, []int{8}) {
 		t.Fatalf("pushes = %v", got)
 	}
